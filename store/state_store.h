@@ -1,0 +1,96 @@
+// StateStore: the coordinator's durable state in RocksDB.
+//
+// Column families (see ARCHITECTURE.md): "sweeps" (key SweepId::Key()), "trials"
+// (key TrialId::Key()), "metrics" (key "<TrialId::Key()>/<attempt 4 digits>/<epoch 6 digits>"),
+// "events" (key 16-digit sequence, append-only JSON audit log), "meta" (counters),
+// plus "checkpoints", "indexes", "items" created empty for the later subsystems.
+//
+// Durability: every Commit() is one atomic RocksDB WriteBatch written with
+// WriteOptions::sync = true, so a change is on disk before the caller acts on it.
+// Group commit: callers collect several changes in one StateWriteBatch.
+//
+// Thread-safety: all methods are safe to call concurrently (RocksDB is); the
+// coordinator's scheduler thread is the only writer, HTTP threads read.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "store/records.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace lattice {
+
+struct StateStoreOptions {
+  std::string path;            // RocksDB directory, created if missing. Required.
+  bool sync_writes = true;     // WAL fsync on every Commit. Default: true. Tests/bench only set false.
+};
+
+// A set of changes committed atomically by StateStore::Commit.
+class StateWriteBatch {
+ public:
+  StateWriteBatch();
+  ~StateWriteBatch();
+  StateWriteBatch(StateWriteBatch&&) noexcept;
+  StateWriteBatch& operator=(StateWriteBatch&&) noexcept;
+
+  void PutSweep(const SweepRecord& sweep);
+  void PutTrial(const TrialRecord& trial);
+  void PutEpochMetrics(const EpochMetrics& metrics);
+  // Appends {"ts_ms":..., "type": type, ...fields} to the events log.
+  void AppendEvent(const std::string& type, const nlohmann::json& fields);
+
+  bool empty() const;
+  size_t count() const;
+
+ private:
+  friend class StateStore;
+  struct Pending;
+  std::unique_ptr<Pending> pending_;
+};
+
+class StateStore {
+ public:
+  static StatusOr<std::unique_ptr<StateStore>> Open(const StateStoreOptions& options);
+  ~StateStore();
+
+  // Atomically and durably applies `batch` (WAL synced when options.sync_writes).
+  Status Commit(StateWriteBatch& batch);
+
+  // Allocates the next sweep id (durable counter in "meta"; never reused, also after restart).
+  StatusOr<SweepId> AllocateSweepId();
+
+  StatusOr<SweepRecord> GetSweep(SweepId id) const;             // NotFound if absent
+  StatusOr<std::vector<SweepRecord>> ListSweeps() const;        // ascending id
+  StatusOr<TrialRecord> GetTrial(const TrialId& id) const;      // NotFound if absent
+  StatusOr<std::vector<TrialRecord>> ListTrials(SweepId sweep) const;  // ascending index
+  StatusOr<std::vector<TrialRecord>> ListAllTrials() const;
+  // Per-epoch metrics of a trial, all attempts, ascending (attempt, epoch).
+  StatusOr<std::vector<EpochMetrics>> GetEpochMetrics(const TrialId& id) const;
+  // Events with sequence > after_seq, at most `limit`, ascending.
+  StatusOr<std::vector<nlohmann::json>> ListEvents(uint64_t after_seq, size_t limit) const;
+
+  // Raw access for the other subsystems (checkpoints, indexes, items column families).
+  Status Put(const std::string& column_family, const std::string& key, const std::string& value);
+  StatusOr<std::string> Get(const std::string& column_family, const std::string& key) const;
+  Status Delete(const std::string& column_family, const std::string& key);
+  // All (key, value) pairs whose key starts with prefix, ascending.
+  StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(
+      const std::string& column_family, const std::string& prefix) const;
+
+ private:
+  StateStore() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lattice

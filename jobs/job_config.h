@@ -1,0 +1,37 @@
+// Job configs: validation of a trial's job config, torch-free (library lattice_jobs_config).
+//
+// A trial config is the sweep spec with the trial's parameters applied, minus the
+// scheduler-only sections (search, max_*, resources):
+//
+//   {"kind": "train",
+//    "seed": 42,                                   // optional, default 0
+//    "dataset": {...}, "model": {...}, "train": {...}}
+//
+// The scheduler calls ValidateJobConfig on every expanded trial config at submit time,
+// so a bad value anywhere in a grid (lr: -1) is rejected before anything is stored.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace lattice::jobs {
+
+// Job kinds the workers can run: "train", and "noop" (does nothing; measures dispatch).
+bool IsKnownJobKind(const std::string& kind);
+
+// Checks every key and value of `config` for its kind. Unknown keys, wrong types, bad
+// ranges and missing dataset files give InvalidArgument whose message names the key
+// path, e.g. "train.lr: must be > 0, got -1" or "dataset.features: file not found: x.npy".
+Status ValidateJobConfig(const nlohmann::json& config);
+
+// Maps a search parameter name to the config path it sets: a dotted name is a path
+// already ("model.hidden"); short aliases: lr, weight_decay, batch_size, epochs, momentum,
+// label_smoothing, optimizer -> "train.<name>"; dropout, hidden, batchnorm -> "model.<name>";
+// model -> "model.type". Returns nullopt for an unknown bare name.
+std::optional<std::string> ResolveParameterPath(const std::string& name);
+
+}  // namespace lattice::jobs

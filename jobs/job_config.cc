@@ -1,0 +1,39 @@
+#include "jobs/job_config.h"
+
+#include <map>
+
+#include "jobs/train_config.h"
+
+namespace lattice::jobs {
+
+bool IsKnownJobKind(const std::string& kind) { return kind == "train" || kind == "noop"; }
+
+Status ValidateJobConfig(const nlohmann::json& config) {
+  LATTICE_ASSIGN_OR_RETURN(JobConfig parsed, ParseJobConfig(config));
+  if (parsed.kind == "train") {
+    LATTICE_RETURN_IF_ERROR(CheckDatasetFilesExist(parsed.dataset, "dataset"));
+  }
+  return Status::Ok();
+}
+
+std::optional<std::string> ResolveParameterPath(const std::string& name) {
+  if (name.find('.') != std::string::npos) return name;
+  static const std::map<std::string, std::string> kAliases = {
+      {"lr", "train.lr"},
+      {"weight_decay", "train.weight_decay"},
+      {"batch_size", "train.batch_size"},
+      {"epochs", "train.epochs"},
+      {"momentum", "train.momentum"},
+      {"label_smoothing", "train.label_smoothing"},
+      {"optimizer", "train.optimizer"},
+      {"dropout", "model.dropout"},
+      {"hidden", "model.hidden"},
+      {"batchnorm", "model.batchnorm"},
+      {"model", "model.type"},
+  };
+  auto it = kAliases.find(name);
+  if (it == kAliases.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace lattice::jobs

@@ -1,0 +1,367 @@
+#include "jobs/train_config.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+namespace lattice::jobs {
+namespace {
+
+using nlohmann::json;
+
+std::string Join(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+
+std::string FormatNumber(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
+std::string TypeName(const json& v) {
+  if (v.is_number_integer()) return "integer";
+  if (v.is_number_float()) return "number";
+  return v.type_name();
+}
+
+Status Bad(const std::string& path, const std::string& msg) {
+  return Status::InvalidArgument(path + ": " + msg);
+}
+
+// Rejects keys of `obj` outside `allowed`; `obj` must be an object.
+Status CheckObject(const json& obj, const std::string& path, const std::set<std::string>& allowed) {
+  if (!obj.is_object()) return Bad(path, "expected an object, got " + TypeName(obj));
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    if (!allowed.count(it.key())) return Bad(Join(path, it.key()), "unknown key");
+  }
+  return Status::Ok();
+}
+
+const json* Find(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it == obj.end() ? nullptr : &*it;
+}
+
+// An integer (a float with an integral value is accepted too: 30.0 -> 30).
+StatusOr<int64_t> AsInt(const json& v, const std::string& path) {
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) {
+    double d = v.get<double>();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9e15) {
+      return static_cast<int64_t>(d);
+    }
+  }
+  return Bad(path, "expected an integer, got " + TypeName(v) + " " + v.dump());
+}
+
+StatusOr<double> AsNumber(const json& v, const std::string& path) {
+  if (!v.is_number()) return Bad(path, "expected a number, got " + TypeName(v) + " " + v.dump());
+  double d = v.get<double>();
+  if (!std::isfinite(d)) return Bad(path, "must be finite");
+  return d;
+}
+
+// Reads an optional integer field into *out, checking min <= value (<= max).
+Status GetInt(const json& obj, const char* key, const std::string& path, int64_t* out,
+              int64_t min, std::optional<int64_t> max = std::nullopt) {
+  const json* v = Find(obj, key);
+  if (!v) return Status::Ok();
+  std::string p = Join(path, key);
+  LATTICE_ASSIGN_OR_RETURN(int64_t x, AsInt(*v, p));
+  if (x < min) return Bad(p, "must be >= " + std::to_string(min) + ", got " + std::to_string(x));
+  if (max && x > *max) {
+    return Bad(p, "must be <= " + std::to_string(*max) + ", got " + std::to_string(x));
+  }
+  *out = x;
+  return Status::Ok();
+}
+
+enum class Bound { kClosed, kOpen, kNone };
+
+// Reads an optional number into *out, checking it lies in the given interval.
+Status GetNumber(const json& obj, const char* key, const std::string& path, double* out,
+                 Bound lo_kind, double lo, Bound hi_kind = Bound::kNone, double hi = 0) {
+  const json* v = Find(obj, key);
+  if (!v) return Status::Ok();
+  std::string p = Join(path, key);
+  LATTICE_ASSIGN_OR_RETURN(double x, AsNumber(*v, p));
+  bool lo_ok = lo_kind == Bound::kNone || (lo_kind == Bound::kOpen ? x > lo : x >= lo);
+  bool hi_ok = hi_kind == Bound::kNone || (hi_kind == Bound::kOpen ? x < hi : x <= hi);
+  if (!lo_ok || !hi_ok) {
+    std::string range;
+    if (hi_kind == Bound::kNone) {
+      range = std::string(lo_kind == Bound::kOpen ? "> " : ">= ") + FormatNumber(lo);
+    } else {
+      range = std::string("in ") + (lo_kind == Bound::kOpen ? "(" : "[") + FormatNumber(lo) +
+              ", " + FormatNumber(hi) + (hi_kind == Bound::kOpen ? ")" : "]");
+    }
+    return Bad(p, "must be " + range + ", got " + FormatNumber(x));
+  }
+  *out = x;
+  return Status::Ok();
+}
+
+Status GetBool(const json& obj, const char* key, const std::string& path, bool* out) {
+  const json* v = Find(obj, key);
+  if (!v) return Status::Ok();
+  if (!v->is_boolean()) {
+    return Bad(Join(path, key), "expected a boolean, got " + TypeName(*v) + " " + v->dump());
+  }
+  *out = v->get<bool>();
+  return Status::Ok();
+}
+
+Status GetString(const json& obj, const char* key, const std::string& path, std::string* out) {
+  const json* v = Find(obj, key);
+  if (!v) return Status::Ok();
+  if (!v->is_string()) {
+    return Bad(Join(path, key), "expected a string, got " + TypeName(*v) + " " + v->dump());
+  }
+  *out = v->get<std::string>();
+  if (out->empty()) return Bad(Join(path, key), "must not be empty");
+  return Status::Ok();
+}
+
+// Reads an optional string that must be one of `choices`; returns its index in *out.
+template <typename E>
+Status GetEnum(const json& obj, const char* key, const std::string& path,
+               const std::vector<std::pair<const char*, E>>& choices, E* out) {
+  std::string s;
+  LATTICE_RETURN_IF_ERROR(GetString(obj, key, path, &s));
+  if (s.empty()) return Status::Ok();
+  std::string names;
+  for (const auto& [name, value] : choices) {
+    if (s == name) {
+      *out = value;
+      return Status::Ok();
+    }
+    names += (names.empty() ? "" : "|") + std::string(name);
+  }
+  return Bad(Join(path, key), "must be one of " + names + ", got \"" + s + "\"");
+}
+
+Status ParseFiles(const json& obj, const std::string& path, DatasetFormat format,
+                  DatasetFiles* files) {
+  auto [fkey, lkey] = DatasetFileKeys(format);
+  LATTICE_RETURN_IF_ERROR(GetString(obj, fkey, path, &files->features));
+  if (files->features.empty()) return Bad(Join(path, fkey), "required");
+  if (lkey[0] != '\0') {
+    LATTICE_RETURN_IF_ERROR(GetString(obj, lkey, path, &files->labels));
+    if (files->labels.empty()) return Bad(Join(path, lkey), "required");
+  }
+  return Status::Ok();
+}
+
+Status ParseSplit(const json& split, const std::string& path, DatasetConfig* d) {
+  LATTICE_RETURN_IF_ERROR(CheckObject(split, path, {"validation_fraction", "seed"}));
+  LATTICE_RETURN_IF_ERROR(GetNumber(split, "validation_fraction", path, &d->validation_fraction,
+                                    Bound::kOpen, 0.0, Bound::kOpen, 1.0));
+  int64_t seed = static_cast<int64_t>(d->split_seed);
+  LATTICE_RETURN_IF_ERROR(GetInt(split, "seed", path, &seed, 0));
+  d->split_seed = static_cast<uint64_t>(seed);
+  return Status::Ok();
+}
+
+StatusOr<ModelConfig> ParseModel(const json& m, const std::string& path) {
+  ModelConfig c;
+  LATTICE_RETURN_IF_ERROR(
+      CheckObject(m, path, {"type", "hidden", "batchnorm", "dropout", "activation"}));
+  LATTICE_RETURN_IF_ERROR(GetEnum<ModelType>(
+      m, "type", path, {{"linear", ModelType::kLinear}, {"mlp", ModelType::kMlp}}, &c.type));
+  if (const json* h = Find(m, "hidden")) {
+    std::string p = Join(path, "hidden");
+    c.hidden.clear();
+    if (h->is_array()) {
+      for (size_t i = 0; i < h->size(); ++i) {
+        std::string pi = p + "[" + std::to_string(i) + "]";
+        LATTICE_ASSIGN_OR_RETURN(int64_t w, AsInt((*h)[i], pi));
+        if (w < 1) return Bad(pi, "must be >= 1, got " + std::to_string(w));
+        c.hidden.push_back(w);
+      }
+    } else {
+      LATTICE_ASSIGN_OR_RETURN(int64_t w, AsInt(*h, p));
+      if (w < 1) return Bad(p, "must be >= 1, got " + std::to_string(w));
+      c.hidden.push_back(w);
+    }
+  }
+  LATTICE_RETURN_IF_ERROR(GetBool(m, "batchnorm", path, &c.batchnorm));
+  LATTICE_RETURN_IF_ERROR(
+      GetNumber(m, "dropout", path, &c.dropout, Bound::kClosed, 0.0, Bound::kOpen, 1.0));
+  LATTICE_RETURN_IF_ERROR(GetEnum<Activation>(
+      m, "activation", path,
+      {{"relu", Activation::kRelu}, {"gelu", Activation::kGelu}, {"tanh", Activation::kTanh}},
+      &c.activation));
+  return c;
+}
+
+StatusOr<EarlyStoppingConfig> ParseEarlyStopping(const json& e, const std::string& path) {
+  EarlyStoppingConfig c;
+  LATTICE_RETURN_IF_ERROR(CheckObject(e, path, {"patience", "metric", "min_delta"}));
+  if (!Find(e, "patience")) return Bad(Join(path, "patience"), "required");
+  LATTICE_RETURN_IF_ERROR(GetInt(e, "patience", path, &c.patience, 1));
+  LATTICE_RETURN_IF_ERROR(GetEnum<EarlyStoppingMetric>(
+      e, "metric", path,
+      {{"val_loss", EarlyStoppingMetric::kValLoss},
+       {"val_accuracy", EarlyStoppingMetric::kValAccuracy}},
+      &c.metric));
+  LATTICE_RETURN_IF_ERROR(GetNumber(e, "min_delta", path, &c.min_delta, Bound::kClosed, 0.0));
+  return c;
+}
+
+StatusOr<TrainConfig> ParseTrain(const json& t, const std::string& path) {
+  TrainConfig c;
+  LATTICE_RETURN_IF_ERROR(CheckObject(
+      t, path,
+      {"epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "label_smoothing",
+       "class_weights", "early_stopping", "threads"}));
+  LATTICE_RETURN_IF_ERROR(GetInt(t, "epochs", path, &c.epochs, 1));
+  LATTICE_RETURN_IF_ERROR(GetInt(t, "batch_size", path, &c.batch_size, 1));
+  LATTICE_RETURN_IF_ERROR(GetNumber(t, "lr", path, &c.lr, Bound::kOpen, 0.0));
+  LATTICE_RETURN_IF_ERROR(GetEnum<OptimizerType>(
+      t, "optimizer", path,
+      {{"adamw", OptimizerType::kAdamW}, {"adam", OptimizerType::kAdam},
+       {"sgd", OptimizerType::kSgd}},
+      &c.optimizer));
+  LATTICE_RETURN_IF_ERROR(GetNumber(t, "weight_decay", path, &c.weight_decay, Bound::kClosed, 0));
+  LATTICE_RETURN_IF_ERROR(
+      GetNumber(t, "momentum", path, &c.momentum, Bound::kClosed, 0.0, Bound::kOpen, 1.0));
+  LATTICE_RETURN_IF_ERROR(GetNumber(t, "label_smoothing", path, &c.label_smoothing,
+                                    Bound::kClosed, 0.0, Bound::kOpen, 1.0));
+  LATTICE_RETURN_IF_ERROR(GetEnum<bool>(t, "class_weights", path,
+                                        {{"none", false}, {"inverse_frequency", true}},
+                                        &c.inverse_frequency_class_weights));
+  if (const json* e = Find(t, "early_stopping")) {
+    LATTICE_ASSIGN_OR_RETURN(c.early_stopping, ParseEarlyStopping(*e, Join(path, "early_stopping")));
+  }
+  if (Find(t, "threads")) {
+    int64_t threads = 1;
+    LATTICE_RETURN_IF_ERROR(GetInt(t, "threads", path, &threads, 1, 1024));
+    c.threads = static_cast<int>(threads);
+  }
+  return c;
+}
+
+}  // namespace
+
+std::pair<const char*, const char*> DatasetFileKeys(DatasetFormat format) {
+  switch (format) {
+    case DatasetFormat::kNpy: return {"features", "labels"};
+    case DatasetFormat::kIdx: return {"images", "labels"};
+    case DatasetFormat::kCsv: return {"path", ""};
+  }
+  return {"features", "labels"};
+}
+
+std::string DatasetConfig::CacheKey() const {
+  json key = {{"format", static_cast<int>(format)},
+              {"train", {train.features, train.labels}},
+              {"label_column", label_column},
+              {"header", header},
+              {"scale", scale ? json(*scale) : json(nullptr)},
+              {"limit", limit ? json(*limit) : json(nullptr)}};
+  if (validation) key["validation"] = {validation->features, validation->labels};
+  return key.dump();
+}
+
+StatusOr<DatasetConfig> ParseDatasetConfig(const json& d, const std::string& path) {
+  DatasetConfig c;
+  if (!d.is_object()) return Bad(path, "expected an object, got " + TypeName(d));
+  c.format = Find(d, "path") ? DatasetFormat::kCsv : DatasetFormat::kNpy;
+  LATTICE_RETURN_IF_ERROR(GetEnum<DatasetFormat>(
+      d, "format", path,
+      {{"npy", DatasetFormat::kNpy}, {"idx", DatasetFormat::kIdx}, {"csv", DatasetFormat::kCsv}},
+      &c.format));
+  auto [fkey, lkey] = DatasetFileKeys(c.format);
+  std::set<std::string> allowed = {"format", "split", "validation", "standardize", "scale",
+                                   "limit", fkey};
+  if (lkey[0] != '\0') allowed.insert(lkey);
+  if (c.format == DatasetFormat::kCsv) allowed.insert({"label_column", "header"});
+  LATTICE_RETURN_IF_ERROR(CheckObject(d, path, allowed));
+  LATTICE_RETURN_IF_ERROR(ParseFiles(d, path, c.format, &c.train));
+  if (c.format == DatasetFormat::kCsv) {
+    int64_t col = c.label_column;
+    LATTICE_RETURN_IF_ERROR(GetInt(d, "label_column", path, &col, -100000, 100000));
+    c.label_column = static_cast<int>(col);
+    LATTICE_RETURN_IF_ERROR(GetBool(d, "header", path, &c.header));
+  }
+  const json* split = Find(d, "split");
+  const json* validation = Find(d, "validation");
+  if (split && validation) return Bad(Join(path, "validation"), "give either split or validation");
+  if (split) LATTICE_RETURN_IF_ERROR(ParseSplit(*split, Join(path, "split"), &c));
+  if (validation) {
+    std::string vp = Join(path, "validation");
+    std::set<std::string> vkeys = {fkey};
+    if (lkey[0] != '\0') vkeys.insert(lkey);
+    LATTICE_RETURN_IF_ERROR(CheckObject(*validation, vp, vkeys));
+    c.validation.emplace();
+    LATTICE_RETURN_IF_ERROR(ParseFiles(*validation, vp, c.format, &*c.validation));
+  }
+  LATTICE_RETURN_IF_ERROR(GetBool(d, "standardize", path, &c.standardize));
+  if (Find(d, "scale")) {
+    double scale = 1.0;
+    LATTICE_RETURN_IF_ERROR(GetNumber(d, "scale", path, &scale, Bound::kNone, 0.0));
+    c.scale = scale;
+  }
+  if (Find(d, "limit")) {
+    int64_t limit = 0;
+    LATTICE_RETURN_IF_ERROR(GetInt(d, "limit", path, &limit, 1));
+    c.limit = limit;
+  }
+  return c;
+}
+
+Status CheckDatasetFilesExist(const DatasetConfig& dataset, const std::string& path) {
+  auto check = [](const std::string& file, const std::string& p) {
+    if (file.empty()) return Status::Ok();
+    struct stat st;
+    if (::stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Bad(p, "file not found: " + file);
+    }
+    return Status::Ok();
+  };
+  auto [fkey, lkey] = DatasetFileKeys(dataset.format);
+  LATTICE_RETURN_IF_ERROR(check(dataset.train.features, Join(path, fkey)));
+  LATTICE_RETURN_IF_ERROR(check(dataset.train.labels, Join(path, lkey)));
+  if (dataset.validation) {
+    std::string vp = Join(path, "validation");
+    LATTICE_RETURN_IF_ERROR(check(dataset.validation->features, Join(vp, fkey)));
+    LATTICE_RETURN_IF_ERROR(check(dataset.validation->labels, Join(vp, lkey)));
+  }
+  return Status::Ok();
+}
+
+StatusOr<JobConfig> ParseJobConfig(const json& config) {
+  JobConfig c;
+  if (!config.is_object()) return Bad("config", "expected an object, got " + TypeName(config));
+  LATTICE_RETURN_IF_ERROR(GetString(config, "kind", "", &c.kind));
+  if (c.kind.empty()) return Bad("kind", "required");
+  int64_t seed = 0;
+  LATTICE_RETURN_IF_ERROR(GetInt(config, "seed", "", &seed, 0));
+  c.seed = static_cast<uint64_t>(seed);
+  if (const json* name = Find(config, "name"); name && !name->is_string()) {
+    return Bad("name", "expected a string, got " + TypeName(*name));
+  }
+  if (c.kind == "noop") {
+    LATTICE_RETURN_IF_ERROR(CheckObject(config, "", {"kind", "name", "seed", "sleep_ms"}));
+    LATTICE_RETURN_IF_ERROR(GetInt(config, "sleep_ms", "", &c.sleep_ms, 0));
+    return c;
+  }
+  if (c.kind != "train") return Bad("kind", "unknown job kind \"" + c.kind + "\"");
+  LATTICE_RETURN_IF_ERROR(
+      CheckObject(config, "", {"kind", "name", "seed", "dataset", "model", "train"}));
+  const json* dataset = Find(config, "dataset");
+  if (!dataset) return Bad("dataset", "required");
+  LATTICE_ASSIGN_OR_RETURN(c.dataset, ParseDatasetConfig(*dataset, "dataset"));
+  if (const json* m = Find(config, "model"); m && !m->is_null()) {
+    LATTICE_ASSIGN_OR_RETURN(c.model, ParseModel(*m, "model"));
+  }
+  if (const json* t = Find(config, "train"); t && !t->is_null()) {
+    LATTICE_ASSIGN_OR_RETURN(c.train, ParseTrain(*t, "train"));
+  }
+  return c;
+}
+
+}  // namespace lattice::jobs

@@ -1,0 +1,125 @@
+// Parsed, typed form of a job config (torch-free; library lattice_jobs_config).
+//
+// ParseJobConfig turns the JSON trial config described in jobs/job_config.h into the
+// structs below, filling every default and rejecting unknown keys, wrong types and bad
+// ranges with InvalidArgument naming the key path ("train.lr: must be > 0, got -1").
+// It does NOT touch the file system; ValidateJobConfig adds the file-existence checks.
+//
+// Schema (every key optional unless marked):
+//   kind: "train" | "noop" (required)      seed: int >= 0 (default 0)    name: string (ignored)
+//   noop:  sleep_ms: int >= 0 (default 0)
+//   dataset (required for train):
+//     {features: f.npy, labels: l.npy}                 format npy (default when features given)
+//     {format: idx, images: f[.gz], labels: l[.gz]}    MNIST idx3 / idx1
+//     {format: csv, path: f.csv[.gz], label_column: -1 (last), header: false}
+//     split: {validation_fraction: (0,1) = 0.2, seed: int = 42}
+//       OR validation: {the file keys of the format}   explicit validation files
+//     standardize: bool = false    scale: number (multiplies features)    limit: int >= 1
+//     Relative paths resolve against the current working directory of the process that
+//     reads them (the coordinator at submit time, the worker at run time).
+//   model: {type: linear|mlp = mlp, hidden: int | [int] = [256], batchnorm: false,
+//           dropout: [0,1) = 0, activation: relu|gelu|tanh = relu}
+//   train: {epochs: >=1 = 10, batch_size: >=1 = 32, lr: >0 = 1e-3,
+//           optimizer: adamw|adam|sgd = adamw, weight_decay: >=0 = 0,
+//           momentum: [0,1) = 0.9 (sgd only), label_smoothing: [0,1) = 0,
+//           class_weights: none|inverse_frequency = none,
+//           early_stopping: {patience: >=1 (required), metric: val_loss|val_accuracy,
+//                            min_delta: >=0 = 0},
+//           threads: >=1 (intra-op threads; default: JobContext::num_threads)}
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace lattice::jobs {
+
+enum class DatasetFormat { kNpy, kIdx, kCsv };
+
+// The files of one part (training or validation) of a dataset.
+// npy: features + labels; idx: images (in `features`) + labels; csv: path (in `features`).
+struct DatasetFiles {
+  std::string features;
+  std::string labels;  // empty for csv
+};
+
+struct DatasetConfig {
+  DatasetFormat format = DatasetFormat::kNpy;
+  DatasetFiles train;
+  std::optional<DatasetFiles> validation;  // explicit validation files; else a split
+  int label_column = -1;                   // csv: column index, negative counts from the end
+  bool header = false;                     // csv: skip the first line
+  double validation_fraction = 0.2;        // split: share of rows held out, (0, 1)
+  uint64_t split_seed = 42;                // split: shuffle seed
+  bool standardize = false;                // fit mean/std on the training split only
+  std::optional<double> scale;             // features *= scale after loading
+  std::optional<int64_t> limit;            // keep only the first N rows of each file
+
+  // Key of the loaded (scaled, limited) data: equal keys load identical data.
+  // Excludes the split and standardization, which are applied per trial.
+  std::string CacheKey() const;
+};
+
+enum class ModelType { kLinear, kMlp };
+enum class Activation { kRelu, kGelu, kTanh };
+
+struct ModelConfig {
+  ModelType type = ModelType::kMlp;
+  std::vector<int64_t> hidden = {256};  // widths of the hidden layers (mlp only)
+  bool batchnorm = false;
+  double dropout = 0.0;
+  Activation activation = Activation::kRelu;
+};
+
+enum class OptimizerType { kAdamW, kAdam, kSgd };
+enum class EarlyStoppingMetric { kValLoss, kValAccuracy };
+
+struct EarlyStoppingConfig {
+  int64_t patience = 1;  // epochs without improvement before stopping
+  EarlyStoppingMetric metric = EarlyStoppingMetric::kValLoss;
+  double min_delta = 0.0;  // an improvement must exceed this
+};
+
+struct TrainConfig {
+  int64_t epochs = 10;
+  int64_t batch_size = 32;
+  double lr = 1e-3;
+  OptimizerType optimizer = OptimizerType::kAdamW;
+  double weight_decay = 0.0;
+  double momentum = 0.9;  // sgd only
+  double label_smoothing = 0.0;
+  bool inverse_frequency_class_weights = false;
+  std::optional<EarlyStoppingConfig> early_stopping;
+  std::optional<int> threads;  // unset: use JobContext::num_threads
+};
+
+struct JobConfig {
+  std::string kind;  // "train" or "noop"
+  uint64_t seed = 0;
+  int64_t sleep_ms = 0;  // noop only
+  DatasetConfig dataset;  // train only
+  ModelConfig model;      // train only
+  TrainConfig train;      // train only
+};
+
+// Parses and range-checks `config` (no file-system access). Errors: InvalidArgument.
+StatusOr<JobConfig> ParseJobConfig(const nlohmann::json& config);
+
+// Parses just a "dataset" section; `path` prefixes error messages ("dataset").
+StatusOr<DatasetConfig> ParseDatasetConfig(const nlohmann::json& dataset,
+                                           const std::string& path = "dataset");
+
+// Checks that every file named by `dataset` exists and is a regular file.
+// Error: InvalidArgument "dataset.features: file not found: x.npy".
+Status CheckDatasetFilesExist(const DatasetConfig& dataset, const std::string& path = "dataset");
+
+// The JSON key name of each file for the format: {"features","labels"}, {"images","labels"}
+// or {"path", ""}.
+std::pair<const char*, const char*> DatasetFileKeys(DatasetFormat format);
+
+}  // namespace lattice::jobs

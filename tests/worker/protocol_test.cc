@@ -1,0 +1,61 @@
+#include "worker/protocol.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/testutil/testutil.h"
+
+namespace lattice {
+namespace {
+
+template <typename T>
+T RoundTrip(const T& msg) {
+  Message m = msg;
+  auto decoded = DecodeMessage(TypeOf(m), EncodeMessage(m));
+  EXPECT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_TRUE(std::holds_alternative<T>(decoded.value()));
+  return std::get<T>(decoded.value());
+}
+
+TEST(ProtocolTest, EveryMessageRoundTrips) {
+  TrialId id{SweepId{3}, 17};
+  auto assign = RoundTrip(AssignMsg{id, 2, {{"kind", "train"}, {"train", {{"lr", 0.001}}}}});
+  EXPECT_EQ(assign.trial, id);
+  EXPECT_EQ(assign.attempt, 2);
+  EXPECT_DOUBLE_EQ(assign.config["train"]["lr"].get<double>(), 0.001);
+
+  auto progress = RoundTrip(ProgressMsg{id, 1, 5, {{"val_accuracy", 0.75}}});
+  EXPECT_EQ(progress.epoch, 5);
+  EXPECT_DOUBLE_EQ(progress.metrics.at("val_accuracy"), 0.75);
+
+  auto result = RoundTrip(ResultMsg{id, 1, ResultCode::kPermanent, {{"x", 1.5}}, 3, "NaN loss"});
+  EXPECT_EQ(result.code, ResultCode::kPermanent);
+  EXPECT_EQ(result.error, "NaN loss");
+  EXPECT_EQ(result.epochs_done, 3);
+
+  auto reg = RoundTrip(RegisterMsg{"node1", 4, "cpu"});
+  EXPECT_EQ(reg.host, "node1");
+  EXPECT_EQ(reg.threads, 4);
+
+  auto idle = RoundTrip(HeartbeatMsg{std::nullopt, 1234});
+  EXPECT_FALSE(idle.trial.has_value());
+  EXPECT_EQ(idle.rss_bytes, 1234);
+  auto busy = RoundTrip(HeartbeatMsg{id, 1});
+  ASSERT_TRUE(busy.trial.has_value());
+  EXPECT_EQ(*busy.trial, id);
+
+  EXPECT_EQ(RoundTrip(CancelMsg{id}).trial, id);
+  RoundTrip(ShutdownMsg{});
+}
+
+TEST(ProtocolTest, MalformedPayloadsAreErrorsNotCrashes) {
+  EXPECT_FALSE(DecodeMessage(MessageType::kAssign, "{not json").ok());
+  EXPECT_FALSE(DecodeMessage(MessageType::kAssign, R"({"trial":"bogus","attempt":1,"config":{}})").ok());
+  EXPECT_FALSE(DecodeMessage(MessageType::kResult, R"({"trial":"s1-t1","attempt":1})").ok());
+  EXPECT_FALSE(DecodeMessage(MessageType::kResult,
+                             R"({"trial":"s1-t1","attempt":1,"code":9,"metrics":{},"epochs_done":0,"error":""})")
+                   .ok());
+  EXPECT_FALSE(DecodeMessage(static_cast<MessageType>(99), "{}").ok());
+}
+
+}  // namespace
+}  // namespace lattice

@@ -1,0 +1,146 @@
+#include "worker/protocol.h"
+
+#include <type_traits>
+
+namespace lattice {
+namespace {
+
+using nlohmann::json;
+
+json TrialToJson(const TrialId& id) { return id.ToString(); }
+
+StatusOr<TrialId> TrialFromJson(const json& j, const char* key) {
+  if (!j.contains(key) || !j[key].is_string()) {
+    return Status::InvalidArgument(std::string("message: missing trial id '") + key + "'");
+  }
+  auto id = TrialId::Parse(j[key].get<std::string>());
+  if (!id) return Status::InvalidArgument("message: bad trial id " + j[key].dump());
+  return *id;
+}
+
+json Encode(const RegisterMsg& m) {
+  return {{"host", m.host}, {"threads", m.threads}, {"device", m.device}};
+}
+json Encode(const AssignMsg& m) {
+  return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"config", m.config}};
+}
+json Encode(const ProgressMsg& m) {
+  return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"epoch", m.epoch},
+          {"metrics", m.metrics}};
+}
+json Encode(const ResultMsg& m) {
+  return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt},
+          {"code", static_cast<int>(m.code)}, {"metrics", m.metrics},
+          {"epochs_done", m.epochs_done}, {"error", m.error}};
+}
+json Encode(const HeartbeatMsg& m) {
+  json j = {{"rss_bytes", m.rss_bytes}};
+  if (m.trial) j["trial"] = TrialToJson(*m.trial);
+  return j;
+}
+json Encode(const CancelMsg& m) { return {{"trial", TrialToJson(m.trial)}}; }
+json Encode(const ShutdownMsg&) { return json::object(); }
+
+StatusOr<Message> Decode(MessageType type, const json& j) {
+  switch (type) {
+    case MessageType::kRegister:
+      return Message(RegisterMsg{j.at("host").get<std::string>(), j.at("threads").get<int>(),
+                                 j.at("device").get<std::string>()});
+    case MessageType::kAssign: {
+      LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
+      return Message(AssignMsg{id, j.at("attempt").get<int>(), j.at("config")});
+    }
+    case MessageType::kProgress: {
+      LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
+      return Message(ProgressMsg{id, j.at("attempt").get<int>(), j.at("epoch").get<int>(),
+                                 j.at("metrics").get<std::map<std::string, double>>()});
+    }
+    case MessageType::kResult: {
+      LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
+      int code = j.at("code").get<int>();
+      if (code < 0 || code > 3) return Status::InvalidArgument("message: bad result code");
+      return Message(ResultMsg{id, j.at("attempt").get<int>(), static_cast<ResultCode>(code),
+                               j.at("metrics").get<std::map<std::string, double>>(),
+                               j.at("epochs_done").get<int>(), j.at("error").get<std::string>()});
+    }
+    case MessageType::kHeartbeat: {
+      HeartbeatMsg m;
+      m.rss_bytes = j.at("rss_bytes").get<int64_t>();
+      if (j.contains("trial")) {
+        LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
+        m.trial = id;
+      }
+      return Message(m);
+    }
+    case MessageType::kCancel: {
+      LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
+      return Message(CancelMsg{id});
+    }
+    case MessageType::kShutdown:
+      return Message(ShutdownMsg{});
+  }
+  return Status::InvalidArgument("message: unknown type " + std::to_string(static_cast<int>(type)));
+}
+
+}  // namespace
+
+MessageType TypeOf(const Message& m) {
+  return std::visit(
+      [](const auto& v) -> MessageType {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, RegisterMsg>) return MessageType::kRegister;
+        if constexpr (std::is_same_v<T, AssignMsg>) return MessageType::kAssign;
+        if constexpr (std::is_same_v<T, ProgressMsg>) return MessageType::kProgress;
+        if constexpr (std::is_same_v<T, ResultMsg>) return MessageType::kResult;
+        if constexpr (std::is_same_v<T, HeartbeatMsg>) return MessageType::kHeartbeat;
+        if constexpr (std::is_same_v<T, CancelMsg>) return MessageType::kCancel;
+        return MessageType::kShutdown;
+      },
+      m);
+}
+
+std::string EncodeMessage(const Message& m) {
+  return std::visit([](const auto& v) { return Encode(v).dump(); }, m);
+}
+
+StatusOr<Message> DecodeMessage(MessageType type, const std::string& payload) {
+  try {
+    return Decode(type, json::parse(payload));
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("message: cannot decode: ") + e.what());
+  }
+}
+
+ControlChannel::ControlChannel(MPI_Comm comm) : comm_(comm) {
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+}
+
+Status ControlChannel::Send(int dest, const Message& m) {
+  std::string payload = EncodeMessage(m);
+  int rc = MPI_Send(payload.data(), static_cast<int>(payload.size()), MPI_CHAR, dest,
+                    static_cast<int>(TypeOf(m)), comm_);
+  if (rc != MPI_SUCCESS) {
+    return Status::Unavailable("MPI_Send to rank " + std::to_string(dest) + " failed");
+  }
+  return Status::Ok();
+}
+
+std::optional<StatusOr<Envelope>> ControlChannel::Poll() {
+  int flag = 0;
+  MPI_Status st;
+  MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, &st);
+  if (!flag) return std::nullopt;
+  int count = 0;
+  MPI_Get_count(&st, MPI_CHAR, &count);
+  std::string payload(static_cast<size_t>(count), '\0');
+  MPI_Recv(payload.data(), count, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, comm_, MPI_STATUS_IGNORE);
+  auto decoded = DecodeMessage(static_cast<MessageType>(st.MPI_TAG), payload);
+  if (!decoded.ok()) {
+    return StatusOr<Envelope>(
+        decoded.status().WithContext("from rank " + std::to_string(st.MPI_SOURCE)));
+  }
+  return StatusOr<Envelope>(Envelope{st.MPI_SOURCE, std::move(decoded).value()});
+}
+
+}  // namespace lattice

@@ -1,0 +1,119 @@
+// The coordinator <-> worker control protocol, shared by scheduler/ and worker/.
+//
+// Typed messages travel as MPI point-to-point messages on the cluster communicator:
+// the MPI tag is the MessageType, the payload is the message encoded as compact JSON.
+//
+//   worker -> coordinator: Register (once, at start), Heartbeat (every interval),
+//                          Progress (per epoch), Result (once per assignment)
+//   coordinator -> worker: Assign (one task at a time), Cancel, Shutdown
+//
+// Every Progress/Result carries the trial id and the attempt number it belongs to, so
+// the coordinator can drop messages of an attempt it has already given up on.
+//
+// Threading: a ControlChannel is owned by exactly one thread (the thread that owns MPI
+// in its process, MPI_THREAD_FUNNELED). Other threads hand it work through queues.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include <mpi.h>
+#include <nlohmann/json.hpp>
+
+#include "common/ids.h"
+#include "common/status.h"
+
+namespace lattice {
+
+enum class MessageType : int {
+  kRegister = 1,
+  kAssign = 2,
+  kProgress = 3,
+  kResult = 4,
+  kHeartbeat = 5,
+  kCancel = 6,
+  kShutdown = 7,
+};
+
+struct RegisterMsg {
+  std::string host;
+  int threads = 1;           // intra-op threads this worker gives a task
+  std::string device = "cpu";
+};
+
+struct AssignMsg {
+  TrialId trial;
+  int attempt = 0;           // 1-based
+  nlohmann::json config;     // the job config (see jobs/job_config.h)
+};
+
+struct ProgressMsg {
+  TrialId trial;
+  int attempt = 0;
+  int epoch = 0;             // 1-based
+  std::map<std::string, double> metrics;
+};
+
+enum class ResultCode : int {
+  kOk = 0,
+  kRetryable = 1,            // may succeed on another attempt (internal error, I/O)
+  kPermanent = 2,            // will fail again (NaN loss, bad config): do not retry
+  kCancelled = 3,
+};
+
+struct ResultMsg {
+  TrialId trial;
+  int attempt = 0;
+  ResultCode code = ResultCode::kOk;
+  std::map<std::string, double> metrics;
+  int epochs_done = 0;
+  std::string error;
+};
+
+struct HeartbeatMsg {
+  std::optional<TrialId> trial;  // the task running now, if any
+  int64_t rss_bytes = 0;
+};
+
+struct CancelMsg {
+  TrialId trial;
+};
+
+struct ShutdownMsg {};
+
+using Message = std::variant<RegisterMsg, AssignMsg, ProgressMsg, ResultMsg, HeartbeatMsg,
+                             CancelMsg, ShutdownMsg>;
+
+MessageType TypeOf(const Message& m);
+std::string EncodeMessage(const Message& m);
+StatusOr<Message> DecodeMessage(MessageType type, const std::string& payload);
+
+struct Envelope {
+  int source = -1;  // MPI rank of the sender
+  Message message;
+};
+
+// MPI transport of the protocol over one communicator. Not thread-safe: one owner thread.
+class ControlChannel {
+ public:
+  explicit ControlChannel(MPI_Comm comm);
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  // Sends `m` to `dest` (small messages complete eagerly).
+  Status Send(int dest, const Message& m);
+
+  // Returns the next pending message from any rank, or nullopt if none is waiting.
+  // A message that fails to decode is returned as an error (and consumed).
+  std::optional<StatusOr<Envelope>> Poll();
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+}  // namespace lattice

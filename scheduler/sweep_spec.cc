@@ -1,0 +1,361 @@
+#include "scheduler/sweep_spec.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <regex>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "jobs/job_config.h"
+#include "scheduler/search_space.h"
+
+namespace lattice::scheduler {
+namespace {
+
+using OrderedJson = nlohmann::ordered_json;
+
+// Keys a trial's job config is made of; everything else at the top level is scheduler-only.
+// (sleep_ms is the noop kind's one setting.)
+const char* const kJobKeys[] = {"kind", "seed", "dataset", "model", "train", "sleep_ms"};
+const char* const kSchedulerKeys[] = {"name", "search", "max_concurrent_trials", "max_attempts",
+                                      "resources"};
+const char* const kSearchKeys[] = {"method", "metric", "parameters", "seed", "max_trials"};
+
+std::string Join(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+
+// ---- YAML -> JSON ---------------------------------------------------------------------
+
+// A plain (unquoted) scalar typed by the YAML 1.2 core schema.
+OrderedJson PlainScalarToJson(const std::string& s) {
+  static const std::regex kInt(R"([-+]?[0-9]+)");
+  static const std::regex kFloat(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
+  static const std::regex kInf(R"([-+]?\.(inf|Inf|INF))");
+  static const std::regex kNan(R"(\.(nan|NaN|NAN))");
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  if (std::regex_match(s, kInt)) {
+    errno = 0;
+    const long long v = std::strtoll(s.c_str(), nullptr, 10);
+    if (errno != ERANGE) return static_cast<int64_t>(v);
+    return std::strtod(s.c_str(), nullptr);  // too big for int64: keep it as a float
+  }
+  if (std::regex_match(s, kFloat)) return std::strtod(s.c_str(), nullptr);
+  if (std::regex_match(s, kInf)) {
+    return s[0] == '-' ? -std::numeric_limits<double>::infinity()
+                       : std::numeric_limits<double>::infinity();
+  }
+  if (std::regex_match(s, kNan)) return std::numeric_limits<double>::quiet_NaN();
+  return s;
+}
+
+StatusOr<OrderedJson> YamlToJson(const YAML::Node& node, const std::string& path) {
+  const std::string where = path.empty() ? "spec" : path;
+  switch (node.Type()) {
+    case YAML::NodeType::Undefined:
+    case YAML::NodeType::Null:
+      return OrderedJson(nullptr);
+    case YAML::NodeType::Scalar:
+      // "!" marks a quoted scalar; an explicit !!str tag also forces a string.
+      if (node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str") {
+        return OrderedJson(node.Scalar());
+      }
+      return PlainScalarToJson(node.Scalar());
+    case YAML::NodeType::Sequence: {
+      OrderedJson out = OrderedJson::array();
+      for (size_t i = 0; i < node.size(); ++i) {
+        LATTICE_ASSIGN_OR_RETURN(OrderedJson v,
+                                 YamlToJson(node[i], where + "[" + std::to_string(i) + "]"));
+        out.push_back(std::move(v));
+      }
+      return out;
+    }
+    case YAML::NodeType::Map: {
+      OrderedJson out = OrderedJson::object();
+      for (const auto& kv : node) {
+        if (!kv.first.IsScalar()) return Status::InvalidArgument(where + ": keys must be text");
+        const std::string key = kv.first.Scalar();
+        if (out.contains(key)) return Status::InvalidArgument(Join(path, key) + ": duplicate key");
+        LATTICE_ASSIGN_OR_RETURN(OrderedJson v, YamlToJson(kv.second, Join(path, key)));
+        out[key] = std::move(v);
+      }
+      return out;
+    }
+  }
+  return Status::Internal(where + ": unknown YAML node type");
+}
+
+StatusOr<OrderedJson> ParseDocument(const std::string& text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return Status::InvalidArgument("spec: line " + std::to_string(e.mark.line + 1) +
+                                   ", column " + std::to_string(e.mark.column + 1) + ": " +
+                                   e.msg);
+  }
+  LATTICE_ASSIGN_OR_RETURN(OrderedJson doc, YamlToJson(root, ""));
+  if (!doc.is_object()) {
+    return Status::InvalidArgument("spec: must be a mapping with name, kind, ... (got " +
+                                   std::string(doc.type_name()) + ")");
+  }
+  return doc;
+}
+
+// ---- field helpers --------------------------------------------------------------------
+
+// Optional integer obj[key] in [min, max]; `path` names it in errors.
+StatusOr<std::optional<int64_t>> OptionalInt(const OrderedJson& obj, const std::string& key,
+                                             const std::string& path, int64_t min,
+                                             int64_t max = INT_MAX) {
+  if (!obj.contains(key)) return std::optional<int64_t>();
+  const OrderedJson& v = obj[key];
+  if (!v.is_number_integer()) {
+    return Status::InvalidArgument(path + ": must be an integer, got " + v.dump());
+  }
+  const int64_t x = v.get<int64_t>();
+  if (x < min || x > max) {
+    return Status::InvalidArgument(path + ": must be in [" + std::to_string(min) + ", " +
+                                   std::to_string(max) + "], got " + std::to_string(x));
+  }
+  return std::optional<int64_t>(x);
+}
+
+Status CheckKeys(const OrderedJson& obj, const std::string& path,
+                 const std::vector<std::string>& allowed) {
+  for (const auto& item : obj.items()) {
+    if (std::find(allowed.begin(), allowed.end(), item.key()) == allowed.end()) {
+      std::string list;
+      for (const std::string& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      return Status::InvalidArgument(Join(path, item.key()) + ": unknown key (allowed: " + list +
+                                     ")");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ParseIdentity(const OrderedJson& doc, SweepSpec* out) {
+  static const std::regex kName(R"([A-Za-z0-9_.-]{1,64})");
+  if (!doc.contains("name")) return Status::InvalidArgument("name: required");
+  if (!doc["name"].is_string() || !std::regex_match(doc["name"].get<std::string>(), kName)) {
+    return Status::InvalidArgument("name: must match [A-Za-z0-9_.-]{1,64}, got " +
+                                   doc["name"].dump());
+  }
+  out->name = doc["name"].get<std::string>();
+  if (!doc.contains("kind")) return Status::InvalidArgument("kind: required");
+  if (!doc["kind"].is_string() || !jobs::IsKnownJobKind(doc["kind"].get<std::string>())) {
+    return Status::InvalidArgument("kind: unknown job kind " + doc["kind"].dump());
+  }
+  out->kind = doc["kind"].get<std::string>();
+  LATTICE_ASSIGN_OR_RETURN(auto seed, OptionalInt(doc, "seed", "seed", INT64_MIN, INT64_MAX));
+  (void)seed;
+  for (const char* section : {"dataset", "model", "train"}) {
+    if (doc.contains(section) && !doc[section].is_object()) {
+      return Status::InvalidArgument(std::string(section) + ": must be a mapping, got " +
+                                     doc[section].dump());
+    }
+  }
+  return Status::Ok();
+}
+
+Status ParseLimits(OrderedJson* doc, SweepSpec* out) {
+  LATTICE_ASSIGN_OR_RETURN(auto concurrent,
+                           OptionalInt(*doc, "max_concurrent_trials", "max_concurrent_trials", 1));
+  out->max_concurrent = static_cast<int>(concurrent.value_or(0));
+  LATTICE_ASSIGN_OR_RETURN(auto attempts, OptionalInt(*doc, "max_attempts", "max_attempts", 1));
+  out->max_attempts = static_cast<int>(attempts.value_or(kDefaultMaxAttempts));
+  (*doc)["max_attempts"] = out->max_attempts;
+  if (!doc->contains("resources")) return Status::Ok();
+  const OrderedJson& res = (*doc)["resources"];
+  if (!res.is_object()) return Status::InvalidArgument("resources: must be a mapping");
+  LATTICE_RETURN_IF_ERROR(CheckKeys(res, "resources", {"workers_per_trial"}));
+  LATTICE_ASSIGN_OR_RETURN(auto workers, OptionalInt(res, "workers_per_trial",
+                                                     "resources.workers_per_trial", 1));
+  if (workers && *workers != 1) {
+    return Status::InvalidArgument(
+        "resources.workers_per_trial: only 1 worker per trial is supported for now, got " +
+        std::to_string(*workers));
+  }
+  return Status::Ok();
+}
+
+Status ParseMetric(OrderedJson* search, SweepSpec* out) {
+  out->metric = kDefaultMetric;
+  out->maximize = true;
+  if (search->contains("metric")) {
+    const OrderedJson& m = (*search)["metric"];
+    if (!m.is_object()) {
+      return Status::InvalidArgument("search.metric: must be a mapping {name, goal}, got " +
+                                     m.dump());
+    }
+    LATTICE_RETURN_IF_ERROR(CheckKeys(m, "search.metric", {"name", "goal"}));
+    if (m.contains("name")) {
+      if (!m["name"].is_string() || m["name"].get<std::string>().empty()) {
+        return Status::InvalidArgument("search.metric.name: must be a non-empty string");
+      }
+      out->metric = m["name"].get<std::string>();
+    }
+    if (m.contains("goal")) {
+      if (m["goal"] != "maximize" && m["goal"] != "minimize") {
+        return Status::InvalidArgument("search.metric.goal: must be maximize or minimize, got " +
+                                       m["goal"].dump());
+      }
+      out->maximize = m["goal"] == "maximize";
+    }
+  }
+  (*search)["metric"] = {{"name", out->metric}, {"goal", out->maximize ? "maximize" : "minimize"}};
+  return Status::Ok();
+}
+
+// Validates `search` (filling defaults into it) and expands its points.
+Status ParseSearch(OrderedJson* search, SweepSpec* out) {
+  if (!search->is_object()) return Status::InvalidArgument("search: must be a mapping");
+  LATTICE_RETURN_IF_ERROR(CheckKeys(*search, "search",
+                                    std::vector<std::string>(std::begin(kSearchKeys),
+                                                             std::end(kSearchKeys))));
+  if (!search->contains("method")) return Status::InvalidArgument("search.method: required");
+  const OrderedJson& method = (*search)["method"];
+  if (method != "grid" && method != "random") {
+    return Status::InvalidArgument("search.method: must be grid or random, got " + method.dump());
+  }
+  out->method = method.get<std::string>();
+  const bool random = out->method == "random";
+  LATTICE_RETURN_IF_ERROR(ParseMetric(search, out));
+  if (!random && search->contains("seed")) {
+    return Status::InvalidArgument("search.seed: only used by method random");
+  }
+  if (!random && search->contains("max_trials")) {
+    return Status::InvalidArgument(
+        "search.max_trials: not allowed for method grid (a grid runs every point)");
+  }
+  if (random && !search->contains("max_trials")) {
+    return Status::InvalidArgument("search.max_trials: required for method random");
+  }
+  LATTICE_ASSIGN_OR_RETURN(auto seed, OptionalInt(*search, "seed", "search.seed", 0, INT64_MAX));
+  LATTICE_ASSIGN_OR_RETURN(
+      auto max_trials, OptionalInt(*search, "max_trials", "search.max_trials", 1,
+                                   static_cast<int64_t>(kMaxTrialsPerSweep)));
+  if (random) (*search)["seed"] = seed.value_or(0);
+  if (!search->contains("parameters")) return Status::InvalidArgument("search.parameters: required");
+  LATTICE_ASSIGN_OR_RETURN(SearchSpace space,
+                           ParseSearchSpace((*search)["parameters"], out->method));
+  for (const ParameterDomain& d : space.parameters) out->parameter_names.push_back(d.name);
+  LATTICE_ASSIGN_OR_RETURN(auto searcher,
+                           MakeSearcher(out->method, std::move(space),
+                                        static_cast<uint64_t>(seed.value_or(0)),
+                                        max_trials.value_or(0)));
+  LATTICE_ASSIGN_OR_RETURN(out->points, searcher->Expand());
+  return Status::Ok();
+}
+
+// Builds and validates each trial's job config from the points.
+Status BuildTrialConfigs(const OrderedJson& doc, SweepSpec* out) {
+  nlohmann::json base = nlohmann::json::object();
+  for (const char* key : kJobKeys) {
+    if (doc.contains(key)) base[key] = nlohmann::json(doc[key]);
+  }
+  out->trial_configs.reserve(out->points.size());
+  for (size_t i = 0; i < out->points.size(); ++i) {
+    nlohmann::json config = ApplyParameters(base, out->points[i]);
+    Status s = jobs::ValidateJobConfig(config);
+    if (!s.ok()) {
+      std::string context = "trial " + std::to_string(i);
+      if (!out->parameter_names.empty()) {
+        context += " (" + DescribePoint(out->points[i], out->parameter_names) + ")";
+      }
+      return s.WithContext(context);
+    }
+    out->trial_configs.push_back(std::move(config));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<SweepSpec> ParseSweepSpec(const std::string& text) {
+  LATTICE_ASSIGN_OR_RETURN(OrderedJson doc, ParseDocument(text));
+  std::vector<std::string> allowed(std::begin(kJobKeys), std::end(kJobKeys));
+  allowed.insert(allowed.end(), std::begin(kSchedulerKeys), std::end(kSchedulerKeys));
+  LATTICE_RETURN_IF_ERROR(CheckKeys(doc, "", allowed));
+  SweepSpec out;
+  LATTICE_RETURN_IF_ERROR(ParseIdentity(doc, &out));
+  LATTICE_RETURN_IF_ERROR(ParseLimits(&doc, &out));
+  if (doc.contains("search")) {
+    LATTICE_RETURN_IF_ERROR(ParseSearch(&doc["search"], &out));
+  } else if (out.kind == "noop") {
+    out.metric = kDefaultMetric;
+    out.points.push_back(nlohmann::json::object());
+  } else {
+    return Status::InvalidArgument("search: required for kind " + out.kind);
+  }
+  LATTICE_RETURN_IF_ERROR(BuildTrialConfigs(doc, &out));
+  out.spec = nlohmann::json(doc);
+  return out;
+}
+
+StatusOr<SweepSpec> LoadSweepSpecFile(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return Status::NotFound("spec file " + path + ": not found");
+  }
+  if (std::filesystem::is_directory(path, ec)) {
+    return Status::InvalidArgument("spec file " + path + ": is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in.good() && !in.eof()) return Status::IoError("spec file " + path + ": cannot read");
+  StatusOr<SweepSpec> spec = ParseSweepSpec(text.str());
+  if (!spec.ok()) return spec.status().WithContext(path);
+  return spec;
+}
+
+nlohmann::json ApplyParameters(const nlohmann::json& base, const nlohmann::json& params) {
+  nlohmann::json out = base.is_object() ? base : nlohmann::json::object();
+  if (!params.is_object()) return out;
+  for (const auto& item : params.items()) {
+    const std::string path = jobs::ResolveParameterPath(item.key()).value_or(item.key());
+    nlohmann::json* node = &out;
+    size_t start = 0;
+    while (true) {
+      const size_t dot = path.find('.', start);
+      const std::string part = path.substr(start, dot == std::string::npos ? dot : dot - start);
+      if (!node->is_object()) *node = nlohmann::json::object();
+      node = &(*node)[part];
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    *node = item.value();
+  }
+  return out;
+}
+
+std::string DescribePoint(const nlohmann::json& params, const std::vector<std::string>& order) {
+  std::vector<std::string> names = order;
+  if (params.is_object()) {
+    for (const auto& item : params.items()) {
+      if (std::find(names.begin(), names.end(), item.key()) == names.end()) {
+        names.push_back(item.key());
+      }
+    }
+  }
+  std::string out;
+  for (const std::string& name : names) {
+    if (!params.is_object() || !params.contains(name)) continue;
+    const nlohmann::json& v = params[name];
+    out += (out.empty() ? "" : ", ") + name + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  return out;
+}
+
+}  // namespace lattice::scheduler

@@ -1,0 +1,83 @@
+// Sweep specs: parse a YAML or JSON sweep document, validate it, expand it into trials.
+//
+//   name: digits-probe-grid            # required, [A-Za-z0-9_.-]{1,64}
+//   kind: train                        # required, jobs::IsKnownJobKind
+//   seed: 42                           # optional int
+//   dataset: {...}  model: {...}  train: {...}   # job sections, passed to the job config
+//   search:                            # required, except for kind noop (one trial)
+//     method: grid | random
+//     metric: {name: val_accuracy, goal: maximize | minimize}   # this is the default
+//     parameters: {lr: [1.0e-3, 7.0e-4], hidden: [[128], [256, 128]]}
+//     seed: 7                          # random only; default 0
+//     max_trials: 20                   # random only, required, >= 1; rejected for grid
+//   max_concurrent_trials: 8           # optional int >= 1; default unlimited (0)
+//   max_attempts: 3                    # optional int >= 1; default 3
+//   resources: {workers_per_trial: 1}  # optional; only 1 is supported for now
+//
+// Protocol of ParseSweepSpec:
+//   1. yaml-cpp parses the text (JSON is YAML); a parse error becomes InvalidArgument
+//      "spec: line L, column C: <what>" (1-based). Scalars keep their YAML 1.2 core type:
+//      ints stay ints, floats floats, true/false bools, null/~ null, quoted text strings.
+//   2. Top-level keys, types and ranges are checked; search.parameters is validated by
+//      ParseSearchSpace (search_space.h), which resolves each name to a config path.
+//   3. The searcher expands the points (grid: at most 100,000; random: max_trials).
+//   4. Each trial config = the spec minus name/search/max_concurrent_trials/max_attempts/
+//      resources, with the point applied (ApplyParameters); each goes through
+//      jobs::ValidateJobConfig, whose error is returned as "trial 3 (lr=-1): <error>".
+// Every error is InvalidArgument (except file errors of LoadSweepSpecFile) and its
+// message starts with the key path it is about ("search.parameters.lr: ...").
+//
+// Thread-safety: pure functions. ValidateJobConfig stats dataset files, so parsing a spec
+// touches the file system read-only.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace lattice::scheduler {
+
+// Defaults and limits.
+inline constexpr int kDefaultMaxAttempts = 3;
+inline constexpr const char* kDefaultMetric = "val_accuracy";
+
+struct SweepSpec {
+  std::string name;
+  std::string kind;
+  // The validated spec, normalised to JSON with defaults filled in (search.metric,
+  // search.seed for random, max_attempts). nlohmann::json sorts object keys, so the
+  // parameter order is NOT kept here: re-expanding spec.dump() may order grid points
+  // differently. Store points/trial_configs per trial; never re-expand a stored spec.
+  nlohmann::json spec;
+  std::string method;    // "grid" or "random"; "" for a noop spec without search
+  std::string metric;    // e.g. "val_accuracy"
+  bool maximize = true;  // goal of the metric
+  int max_concurrent = 0;  // 0 = unlimited
+  int max_attempts = kDefaultMaxAttempts;
+  std::vector<std::string> parameter_names;  // in spec order (JSON objects sort keys)
+  std::vector<nlohmann::json> points;        // params per trial, in expansion order
+  std::vector<nlohmann::json> trial_configs;  // job config per trial, same order as points
+};
+
+// Parses and validates YAML or JSON text; see the protocol above.
+StatusOr<SweepSpec> ParseSweepSpec(const std::string& text);
+
+// Reads `path` and parses it. NotFound "spec file <path>: not found" if it does not
+// exist, IoError if it cannot be read; a parse error is returned with the file name
+// as context ("<path>: search.method: ...").
+StatusOr<SweepSpec> LoadSweepSpecFile(const std::string& path);
+
+// Returns `base` with each params[name] set at jobs::ResolveParameterPath(name) (a
+// dotted path, e.g. "train.lr"), creating objects on the way; an intermediate value that
+// is not an object is replaced by one. A name that does not resolve is used as the path
+// itself (ParseSweepSpec rejects such names before this is called).
+nlohmann::json ApplyParameters(const nlohmann::json& base, const nlohmann::json& params);
+
+// "lr=0.001, dropout=0.1": a point in the given parameter order (strings unquoted);
+// for messages and logs.
+std::string DescribePoint(const nlohmann::json& params, const std::vector<std::string>& order);
+
+}  // namespace lattice::scheduler

@@ -1,0 +1,63 @@
+// The trial state machine: which state changes a trial may make, and what each event
+// does to its record. Pure functions: the coordinator applies an event, persists the
+// returned record (WAL synced), and only then acts on it.
+//
+//   event           from      to                                   record changes
+//   kAssign         queued    running                              attempts+1, worker, started_ms
+//   kSucceed        running   completed                            finished_ms, error cleared
+//   kFail           running   queued   if attempts <  max_attempts error
+//                             failed   if attempts >= max_attempts error, finished_ms
+//   kFailPermanent  running   failed                               error, finished_ms
+//   kWorkerLost     running   queued                               error
+//   kRecover        running   queued   (coordinator restarted)     error
+//   kCancel         queued,   cancelled                            finished_ms, error (reason)
+//                   running
+//
+// Anything else is illegal and returns FailedPrecondition
+//   "trial s1-t3: illegal transition completed→running (assign)".
+// Terminal states (completed, failed, cancelled) never change. kWorkerLost and kRecover
+// re-queue without looking at attempts (the attempt was not the trial's fault), so the
+// attempts counter may exceed max_attempts after lost workers. `worker` keeps the last
+// rank after a trial leaves running; it only means "running there" while state is running.
+// Metrics and objective are not touched: the coordinator sets them from the result.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "store/records.h"
+
+namespace lattice::scheduler {
+
+enum class TrialEvent { kAssign, kSucceed, kFail, kFailPermanent, kWorkerLost, kRecover, kCancel };
+
+// "assign", "succeed", "fail", "fail_permanent", "worker_lost", "recover", "cancel".
+const char* TrialEventName(TrialEvent e);
+
+// The event for a task that ended with error `code`: FailedPrecondition and
+// InvalidArgument (bad config, NaN loss, ...) are permanent -> kFailPermanent; every other
+// error is retryable -> kFail. kOk -> kSucceed.
+TrialEvent EventForResult(StatusCode code);
+
+// Whether a trial may move from `from` to `to` by some event (same-state is not a move).
+bool IsLegalTransition(TrialState from, TrialState to);
+
+// Applies `e` to `t` (see the table). `max_attempts` < 1 counts as 1. `worker` is used by
+// kAssign only; `now_ms` is unix epoch milliseconds; `error` is the failure or cancel
+// reason (kept unless empty for kCancel). Illegal -> FailedPrecondition naming the trial.
+StatusOr<TrialRecord> ApplyTrialEvent(TrialRecord t, TrialEvent e, int max_attempts, int worker,
+                                      int64_t now_ms, const std::string& error);
+
+// kCompleted when every trial is terminal (also when there are none), else kRunning.
+// A sweep that was cancelled or failed stays so: the caller keeps its own terminal state.
+SweepState SweepStateFromTrials(const std::vector<TrialState>& states);
+SweepState SweepStateFromTrials(const std::vector<TrialRecord>& trials);
+
+// Index of the best completed trial with a finite objective (max if `maximize`, else min);
+// ties go to the lower index. nullopt when there is none.
+std::optional<size_t> BestTrial(const std::vector<TrialRecord>& trials, bool maximize);
+
+}  // namespace lattice::scheduler

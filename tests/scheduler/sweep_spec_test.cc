@@ -1,0 +1,402 @@
+#include "scheduler/sweep_spec.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "tests/testutil/testutil.h"
+
+namespace lattice::scheduler {
+namespace {
+
+using nlohmann::json;
+
+const char kDigits[] = "/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz";
+
+// A valid train spec with `search` (indented YAML block) appended.
+std::string TrainSpec(const std::string& search, const std::string& extra = "") {
+  return std::string("name: digits-probe-grid\n"
+                     "kind: train\n"
+                     "seed: 42\n"
+                     "dataset: {format: csv, path: ") +
+         kDigits +
+         "}\n"
+         "model: {type: mlp, hidden: 32}\n"
+         "train: {epochs: 2, batch_size: 64}\n" +
+         extra + search;
+}
+
+const char kGrid27[] =
+    "search:\n"
+    "  method: grid\n"
+    "  metric: {name: val_accuracy, goal: maximize}\n"
+    "  parameters:\n"
+    "    lr: [1.0e-3, 7.0e-4, 3.0e-4]\n"
+    "    weight_decay: [1.0e-4, 1.0e-3, 1.0e-2]\n"
+    "    dropout: [0.1, 0.2, 0.3]\n";
+
+class SweepSpecTest : public ::testing::Test {
+ protected:
+  // Parses `text`, expects InvalidArgument, and that the message contains `needle`.
+  static void ExpectInvalid(const std::string& text, const std::string& needle) {
+    StatusOr<SweepSpec> spec = ParseSweepSpec(text);
+    ASSERT_FALSE(spec.ok()) << "accepted:\n" << text;
+    EXPECT_EQ(spec.status().code(), StatusCode::kInvalidArgument) << spec.status().ToString();
+    EXPECT_NE(spec.status().message().find(needle), std::string::npos)
+        << "message: " << spec.status().message() << "\nexpected to contain: " << needle;
+  }
+  static std::string Grid(const std::string& parameters, const std::string& more = "") {
+    return TrainSpec("search:\n  method: grid\n" + more + "  parameters:\n" + parameters);
+  }
+  static std::string Random(const std::string& parameters, const std::string& more) {
+    return TrainSpec("search:\n  method: random\n" + more + "  parameters:\n" + parameters);
+  }
+};
+
+TEST_F(SweepSpecTest, GridExpandsInSpecOrderLastParameterFastest) {
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec(TrainSpec(kGrid27)));
+  EXPECT_EQ(spec.name, "digits-probe-grid");
+  EXPECT_EQ(spec.kind, "train");
+  EXPECT_EQ(spec.method, "grid");
+  EXPECT_EQ(spec.metric, "val_accuracy");
+  EXPECT_TRUE(spec.maximize);
+  EXPECT_EQ(spec.max_concurrent, 0);
+  EXPECT_EQ(spec.max_attempts, 3);
+  EXPECT_EQ(spec.parameter_names, (std::vector<std::string>{"lr", "weight_decay", "dropout"}));
+  ASSERT_EQ(spec.points.size(), 27u);
+  ASSERT_EQ(spec.trial_configs.size(), 27u);
+  EXPECT_EQ(spec.points[0], (json{{"lr", 1e-3}, {"weight_decay", 1e-4}, {"dropout", 0.1}}));
+  EXPECT_EQ(spec.points[1], (json{{"lr", 1e-3}, {"weight_decay", 1e-4}, {"dropout", 0.2}}));
+  EXPECT_EQ(spec.points[3], (json{{"lr", 1e-3}, {"weight_decay", 1e-3}, {"dropout", 0.1}}));
+  EXPECT_EQ(spec.points[9], (json{{"lr", 7e-4}, {"weight_decay", 1e-4}, {"dropout", 0.1}}));
+  EXPECT_EQ(spec.points[26], (json{{"lr", 3e-4}, {"weight_decay", 1e-2}, {"dropout", 0.3}}));
+}
+
+TEST_F(SweepSpecTest, TrialConfigsAreSpecMinusSchedulerKeysWithParamsApplied) {
+  ASSERT_OK_AND_ASSIGN(
+      SweepSpec spec,
+      ParseSweepSpec(TrainSpec(kGrid27, "max_concurrent_trials: 8\nmax_attempts: 2\n"
+                                        "resources: {workers_per_trial: 1}\n")));
+  EXPECT_EQ(spec.max_concurrent, 8);
+  EXPECT_EQ(spec.max_attempts, 2);
+  const json& c = spec.trial_configs[5];
+  for (const char* key : {"name", "search", "max_concurrent_trials", "max_attempts", "resources"}) {
+    EXPECT_FALSE(c.contains(key)) << key;
+  }
+  EXPECT_EQ(c["kind"], "train");
+  EXPECT_EQ(c["seed"], 42);
+  EXPECT_EQ(c["dataset"]["path"], kDigits);
+  EXPECT_EQ(c["train"]["lr"], spec.points[5]["lr"]);
+  EXPECT_EQ(c["train"]["weight_decay"], spec.points[5]["weight_decay"]);
+  EXPECT_EQ(c["train"]["epochs"], 2);
+  EXPECT_EQ(c["model"]["dropout"], spec.points[5]["dropout"]);
+  EXPECT_EQ(c["model"]["hidden"], 32);
+}
+
+TEST_F(SweepSpecTest, NormalisedSpecHasDefaults) {
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec,
+                       ParseSweepSpec(Grid("    lr: [0.1]\n")));
+  EXPECT_EQ(spec.spec["name"], "digits-probe-grid");
+  EXPECT_EQ(spec.spec["max_attempts"], 3);
+  EXPECT_EQ(spec.spec["search"]["metric"], (json{{"name", "val_accuracy"}, {"goal", "maximize"}}));
+  EXPECT_EQ(spec.spec["search"]["parameters"]["lr"], json::array({0.1}));
+  EXPECT_FALSE(spec.spec.contains("max_concurrent_trials"));
+}
+
+TEST_F(SweepSpecTest, JsonAndYamlGiveTheSameSweep) {
+  const json j = {
+      {"name", "digits-probe-grid"},
+      {"kind", "train"},
+      {"seed", 42},
+      {"dataset", {{"format", "csv"}, {"path", kDigits}}},
+      {"model", {{"type", "mlp"}, {"hidden", 32}}},
+      {"train", {{"epochs", 2}, {"batch_size", 64}}},
+      {"search",
+       {{"method", "grid"},
+        {"metric", {{"name", "val_accuracy"}, {"goal", "maximize"}}},
+        {"parameters", {{"dropout", {0.1, 0.2, 0.3}}, {"lr", {1e-3, 7e-4, 3e-4}},
+                        {"weight_decay", {1e-4, 1e-3, 1e-2}}}}}}};
+  ASSERT_OK_AND_ASSIGN(SweepSpec from_json, ParseSweepSpec(j.dump(2)));
+  ASSERT_OK_AND_ASSIGN(SweepSpec from_yaml, ParseSweepSpec(TrainSpec(kGrid27)));
+  EXPECT_EQ(from_json.spec, from_yaml.spec);
+  ASSERT_EQ(from_json.points.size(), 27u);
+  // JSON text keeps its own key order: dropout, lr, weight_decay.
+  EXPECT_EQ(from_json.parameter_names,
+            (std::vector<std::string>{"dropout", "lr", "weight_decay"}));
+  EXPECT_EQ(from_json.points[1], (json{{"dropout", 0.1}, {"lr", 1e-3}, {"weight_decay", 1e-3}}));
+}
+
+TEST_F(SweepSpecTest, ScalarTypesArePreserved) {
+  ASSERT_OK_AND_ASSIGN(
+      SweepSpec spec,
+      ParseSweepSpec(Grid("    hidden: [[128], [256, 128]]\n"
+                          "    batchnorm: [true, false]\n"
+                          "    optimizer: [adamw, \"sgd\"]\n"
+                          "    epochs: [3]\n")));
+  ASSERT_EQ(spec.points.size(), 8u);
+  const json& p = spec.points[0];
+  EXPECT_TRUE(p["hidden"].is_array());
+  EXPECT_TRUE(p["hidden"][0].is_number_integer());
+  EXPECT_TRUE(p["batchnorm"].is_boolean());
+  EXPECT_TRUE(p["optimizer"].is_string());
+  EXPECT_TRUE(p["epochs"].is_number_integer());
+  EXPECT_EQ(spec.points[7], (json{{"hidden", {256, 128}}, {"batchnorm", false},
+                                  {"optimizer", "sgd"}, {"epochs", 3}}));
+  EXPECT_TRUE(spec.spec["seed"].is_number_integer());
+  EXPECT_TRUE(spec.spec["search"]["parameters"]["hidden"].is_array());
+}
+
+TEST_F(SweepSpecTest, YamlNullQuotedNumbersAndFloats) {
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec("name: n\nkind: noop\nseed: 1\n"));
+  EXPECT_TRUE(spec.spec["seed"].is_number_integer());
+  ExpectInvalid("name: n\nkind: noop\nseed: \"1\"\n", "seed: must be an integer");
+  ExpectInvalid("name: n\nkind: noop\nseed: 1.5\n", "seed: must be an integer");
+  ExpectInvalid("name: n\nkind: noop\nseed: ~\n", "seed: must be an integer, got null");
+  ExpectInvalid("name: n\nkind: noop\nseed: true\n", "seed: must be an integer, got true");
+}
+
+TEST_F(SweepSpecTest, NoopWithoutSearchIsOneTrial) {
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec("name: ping\nkind: noop\nsleep_ms: 5\n"));
+  EXPECT_EQ(spec.method, "");
+  EXPECT_EQ(spec.metric, "val_accuracy");
+  ASSERT_EQ(spec.points.size(), 1u);
+  EXPECT_EQ(spec.points[0], json::object());
+  EXPECT_EQ(spec.trial_configs[0], (json{{"kind", "noop"}, {"sleep_ms", 5}}));
+}
+
+TEST_F(SweepSpecTest, RandomSearchExpandsMaxTrials) {
+  ASSERT_OK_AND_ASSIGN(
+      SweepSpec spec,
+      ParseSweepSpec(Random("    lr: {min: 1.0e-4, max: 1.0e-1, log: true}\n"
+                            "    batch_size: {min: 16, max: 128, type: int}\n"
+                            "    optimizer: [adamw, sgd]\n",
+                            "  max_trials: 20\n  metric: {name: val_loss, goal: minimize}\n")));
+  EXPECT_EQ(spec.method, "random");
+  EXPECT_EQ(spec.metric, "val_loss");
+  EXPECT_FALSE(spec.maximize);
+  EXPECT_EQ(spec.spec["search"]["seed"], 0);
+  ASSERT_EQ(spec.points.size(), 20u);
+  for (size_t i = 0; i < spec.points.size(); ++i) {
+    const json& p = spec.points[i];
+    EXPECT_GE(p["lr"].get<double>(), 1e-4);
+    EXPECT_LE(p["lr"].get<double>(), 1e-1);
+    ASSERT_TRUE(p["batch_size"].is_number_integer());
+    EXPECT_EQ(spec.trial_configs[i]["train"]["batch_size"], p["batch_size"]);
+  }
+  ASSERT_OK_AND_ASSIGN(
+      SweepSpec again,
+      ParseSweepSpec(Random("    lr: {min: 1.0e-4, max: 1.0e-1, log: true}\n"
+                            "    batch_size: {min: 16, max: 128, type: int}\n"
+                            "    optimizer: [adamw, sgd]\n",
+                            "  max_trials: 20\n  seed: 0\n")));
+  EXPECT_EQ(spec.points, again.points);
+}
+
+// ---- rejected specs: code InvalidArgument, message names the key ---------------------
+
+TEST_F(SweepSpecTest, RejectsTopLevelProblems) {
+  ExpectInvalid(TrainSpec(kGrid27, "colour: blue\n"), "colour: unknown key");
+  ExpectInvalid("kind: noop\n", "name: required");
+  ExpectInvalid("name: noop\n", "kind: required");
+  ExpectInvalid("name: has space\nkind: noop\n", "name: must match");
+  ExpectInvalid("name: " + std::string(65, 'a') + "\nkind: noop\n", "name: must match");
+  ExpectInvalid("name: [a]\nkind: noop\n", "name: must match");
+  ExpectInvalid("name: n\nkind: distill_everything\n", "kind: unknown job kind");
+  ExpectInvalid("name: n\nkind: 3\n", "kind: unknown job kind");
+  ExpectInvalid("name: n\nkind: train\ntrain: 5\nsearch: {method: grid}\n",
+                "train: must be a mapping");
+  ExpectInvalid("- a\n- b\n", "spec: must be a mapping");
+  ExpectInvalid("", "spec: must be a mapping");
+  ExpectInvalid("name: n\nname: m\nkind: noop\n", "name: duplicate key");
+}
+
+TEST_F(SweepSpecTest, RejectsBadLimitsAndResources) {
+  ExpectInvalid(TrainSpec(kGrid27, "max_concurrent_trials: 0\n"), "max_concurrent_trials:");
+  ExpectInvalid(TrainSpec(kGrid27, "max_concurrent_trials: eight\n"),
+                "max_concurrent_trials: must be an integer");
+  ExpectInvalid(TrainSpec(kGrid27, "max_attempts: 0\n"), "max_attempts: must be in [1,");
+  ExpectInvalid(TrainSpec(kGrid27, "max_attempts: 2.5\n"), "max_attempts: must be an integer");
+  ExpectInvalid(TrainSpec(kGrid27, "resources: {workers_per_trial: 4}\n"),
+                "resources.workers_per_trial: only 1 worker per trial is supported");
+  ExpectInvalid(TrainSpec(kGrid27, "resources: {gpus: 1}\n"), "resources.gpus: unknown key");
+  ExpectInvalid(TrainSpec(kGrid27, "resources: 1\n"), "resources: must be a mapping");
+}
+
+TEST_F(SweepSpecTest, RejectsSearchProblems) {
+  ExpectInvalid(TrainSpec(""), "search: required for kind train");
+  ExpectInvalid(TrainSpec("search: grid\n"), "search: must be a mapping");
+  ExpectInvalid(TrainSpec("search: {parameters: {lr: [1]}}\n"), "search.method: required");
+  ExpectInvalid(TrainSpec("search: {method: asha, parameters: {lr: [1]}}\n"),
+                "search.method: must be grid or random");
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  budget: 3\n"), "search.budget: unknown key");
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: {name: acc, goal: up}\n"),
+                "search.metric.goal: must be maximize or minimize");
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: acc\n"), "search.metric: must be a mapping");
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: {name: \"\"}\n"), "search.metric.name:");
+  ExpectInvalid(TrainSpec("search: {method: grid}\n"), "search.parameters: required");
+  ExpectInvalid(Grid("    {}\n"), "search.parameters: must not be empty");
+  ExpectInvalid(TrainSpec("search: {method: grid, parameters: [lr]}\n"),
+                "search.parameters: must be a mapping");
+}
+
+TEST_F(SweepSpecTest, RejectsEmptyOrNonListGrids) {
+  ExpectInvalid(Grid("    lr: []\n"), "search.parameters.lr: grid values must be a non-empty list");
+  ExpectInvalid(Grid("    lr: 0.1\n"), "search.parameters.lr: grid values must be a non-empty list");
+  ExpectInvalid(Grid("    lr: {min: 0.1, max: 1}\n"),
+                "search.parameters.lr: grid values must be a non-empty list");
+  ExpectInvalid(Grid("    lr: [0.1]\n    dropout:\n"),
+                "search.parameters.dropout: grid values must be a non-empty list");
+}
+
+TEST_F(SweepSpecTest, RejectsGridOnlyAndRandomOnlyKeys) {
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  max_trials: 5\n"),
+                "search.max_trials: not allowed for method grid");
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  seed: 5\n"), "search.seed: only used by method random");
+  ExpectInvalid(Random("    lr: [0.1]\n", ""), "search.max_trials: required for method random");
+  ExpectInvalid(Random("    lr: [0.1]\n", "  max_trials: 0\n"), "search.max_trials: must be in");
+  ExpectInvalid(Random("    lr: [0.1]\n", "  max_trials: 100001\n"),
+                "search.max_trials: must be in");
+  ExpectInvalid(Random("    lr: [0.1]\n", "  max_trials: 3\n  seed: x\n"),
+                "search.seed: must be an integer");
+}
+
+TEST_F(SweepSpecTest, RejectsBadRanges) {
+  const std::string n = "  max_trials: 4\n";
+  ExpectInvalid(Random("    lr: {min: 1, max: 0.1}\n", n),
+                "search.parameters.lr: min must be < max");
+  ExpectInvalid(Random("    lr: {min: 0.1, max: 0.1}\n", n),
+                "search.parameters.lr: min must be < max");
+  ExpectInvalid(Random("    lr: {min: 0, max: 0.1, log: true}\n", n),
+                "search.parameters.lr: log: true needs min > 0");
+  ExpectInvalid(Random("    lr: {min: -1, max: 0.1, log: true}\n", n),
+                "search.parameters.lr: log: true needs min > 0");
+  ExpectInvalid(Random("    lr: {max: 0.1}\n", n), "search.parameters.lr.min: required");
+  ExpectInvalid(Random("    lr: {min: a, max: 0.1}\n", n),
+                "search.parameters.lr.min: must be a number");
+  ExpectInvalid(Random("    lr: {min: 0.1, max: 1, step: 2}\n", n),
+                "search.parameters.lr.step: unknown key");
+  ExpectInvalid(Random("    lr: {min: 0.1, max: 1, log: yes}\n", n),
+                "search.parameters.lr.log: must be a bool");
+  ExpectInvalid(Random("    lr: {min: 0.1, max: 1, type: double}\n", n),
+                "search.parameters.lr.type: must be float or int");
+  ExpectInvalid(Random("    epochs: {min: 1.5, max: 9, type: int}\n", n),
+                "search.parameters.epochs: type int needs integer min and max");
+  ExpectInvalid(Random("    lr: []\n", n), "search.parameters.lr: must be a non-empty list");
+}
+
+TEST_F(SweepSpecTest, RejectsUnknownAndOverlappingParameters) {
+  ExpectInvalid(Grid("    learning_rate: [0.1]\n"),
+                "search.parameters.learning_rate: unknown parameter");
+  ExpectInvalid(Grid("    lr: [0.1]\n    train.lr: [0.2]\n"),
+                "search.parameters.train.lr: sets train.lr, which overlaps parameter lr");
+  ExpectInvalid(Grid("    train.early_stopping: [{patience: 2}]\n"
+                     "    train.early_stopping.patience: [3]\n"),
+                "search.parameters.train.early_stopping.patience: sets");
+}
+
+TEST_F(SweepSpecTest, RejectsGridsOverTheLimit) {
+  // 10^6 points: rejected before anything is expanded.
+  std::string params;
+  for (int i = 0; i < 6; ++i) {
+    params += "    train.p" + std::to_string(i) + ": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n";
+  }
+  ExpectInvalid(Grid(params), "search.parameters: grid has 1000000 points, more than the limit");
+}
+
+TEST_F(SweepSpecTest, YamlSyntaxErrorsHaveLineAndColumn) {
+  ExpectInvalid("name: n\nkind: [noop\nseed: 1\n", "spec: line ");
+  StatusOr<SweepSpec> spec = ParseSweepSpec("name: n\nkind: noop\n  bad: : indent\n");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_NE(spec.status().message().find("column"), std::string::npos)
+      << spec.status().message();
+}
+
+TEST_F(SweepSpecTest, TrialConfigErrorsNameTheTrialAndParameters) {
+  ExpectInvalid(Grid("    lr: [1.0e-3, -1]\n    dropout: [0.1]\n"),
+                "trial 1 (lr=-1, dropout=0.1): train.lr: must be > 0");
+  ExpectInvalid(Grid("    optimizer: [adamw, rmsprop]\n"), "trial 1 (optimizer=rmsprop): train.optimizer");
+  ExpectInvalid(Grid("    train.bogus: [1]\n"), "trial 0 (train.bogus=1): train.bogus");
+}
+
+TEST_F(SweepSpecTest, MissingDatasetFileIsRejected) {
+  std::string text = Grid("    lr: [0.1]\n");
+  const std::string missing = "/nonexistent/lattice/digits.csv";
+  text.replace(text.find(kDigits), sizeof(kDigits) - 1, missing);
+  StatusOr<SweepSpec> spec = ParseSweepSpec(text);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_EQ(spec.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(spec.status().message().find("trial 0 (lr=0.1): dataset"), std::string::npos)
+      << spec.status().message();
+}
+
+TEST_F(SweepSpecTest, LoadSweepSpecFile) {
+  testutil::TempDir dir;
+  StatusOr<SweepSpec> missing = LoadSweepSpecFile(dir.Join("nope.yaml"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("nope.yaml"), std::string::npos);
+
+  const std::string bad = dir.Join("bad.yaml");
+  std::ofstream(bad) << "name: n\nkind: noop\nmax_attempts: 0\n";
+  StatusOr<SweepSpec> invalid = LoadSweepSpecFile(bad);
+  ASSERT_FALSE(invalid.ok());
+  EXPECT_EQ(invalid.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(invalid.status().message().rfind(bad + ": max_attempts:", 0), 0u)
+      << invalid.status().message();
+
+  const std::string good = dir.Join("good.json");
+  std::ofstream(good) << R"({"name": "ping", "kind": "noop"})";
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec, LoadSweepSpecFile(good));
+  EXPECT_EQ(spec.name, "ping");
+}
+
+TEST_F(SweepSpecTest, ExampleSpecParsesIfPresent) {
+  const std::string path = testutil::SourceDir() + "/examples/digits-probe-grid.yaml";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not written yet";
+  // Relative dataset paths in examples resolve against the source tree.
+  const std::filesystem::path old_cwd = std::filesystem::current_path();
+  std::filesystem::current_path(testutil::SourceDir());
+  StatusOr<SweepSpec> spec = LoadSweepSpecFile(path);
+  std::filesystem::current_path(old_cwd);
+  ASSERT_OK(spec);
+  EXPECT_FALSE(spec->points.empty());
+  EXPECT_EQ(spec->points.size(), spec->trial_configs.size());
+}
+
+// ---- ApplyParameters / DescribePoint ----------------------------------------------------
+
+TEST(ApplyParametersTest, SetsAliasesAndDottedPathsCreatingObjects) {
+  const json base = {{"kind", "train"}, {"train", {{"epochs", 3}}}};
+  const json out = ApplyParameters(base, {{"lr", 0.01},
+                                          {"model", "linear"},
+                                          {"hidden", {256, 128}},
+                                          {"train.early_stopping.patience", 5},
+                                          {"dataset.split.seed", 7}});
+  EXPECT_EQ(out["kind"], "train");
+  EXPECT_EQ(out["train"]["epochs"], 3);
+  EXPECT_EQ(out["train"]["lr"], 0.01);
+  EXPECT_EQ(out["model"]["type"], "linear");
+  EXPECT_EQ(out["model"]["hidden"], (json{256, 128}));
+  EXPECT_EQ(out["train"]["early_stopping"]["patience"], 5);
+  EXPECT_EQ(out["dataset"]["split"]["seed"], 7);
+  EXPECT_FALSE(base["train"].contains("lr"));  // base untouched
+}
+
+TEST(ApplyParametersTest, OverwritesExistingValuesAndNonObjectIntermediates) {
+  const json base = {{"train", {{"lr", 0.5}}}, {"model", "mlp"}};
+  const json out = ApplyParameters(base, {{"lr", 0.1}, {"dropout", 0.2}});
+  EXPECT_EQ(out["train"]["lr"], 0.1);
+  EXPECT_EQ(out["model"], (json{{"dropout", 0.2}}));
+  EXPECT_EQ(ApplyParameters(base, json::object()), base);
+}
+
+TEST(DescribePointTest, UsesGivenOrderThenTheRest) {
+  const json p = {{"lr", 0.001}, {"optimizer", "sgd"}, {"dropout", 0.1}, {"zeta", 1}};
+  EXPECT_EQ(DescribePoint(p, {"optimizer", "lr", "dropout"}),
+            "optimizer=sgd, lr=0.001, dropout=0.1, zeta=1");
+  EXPECT_EQ(DescribePoint(json::object(), {}), "");
+}
+
+}  // namespace
+}  // namespace lattice::scheduler

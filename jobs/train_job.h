@@ -1,0 +1,65 @@
+// Running one trial's job (library lattice_jobs; this header is torch-free).
+//
+// RunJob dispatches on config["kind"]:
+//   "noop"  — sleeps `sleep_ms` (checking cancellation every 10 ms) and returns no metrics.
+//   "train" — trains a linear / MLP classifier on a dataset (see jobs/train_config.h):
+//     1. load the dataset (through ctx.cache when set) and split it: a seeded Fisher-Yates
+//        shuffle (dataset.split.seed) or the explicit validation files;
+//     2. optionally standardize with mean/std fitted on the training split only;
+//     3. seed the torch RNG with config["seed"] (model init, dropout) and shuffle the
+//        training rows each epoch with std::mt19937_64(seed);
+//     4. per epoch: mini-batch steps (cancellation checked before each), then an eval
+//        pass under NoGradGuard; ctx.on_epoch(epoch, {train_loss, val_loss, val_accuracy})
+//        with epoch counted from 1; early stopping if configured.
+//   Loss: cross-entropy with label smoothing and class weights (inverse frequency on the
+//   training split: n / (k * count_c)). train_loss is the mean training-batch loss of the
+//   epoch (with dropout, smoothing and weights); val_loss is the plain unweighted,
+//   unsmoothed cross-entropy on the validation split, so trials are comparable.
+//   With batchnorm, a final training batch of a single row is skipped (BatchNorm needs 2).
+//
+// Result metrics: train_loss, val_loss, val_accuracy (= final epoch's values),
+// final_train_loss, final_val_loss, final_val_accuracy, best_val_accuracy (max over
+// epochs), best_val_loss (min over epochs), best_epoch (epoch with the best value of the
+// early-stopping metric; val_loss when early stopping is off).
+//
+// Errors: InvalidArgument (bad config, bad dataset files), Cancelled (ctx.cancelled()
+// returned true), FailedPrecondition ("epoch 3: training loss is NaN" / "... is Inf"),
+// Internal (any LibTorch / std exception, with context). No exception escapes.
+//
+// Determinism: the same config (incl. seed) and the same thread count give bit-identical
+// metrics. Threading: RunJob sets the process-wide intra-op thread count
+// (at::set_num_threads) and seeds the process-wide torch RNG, so run at most one train
+// job per process at a time. The callbacks are invoked on the calling thread.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "jobs/dataset.h"
+
+namespace lattice::jobs {
+
+struct JobContext {
+  // Polled between training batches; returning true stops the job with Cancelled.
+  // May be empty (never cancelled).
+  std::function<bool()> cancelled;
+  // Called after every epoch with that epoch's metrics. May be empty.
+  std::function<void(int epoch, const std::map<std::string, double>& metrics)> on_epoch;
+  // Shared dataset cache (not owned; must outlive RunJob). Null: load without caching.
+  DatasetCache* cache = nullptr;
+  // Intra-op threads when the config has no train.threads. Default: 1.
+  int num_threads = 1;
+};
+
+struct JobResult {
+  std::map<std::string, double> metrics;
+  int epochs_done = 0;
+};
+
+StatusOr<JobResult> RunJob(const nlohmann::json& config, JobContext& ctx);
+
+}  // namespace lattice::jobs

@@ -1,0 +1,199 @@
+#include "jobs/train_job.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "jobs/job_config.h"
+#include "tests/jobs/npy_writer.h"
+#include "tests/testutil/testutil.h"
+
+namespace lattice::jobs {
+namespace {
+
+using nlohmann::json;
+using testing::kDigitsCsv;
+
+// The acceptance config: digits, standardized, 80/20 split, 256-wide MLP with batchnorm.
+json DigitsConfig(int epochs = 30) {
+  return {{"kind", "train"},
+          {"seed", 42},
+          {"dataset",
+           {{"format", "csv"}, {"path", kDigitsCsv}, {"standardize", true},
+            {"split", {{"validation_fraction", 0.2}, {"seed", 42}}}}},
+          {"model", {{"type", "mlp"}, {"hidden", 256}, {"batchnorm", true}, {"dropout", 0.2}}},
+          {"train",
+           {{"epochs", epochs}, {"batch_size", 32}, {"lr", 1e-3}, {"optimizer", "adamw"},
+            {"threads", 1}}}};
+}
+
+class TrainJobTest : public ::testing::Test {
+ protected:
+  DatasetCache cache_;
+  JobContext Context() {
+    JobContext ctx;
+    ctx.cache = &cache_;
+    ctx.num_threads = 1;
+    return ctx;
+  }
+};
+
+TEST_F(TrainJobTest, DigitsMlpReachesNinetyFivePercent) {
+  JobContext ctx = Context();
+  std::vector<int> epochs;
+  ctx.on_epoch = [&](int epoch, const std::map<std::string, double>& m) {
+    epochs.push_back(epoch);
+    EXPECT_EQ(m.count("train_loss"), 1u);
+    EXPECT_EQ(m.count("val_loss"), 1u);
+    EXPECT_EQ(m.count("val_accuracy"), 1u);
+  };
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_OK_AND_ASSIGN(JobResult r, RunJob(DigitsConfig(), ctx));
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("digits MLP, 30 epochs, 1 thread: %.2f s, val_accuracy %.4f\n", secs,
+              r.metrics["val_accuracy"]);
+  EXPECT_EQ(r.epochs_done, 30);
+  ASSERT_EQ(epochs.size(), 30u);
+  EXPECT_EQ(epochs.front(), 1);
+  EXPECT_EQ(epochs.back(), 30);
+  EXPECT_GE(r.metrics["val_accuracy"], 0.95);
+  EXPECT_GE(r.metrics["best_val_accuracy"], r.metrics["val_accuracy"]);
+  EXPECT_LE(r.metrics["best_val_loss"], r.metrics["val_loss"]);
+  EXPECT_EQ(r.metrics["final_val_accuracy"], r.metrics["val_accuracy"]);
+  EXPECT_EQ(r.metrics["final_train_loss"], r.metrics["train_loss"]);
+  EXPECT_GE(r.metrics["best_epoch"], 1);
+  EXPECT_LE(r.metrics["best_epoch"], 30);
+  EXPECT_LT(r.metrics["train_loss"], 0.5);
+}
+
+TEST_F(TrainJobTest, SameConfigAndSeedGiveBitIdenticalMetrics) {
+  std::vector<std::map<std::string, double>> history[2];
+  JobResult results[2];
+  for (int run = 0; run < 2; ++run) {
+    JobContext ctx = Context();
+    ctx.on_epoch = [&, run](int, const std::map<std::string, double>& m) {
+      history[run].push_back(m);
+    };
+    ASSERT_OK_AND_ASSIGN(results[run], RunJob(DigitsConfig(3), ctx));
+  }
+  EXPECT_EQ(results[0].metrics, results[1].metrics);  // exact double equality
+  EXPECT_EQ(history[0], history[1]);
+  EXPECT_EQ(cache_.loads(), 1);  // the second run reused the loaded dataset
+
+  json other = DigitsConfig(3);
+  other["seed"] = 7;
+  JobContext ctx = Context();
+  ASSERT_OK_AND_ASSIGN(JobResult different, RunJob(other, ctx));
+  EXPECT_NE(different.metrics["train_loss"], results[0].metrics["train_loss"]);
+}
+
+TEST_F(TrainJobTest, HugeLearningRateFailsWithNonFiniteLoss) {
+  json c = DigitsConfig(30);
+  c["train"]["optimizer"] = "sgd";
+  c["train"]["lr"] = 1e6;
+  c["train"]["weight_decay"] = 0;
+  c["model"]["batchnorm"] = false;
+  c["model"]["dropout"] = 0.0;
+  JobContext ctx = Context();
+  auto r = RunJob(c, ctx);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status().ToString();
+  const std::string& msg = r.status().message();
+  EXPECT_EQ(msg.rfind("epoch ", 0), 0u) << msg;
+  EXPECT_TRUE(msg.find("training loss is NaN") != std::string::npos ||
+              msg.find("training loss is Inf") != std::string::npos)
+      << msg;
+}
+
+TEST_F(TrainJobTest, CancellationStopsBetweenBatches) {
+  JobContext ctx = Context();
+  int polls = 0;
+  ctx.cancelled = [&] { return ++polls > 10; };
+  auto r = RunJob(DigitsConfig(30), ctx);
+  EXPECT_EQ(r.status().code(), StatusCode::kCancelled) << r.status().ToString();
+  EXPECT_EQ(polls, 11);
+}
+
+TEST_F(TrainJobTest, EarlyStoppingStopsAfterPatience) {
+  json c = DigitsConfig(30);
+  // No epoch can beat the first by a whole unit of accuracy.
+  c["train"]["early_stopping"] = {{"patience", 2}, {"metric", "val_accuracy"}, {"min_delta", 1.0}};
+  JobContext ctx = Context();
+  ASSERT_OK_AND_ASSIGN(JobResult r, RunJob(c, ctx));
+  EXPECT_EQ(r.epochs_done, 3);
+  EXPECT_EQ(r.metrics["best_epoch"], 1);
+}
+
+TEST_F(TrainJobTest, ExplicitValidationNpyLinearWithWeightsAndSmoothing) {
+  // Two well-separated, imbalanced Gaussian-ish blobs written as .npy files.
+  testutil::TempDir dir;
+  std::mt19937_64 rng(1);
+  std::normal_distribution<float> noise(0.f, 0.3f);
+  auto make = [&](int n, const std::string& x_path, const std::string& y_path) {
+    std::vector<float> x;
+    std::vector<int64_t> y;
+    for (int i = 0; i < n; ++i) {
+      int64_t label = i % 5 == 0 ? 1 : 0;
+      x.push_back((label ? 2.f : -2.f) + noise(rng));
+      x.push_back(noise(rng));
+      y.push_back(label);
+    }
+    testing::WriteNpy(x_path, "<f4", "(" + std::to_string(n) + ", 2)", x);
+    testing::WriteNpy(y_path, "<i8", "(" + std::to_string(n) + ",)", y);
+  };
+  make(200, dir.Join("x.npy"), dir.Join("y.npy"));
+  make(50, dir.Join("vx.npy"), dir.Join("vy.npy"));
+  json c = {{"kind", "train"},
+            {"dataset",
+             {{"features", dir.Join("x.npy")}, {"labels", dir.Join("y.npy")},
+              {"validation", {{"features", dir.Join("vx.npy")}, {"labels", dir.Join("vy.npy")}}}}},
+            {"model", {{"type", "linear"}}},
+            {"train",
+             {{"epochs", 20}, {"lr", 0.05}, {"optimizer", "adam"}, {"label_smoothing", 0.1},
+              {"class_weights", "inverse_frequency"}}}};
+  ASSERT_OK(ValidateJobConfig(c));
+  JobContext ctx = Context();
+  ASSERT_OK_AND_ASSIGN(JobResult r, RunJob(c, ctx));
+  EXPECT_EQ(r.metrics["val_accuracy"], 1.0);
+}
+
+TEST_F(TrainJobTest, GeluTanhSgdVariantsRun) {
+  for (const char* act : {"gelu", "tanh"}) {
+    json c = DigitsConfig(2);
+    c["model"]["activation"] = act;
+    c["model"]["hidden"] = {64, 32};
+    c["train"]["optimizer"] = "sgd";
+    c["train"]["lr"] = 0.05;
+    c["dataset"]["limit"] = 500;
+    JobContext ctx = Context();
+    ASSERT_OK_AND_ASSIGN(JobResult r, RunJob(c, ctx));
+    EXPECT_GT(r.metrics["val_accuracy"], 0.5) << act;
+  }
+}
+
+TEST_F(TrainJobTest, BadConfigAndMissingFilesAreInvalidArgument) {
+  json c = DigitsConfig(1);
+  c["train"]["lr"] = -1;
+  JobContext ctx = Context();
+  EXPECT_EQ(RunJob(c, ctx).status().code(), StatusCode::kInvalidArgument);
+  c = DigitsConfig(1);
+  c["dataset"]["path"] = "/nonexistent/digits.csv";
+  auto r = RunJob(c, ctx);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("dataset.path: file not found"), std::string::npos)
+      << r.status().ToString();
+}
+
+TEST_F(TrainJobTest, NoopRunsAndCancels) {
+  JobContext ctx = Context();
+  ASSERT_OK_AND_ASSIGN(JobResult r, RunJob({{"kind", "noop"}, {"sleep_ms", 5}}, ctx));
+  EXPECT_EQ(r.epochs_done, 0);
+  ctx.cancelled = [] { return true; };
+  EXPECT_EQ(RunJob({{"kind", "noop"}, {"sleep_ms", 10000}}, ctx).status().code(),
+            StatusCode::kCancelled);
+}
+
+}  // namespace
+}  // namespace lattice::jobs

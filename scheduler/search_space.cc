@@ -63,6 +63,10 @@ Status ParseRange(const OrderedJson& range, const std::string& key, ParameterDom
   d->kind = ParameterDomain::Kind::kRange;
   d->min = range["min"].get<double>();
   d->max = range["max"].get<double>();
+  constexpr double kMaxExactInt = 9007199254740992.0;  // 2^53: ints stay exact as doubles
+  if (d->is_int && (std::fabs(d->min) >= kMaxExactInt || std::fabs(d->max) >= kMaxExactInt)) {
+    return Status::InvalidArgument(key + ": type int needs |min|, |max| < 2^53");
+  }
   if (!std::isfinite(d->min) || !std::isfinite(d->max) || !(d->min < d->max)) {
     return Status::InvalidArgument(key + ": min must be < max, got min=" + range["min"].dump() +
                                    " max=" + range["max"].dump());
@@ -119,7 +123,7 @@ nlohmann::json DrawRange(const ParameterDomain& d, std::mt19937_64& rng) {
   }
   const double u = Uniform01(rng);
   const double x = d.log ? std::exp(std::log(d.min) + u * (std::log(d.max) - std::log(d.min)))
-                         : d.min + u * (d.max - d.min);
+                         : (1 - u) * d.min + u * d.max;  // no overflow for huge ranges
   return std::clamp(x, d.min, d.max);
 }
 

@@ -70,6 +70,8 @@ TEST_F(SearchSpaceTest, ParseErrorsNameTheKey) {
       {R"({})", "grid", "search.parameters: must not be empty"},
       {R"([1])", "grid", "search.parameters: must be a mapping"},
       {R"({"lr": [1]})", "asha", "search.method: must be grid or random"},
+      {R"({"epochs": {"min": 1, "max": 9007199254740993, "type": "int"}})", "random",
+       "search.parameters.epochs: type int needs |min|, |max| < 2^53"},
   };
   for (const Case& c : cases) {
     StatusOr<SearchSpace> s = ParseSearchSpace(ordered_json::parse(c.params), c.method);
@@ -188,6 +190,13 @@ TEST_F(SearchSpaceTest, RandomListsChooseUniformlyAndKeepTypes) {
   ASSERT_EQ(counts.size(), 3u);
   for (const auto& [value, n] : counts) EXPECT_NEAR(n / 3000.0, 1.0 / 3, 0.04) << value;
   EXPECT_EQ(counts.count("[128,64]"), 1u);
+}
+
+TEST_F(SearchSpaceTest, RandomHugeFloatRangeStaysFinite) {
+  SearchSpace s = Space(R"({"train.x": {"min": -1e308, "max": 1e308}})", "random");
+  for (const json& p : Random(s, 2, 200)) {
+    ASSERT_TRUE(std::isfinite(p["train.x"].get<double>())) << p.dump();
+  }
 }
 
 TEST_F(SearchSpaceTest, RandomRejectsBadTrialCounts) {

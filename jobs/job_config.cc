@@ -30,6 +30,8 @@ std::optional<std::string> ResolveParameterPath(const std::string& name) {
       {"hidden", "model.hidden"},
       {"batchnorm", "model.batchnorm"},
       {"model", "model.type"},
+      {"seed", "seed"},
+      {"sleep_ms", "sleep_ms"},  // noop jobs (dispatch benchmarks)
   };
   auto it = kAliases.find(name);
   if (it == kAliases.end()) return std::nullopt;

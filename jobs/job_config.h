@@ -31,7 +31,8 @@ Status ValidateJobConfig(const nlohmann::json& config);
 // Maps a search parameter name to the config path it sets: a dotted name is a path
 // already ("model.hidden"); short aliases: lr, weight_decay, batch_size, epochs, momentum,
 // label_smoothing, optimizer -> "train.<name>"; dropout, hidden, batchnorm -> "model.<name>";
-// model -> "model.type". Returns nullopt for an unknown bare name.
+// model -> "model.type"; seed, sleep_ms (noop) -> top level. Returns nullopt for an
+// unknown bare name.
 std::optional<std::string> ResolveParameterPath(const std::string& name);
 
 }  // namespace lattice::jobs

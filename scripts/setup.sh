@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev libfaiss-dev librocksdb-dev libopenmpi-dev openmpi-bin
   prometheus-cpp-dev libboost-all-dev libgtest-dev libyaml-cpp-dev nlohmann-json3-dev
   libcli11-dev libspdlog-dev libhnswlib-dev libopenblas0-pthread
-  prometheus dataset-fashion-mnist curl
+  prometheus dataset-fashion-mnist curl bc
   python3-torch python3-faiss python3-hnswlib python3-optuna python3-sklearn python3-numpy
 )
 

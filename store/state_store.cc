@@ -1,0 +1,474 @@
+#include "store/state_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <iterator>
+#include <map>
+#include <mutex>
+#include <utility>
+
+namespace lattice {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kSweepsCf = "sweeps";
+constexpr const char* kTrialsCf = "trials";
+constexpr const char* kMetricsCf = "metrics";
+constexpr const char* kCheckpointsCf = "checkpoints";
+constexpr const char* kIndexesCf = "indexes";
+constexpr const char* kItemsCf = "items";
+constexpr const char* kEventsCf = "events";
+constexpr const char* kMetaCf = "meta";
+constexpr const char* kAllCfs[] = {kSweepsCf,  kTrialsCf, kMetricsCf, kCheckpointsCf,
+                                   kIndexesCf, kItemsCf,  kEventsCf,  kMetaCf};
+// Column families that raw Put/Delete may write; the others have invariants (event
+// sequence, id counter, record encoding) that only the typed API keeps.
+constexpr const char* kRawWritableCfs[] = {kCheckpointsCf, kIndexesCf, kItemsCf};
+
+constexpr const char* kNextSweepIdKey = "next_sweep_id";
+// Keys are fixed width so that they sort numerically (see state_store.h).
+constexpr int kMaxTrialIndex = 999999;  // TrialId::Key() pads the index to 6 digits
+constexpr int kMaxAttempt = 9999;
+constexpr int kMaxEpoch = 999999;
+constexpr uint64_t kMaxEventSeq = 9999999999999999ull;
+// Checkpoint chunks at least this large go to blob files instead of the LSM tree.
+constexpr uint64_t kCheckpointMinBlobBytes = 4096;
+
+std::string EventKey(uint64_t seq) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%016llu", static_cast<unsigned long long>(seq));
+  return buf;
+}
+
+std::string MetricsKey(const EpochMetrics& m) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "/%04d/%06d", m.attempt, m.epoch);
+  return m.trial.Key() + buf;
+}
+
+std::optional<uint64_t> ParseDecimal(const std::string& text) {
+  if (text.empty() || text.size() > 19) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
+bool StartsWith(const rocksdb::Slice& s, const std::string& prefix) {
+  return s.size() >= prefix.size() && std::equal(prefix.begin(), prefix.end(), s.data());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// StateWriteBatch
+
+struct StateWriteBatch::Pending {
+  struct Op {
+    const char* cf;
+    std::string key;
+    std::string value;
+  };
+  std::vector<Op> ops;
+  std::vector<json> events;  // sequence numbers are assigned in StateStore::Commit
+  Status error;              // first invalid change; Commit refuses the whole batch
+};
+
+StateWriteBatch::StateWriteBatch() : pending_(std::make_unique<Pending>()) {}
+StateWriteBatch::~StateWriteBatch() = default;
+StateWriteBatch::StateWriteBatch(StateWriteBatch&&) noexcept = default;
+StateWriteBatch& StateWriteBatch::operator=(StateWriteBatch&&) noexcept = default;
+
+void StateWriteBatch::PutSweep(const SweepRecord& sweep) {
+  pending_->ops.push_back({kSweepsCf, sweep.id.Key(), sweep.ToJson().dump()});
+}
+
+void StateWriteBatch::PutTrial(const TrialRecord& trial) {
+  if (trial.id.index > static_cast<uint32_t>(kMaxTrialIndex) && pending_->error.ok()) {
+    pending_->error = Status::InvalidArgument("trial " + trial.id.ToString() + ": index above " +
+                                              std::to_string(kMaxTrialIndex));
+  }
+  pending_->ops.push_back({kTrialsCf, trial.id.Key(), trial.ToJson().dump()});
+}
+
+void StateWriteBatch::PutEpochMetrics(const EpochMetrics& metrics) {
+  bool bad = metrics.trial.index > static_cast<uint32_t>(kMaxTrialIndex) || metrics.attempt < 0 ||
+             metrics.attempt > kMaxAttempt || metrics.epoch < 0 || metrics.epoch > kMaxEpoch;
+  if (bad && pending_->error.ok()) {
+    pending_->error = Status::InvalidArgument("metrics of trial " + metrics.trial.ToString() +
+                                              ": attempt " + std::to_string(metrics.attempt) +
+                                              " / epoch " + std::to_string(metrics.epoch) +
+                                              " out of range [0, " + std::to_string(kMaxAttempt) +
+                                              "] / [0, " + std::to_string(kMaxEpoch) + "]");
+  }
+  pending_->ops.push_back({kMetricsCf, MetricsKey(metrics), metrics.ToJson().dump()});
+}
+
+void StateWriteBatch::AppendEvent(const std::string& type, const nlohmann::json& fields) {
+  json event = json::object();
+  if (fields.is_object()) {
+    event = fields;
+  } else if (!fields.is_null()) {
+    event["data"] = fields;
+  }
+  event["ts_ms"] = NowMillis();
+  event["type"] = type;
+  pending_->events.push_back(std::move(event));
+}
+
+bool StateWriteBatch::empty() const { return count() == 0; }
+size_t StateWriteBatch::count() const { return pending_->ops.size() + pending_->events.size(); }
+
+// ---------------------------------------------------------------------------------------
+// StateStore
+
+struct StateStore::Impl {
+  StateStoreOptions options;
+  std::unique_ptr<rocksdb::DB> db;
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> cfs;  // owned; freed in ~Impl
+
+  std::mutex commit_mu;         // orders Commits, so event sequence numbers follow commit order
+  uint64_t last_event_seq = 0;  // guarded by commit_mu
+  std::mutex sweep_id_mu;
+  uint64_t next_sweep_id = 1;  // guarded by sweep_id_mu
+
+  ~Impl() {
+    if (!db) return;
+    for (auto& [name, handle] : cfs) (void)db->DestroyColumnFamilyHandle(handle);
+    (void)db->Close();
+  }
+
+  Status Error(const std::string& what, const rocksdb::Status& s) const {
+    std::string msg = "state store " + options.path + ": " + what + ": " + s.ToString();
+    if (s.IsNotFound()) return Status::NotFound(msg);
+    if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
+    if (s.IsIOError()) return Status::IoError(msg);
+    return Status::Internal(msg);
+  }
+
+  Status Context(const Status& s) const { return s.WithContext("state store " + options.path); }
+
+  StatusOr<rocksdb::ColumnFamilyHandle*> Cf(const std::string& name) const {
+    auto it = cfs.find(name);
+    if (it == cfs.end()) {
+      return Status::InvalidArgument("state store " + options.path + ": unknown column family '" +
+                                     name + "'");
+    }
+    return it->second;
+  }
+
+  // The handle of a column family that raw Put/Delete may change.
+  StatusOr<rocksdb::ColumnFamilyHandle*> RawWritableCf(const std::string& name) const {
+    if (std::none_of(std::begin(kRawWritableCfs), std::end(kRawWritableCfs),
+                     [&](const char* cf) { return name == cf; })) {
+      return Status::InvalidArgument("state store " + options.path +
+                                     ": raw writes to column family '" + name +
+                                     "' are not allowed (only checkpoints, indexes, items)");
+    }
+    return Cf(name);
+  }
+
+  rocksdb::WriteOptions WriteOpts(bool sync) const {
+    rocksdb::WriteOptions w;
+    w.sync = sync;
+    return w;
+  }
+
+  StatusOr<std::string> GetRaw(const char* cf, const std::string& key) const;
+  StatusOr<std::vector<std::pair<std::string, std::string>>> ScanRaw(const std::string& cf,
+                                                                     const std::string& prefix,
+                                                                     const std::string& start,
+                                                                     size_t limit) const;
+  Status LoadCounters();
+};
+
+StatusOr<std::string> StateStore::Impl::GetRaw(const char* cf, const std::string& key) const {
+  LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle, Cf(cf));
+  std::string value;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), handle, key, &value);
+  if (!s.ok()) return Error(std::string("get ") + cf + "/" + key, s);
+  return value;
+}
+
+// Pairs whose key starts with `prefix`, from the first key >= max(prefix, start), at most
+// `limit`, ascending.
+StatusOr<std::vector<std::pair<std::string, std::string>>> StateStore::Impl::ScanRaw(
+    const std::string& cf, const std::string& prefix, const std::string& start,
+    size_t limit) const {
+  LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle, Cf(cf));
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handle));
+  std::vector<std::pair<std::string, std::string>> out;
+  for (it->Seek(std::max(prefix, start)); it->Valid() && out.size() < limit; it->Next()) {
+    if (!StartsWith(it->key(), prefix)) break;
+    out.emplace_back(it->key().ToString(), it->value().ToString());
+  }
+  if (!it->status().ok()) return Error("scan " + cf + "/" + prefix + "*", it->status());
+  return out;
+}
+
+// Loads the last event sequence and the next sweep id. The sweep counter also stays above
+// every stored sweep, so a lost or stale counter can never hand out a used id.
+Status StateStore::Impl::LoadCounters() {
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs[kEventsCf]));
+  it->SeekToLast();
+  if (it->Valid()) {
+    auto seq = ParseDecimal(it->key().ToString());
+    if (!seq) return Context(Status::Internal("events: corrupt key " + it->key().ToString()));
+    last_event_seq = *seq;
+  }
+  if (!it->status().ok()) return Error("read last event", it->status());
+
+  auto counter = GetRaw(kMetaCf, kNextSweepIdKey);
+  if (counter.ok()) {
+    auto v = ParseDecimal(*counter);
+    if (!v) return Context(Status::Internal("meta/next_sweep_id: corrupt value " + *counter));
+    next_sweep_id = std::max<uint64_t>(*v, 1);
+  } else if (counter.status().code() != StatusCode::kNotFound) {
+    return counter.status();
+  }
+  std::unique_ptr<rocksdb::Iterator> sit(db->NewIterator(rocksdb::ReadOptions(), cfs[kSweepsCf]));
+  sit->SeekToLast();
+  if (sit->Valid()) {
+    auto last = ParseDecimal(sit->key().ToString());
+    if (last) next_sweep_id = std::max(next_sweep_id, *last + 1);
+  }
+  if (!sit->status().ok()) return Error("read last sweep", sit->status());
+  return Status::Ok();
+}
+
+namespace {
+
+// Existing column families (a store created by a newer version may have more) plus ours.
+std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const std::string& path) {
+  std::vector<std::string> names;
+  rocksdb::DBOptions probe;
+  if (!rocksdb::DB::ListColumnFamilies(probe, path, &names).ok()) names.clear();
+  names.push_back(rocksdb::kDefaultColumnFamilyName);
+  for (const char* cf : kAllCfs) names.push_back(cf);
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> out;
+  for (const auto& name : names) {
+    rocksdb::ColumnFamilyOptions cf_options;
+    if (name == kCheckpointsCf) {
+      cf_options.enable_blob_files = true;
+      cf_options.min_blob_size = kCheckpointMinBlobBytes;
+      cf_options.enable_blob_garbage_collection = true;
+    }
+    out.emplace_back(name, cf_options);
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& options) {
+  if (options.path.empty()) return Status::InvalidArgument("state store: path is empty");
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);
+  if (ec) return Status::IoError("state store " + options.path + ": create: " + ec.message());
+
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = Descriptors(options.path);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw);
+  if (!s.ok()) return impl->Error("open", s);
+  impl->db.reset(raw);
+  for (size_t i = 0; i < handles.size(); ++i) impl->cfs[descriptors[i].name] = handles[i];
+  LATTICE_RETURN_IF_ERROR(impl->LoadCounters());
+
+  std::unique_ptr<StateStore> store(new StateStore());
+  store->impl_ = std::move(impl);
+  return store;
+}
+
+StateStore::~StateStore() = default;
+
+// Protocol:
+//  1. Refuse the batch if a change in it was invalid (nothing is written).
+//  2. Under commit_mu, number its events last_event_seq+1, +2, ... in append order.
+//  3. Write everything as one rocksdb::WriteBatch (sync per options.sync_writes).
+//  4. Only on success advance last_event_seq and clear `batch`; on failure the batch is
+//     left as it was and no sequence number is consumed, so the caller may retry.
+Status StateStore::Commit(StateWriteBatch& batch) {
+  StateWriteBatch::Pending& p = *batch.pending_;
+  if (!p.error.ok()) return impl_->Context(p.error);
+  if (batch.empty()) return Status::Ok();
+
+  std::lock_guard<std::mutex> lock(impl_->commit_mu);
+  if (impl_->last_event_seq + p.events.size() > kMaxEventSeq) {
+    return impl_->Context(Status::Internal("events: sequence space exhausted"));
+  }
+  rocksdb::WriteBatch wb;
+  for (const auto& op : p.ops) {
+    rocksdb::Status s = wb.Put(impl_->cfs.at(op.cf), op.key, op.value);
+    if (!s.ok()) return impl_->Error(std::string("batch put ") + op.cf + "/" + op.key, s);
+  }
+  uint64_t seq = impl_->last_event_seq;
+  for (const auto& event : p.events) {
+    json stored = event;
+    stored["seq"] = ++seq;
+    rocksdb::Status s = wb.Put(impl_->cfs.at(kEventsCf), EventKey(seq), stored.dump());
+    if (!s.ok()) return impl_->Error("batch put event", s);
+  }
+  rocksdb::Status s = impl_->db->Write(impl_->WriteOpts(impl_->options.sync_writes), &wb);
+  if (!s.ok()) return impl_->Error("commit " + std::to_string(batch.count()) + " changes", s);
+  impl_->last_event_seq = seq;
+  p.ops.clear();
+  p.events.clear();
+  return Status::Ok();
+}
+
+StatusOr<SweepId> StateStore::AllocateSweepId() {
+  std::lock_guard<std::mutex> lock(impl_->sweep_id_mu);
+  uint64_t id = impl_->next_sweep_id;
+  // Always synced: the counter must be on disk before the id is used anywhere.
+  rocksdb::Status s = impl_->db->Put(impl_->WriteOpts(true), impl_->cfs.at(kMetaCf),
+                                     kNextSweepIdKey, std::to_string(id + 1));
+  if (!s.ok()) return impl_->Error("allocate sweep id", s);
+  impl_->next_sweep_id = id + 1;
+  return SweepId{id};
+}
+
+namespace {
+
+template <typename Record>
+StatusOr<Record> Decode(const std::string& what, const std::string& value) {
+  json j = json::parse(value, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::Internal(what + ": corrupt record: not valid JSON");
+  auto r = Record::FromJson(j);
+  if (!r.ok()) return Status::Internal(what + ": corrupt record: " + r.status().message());
+  return r;
+}
+
+template <typename Record>
+StatusOr<std::vector<Record>> DecodeAll(
+    const std::string& cf, const std::vector<std::pair<std::string, std::string>>& rows) {
+  std::vector<Record> out;
+  out.reserve(rows.size());
+  for (const auto& [key, value] : rows) {
+    LATTICE_ASSIGN_OR_RETURN(Record r, Decode<Record>(cf + "/" + key, value));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+constexpr size_t kNoLimit = static_cast<size_t>(-1);
+
+}  // namespace
+
+StatusOr<SweepRecord> StateStore::GetSweep(SweepId id) const {
+  auto value = impl_->GetRaw(kSweepsCf, id.Key());
+  if (value.status().code() == StatusCode::kNotFound) {
+    return Status::NotFound("sweep " + id.ToString() + " not found");
+  }
+  if (!value.ok()) return value.status();
+  auto r = Decode<SweepRecord>(std::string(kSweepsCf) + "/" + id.Key(), *value);
+  if (!r.ok()) return impl_->Context(r.status());
+  return r;
+}
+
+StatusOr<std::vector<SweepRecord>> StateStore::ListSweeps() const {
+  LATTICE_ASSIGN_OR_RETURN(auto rows, impl_->ScanRaw(kSweepsCf, "", "", kNoLimit));
+  auto r = DecodeAll<SweepRecord>(kSweepsCf, rows);
+  if (!r.ok()) return impl_->Context(r.status());
+  return r;
+}
+
+StatusOr<TrialRecord> StateStore::GetTrial(const TrialId& id) const {
+  auto value = impl_->GetRaw(kTrialsCf, id.Key());
+  if (value.status().code() == StatusCode::kNotFound) {
+    return Status::NotFound("trial " + id.ToString() + " not found");
+  }
+  if (!value.ok()) return value.status();
+  auto r = Decode<TrialRecord>(std::string(kTrialsCf) + "/" + id.Key(), *value);
+  if (!r.ok()) return impl_->Context(r.status());
+  return r;
+}
+
+StatusOr<std::vector<TrialRecord>> StateStore::ListTrials(SweepId sweep) const {
+  LATTICE_ASSIGN_OR_RETURN(auto rows, impl_->ScanRaw(kTrialsCf, sweep.Key() + "/", "", kNoLimit));
+  auto r = DecodeAll<TrialRecord>(kTrialsCf, rows);
+  if (!r.ok()) return impl_->Context(r.status());
+  return r;
+}
+
+StatusOr<std::vector<TrialRecord>> StateStore::ListAllTrials() const {
+  LATTICE_ASSIGN_OR_RETURN(auto rows, impl_->ScanRaw(kTrialsCf, "", "", kNoLimit));
+  auto r = DecodeAll<TrialRecord>(kTrialsCf, rows);
+  if (!r.ok()) return impl_->Context(r.status());
+  return r;
+}
+
+StatusOr<std::vector<EpochMetrics>> StateStore::GetEpochMetrics(const TrialId& id) const {
+  LATTICE_ASSIGN_OR_RETURN(auto rows, impl_->ScanRaw(kMetricsCf, id.Key() + "/", "", kNoLimit));
+  auto r = DecodeAll<EpochMetrics>(kMetricsCf, rows);
+  if (!r.ok()) return impl_->Context(r.status());
+  return r;
+}
+
+StatusOr<std::vector<nlohmann::json>> StateStore::ListEvents(uint64_t after_seq,
+                                                             size_t limit) const {
+  std::vector<nlohmann::json> out;
+  if (limit == 0 || after_seq >= kMaxEventSeq) return out;
+  LATTICE_ASSIGN_OR_RETURN(auto rows,
+                           impl_->ScanRaw(kEventsCf, "", EventKey(after_seq + 1), limit));
+  out.reserve(rows.size());
+  for (const auto& [key, value] : rows) {
+    json j = json::parse(value, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) {
+      return impl_->Context(Status::Internal("events/" + key + ": corrupt record"));
+    }
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+Status StateStore::Put(const std::string& column_family, const std::string& key,
+                       const std::string& value) {
+  LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle,
+                           impl_->RawWritableCf(column_family));
+  rocksdb::Status s =
+      impl_->db->Put(impl_->WriteOpts(impl_->options.sync_writes), handle, key, value);
+  if (!s.ok()) return impl_->Error("put " + column_family + "/" + key, s);
+  return Status::Ok();
+}
+
+StatusOr<std::string> StateStore::Get(const std::string& column_family,
+                                      const std::string& key) const {
+  LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle, impl_->Cf(column_family));
+  std::string value;
+  rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), handle, key, &value);
+  if (!s.ok()) return impl_->Error("get " + column_family + "/" + key, s);
+  return value;
+}
+
+Status StateStore::Delete(const std::string& column_family, const std::string& key) {
+  LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle,
+                           impl_->RawWritableCf(column_family));
+  rocksdb::Status s = impl_->db->Delete(impl_->WriteOpts(impl_->options.sync_writes), handle, key);
+  if (!s.ok()) return impl_->Error("delete " + column_family + "/" + key, s);
+  return Status::Ok();
+}
+
+StatusOr<std::vector<std::pair<std::string, std::string>>> StateStore::Scan(
+    const std::string& column_family, const std::string& prefix) const {
+  return impl_->ScanRaw(column_family, prefix, "", kNoLimit);
+}
+
+}  // namespace lattice

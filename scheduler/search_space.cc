@@ -72,8 +72,8 @@ Status ParseRange(const OrderedJson& range, const std::string& key, ParameterDom
                                    " max=" + range["max"].dump());
   }
   if (d->log && d->min <= 0) {
-    return Status::InvalidArgument(key + ": log: true needs min > 0, got min=" +
-                                   range["min"].dump());
+    return Status::InvalidArgument(key +
+                                   ": log: true needs min > 0, got min=" + range["min"].dump());
   }
   return Status::Ok();
 }
@@ -86,8 +86,10 @@ StatusOr<ParameterDomain> ParseDomain(const std::string& name, const OrderedJson
   std::optional<std::string> path = jobs::ResolveParameterPath(name);
   if (!path) {
     return Status::InvalidArgument(
-        key + ": unknown parameter (use a known name such as lr, or a config path such as "
-              "train." + name + ")");
+        key +
+        ": unknown parameter (use a known name such as lr, or a config path such as "
+        "train." +
+        name + ")");
   }
   d.path = *path;
   if (value.is_array() && !value.empty()) {
@@ -117,8 +119,8 @@ nlohmann::json DrawRange(const ParameterDomain& d, std::mt19937_64& rng) {
       return lo + static_cast<int64_t>(rng() % span);
     }
     // Log-uniform over [lo, hi + 1), floored: each integer weighted by its log width.
-    const double x = std::exp(std::log(d.min) +
-                              Uniform01(rng) * (std::log(d.max + 1) - std::log(d.min)));
+    const double x =
+        std::exp(std::log(d.min) + Uniform01(rng) * (std::log(d.max + 1) - std::log(d.min)));
     return std::clamp(static_cast<int64_t>(std::floor(x)), lo, hi);
   }
   const double u = Uniform01(rng);

@@ -1,5 +1,7 @@
 #include "scheduler/sweep_spec.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <climits>
@@ -11,8 +13,6 @@
 #include <optional>
 #include <regex>
 #include <sstream>
-
-#include <yaml-cpp/yaml.h>
 
 #include "jobs/job_config.h"
 #include "scheduler/search_space.h"
@@ -100,9 +100,8 @@ StatusOr<OrderedJson> ParseDocument(const std::string& text) {
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    return Status::InvalidArgument("spec: line " + std::to_string(e.mark.line + 1) +
-                                   ", column " + std::to_string(e.mark.column + 1) + ": " +
-                                   e.msg);
+    return Status::InvalidArgument("spec: line " + std::to_string(e.mark.line + 1) + ", column " +
+                                   std::to_string(e.mark.column + 1) + ": " + e.msg);
   }
   LATTICE_ASSIGN_OR_RETURN(OrderedJson doc, YamlToJson(root, ""));
   if (!doc.is_object()) {
@@ -179,8 +178,8 @@ Status ParseLimits(OrderedJson* doc, SweepSpec* out) {
   const OrderedJson& res = (*doc)["resources"];
   if (!res.is_object()) return Status::InvalidArgument("resources: must be a mapping");
   LATTICE_RETURN_IF_ERROR(CheckKeys(res, "resources", {"workers_per_trial"}));
-  LATTICE_ASSIGN_OR_RETURN(auto workers, OptionalInt(res, "workers_per_trial",
-                                                     "resources.workers_per_trial", 1));
+  LATTICE_ASSIGN_OR_RETURN(auto workers,
+                           OptionalInt(res, "workers_per_trial", "resources.workers_per_trial", 1));
   if (workers && *workers != 1) {
     return Status::InvalidArgument(
         "resources.workers_per_trial: only 1 worker per trial is supported for now, got " +
@@ -220,9 +219,8 @@ Status ParseMetric(OrderedJson* search, SweepSpec* out) {
 // Validates `search` (filling defaults into it) and expands its points.
 Status ParseSearch(OrderedJson* search, SweepSpec* out) {
   if (!search->is_object()) return Status::InvalidArgument("search: must be a mapping");
-  LATTICE_RETURN_IF_ERROR(CheckKeys(*search, "search",
-                                    std::vector<std::string>(std::begin(kSearchKeys),
-                                                             std::end(kSearchKeys))));
+  LATTICE_RETURN_IF_ERROR(CheckKeys(
+      *search, "search", std::vector<std::string>(std::begin(kSearchKeys), std::end(kSearchKeys))));
   if (!search->contains("method")) return Status::InvalidArgument("search.method: required");
   const OrderedJson& method = (*search)["method"];
   if (method != "grid" && method != "random") {
@@ -242,18 +240,18 @@ Status ParseSearch(OrderedJson* search, SweepSpec* out) {
     return Status::InvalidArgument("search.max_trials: required for method random");
   }
   LATTICE_ASSIGN_OR_RETURN(auto seed, OptionalInt(*search, "seed", "search.seed", 0, INT64_MAX));
-  LATTICE_ASSIGN_OR_RETURN(
-      auto max_trials, OptionalInt(*search, "max_trials", "search.max_trials", 1,
-                                   static_cast<int64_t>(kMaxTrialsPerSweep)));
+  LATTICE_ASSIGN_OR_RETURN(auto max_trials,
+                           OptionalInt(*search, "max_trials", "search.max_trials", 1,
+                                       static_cast<int64_t>(kMaxTrialsPerSweep)));
   if (random) (*search)["seed"] = seed.value_or(0);
-  if (!search->contains("parameters")) return Status::InvalidArgument("search.parameters: required");
+  if (!search->contains("parameters"))
+    return Status::InvalidArgument("search.parameters: required");
   LATTICE_ASSIGN_OR_RETURN(SearchSpace space,
                            ParseSearchSpace((*search)["parameters"], out->method));
   for (const ParameterDomain& d : space.parameters) out->parameter_names.push_back(d.name);
-  LATTICE_ASSIGN_OR_RETURN(auto searcher,
-                           MakeSearcher(out->method, std::move(space),
-                                        static_cast<uint64_t>(seed.value_or(0)),
-                                        max_trials.value_or(0)));
+  LATTICE_ASSIGN_OR_RETURN(
+      auto searcher, MakeSearcher(out->method, std::move(space),
+                                  static_cast<uint64_t>(seed.value_or(0)), max_trials.value_or(0)));
   LATTICE_ASSIGN_OR_RETURN(out->points, searcher->Expand());
   return Status::Ok();
 }
@@ -353,7 +351,8 @@ std::string DescribePoint(const nlohmann::json& params, const std::vector<std::s
   for (const std::string& name : names) {
     if (!params.is_object() || !params.contains(name)) continue;
     const nlohmann::json& v = params[name];
-    out += (out.empty() ? "" : ", ") + name + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+    out +=
+        (out.empty() ? "" : ", ") + name + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
   }
   return out;
 }

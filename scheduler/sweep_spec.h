@@ -31,10 +31,9 @@
 // touches the file system read-only.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 
@@ -52,13 +51,13 @@ struct SweepSpec {
   // parameter order is NOT kept here: re-expanding spec.dump() may order grid points
   // differently. Store points/trial_configs per trial; never re-expand a stored spec.
   nlohmann::json spec;
-  std::string method;    // "grid" or "random"; "" for a noop spec without search
-  std::string metric;    // e.g. "val_accuracy"
-  bool maximize = true;  // goal of the metric
+  std::string method;      // "grid" or "random"; "" for a noop spec without search
+  std::string metric;      // e.g. "val_accuracy"
+  bool maximize = true;    // goal of the metric
   int max_concurrent = 0;  // 0 = unlimited
   int max_attempts = kDefaultMaxAttempts;
-  std::vector<std::string> parameter_names;  // in spec order (JSON objects sort keys)
-  std::vector<nlohmann::json> points;        // params per trial, in expansion order
+  std::vector<std::string> parameter_names;   // in spec order (JSON objects sort keys)
+  std::vector<nlohmann::json> points;         // params per trial, in expansion order
   std::vector<nlohmann::json> trial_configs;  // job config per trial, same order as points
 };
 

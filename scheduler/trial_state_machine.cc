@@ -10,45 +10,59 @@ namespace {
 // separately); used for the message of an illegal transition.
 TrialState NominalTarget(TrialEvent e) {
   switch (e) {
-    case TrialEvent::kAssign: return TrialState::kRunning;
-    case TrialEvent::kSucceed: return TrialState::kCompleted;
+    case TrialEvent::kAssign:
+      return TrialState::kRunning;
+    case TrialEvent::kSucceed:
+      return TrialState::kCompleted;
     case TrialEvent::kFail:
-    case TrialEvent::kFailPermanent: return TrialState::kFailed;
+    case TrialEvent::kFailPermanent:
+      return TrialState::kFailed;
     case TrialEvent::kWorkerLost:
-    case TrialEvent::kRecover: return TrialState::kQueued;
-    case TrialEvent::kCancel: return TrialState::kCancelled;
+    case TrialEvent::kRecover:
+      return TrialState::kQueued;
+    case TrialEvent::kCancel:
+      return TrialState::kCancelled;
   }
   return TrialState::kFailed;
 }
 
 Status Illegal(const TrialRecord& t, TrialEvent e) {
-  return Status::FailedPrecondition("trial " + t.id.ToString() + ": illegal transition " +
-                                    TrialStateName(t.state) + "→" +
-                                    TrialStateName(NominalTarget(e)) + " (" + TrialEventName(e) +
-                                    ")");
+  return Status::FailedPrecondition(
+      "trial " + t.id.ToString() + ": illegal transition " + TrialStateName(t.state) + "→" +
+      TrialStateName(NominalTarget(e)) + " (" + TrialEventName(e) + ")");
 }
 
 }  // namespace
 
 const char* TrialEventName(TrialEvent e) {
   switch (e) {
-    case TrialEvent::kAssign: return "assign";
-    case TrialEvent::kSucceed: return "succeed";
-    case TrialEvent::kFail: return "fail";
-    case TrialEvent::kFailPermanent: return "fail_permanent";
-    case TrialEvent::kWorkerLost: return "worker_lost";
-    case TrialEvent::kRecover: return "recover";
-    case TrialEvent::kCancel: return "cancel";
+    case TrialEvent::kAssign:
+      return "assign";
+    case TrialEvent::kSucceed:
+      return "succeed";
+    case TrialEvent::kFail:
+      return "fail";
+    case TrialEvent::kFailPermanent:
+      return "fail_permanent";
+    case TrialEvent::kWorkerLost:
+      return "worker_lost";
+    case TrialEvent::kRecover:
+      return "recover";
+    case TrialEvent::kCancel:
+      return "cancel";
   }
   return "unknown";
 }
 
 TrialEvent EventForResult(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return TrialEvent::kSucceed;
+    case StatusCode::kOk:
+      return TrialEvent::kSucceed;
     case StatusCode::kFailedPrecondition:
-    case StatusCode::kInvalidArgument: return TrialEvent::kFailPermanent;
-    default: return TrialEvent::kFail;
+    case StatusCode::kInvalidArgument:
+      return TrialEvent::kFailPermanent;
+    default:
+      return TrialEvent::kFail;
   }
 }
 

@@ -1,10 +1,10 @@
 #include "scheduler/search_space.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <map>
 #include <set>
-
-#include <gtest/gtest.h>
 
 #include "tests/testutil/testutil.h"
 
@@ -42,7 +42,8 @@ TEST_F(SearchSpaceTest, ParseKeepsSpecOrderAndResolvesPaths) {
 
 TEST_F(SearchSpaceTest, ParseRange) {
   SearchSpace s = Space(R"({"lr": {"min": 1e-4, "max": 0.1, "log": true},
-                            "epochs": {"min": 1, "max": 9, "type": "int"}})", "random");
+                            "epochs": {"min": 1, "max": 9, "type": "int"}})",
+                        "random");
   ASSERT_EQ(s.parameters.size(), 2u);
   const ParameterDomain& lr = s.parameters[0];
   EXPECT_EQ(lr.kind, ParameterDomain::Kind::kRange);
@@ -84,7 +85,8 @@ TEST_F(SearchSpaceTest, ParseErrorsNameTheKey) {
 
 TEST_F(SearchSpaceTest, GridIsCartesianProductLastParameterFastest) {
   SearchSpace s = Space(R"({"lr": [1e-3, 7e-4, 3e-4], "weight_decay": [1e-4, 1e-3, 1e-2],
-                            "dropout": [0.1, 0.2, 0.3]})", "grid");
+                            "dropout": [0.1, 0.2, 0.3]})",
+                        "grid");
   ASSERT_OK_AND_ASSIGN(std::vector<json> points, GridSearcher(s).Expand());
   ASSERT_EQ(points.size(), 27u);
   EXPECT_EQ(points[0], (json{{"lr", 1e-3}, {"weight_decay", 1e-4}, {"dropout", 0.1}}));
@@ -125,7 +127,8 @@ TEST_F(SearchSpaceTest, GridRejectsTooManyPointsAndRanges) {
 TEST_F(SearchSpaceTest, RandomIsDeterministicPerSeed) {
   SearchSpace s = Space(R"({"lr": {"min": 1e-5, "max": 0.1, "log": true},
                             "dropout": {"min": 0.0, "max": 0.5},
-                            "optimizer": ["adamw", "adam", "sgd"]})", "random");
+                            "optimizer": ["adamw", "adam", "sgd"]})",
+                        "random");
   const std::vector<json> a = Random(s, 7, 50);
   const std::vector<json> b = Random(s, 7, 50);
   const std::vector<json> c = Random(s, 8, 50);

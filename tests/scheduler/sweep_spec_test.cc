@@ -1,9 +1,9 @@
 #include "scheduler/sweep_spec.h"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "tests/testutil/testutil.h"
 
@@ -16,10 +16,11 @@ const char kDigits[] = "/usr/lib/python3/dist-packages/sklearn/datasets/data/dig
 
 // A valid train spec with `search` (indented YAML block) appended.
 std::string TrainSpec(const std::string& search, const std::string& extra = "") {
-  return std::string("name: digits-probe-grid\n"
-                     "kind: train\n"
-                     "seed: 42\n"
-                     "dataset: {format: csv, path: ") +
+  return std::string(
+             "name: digits-probe-grid\n"
+             "kind: train\n"
+             "seed: 42\n"
+             "dataset: {format: csv, path: ") +
          kDigits +
          "}\n"
          "model: {type: mlp, hidden: 32}\n"
@@ -74,10 +75,10 @@ TEST_F(SweepSpecTest, GridExpandsInSpecOrderLastParameterFastest) {
 }
 
 TEST_F(SweepSpecTest, TrialConfigsAreSpecMinusSchedulerKeysWithParamsApplied) {
-  ASSERT_OK_AND_ASSIGN(
-      SweepSpec spec,
-      ParseSweepSpec(TrainSpec(kGrid27, "max_concurrent_trials: 8\nmax_attempts: 2\n"
-                                        "resources: {workers_per_trial: 1}\n")));
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec,
+                       ParseSweepSpec(TrainSpec(kGrid27,
+                                                "max_concurrent_trials: 8\nmax_attempts: 2\n"
+                                                "resources: {workers_per_trial: 1}\n")));
   EXPECT_EQ(spec.max_concurrent, 8);
   EXPECT_EQ(spec.max_attempts, 2);
   const json& c = spec.trial_configs[5];
@@ -95,8 +96,7 @@ TEST_F(SweepSpecTest, TrialConfigsAreSpecMinusSchedulerKeysWithParamsApplied) {
 }
 
 TEST_F(SweepSpecTest, NormalisedSpecHasDefaults) {
-  ASSERT_OK_AND_ASSIGN(SweepSpec spec,
-                       ParseSweepSpec(Grid("    lr: [0.1]\n")));
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec(Grid("    lr: [0.1]\n")));
   EXPECT_EQ(spec.spec["name"], "digits-probe-grid");
   EXPECT_EQ(spec.spec["max_attempts"], 3);
   EXPECT_EQ(spec.spec["search"]["metric"], (json{{"name", "val_accuracy"}, {"goal", "maximize"}}));
@@ -105,35 +105,33 @@ TEST_F(SweepSpecTest, NormalisedSpecHasDefaults) {
 }
 
 TEST_F(SweepSpecTest, JsonAndYamlGiveTheSameSweep) {
-  const json j = {
-      {"name", "digits-probe-grid"},
-      {"kind", "train"},
-      {"seed", 42},
-      {"dataset", {{"format", "csv"}, {"path", kDigits}}},
-      {"model", {{"type", "mlp"}, {"hidden", 32}}},
-      {"train", {{"epochs", 2}, {"batch_size", 64}}},
-      {"search",
-       {{"method", "grid"},
-        {"metric", {{"name", "val_accuracy"}, {"goal", "maximize"}}},
-        {"parameters", {{"dropout", {0.1, 0.2, 0.3}}, {"lr", {1e-3, 7e-4, 3e-4}},
-                        {"weight_decay", {1e-4, 1e-3, 1e-2}}}}}}};
+  const json j = {{"name", "digits-probe-grid"},
+                  {"kind", "train"},
+                  {"seed", 42},
+                  {"dataset", {{"format", "csv"}, {"path", kDigits}}},
+                  {"model", {{"type", "mlp"}, {"hidden", 32}}},
+                  {"train", {{"epochs", 2}, {"batch_size", 64}}},
+                  {"search",
+                   {{"method", "grid"},
+                    {"metric", {{"name", "val_accuracy"}, {"goal", "maximize"}}},
+                    {"parameters",
+                     {{"dropout", {0.1, 0.2, 0.3}},
+                      {"lr", {1e-3, 7e-4, 3e-4}},
+                      {"weight_decay", {1e-4, 1e-3, 1e-2}}}}}}};
   ASSERT_OK_AND_ASSIGN(SweepSpec from_json, ParseSweepSpec(j.dump(2)));
   ASSERT_OK_AND_ASSIGN(SweepSpec from_yaml, ParseSweepSpec(TrainSpec(kGrid27)));
   EXPECT_EQ(from_json.spec, from_yaml.spec);
   ASSERT_EQ(from_json.points.size(), 27u);
   // JSON text keeps its own key order: dropout, lr, weight_decay.
-  EXPECT_EQ(from_json.parameter_names,
-            (std::vector<std::string>{"dropout", "lr", "weight_decay"}));
+  EXPECT_EQ(from_json.parameter_names, (std::vector<std::string>{"dropout", "lr", "weight_decay"}));
   EXPECT_EQ(from_json.points[1], (json{{"dropout", 0.1}, {"lr", 1e-3}, {"weight_decay", 1e-3}}));
 }
 
 TEST_F(SweepSpecTest, ScalarTypesArePreserved) {
-  ASSERT_OK_AND_ASSIGN(
-      SweepSpec spec,
-      ParseSweepSpec(Grid("    hidden: [[128], [256, 128]]\n"
-                          "    batchnorm: [true, false]\n"
-                          "    optimizer: [adamw, \"sgd\"]\n"
-                          "    epochs: [3]\n")));
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec(Grid("    hidden: [[128], [256, 128]]\n"
+                                                           "    batchnorm: [true, false]\n"
+                                                           "    optimizer: [adamw, \"sgd\"]\n"
+                                                           "    epochs: [3]\n")));
   ASSERT_EQ(spec.points.size(), 8u);
   const json& p = spec.points[0];
   EXPECT_TRUE(p["hidden"].is_array());
@@ -141,8 +139,9 @@ TEST_F(SweepSpecTest, ScalarTypesArePreserved) {
   EXPECT_TRUE(p["batchnorm"].is_boolean());
   EXPECT_TRUE(p["optimizer"].is_string());
   EXPECT_TRUE(p["epochs"].is_number_integer());
-  EXPECT_EQ(spec.points[7], (json{{"hidden", {256, 128}}, {"batchnorm", false},
-                                  {"optimizer", "sgd"}, {"epochs", 3}}));
+  EXPECT_EQ(
+      spec.points[7],
+      (json{{"hidden", {256, 128}}, {"batchnorm", false}, {"optimizer", "sgd"}, {"epochs", 3}}));
   EXPECT_TRUE(spec.spec["seed"].is_number_integer());
   EXPECT_TRUE(spec.spec["search"]["parameters"]["hidden"].is_array());
 }
@@ -184,12 +183,11 @@ TEST_F(SweepSpecTest, RandomSearchExpandsMaxTrials) {
     ASSERT_TRUE(p["batch_size"].is_number_integer());
     EXPECT_EQ(spec.trial_configs[i]["train"]["batch_size"], p["batch_size"]);
   }
-  ASSERT_OK_AND_ASSIGN(
-      SweepSpec again,
-      ParseSweepSpec(Random("    lr: {min: 1.0e-4, max: 1.0e-1, log: true}\n"
-                            "    batch_size: {min: 16, max: 128, type: int}\n"
-                            "    optimizer: [adamw, sgd]\n",
-                            "  max_trials: 20\n  seed: 0\n")));
+  ASSERT_OK_AND_ASSIGN(SweepSpec again,
+                       ParseSweepSpec(Random("    lr: {min: 1.0e-4, max: 1.0e-1, log: true}\n"
+                                             "    batch_size: {min: 16, max: 128, type: int}\n"
+                                             "    optimizer: [adamw, sgd]\n",
+                                             "  max_trials: 20\n  seed: 0\n")));
   EXPECT_EQ(spec.points, again.points);
 }
 
@@ -242,7 +240,8 @@ TEST_F(SweepSpecTest, RejectsSearchProblems) {
 
 TEST_F(SweepSpecTest, RejectsEmptyOrNonListGrids) {
   ExpectInvalid(Grid("    lr: []\n"), "search.parameters.lr: grid values must be a non-empty list");
-  ExpectInvalid(Grid("    lr: 0.1\n"), "search.parameters.lr: grid values must be a non-empty list");
+  ExpectInvalid(Grid("    lr: 0.1\n"),
+                "search.parameters.lr: grid values must be a non-empty list");
   ExpectInvalid(Grid("    lr: {min: 0.1, max: 1}\n"),
                 "search.parameters.lr: grid values must be a non-empty list");
   ExpectInvalid(Grid("    lr: [0.1]\n    dropout:\n"),
@@ -308,14 +307,14 @@ TEST_F(SweepSpecTest, YamlSyntaxErrorsHaveLineAndColumn) {
   ExpectInvalid("name: n\nkind: [noop\nseed: 1\n", "spec: line ");
   StatusOr<SweepSpec> spec = ParseSweepSpec("name: n\nkind: noop\n  bad: : indent\n");
   ASSERT_FALSE(spec.ok());
-  EXPECT_NE(spec.status().message().find("column"), std::string::npos)
-      << spec.status().message();
+  EXPECT_NE(spec.status().message().find("column"), std::string::npos) << spec.status().message();
 }
 
 TEST_F(SweepSpecTest, TrialConfigErrorsNameTheTrialAndParameters) {
   ExpectInvalid(Grid("    lr: [1.0e-3, -1]\n    dropout: [0.1]\n"),
                 "trial 1 (lr=-1, dropout=0.1): train.lr: must be > 0");
-  ExpectInvalid(Grid("    optimizer: [adamw, rmsprop]\n"), "trial 1 (optimizer=rmsprop): train.optimizer");
+  ExpectInvalid(Grid("    optimizer: [adamw, rmsprop]\n"),
+                "trial 1 (optimizer=rmsprop): train.optimizer");
   ExpectInvalid(Grid("    train.bogus: [1]\n"), "trial 0 (train.bogus=1): train.bogus");
 }
 

@@ -1,9 +1,9 @@
 #include "scheduler/trial_state_machine.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <limits>
-
-#include <gtest/gtest.h>
 
 #include "tests/testutil/testutil.h"
 
@@ -13,13 +13,11 @@ namespace {
 constexpr int kMaxAttempts = 3;
 constexpr int64_t kNow = 1700000000000;
 
-const TrialState kAllStates[] = {TrialState::kQueued, TrialState::kRunning,
-                                 TrialState::kCompleted, TrialState::kFailed,
-                                 TrialState::kCancelled};
-const TrialEvent kAllEvents[] = {TrialEvent::kAssign,     TrialEvent::kSucceed,
-                                 TrialEvent::kFail,       TrialEvent::kFailPermanent,
-                                 TrialEvent::kWorkerLost, TrialEvent::kRecover,
-                                 TrialEvent::kCancel};
+const TrialState kAllStates[] = {TrialState::kQueued, TrialState::kRunning, TrialState::kCompleted,
+                                 TrialState::kFailed, TrialState::kCancelled};
+const TrialEvent kAllEvents[] = {
+    TrialEvent::kAssign,     TrialEvent::kSucceed, TrialEvent::kFail,  TrialEvent::kFailPermanent,
+    TrialEvent::kWorkerLost, TrialEvent::kRecover, TrialEvent::kCancel};
 
 TrialRecord Trial(TrialState state, int attempts = 1) {
   TrialRecord t;
@@ -50,13 +48,19 @@ std::optional<TrialState> Expected(TrialState from, TrialEvent e) {
   }
   if (from == S::kRunning) {
     switch (e) {
-      case E::kAssign: return std::nullopt;
-      case E::kSucceed: return S::kCompleted;
-      case E::kFail: return S::kQueued;  // retry: attempts 1 < 3
-      case E::kFailPermanent: return S::kFailed;
+      case E::kAssign:
+        return std::nullopt;
+      case E::kSucceed:
+        return S::kCompleted;
+      case E::kFail:
+        return S::kQueued;  // retry: attempts 1 < 3
+      case E::kFailPermanent:
+        return S::kFailed;
       case E::kWorkerLost:
-      case E::kRecover: return S::kQueued;
-      case E::kCancel: return S::kCancelled;
+      case E::kRecover:
+        return S::kQueued;
+      case E::kCancel:
+        return S::kCancelled;
     }
   }
   return std::nullopt;  // terminal states never change
@@ -89,8 +93,7 @@ TEST_F(TrialStateMachineTest, IllegalMessageNamesTrialStatesAndEvent) {
   r = Apply(TrialState::kQueued, TrialEvent::kSucceed);
   EXPECT_EQ(r.status().message(), "trial s1-t3: illegal transition queued→completed (succeed)");
   r = Apply(TrialState::kCancelled, TrialEvent::kCancel);
-  EXPECT_EQ(r.status().message(),
-            "trial s1-t3: illegal transition cancelled→cancelled (cancel)");
+  EXPECT_EQ(r.status().message(), "trial s1-t3: illegal transition cancelled→cancelled (cancel)");
 }
 
 TEST_F(TrialStateMachineTest, IsLegalTransitionTable) {

@@ -1,0 +1,206 @@
+#include "store/index_catalog.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <regex>
+#include <system_error>
+
+#include "store/internal/vector_index_util.h"
+
+namespace lattice::store {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kIndexFile = "index.bin";
+constexpr const char* kMetaFile = "meta.json";
+constexpr const char* kCurrentFile = "CURRENT";
+
+Status CheckName(const std::string& name) {
+  static const std::regex kName("[A-Za-z0-9][A-Za-z0-9_.-]{0,127}");
+  if (!std::regex_match(name, kName)) {
+    return Status::InvalidArgument("index name \"" + name +
+                                   "\": must match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}");
+  }
+  return Status::Ok();
+}
+
+// "v12" -> 12; anything else -> -1.
+int64_t ParseVersionDir(const std::string& dirname) {
+  if (dirname.size() < 2 || dirname[0] != 'v' || dirname.size() > 19) return -1;
+  int64_t v = 0;
+  for (size_t i = 1; i < dirname.size(); ++i) {
+    if (dirname[i] < '0' || dirname[i] > '9') return -1;
+    v = v * 10 + (dirname[i] - '0');
+  }
+  return v;
+}
+
+// ".v12.tmp" -> 12; anything else -> -1.
+int64_t ParseTempDir(const std::string& dirname) {
+  const std::string suffix = ".tmp";
+  if (dirname.size() < 6 || dirname[0] != '.' ||
+      dirname.compare(dirname.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return -1;
+  }
+  return ParseVersionDir(dirname.substr(1, dirname.size() - 1 - suffix.size()));
+}
+
+}  // namespace
+
+IndexCatalog::IndexCatalog(std::string root, IndexCatalogOptions options)
+    : root_(std::move(root)), options_(options) {}
+
+StatusOr<std::unique_ptr<IndexCatalog>> IndexCatalog::Open(const std::string& root,
+                                                            IndexCatalogOptions options) {
+  if (options.keep_versions < 1) {
+    return Status::InvalidArgument("index catalog: keep_versions must be >= 1, got " +
+                                   std::to_string(options.keep_versions));
+  }
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) return Status::IoError("index catalog " + root + ": " + ec.message());
+  return std::unique_ptr<IndexCatalog>(new IndexCatalog(root, options));
+}
+
+std::string IndexCatalog::Dir(const std::string& name) const { return root_ + "/" + name; }
+
+StatusOr<int64_t> IndexCatalog::ReadCurrent(const std::string& name) const {
+  auto text = internal::ReadWholeFile(Dir(name) + "/" + kCurrentFile);
+  if (!text.ok()) {
+    if (text.status().code() == StatusCode::kNotFound) {
+      return Status::NotFound("index \"" + name + "\": not published");
+    }
+    return text.status();
+  }
+  std::string s = *text;
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  const int64_t v = ParseVersionDir(s);
+  if (v < 0) return Status::IoError(Dir(name) + "/CURRENT: malformed \"" + s + "\"");
+  return v;
+}
+
+StatusOr<std::vector<int64_t>> IndexCatalog::Versions(const std::string& name) const {
+  LATTICE_RETURN_IF_ERROR(CheckName(name));
+  std::vector<int64_t> versions;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(Dir(name), ec)) {
+    const int64_t v = ParseVersionDir(entry.path().filename().string());
+    std::error_code dir_ec;
+    if (v >= 0 && entry.is_directory(dir_ec)) versions.push_back(v);
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return Status::IoError(Dir(name) + ": " + ec.message());
+  }
+  std::sort(versions.begin(), versions.end());
+  return versions;
+}
+
+Status IndexCatalog::WriteVersion(const std::string& name, int64_t version,
+                                  const VectorIndex& index, nlohmann::json meta) {
+  const std::string final_dir = Dir(name) + "/v" + std::to_string(version);
+  const std::string tmp_dir = Dir(name) + "/.v" + std::to_string(version) + ".tmp";
+  std::error_code ec;
+  fs::remove_all(tmp_dir, ec);
+  fs::create_directories(tmp_dir, ec);
+  if (ec) return Status::IoError(tmp_dir + ": " + ec.message());
+  LATTICE_RETURN_IF_ERROR(index.Save(tmp_dir + "/" + kIndexFile));
+  meta["name"] = name;
+  meta["version"] = version;
+  meta["type"] = index.params().type;
+  meta["backend"] = index.backend();
+  meta["created_unix"] = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  LATTICE_RETURN_IF_ERROR(
+      internal::WriteStringAtomically(tmp_dir + "/" + kMetaFile, meta.dump(2) + "\n"));
+  fs::rename(tmp_dir, final_dir, ec);
+  if (ec) return Status::IoError(final_dir + ": rename from " + tmp_dir + ": " + ec.message());
+  return Status::Ok();
+}
+
+// Removes versions older than the newest keep_versions, and stray temp directories.
+void IndexCatalog::Prune(const std::string& name, int64_t newest) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(Dir(name), ec)) {
+    const std::string base = entry.path().filename().string();
+    const int64_t v = ParseVersionDir(base);
+    const bool old = v >= 0 && v <= newest - options_.keep_versions;
+    if (old || ParseTempDir(base) >= 0) {
+      std::error_code ignored;  // best effort; retried on the next Publish
+      fs::remove_all(entry.path(), ignored);
+    }
+  }
+}
+
+StatusOr<int64_t> IndexCatalog::Publish(const std::string& name, const VectorIndex& index,
+                                        nlohmann::json meta) {
+  LATTICE_RETURN_IF_ERROR(CheckName(name));
+  if (meta.is_null()) meta = nlohmann::json::object();
+  if (!meta.is_object()) return Status::InvalidArgument("index meta: must be a JSON object");
+  std::lock_guard<std::mutex> lock(publish_mu_);
+  std::error_code ec;
+  fs::create_directories(Dir(name), ec);
+  if (ec) return Status::IoError(Dir(name) + ": " + ec.message());
+  // Next version: above every version and temp directory on disk.
+  int64_t version = 1;
+  for (const auto& entry : fs::directory_iterator(Dir(name), ec)) {
+    const std::string base = entry.path().filename().string();
+    version = std::max({version, ParseVersionDir(base) + 1, ParseTempDir(base) + 1});
+  }
+  if (ec) return Status::IoError(Dir(name) + ": " + ec.message());
+  if (Status s = WriteVersion(name, version, index, std::move(meta)); !s.ok()) {
+    return s.WithContext("publish index \"" + name + "\" v" + std::to_string(version));
+  }
+  LATTICE_RETURN_IF_ERROR(internal::WriteStringAtomically(Dir(name) + "/" + kCurrentFile,
+                                                          "v" + std::to_string(version) + "\n"));
+  Prune(name, version);
+  return version;
+}
+
+StatusOr<std::shared_ptr<const VectorIndex>> IndexCatalog::Current(const std::string& name) {
+  LATTICE_RETURN_IF_ERROR(CheckName(name));
+  LATTICE_ASSIGN_OR_RETURN(int64_t version, ReadCurrent(name));
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = cache_.find(name);
+    if (it != cache_.end() && it->second.version == version) return it->second.index;
+  }
+  // Load outside the lock: a large index must not block lookups of other names. Two
+  // racing loaders of the same version both succeed; the first one cached wins.
+  const std::string path = Dir(name) + "/v" + std::to_string(version) + "/" + kIndexFile;
+  auto loaded = LoadVectorIndex(path);
+  if (!loaded.ok()) return loaded.status().WithContext("index \"" + name + "\"");
+  std::shared_ptr<const VectorIndex> index(std::move(loaded).value());
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  Cached& slot = cache_[name];
+  if (slot.version < version || !slot.index) slot = Cached{version, index};
+  return slot.version == version ? slot.index : index;
+}
+
+StatusOr<std::vector<CatalogEntry>> IndexCatalog::List() const {
+  std::vector<CatalogEntry> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root_, ec)) {
+    const std::string name = entry.path().filename().string();
+    std::error_code dir_ec;
+    if (!entry.is_directory(dir_ec) || !CheckName(name).ok()) continue;
+    auto version = ReadCurrent(name);
+    if (!version.ok()) {
+      if (version.status().code() == StatusCode::kNotFound) continue;  // never published
+      return version.status();
+    }
+    const std::string meta_path =
+        Dir(name) + "/v" + std::to_string(*version) + "/" + kMetaFile;
+    LATTICE_ASSIGN_OR_RETURN(std::string text, internal::ReadWholeFile(meta_path));
+    nlohmann::json meta = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (meta.is_discarded()) return Status::IoError(meta_path + ": invalid JSON");
+    out.push_back(CatalogEntry{name, *version, std::move(meta)});
+  }
+  if (ec) return Status::IoError(root_ + ": " + ec.message());
+  std::sort(out.begin(), out.end(),
+            [](const CatalogEntry& a, const CatalogEntry& b) { return a.name < b.name; });
+  return out;
+}
+
+}  // namespace lattice::store

@@ -1,0 +1,96 @@
+// IndexCatalog: a directory of named, versioned vector indexes.
+//
+// Layout under `root`:
+//   <root>/<name>/v<N>/index.bin (+ index.bin.params.json, see VectorIndex::Save)
+//   <root>/<name>/v<N>/meta.json   caller's meta plus {"name", "version", "created_unix"}
+//   <root>/<name>/CURRENT          "v<N>\n", switched atomically (temp file + rename)
+//
+// Publish protocol (crash-safe at every step):
+//   1. N = 1 + the highest version on disk (including half-written ones).
+//   2. Save the index and meta.json into <name>/.v<N>.tmp, fsync, rename to v<N>.
+//   3. Write CURRENT.tmp, fsync, rename onto CURRENT, fsync the directory.
+//   4. Delete v<M> for M <= N - keep_versions, and leftover .v*.tmp directories.
+// A crash before 3 leaves CURRENT on the previous version; the stray directory is removed
+// by the next Publish.
+//
+// Thread-safety: all methods may be called concurrently. One process publishes to a root
+// at a time (a second publisher could see the first one's temp directory as stray).
+// Within the process, Publish calls are serialised by
+// a mutex; Current() serves a cached shared_ptr and only reloads (outside the lock that
+// guards the cache) when CURRENT on disk names another version, so an index published by
+// another process on the same root is picked up. The returned index stays valid for as
+// long as the caller holds it, even after it is superseded or its files are deleted.
+//
+// Errors: InvalidArgument for a bad name (must match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}) or
+// non-object meta; NotFound for an unknown name; IoError for file system failures.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "store/vector_index.h"
+
+namespace lattice::store {
+
+struct IndexCatalogOptions {
+  // Versions kept per name, the current one included. Default: 3. Must be >= 1.
+  int keep_versions = 3;
+};
+
+struct CatalogEntry {
+  std::string name;
+  int64_t version = 0;   // the CURRENT version
+  nlohmann::json meta;   // its meta.json
+};
+
+class IndexCatalog {
+ public:
+  // Creates `root` if needed. IoError if it cannot.
+  static StatusOr<std::unique_ptr<IndexCatalog>> Open(const std::string& root,
+                                                      IndexCatalogOptions options = {});
+
+  // Writes `index` as the next version of `name` and makes it current. Returns the version.
+  // `meta` (an object, e.g. {"vectors", "dim", "metric", "recall@10", "built_from"}) is
+  // stored as-is plus name/version/created_unix/type/backend.
+  StatusOr<int64_t> Publish(const std::string& name, const VectorIndex& index,
+                            nlohmann::json meta);
+
+  // The current version of `name` (loaded on first use, cached, reloaded when CURRENT
+  // changes). NotFound if `name` was never published.
+  StatusOr<std::shared_ptr<const VectorIndex>> Current(const std::string& name);
+
+  // Every published name with its current version and meta, sorted by name.
+  StatusOr<std::vector<CatalogEntry>> List() const;
+
+  // Versions present on disk for `name`, ascending (for tests and operators).
+  StatusOr<std::vector<int64_t>> Versions(const std::string& name) const;
+
+  const std::string& root() const { return root_; }
+
+ private:
+  struct Cached {
+    int64_t version = 0;
+    std::shared_ptr<const VectorIndex> index;
+  };
+  IndexCatalog(std::string root, IndexCatalogOptions options);
+  std::string Dir(const std::string& name) const;
+  StatusOr<int64_t> ReadCurrent(const std::string& name) const;
+  Status WriteVersion(const std::string& name, int64_t version, const VectorIndex& index,
+                      nlohmann::json meta);
+  void Prune(const std::string& name, int64_t newest);
+
+  const std::string root_;
+  const IndexCatalogOptions options_;
+  std::mutex publish_mu_;          // serialises Publish
+  mutable std::mutex cache_mu_;    // guards cache_
+  std::map<std::string, Cached> cache_;
+};
+
+}  // namespace lattice::store

@@ -1,0 +1,109 @@
+#include "store/index_catalog.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "tests/testutil/testutil.h"
+
+namespace lattice::store {
+namespace {
+
+constexpr int kDim = 4;
+
+// A flat index with `n` vectors; its size tells versions apart.
+std::unique_ptr<VectorIndex> IndexOfSize(int n) {
+  auto index = MakeVectorIndex({"flat", Metric::kL2, kDim, {}});
+  EXPECT_TRUE(index.ok());
+  std::vector<float> x(static_cast<size_t>(n) * kDim);
+  std::vector<int64_t> ids(n);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i);
+  for (int i = 0; i < n; ++i) ids[i] = 500 + i;
+  EXPECT_TRUE((*index)->Add(x.data(), n, ids.data()).ok());
+  return std::move(index).value();
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(IndexCatalogTest, PublishFiveKeepsThreeAndCurrentIsNewest) {
+  testutil::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto catalog, IndexCatalog::Open(dir.Join("indexes")));
+  for (int v = 1; v <= 5; ++v) {
+    ASSERT_OK_AND_ASSIGN(int64_t version,
+                         catalog->Publish("math", *IndexOfSize(10 * v), {{"recall@10", 0.9}}));
+    EXPECT_EQ(version, v);
+    ASSERT_OK_AND_ASSIGN(auto current, catalog->Current("math"));
+    EXPECT_EQ(current->size(), 10 * v);  // the cache follows CURRENT
+  }
+  ASSERT_OK_AND_ASSIGN(auto versions, catalog->Versions("math"));
+  EXPECT_EQ(versions, (std::vector<int64_t>{3, 4, 5}));
+  EXPECT_EQ(ReadFile(dir.Join("indexes/math/CURRENT")), "v5\n");
+  EXPECT_TRUE(std::filesystem::exists(dir.Join("indexes/math/v5/index.bin")));
+  EXPECT_TRUE(std::filesystem::exists(dir.Join("indexes/math/v5/meta.json")));
+  EXPECT_FALSE(std::filesystem::exists(dir.Join("indexes/math/v2")));
+}
+
+TEST(IndexCatalogTest, ReopenAfterRestartRestoresCurrentAndList) {
+  testutil::TempDir dir;
+  {
+    ASSERT_OK_AND_ASSIGN(auto catalog, IndexCatalog::Open(dir.path()));
+    ASSERT_OK(catalog->Publish("b-index", *IndexOfSize(7), {{"built_from", "corpus.npy"}}));
+    ASSERT_OK(catalog->Publish("a-index", *IndexOfSize(3), {}));
+    ASSERT_OK(catalog->Publish("a-index", *IndexOfSize(4), {{"vectors", 4}}));
+  }
+  // Leftovers of a publish that crashed before CURRENT moved must not matter.
+  std::filesystem::create_directories(dir.Join("a-index/.v3.tmp"));
+  ASSERT_OK_AND_ASSIGN(auto reopened, IndexCatalog::Open(dir.path()));
+  ASSERT_OK_AND_ASSIGN(auto list, reopened->List());
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].name, "a-index");
+  EXPECT_EQ(list[0].version, 2);
+  EXPECT_EQ(list[0].meta["vectors"], 4);
+  EXPECT_EQ(list[0].meta["type"], "flat");
+  EXPECT_EQ(list[1].name, "b-index");
+  EXPECT_EQ(list[1].meta["built_from"], "corpus.npy");
+  ASSERT_OK_AND_ASSIGN(auto current, reopened->Current("a-index"));
+  EXPECT_EQ(current->size(), 4);
+  std::vector<float> q(kDim, 0.f);
+  ASSERT_OK_AND_ASSIGN(SearchResult r, current->Search(q.data(), 1, 1, {}));
+  EXPECT_EQ(r.ids[0], 500);
+  ASSERT_OK_AND_ASSIGN(int64_t next, reopened->Publish("a-index", *IndexOfSize(5), {}));
+  EXPECT_EQ(next, 4);  // above the stray .v3.tmp
+  EXPECT_FALSE(std::filesystem::exists(dir.Join("a-index/.v3.tmp")));
+}
+
+TEST(IndexCatalogTest, SecondInstanceSeesNewVersionAndOldHandleStaysValid) {
+  testutil::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto writer, IndexCatalog::Open(dir.path()));
+  ASSERT_OK_AND_ASSIGN(auto reader, IndexCatalog::Open(dir.path()));
+  ASSERT_OK(writer->Publish("x", *IndexOfSize(2), {}));
+  ASSERT_OK_AND_ASSIGN(auto old_handle, reader->Current("x"));
+  for (int i = 0; i < 4; ++i) ASSERT_OK(writer->Publish("x", *IndexOfSize(8), {}));
+  ASSERT_OK_AND_ASSIGN(auto fresh, reader->Current("x"));
+  EXPECT_EQ(fresh->size(), 8);
+  EXPECT_EQ(old_handle->size(), 2);  // v1's files are gone; the loaded index is not
+}
+
+TEST(IndexCatalogTest, BadNamesAndUnknownIndexes) {
+  testutil::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto catalog, IndexCatalog::Open(dir.path()));
+  auto index = IndexOfSize(1);
+  for (const char* bad : {"", "../escape", "a/b", ".hidden"}) {
+    EXPECT_EQ(catalog->Publish(bad, *index, {}).status().code(), StatusCode::kInvalidArgument)
+        << bad;
+  }
+  EXPECT_EQ(catalog->Publish("ok", *index, nlohmann::json::array()).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(catalog->Current("never").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(IndexCatalog::Open(dir.path(), IndexCatalogOptions{0}).status().code(),
+            StatusCode::kInvalidArgument);
+  ASSERT_OK_AND_ASSIGN(auto list, catalog->List());
+  EXPECT_TRUE(list.empty());
+}
+
+}  // namespace
+}  // namespace lattice::store

@@ -1,0 +1,268 @@
+#include "cli/commands.h"
+
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli/format.h"
+#include "cli/http_client.h"
+#include "cli/internal/api.h"
+
+namespace lattice::cli {
+
+using nlohmann::json;
+
+namespace internal {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int PrintError(CommandIo& io, const std::string& message, int exit_code) {
+  io.err << "error: " << message << "\n";
+  return exit_code;
+}
+
+std::string EncodePathSegment(const std::string& segment) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : segment) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string SweepTarget(const std::string& sweep, const std::string& suffix) {
+  return "/v1/sweeps/" + EncodePathSegment(sweep) + suffix;
+}
+
+StatusOr<json> ParseResponse(const StatusOr<ClientResponse>& response) {
+  if (!response.ok()) return response.status();
+  const ClientResponse& r = *response;
+  json body = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  if (r.status >= 200 && r.status < 300) {
+    if (body.is_discarded()) {
+      return Status::Internal("the coordinator sent a response that is not JSON (HTTP " +
+                              std::to_string(r.status) + ")");
+    }
+    return body;
+  }
+  std::string message;
+  if (body.is_object() && body.contains("error") && body["error"].is_object() &&
+      body["error"].contains("message") && body["error"]["message"].is_string()) {
+    message = body["error"]["message"].get<std::string>();
+  } else {
+    message = "HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 200);
+  }
+  switch (r.status) {
+    case 400: return Status::InvalidArgument(message);
+    case 401: return Status::Unauthenticated(message);
+    case 404: return Status::NotFound(message);
+    case 409: return Status::FailedPrecondition(message);
+    case 503: return Status::Unavailable(message);
+    default: return Status::Internal(message);
+  }
+}
+
+StatusOr<json> CallJson(HttpClient& client, const std::string& method, const std::string& target,
+                        const std::string& body, const std::string& content_type) {
+  return ParseResponse(client.Request(method, target, body, content_type));
+}
+
+std::string StringField(const json& j, const char* key, const std::string& fallback) {
+  if (!j.is_object()) return fallback;
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+int64_t IntField(const json& j, const char* key, int64_t fallback) {
+  if (!j.is_object()) return fallback;
+  const auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<int64_t>() : fallback;
+}
+
+std::unique_ptr<HttpClient> MakeClient(const ClientOptions& options, const std::string& token) {
+  return std::make_unique<HttpClient>(options.host, options.port, token,
+                                      std::chrono::milliseconds(options.timeout_ms));
+}
+
+}  // namespace internal
+
+using internal::CallJson;
+using internal::MakeClient;
+using internal::NowMs;
+using internal::PrintError;
+using internal::SweepTarget;
+
+TokenResult ReadToken(const std::string& data_dir) {
+  TokenResult result;
+  const std::string path = data_dir + "/token";
+  std::ifstream in(path);
+  if (!in) {
+    result.error = "cannot read the API token at " + path + " (" + std::strerror(errno) +
+                   "): this command needs it; start the coordinator with `lattice cluster`, "
+                   "or pass --data-dir with the coordinator's data directory";
+    return result;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string token = text.str();
+  const size_t begin = token.find_first_not_of(" \t\r\n");
+  const size_t end = token.find_last_not_of(" \t\r\n");
+  if (begin == std::string::npos) {
+    result.error = "the API token file " + path + " is empty";
+    return result;
+  }
+  result.ok = true;
+  result.token = token.substr(begin, end - begin + 1);
+  return result;
+}
+
+int RunStatus(const ClientOptions& options, const std::string& sweep, CommandIo& io) {
+  auto client = MakeClient(options, "");
+  const std::string target = sweep.empty() ? "/v1/sweeps" : SweepTarget(sweep, "");
+  StatusOr<json> body = CallJson(*client, "GET", target, "", "");
+  if (!body.ok()) return PrintError(io, body.status().message(), 1);
+  if (!sweep.empty()) {
+    io.out << FormatSweepDetails(*body, NowMs());
+    return 0;
+  }
+  const json& list = body->is_object() && body->contains("sweeps") ? (*body)["sweeps"] : *body;
+  if (!list.is_array() || list.empty()) {
+    io.out << "no sweeps yet: submit one with `lattice submit <spec.yaml>`\n";
+    return 0;
+  }
+  io.out << FormatSweepsTable(*body, NowMs());
+  return 0;
+}
+
+int RunTrials(const ClientOptions& options, const TrialsArgs& args, CommandIo& io) {
+  StatusOr<TrialsFormat> format = ParseTrialsFormat(args.format);
+  if (!format.ok()) return PrintError(io, format.status().message(), 1);
+  if (args.top < 0) return PrintError(io, "--top must be >= 0", 1);
+  auto client = MakeClient(options, "");
+  StatusOr<json> sweep = CallJson(*client, "GET", SweepTarget(args.sweep, ""), "", "");
+  if (!sweep.ok()) return PrintError(io, sweep.status().message(), 1);
+  StatusOr<json> trials = CallJson(*client, "GET", SweepTarget(args.sweep, "/trials"), "", "");
+  if (!trials.ok()) return PrintError(io, trials.status().message(), 1);
+  TrialsView view;
+  view.format = *format;
+  view.top = args.top;
+  view.all_metrics = args.all_metrics;
+  io.out << FormatTrials(*sweep, *trials, view);
+  return 0;
+}
+
+int RunCancel(const ClientOptions& options, const std::string& sweep, CommandIo& io) {
+  const TokenResult token = ReadToken(options.data_dir);
+  if (!token.ok) return PrintError(io, token.error, 1);
+  auto client = MakeClient(options, token.token);
+  StatusOr<json> body = CallJson(*client, "POST", SweepTarget(sweep, "/cancel"), "", "");
+  if (!body.ok()) return PrintError(io, body.status().message(), 1);
+  const std::string state = internal::StringField(*body, "state", "cancel requested");
+  io.out << "sweep " << sweep << ": " << state << "\n";
+  return 0;
+}
+
+int RunWorkers(const ClientOptions& options, CommandIo& io) {
+  auto client = MakeClient(options, "");
+  StatusOr<json> body = CallJson(*client, "GET", "/v1/workers", "", "");
+  if (!body.ok()) return PrintError(io, body.status().message(), 1);
+  io.out << FormatWorkersTable(*body, NowMs());
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Registration with CLI11: the one place that defines the client flags and env variables.
+
+namespace {
+
+struct CommandState {
+  ClientOptions options;
+  SubmitArgs submit;
+  std::string sweep;  // status / cancel
+  TrialsArgs trials;
+};
+
+void AddCommonOptions(CLI::App* sub, ClientOptions* options) {
+  sub->add_option("--host", options->host, "coordinator API host")->capture_default_str();
+  sub->add_option("--port", options->port, "coordinator API port (env LATTICE_PORT)")
+      ->envname("LATTICE_PORT")
+      ->capture_default_str();
+  sub->add_option("--data-dir", options->data_dir,
+                  "coordinator data directory (the API token is read from <data-dir>/token)")
+      ->capture_default_str();
+}
+
+template <typename Fn>
+void SetRunner(CLI::App* sub, int* exit_code, Fn fn) {
+  sub->callback([exit_code, fn] {
+    CommandIo io{std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0};
+    *exit_code = fn(io);
+    std::cout.flush();
+  });
+}
+
+}  // namespace
+
+void RegisterClientCommands(CLI::App& app, int* exit_code) {
+  auto state = std::make_shared<CommandState>();
+
+  CLI::App* submit = app.add_subcommand("submit", "submit a sweep spec (YAML or JSON)");
+  submit->add_option("spec", state->submit.spec_path, "sweep spec file")->required();
+  submit->add_flag("--wait", state->submit.wait,
+                   "follow progress until the sweep ends, then print the top 5 trials");
+  AddCommonOptions(submit, &state->options);
+  SetRunner(submit, exit_code,
+            [state](CommandIo& io) { return RunSubmit(state->options, state->submit, io); });
+
+  CLI::App* status = app.add_subcommand("status", "list sweeps, or show one sweep");
+  status->add_option("sweep", state->sweep, "sweep id (e.g. s3)");
+  AddCommonOptions(status, &state->options);
+  SetRunner(status, exit_code,
+            [state](CommandIo& io) { return RunStatus(state->options, state->sweep, io); });
+
+  CLI::App* trials = app.add_subcommand("trials", "list a sweep's trials, best first");
+  trials->add_option("sweep", state->trials.sweep, "sweep id (e.g. s3)")->required();
+  trials->add_option("--top", state->trials.top, "show only the best N trials (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  trials->add_option("--format", state->trials.format, "table | csv | json")
+      ->check(CLI::IsMember({"table", "csv", "json"}))
+      ->capture_default_str();
+  trials->add_flag("--all-metrics", state->trials.all_metrics, "a column for every metric");
+  AddCommonOptions(trials, &state->options);
+  SetRunner(trials, exit_code,
+            [state](CommandIo& io) { return RunTrials(state->options, state->trials, io); });
+
+  CLI::App* cancel = app.add_subcommand("cancel", "cancel a sweep");
+  cancel->add_option("sweep", state->sweep, "sweep id (e.g. s3)")->required();
+  AddCommonOptions(cancel, &state->options);
+  SetRunner(cancel, exit_code,
+            [state](CommandIo& io) { return RunCancel(state->options, state->sweep, io); });
+
+  CLI::App* workers = app.add_subcommand("workers", "list the cluster's workers");
+  AddCommonOptions(workers, &state->options);
+  SetRunner(workers, exit_code,
+            [state](CommandIo& io) { return RunWorkers(state->options, io); });
+}
+
+}  // namespace lattice::cli

@@ -1,0 +1,41 @@
+// Helpers shared by the client commands (cli/commands.cc, cli/submit_command.cc).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/http_client.h"
+#include "common/status.h"
+
+namespace lattice::cli::internal {
+
+// Wall clock, ms since the Unix epoch (the coordinator's *_ms fields use the same).
+int64_t NowMs();
+
+// Prints "error: <message>" to io.err and returns exit_code.
+int PrintError(CommandIo& io, const std::string& message, int exit_code);
+
+// Percent-encodes everything but RFC 3986 unreserved characters.
+std::string EncodePathSegment(const std::string& segment);
+// "/v1/sweeps/<encoded sweep><suffix>".
+std::string SweepTarget(const std::string& sweep, const std::string& suffix);
+
+// A 2xx response's JSON body, or a Status carrying the server's error message: 400 →
+// InvalidArgument, 401 → Unauthenticated, 404 → NotFound, 409 → FailedPrecondition,
+// 503 → Unavailable, others → Internal. Transport errors pass through (Unavailable).
+StatusOr<nlohmann::json> ParseResponse(const StatusOr<ClientResponse>& response);
+StatusOr<nlohmann::json> CallJson(HttpClient& client, const std::string& method,
+                                  const std::string& target, const std::string& body,
+                                  const std::string& content_type);
+
+// j[key] when j is an object and j[key] has the type, else `fallback` (never throws).
+std::string StringField(const nlohmann::json& j, const char* key, const std::string& fallback = "");
+int64_t IntField(const nlohmann::json& j, const char* key, int64_t fallback = 0);
+
+std::unique_ptr<HttpClient> MakeClient(const ClientOptions& options, const std::string& token);
+
+}  // namespace lattice::cli::internal

@@ -1,0 +1,238 @@
+#include "cli/commands.h"
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "scheduler/http_server.h"
+#include "tests/cli/http_test_util.h"
+#include "tests/testutil/testutil.h"
+
+namespace lattice::cli {
+namespace {
+
+using nlohmann::json;
+
+json SweepJson(const std::string& state, int completed) {
+  return {{"id", "s3"},
+          {"name", "digits-probe-grid"},
+          {"kind", "train"},
+          {"state", state},
+          {"metric", "val_accuracy"},
+          {"maximize", true},
+          {"num_trials", 3},
+          {"created_ms", 1},
+          {"message", state == "failed" ? "2 trials failed" : ""},
+          {"counts",
+           {{"queued", 3 - completed}, {"running", 0}, {"completed", completed},
+            {"failed", 0}, {"cancelled", 0}}},
+          {"best", completed ? json{{"trial", "s3-t1"}, {"objective", 0.97}} : json(nullptr)}};
+}
+
+// A fake coordinator: canned JSON for the client routes; the sweep completes after
+// `polls_to_finish` GETs.
+class FakeCoordinator {
+ public:
+  explicit FakeCoordinator(std::string final_state = "completed")
+      : final_state_(std::move(final_state)) {
+    auto router = std::make_shared<Router>();
+    router->Add("POST", "/v1/sweeps", [this](HttpRequest& req) {
+      std::lock_guard<std::mutex> lock(mu_);
+      submitted_body_ = req.body;
+      submitted_type_ = req.content_type;
+      if (req.body.find("bad") != std::string::npos) {
+        return HttpResponse::Error(400, "invalid_argument", "search.parameters.lr: must be > 0");
+      }
+      return HttpResponse::Json(201, SweepJson("running", 0));
+    }, true);
+    router->Add("GET", "/v1/sweeps", [](HttpRequest&) {
+      return HttpResponse::Json(200, {{"sweeps", {SweepJson("running", 1)}}});
+    });
+    router->Add("GET", "/v1/sweeps/{id}", [this](HttpRequest& req) {
+      if (req.path_params["id"] != "s3") return HttpResponse::Error(404, "not_found", "no sweep " + req.path_params["id"]);
+      const int polls = ++polls_;
+      return HttpResponse::Json(200, polls >= 3 ? SweepJson(final_state_, 3) : SweepJson("running", polls - 1));
+    });
+    router->Add("GET", "/v1/sweeps/{id}/trials", [](HttpRequest&) {
+      json trials = json::array();
+      for (int i = 0; i < 3; ++i) {
+        trials.push_back({{"id", "s3-t" + std::to_string(i)}, {"index", i},
+                          {"params", {{"lr", 0.1 * (i + 1)}}}, {"state", "completed"},
+                          {"attempts", 1}, {"worker", 1}, {"metrics", json::object()},
+                          {"objective", i == 1 ? 0.97 : 0.5 + i * 0.1}, {"epochs_done", 5},
+                          {"error", ""}});
+      }
+      return HttpResponse::Json(200, {{"trials", trials}});
+    });
+    router->Add("POST", "/v1/sweeps/{id}/cancel", [](HttpRequest&) {
+      return HttpResponse::Json(200, SweepJson("cancelled", 1));
+    }, true);
+    router->Add("GET", "/v1/workers", [](HttpRequest&) {
+      return HttpResponse::Json(200, {{"workers", {{{"rank", 1}, {"host", "h"}, {"state", "idle"},
+                                                    {"trial", nullptr}, {"last_seen_ms", 1}}}}});
+    });
+    router->SetToken("tok");
+    server_ = testing::StartLoopbackServer(router);
+  }
+
+  uint16_t port() const { return server_->port(); }
+  std::string submitted_body() { std::lock_guard<std::mutex> l(mu_); return submitted_body_; }
+  std::string submitted_type() { std::lock_guard<std::mutex> l(mu_); return submitted_type_; }
+
+ private:
+  std::string final_state_;
+  std::atomic<int> polls_{0};
+  std::mutex mu_;
+  std::string submitted_body_, submitted_type_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+class CommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.data_dir = dir_.path();
+    options_.timeout_ms = 5000;
+    std::ofstream(dir_.Join("token")) << "tok\n";
+  }
+  void UseServer(const FakeCoordinator& fake) { options_.port = fake.port(); }
+  std::string WriteSpec(const std::string& name, const std::string& text) {
+    std::ofstream(dir_.Join(name)) << text;
+    return dir_.Join(name);
+  }
+
+  testutil::TempDir dir_;
+  ClientOptions options_;
+  std::ostringstream out_, err_;
+  CommandIo io_{out_, err_, false};
+};
+
+TEST_F(CommandsTest, SubmitPostsTheRawSpec) {
+  FakeCoordinator fake;
+  UseServer(fake);
+  SubmitArgs args;
+  args.spec_path = WriteSpec("grid.yaml", "name: digits-probe-grid\n");
+  EXPECT_EQ(RunSubmit(options_, args, io_), 0) << err_.str();
+  EXPECT_EQ(out_.str(), "submitted sweep s3 (digits-probe-grid): 3 trials\n");
+  EXPECT_EQ(fake.submitted_body(), "name: digits-probe-grid\n");
+  EXPECT_EQ(fake.submitted_type(), "application/yaml");
+
+  args.spec_path = WriteSpec("grid.json", "{\"name\": \"x\"}");
+  EXPECT_EQ(RunSubmit(options_, args, io_), 0) << err_.str();
+  EXPECT_EQ(fake.submitted_type(), "application/json");
+}
+
+TEST_F(CommandsTest, RejectedSpecExitsTwoWithTheServerMessage) {
+  FakeCoordinator fake;
+  UseServer(fake);
+  SubmitArgs args;
+  args.spec_path = WriteSpec("bad.yaml", "bad: spec\n");
+  EXPECT_EQ(RunSubmit(options_, args, io_), 2);
+  EXPECT_EQ(err_.str(), "error: search.parameters.lr: must be > 0\n");
+}
+
+TEST_F(CommandsTest, MissingTokenIsAClearError) {
+  FakeCoordinator fake;
+  UseServer(fake);
+  options_.data_dir = dir_.Join("nowhere");
+  SubmitArgs args;
+  args.spec_path = WriteSpec("grid.yaml", "name: x\n");
+  EXPECT_EQ(RunSubmit(options_, args, io_), 1);
+  EXPECT_NE(err_.str().find("error: cannot read the API token at " + dir_.Join("nowhere/token")),
+            std::string::npos)
+      << err_.str();
+  EXPECT_EQ(RunCancel(options_, "s3", io_), 1);
+}
+
+TEST_F(CommandsTest, SubmitWaitFollowsProgressAndPrintsTopTrials) {
+  FakeCoordinator fake;
+  UseServer(fake);
+  SubmitArgs args;
+  args.spec_path = WriteSpec("grid.yaml", "name: x\n");
+  args.wait = true;
+  args.poll_interval_s = 0.01;
+  EXPECT_EQ(RunSubmit(options_, args, io_), 0) << err_.str();
+  EXPECT_NE(err_.str().find("s3 digits-probe-grid: 0/3 done, 0 running, 0 failed\n"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_NE(err_.str().find("3/3 done, 0 running, 0 failed, best val_accuracy 0.97 (s3-t1)"),
+            std::string::npos)
+      << err_.str();
+  EXPECT_NE(err_.str().find("sweep s3 completed\n"), std::string::npos) << err_.str();
+  const std::string out = out_.str();
+  const size_t t1 = out.find("s3-t1"), t2 = out.find("s3-t2"), t0 = out.find("s3-t0");
+  ASSERT_NE(t0, std::string::npos) << out;
+  EXPECT_LT(t1, t2);
+  EXPECT_LT(t2, t0);
+}
+
+TEST_F(CommandsTest, SubmitWaitExitsOneWhenTheSweepFails) {
+  FakeCoordinator fake("failed");
+  UseServer(fake);
+  SubmitArgs args;
+  args.spec_path = WriteSpec("grid.yaml", "name: x\n");
+  args.wait = true;
+  args.poll_interval_s = 0.01;
+  io_.err_is_tty = true;
+  EXPECT_EQ(RunSubmit(options_, args, io_), 1);
+  EXPECT_NE(err_.str().find("\r[" ), std::string::npos) << err_.str();
+  EXPECT_NE(err_.str().find("sweep s3 failed: 2 trials failed\n"), std::string::npos)
+      << err_.str();
+}
+
+TEST_F(CommandsTest, StatusTrialsCancelWorkers) {
+  FakeCoordinator fake;
+  UseServer(fake);
+  EXPECT_EQ(RunStatus(options_, "", io_), 0);
+  EXPECT_EQ(out_.str().rfind("ID  NAME", 0), 0u) << out_.str();
+  out_.str("");
+  EXPECT_EQ(RunStatus(options_, "s3", io_), 0);
+  EXPECT_NE(out_.str().find("name:      digits-probe-grid"), std::string::npos) << out_.str();
+  EXPECT_EQ(RunStatus(options_, "s9", io_), 1);
+  EXPECT_EQ(err_.str(), "error: no sweep s9\n");
+
+  out_.str("");
+  TrialsArgs trials;
+  trials.sweep = "s3";
+  trials.format = "csv";
+  trials.top = 1;
+  EXPECT_EQ(RunTrials(options_, trials, io_), 0);
+  EXPECT_EQ(out_.str(), "TRIAL,STATE,ATTEMPTS,lr,val_accuracy,EPOCHS,WORKER,ERROR\n"
+                        "s3-t1,completed,1,0.2,0.97,5,1,\n");
+
+  out_.str("");
+  EXPECT_EQ(RunCancel(options_, "s3", io_), 0);
+  EXPECT_EQ(out_.str(), "sweep s3: cancelled\n");
+
+  out_.str("");
+  EXPECT_EQ(RunWorkers(options_, io_), 0);
+  EXPECT_EQ(out_.str().rfind("RANK  HOST  STATE  TRIAL  LAST-SEEN\n1     h     idle   -", 0), 0u)
+      << out_.str();
+}
+
+TEST_F(CommandsTest, UnreachableCoordinatorExitsOne) {
+  options_.port = 1;  // nothing listens on a privileged port in the test environment
+  EXPECT_EQ(RunWorkers(options_, io_), 1);
+  EXPECT_EQ(err_.str(),
+            "error: cannot reach the coordinator at 127.0.0.1:1: is `lattice cluster` running?\n");
+}
+
+TEST_F(CommandsTest, RegistersSubcommandsWithCommonOptions) {
+  FakeCoordinator fake;
+  CLI::App app{"lattice"};
+  int exit_code = -1;
+  RegisterClientCommands(app, &exit_code);
+  for (const char* name : {"submit", "status", "trials", "cancel", "workers"}) {
+    EXPECT_NO_THROW(app.get_subcommand(name)) << name;
+  }
+  const std::string port = std::to_string(fake.port());
+  app.parse("trials s3 --top 2 --format json --port " + port, /*program_name_included=*/false);
+  EXPECT_EQ(exit_code, 0);
+}
+
+}  // namespace
+}  // namespace lattice::cli

@@ -230,7 +230,7 @@ TEST_F(CommandsTest, RegistersSubcommandsWithCommonOptions) {
     EXPECT_NO_THROW(app.get_subcommand(name)) << name;
   }
   const std::string port = std::to_string(fake.port());
-  app.parse("trials s3 --top 2 --format json --port " + port, /*program_name_included=*/false);
+  app.parse("trials s3 --top 2 --format csv --port " + port, /*program_name_included=*/false);
   EXPECT_EQ(exit_code, 0);
 }
 

@@ -164,6 +164,15 @@ TEST_F(SweepSpecTest, NoopWithoutSearchIsOneTrial) {
   EXPECT_EQ(spec.trial_configs[0], (json{{"kind", "noop"}, {"sleep_ms", 5}}));
 }
 
+TEST_F(SweepSpecTest, NoopGridOverTopLevelKeys) {
+  ASSERT_OK_AND_ASSIGN(
+      SweepSpec spec,
+      ParseSweepSpec("name: ping\nkind: noop\n"
+                     "search: {method: grid, parameters: {seed: [1, 2, 3], sleep_ms: [0, 5]}}\n"));
+  ASSERT_EQ(spec.points.size(), 6u);
+  EXPECT_EQ(spec.trial_configs[5], (json{{"kind", "noop"}, {"seed", 3}, {"sleep_ms", 5}}));
+}
+
 TEST_F(SweepSpecTest, RandomSearchExpandsMaxTrials) {
   ASSERT_OK_AND_ASSIGN(
       SweepSpec spec,

@@ -1,0 +1,81 @@
+// The `lattice` command: `lattice cluster` runs a cluster under mpirun; every other
+// subcommand is a client of the coordinator's HTTP API (see cli/commands.h).
+#include <csignal>
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <mpi.h>
+
+#include "cli/commands.h"
+#include "scheduler/cluster.h"
+#include "worker/worker.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop = true; }
+
+int RunCluster(const lattice::ClusterOptions& options) {
+  int provided = 0;
+  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  int rc = 0;
+  {
+    lattice::ControlChannel channel(MPI_COMM_WORLD);
+    if (channel.rank() == 0) {
+      if (channel.size() < 2) {
+        std::fprintf(stderr, "lattice cluster: warning: no workers (run under `mpirun -np 3 ...`: "
+                             "rank 0 coordinates, ranks 1..N run trials)\n");
+      }
+      rc = lattice::RunCoordinatorProcess(options, channel, &g_stop);
+    } else {
+      lattice::WorkerOptions wopts;
+      wopts.num_threads = options.worker_threads;
+      wopts.stop = &g_stop;
+      rc = lattice::RunWorker(channel, wopts);
+    }
+  }
+  MPI_Finalize();
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "Lattice: a cluster job scheduler for sweeps of LibTorch trainings.\n"
+      "Start a cluster with `mpirun -np 3 lattice cluster` (rank 0 coordinates, the other\n"
+      "ranks are workers), then submit sweeps to it with `lattice submit spec.yaml --wait`."};
+  app.require_subcommand(1);
+
+  lattice::ClusterOptions cluster_options;
+  CLI::App* cluster = app.add_subcommand(
+      "cluster", "Run a cluster (under mpirun): rank 0 is the coordinator, ranks 1..N workers");
+  cluster->add_option("--data-dir", cluster_options.data_dir,
+                      "State directory (RocksDB, token, coordinator.json)")
+      ->capture_default_str();
+  cluster->add_option("--address", cluster_options.http_address, "HTTP API address")
+      ->capture_default_str();
+  cluster->add_option("--port", cluster_options.http_port, "HTTP API port (0 = any free port)")
+      ->capture_default_str();
+  cluster->add_option("--http-threads", cluster_options.http_threads, "HTTP server threads")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cluster->add_option("--worker-threads", cluster_options.worker_threads,
+                      "Intra-op threads per worker task (give each rank its share of the cores)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cluster->add_option("--worker-timeout-ms", cluster_options.worker_timeout_ms,
+                      "Silence after which a worker is declared lost and its trial re-queued")
+      ->check(CLI::Range(1000, 3600000))
+      ->capture_default_str();
+
+  int exit_code = 0;  // set by the client subcommand that runs during parsing
+  lattice::cli::RegisterClientCommands(app, &exit_code);
+
+  CLI11_PARSE(app, argc, argv);
+  if (cluster->parsed()) return RunCluster(cluster_options);
+  return exit_code;
+}

@@ -1,0 +1,140 @@
+#include "scheduler/api.h"
+
+#include "monitoring/metrics.h"
+#include "scheduler/sweep_spec.h"
+#include "scheduler/trial_state_machine.h"
+
+namespace lattice {
+namespace {
+
+using nlohmann::json;
+
+// Resolves "s7", "7" or a sweep name (the most recent sweep of that name).
+StatusOr<SweepRecord> FindSweep(StateStore* store, const std::string& text) {
+  if (auto id = SweepId::Parse(text)) return store->GetSweep(*id);
+  LATTICE_ASSIGN_OR_RETURN(auto sweeps, store->ListSweeps());
+  for (auto it = sweeps.rbegin(); it != sweeps.rend(); ++it) {
+    if (it->name == text) return *it;
+  }
+  return Status::NotFound("no sweep with id or name '" + text + "'");
+}
+
+HttpResponse SweepResponse(StateStore* store, const SweepRecord& sweep, int status = 200) {
+  auto trials = store->ListTrials(sweep.id);
+  if (!trials.ok()) return HttpResponse::FromStatus(trials.status());
+  return HttpResponse::Json(status, SweepSummaryJson(sweep, *trials));
+}
+
+json WorkerJson(const WorkerView& w) {
+  return {{"rank", w.rank},
+          {"host", w.host},
+          {"state", w.state},
+          {"trial", w.trial ? json(w.trial->ToString()) : json(nullptr)},
+          {"threads", w.threads},
+          {"rss_bytes", w.rss_bytes},
+          {"last_seen_ms", w.last_seen_ms},
+          {"trials_done", w.trials_done}};
+}
+
+void AddSweepRoutes(Router& r, Coordinator* coordinator, StateStore* store) {
+  r.Add("POST", "/v1/sweeps", [coordinator, store](HttpRequest& req) {
+    auto spec = scheduler::ParseSweepSpec(req.body);
+    if (!spec.ok()) return HttpResponse::FromStatus(spec.status());
+    auto sweep = coordinator->Submit(std::move(spec).value());
+    if (!sweep.ok()) return HttpResponse::FromStatus(sweep.status());
+    return SweepResponse(store, *sweep, 201);
+  }, /*mutating=*/true);
+  r.Add("GET", "/v1/sweeps", [store](HttpRequest&) {
+    auto sweeps = store->ListSweeps();
+    if (!sweeps.ok()) return HttpResponse::FromStatus(sweeps.status());
+    json out = json::array();
+    for (const auto& s : *sweeps) {
+      auto trials = store->ListTrials(s.id);
+      if (!trials.ok()) return HttpResponse::FromStatus(trials.status());
+      out.push_back(SweepSummaryJson(s, *trials));
+    }
+    return HttpResponse::Json(200, {{"sweeps", out}});
+  });
+  r.Add("GET", "/v1/sweeps/{id}", [store](HttpRequest& req) {
+    auto sweep = FindSweep(store, req.path_params["id"]);
+    if (!sweep.ok()) return HttpResponse::FromStatus(sweep.status());
+    return SweepResponse(store, *sweep);
+  });
+  r.Add("GET", "/v1/sweeps/{id}/trials", [store](HttpRequest& req) {
+    auto sweep = FindSweep(store, req.path_params["id"]);
+    if (!sweep.ok()) return HttpResponse::FromStatus(sweep.status());
+    auto trials = store->ListTrials(sweep->id);
+    if (!trials.ok()) return HttpResponse::FromStatus(trials.status());
+    json out = json::array();
+    for (const auto& t : *trials) out.push_back(t.ToJson());
+    return HttpResponse::Json(200, {{"sweep", sweep->ToJson()}, {"trials", out}});
+  });
+  r.Add("POST", "/v1/sweeps/{id}/cancel", [coordinator, store](HttpRequest& req) {
+    auto sweep = FindSweep(store, req.path_params["id"]);
+    if (!sweep.ok()) return HttpResponse::FromStatus(sweep.status());
+    auto cancelled = coordinator->Cancel(sweep->id);
+    if (!cancelled.ok()) return HttpResponse::FromStatus(cancelled.status());
+    return SweepResponse(store, *cancelled);
+  }, /*mutating=*/true);
+}
+
+void AddTrialRoutes(Router& r, StateStore* store) {
+  auto parse = [](const std::string& text) -> StatusOr<TrialId> {
+    auto id = TrialId::Parse(text);
+    if (!id) return Status::InvalidArgument("bad trial id '" + text + "' (expected e.g. s3-t12)");
+    return *id;
+  };
+  r.Add("GET", "/v1/trials/{id}", [store, parse](HttpRequest& req) {
+    auto id = parse(req.path_params["id"]);
+    if (!id.ok()) return HttpResponse::FromStatus(id.status());
+    auto trial = store->GetTrial(*id);
+    if (!trial.ok()) return HttpResponse::FromStatus(trial.status());
+    return HttpResponse::Json(200, trial->ToJson());
+  });
+  r.Add("GET", "/v1/trials/{id}/metrics", [store, parse](HttpRequest& req) {
+    auto id = parse(req.path_params["id"]);
+    if (!id.ok()) return HttpResponse::FromStatus(id.status());
+    auto trial = store->GetTrial(*id);
+    if (!trial.ok()) return HttpResponse::FromStatus(trial.status());
+    auto epochs = store->GetEpochMetrics(*id);
+    if (!epochs.ok()) return HttpResponse::FromStatus(epochs.status());
+    json out = json::array();
+    for (const auto& e : *epochs) out.push_back(e.ToJson());
+    return HttpResponse::Json(200, {{"trial", id->ToString()}, {"epochs", out}});
+  });
+}
+
+}  // namespace
+
+json SweepSummaryJson(const SweepRecord& sweep, const std::vector<TrialRecord>& trials) {
+  json j = sweep.ToJson();
+  json counts = {{"queued", 0}, {"running", 0}, {"completed", 0}, {"failed", 0}, {"cancelled", 0}};
+  for (const auto& t : trials) counts[TrialStateName(t.state)] = counts[TrialStateName(t.state)].get<int>() + 1;
+  j["counts"] = counts;
+  auto best = scheduler::BestTrial(trials, sweep.maximize);
+  j["best"] = best ? json{{"trial", trials[*best].id.ToString()},
+                          {"objective", *trials[*best].objective},
+                          {"params", trials[*best].params}}
+                   : json(nullptr);
+  return j;
+}
+
+std::shared_ptr<Router> MakeApiRouter(Coordinator* coordinator, StateStore* store,
+                                      prometheus::Registry* registry, const std::string& token) {
+  auto r = std::make_shared<Router>();
+  r->SetToken(token);
+  r->Add("GET", "/healthz", [](HttpRequest&) { return HttpResponse::Json(200, {{"status", "ok"}}); });
+  AddSweepRoutes(*r, coordinator, store);
+  AddTrialRoutes(*r, store);
+  r->Add("GET", "/v1/workers", [coordinator](HttpRequest&) {
+    json out = json::array();
+    for (const auto& w : coordinator->Workers()) out.push_back(WorkerJson(w));
+    return HttpResponse::Json(200, {{"workers", out}});
+  });
+  r->Add("GET", "/metrics", [registry](HttpRequest&) {
+    return HttpResponse::Text(200, RenderMetrics(*registry), "text/plain; version=0.0.4");
+  });
+  return r;
+}
+
+}  // namespace lattice

@@ -1,0 +1,37 @@
+// The coordinator's HTTP API (see ARCHITECTURE.md, "HTTP API").
+//
+//   GET  /healthz                       liveness
+//   POST /v1/sweeps                     body: spec text (YAML or JSON)  -> 201 sweep
+//   GET  /v1/sweeps[/{id}]              {id} is "s7", "7" or a sweep name (latest)
+//   GET  /v1/sweeps/{id}/trials
+//   POST /v1/sweeps/{id}/cancel
+//   GET  /v1/trials/{id}[/metrics]
+//   GET  /v1/workers
+//   GET  /metrics                       Prometheus text format
+// Mutating routes need "Authorization: Bearer <token>". Errors are
+// {"error": {"code": ..., "message": ...}} with the matching status code.
+//
+// Threading: handlers run on the HTTP server's threads; reads go to the StateStore
+// directly (thread-safe), mutations go through the Coordinator's command queue.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <prometheus/registry.h>
+
+#include "scheduler/coordinator.h"
+#include "scheduler/http_server.h"
+#include "store/state_store.h"
+
+namespace lattice {
+
+// All pointers must outlive the returned router.
+std::shared_ptr<Router> MakeApiRouter(Coordinator* coordinator, StateStore* store,
+                                      prometheus::Registry* registry, const std::string& token);
+
+// The API's JSON view of a sweep: the record plus trial counts by state and the best
+// trial so far ({"trial": "s3-t4", "objective": 0.98} or null).
+nlohmann::json SweepSummaryJson(const SweepRecord& sweep, const std::vector<TrialRecord>& trials);
+
+}  // namespace lattice

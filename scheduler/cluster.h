@@ -1,0 +1,36 @@
+// The coordinator process of `lattice cluster` (MPI rank 0): state store, recovery,
+// HTTP API and the scheduling loop, wired together.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "worker/protocol.h"
+
+namespace lattice {
+
+struct ClusterOptions {
+  // Data directory: RocksDB state under <dir>/state, the API token in <dir>/token
+  // (mode 0600), the API address in <dir>/coordinator.json. Default: ./lattice-data.
+  std::string data_dir = "./lattice-data";
+  // HTTP API address. Default: 127.0.0.1 (loopback only).
+  std::string http_address = "127.0.0.1";
+  // HTTP API port; 0 picks a free one (written to coordinator.json). Default: 7070.
+  uint16_t http_port = 7070;
+  // HTTP server threads. Default: 2.
+  int http_threads = 2;
+  // Milliseconds of silence before a worker is declared lost. Default: 60000.
+  int worker_timeout_ms = 60000;
+  // Intra-op threads per worker task (LibTorch/OpenMP). Default: 1.
+  int worker_threads = 1;
+};
+
+// Runs rank 0 until `stop` is set (SIGINT/SIGTERM). Returns the process exit code.
+int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel,
+                          const std::atomic<bool>* stop);
+
+// Reads <data_dir>/token, creating it (random, mode 0600) when absent.
+StatusOr<std::string> LoadOrCreateToken(const std::string& data_dir);
+
+}  // namespace lattice

@@ -1,0 +1,212 @@
+#include "scheduler/coordinator.h"
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+namespace lattice {
+
+using scheduler::TrialEvent;
+
+Coordinator::Coordinator(CoordinatorOptions options, StateStore* store, ControlChannel* channel,
+                         SchedulerMetrics* metrics)
+    : options_(std::move(options)), store_(store), channel_(channel), metrics_(metrics) {
+  slots_.resize(static_cast<size_t>(channel_->size()));
+  for (int r = 1; r < channel_->size(); ++r) {
+    slots_[r].view.rank = r;
+    slots_[r].view.state = "starting";
+    slots_[r].view.last_seen_ms = NowMillis();
+  }
+}
+
+Status Coordinator::Recover() {
+  LATTICE_ASSIGN_OR_RETURN(auto sweeps, store_->ListSweeps());
+  Pending p;
+  int requeued = 0;
+  for (auto& sweep : sweeps) {
+    if (sweep.state != SweepState::kRunning) continue;
+    ActiveSweep& active = sweeps_[sweep.id];
+    active.record = sweep;
+    LATTICE_ASSIGN_OR_RETURN(auto trials, store_->ListTrials(sweep.id));
+    for (auto& t : trials) {
+      if (IsTerminal(t.state)) continue;
+      ++active.unfinished;
+      TrialId id = t.id;
+      trials_[id] = std::move(t);
+      if (trials_[id].state == TrialState::kQueued) {
+        queue_.insert(id);
+      } else {
+        ++active.running;  // Transition moves it from running to queued
+        LATTICE_RETURN_IF_ERROR(
+            Transition(trials_[id], TrialEvent::kRecover, -1, "coordinator restarted", p));
+        ++requeued;
+      }
+    }
+    if (active.unfinished == 0) {  // every trial finished before the crash
+      active.record.state = SweepState::kCompleted;
+      active.record.finished_ms = NowMillis();
+      p.batch.PutSweep(active.record);
+      sweeps_.erase(sweep.id);
+    }
+  }
+  p.batch.AppendEvent("coordinator_started",
+                      {{"active_sweeps", sweeps_.size()}, {"requeued_trials", requeued},
+                       {"workers", channel_->size() - 1}});
+  LATTICE_RETURN_IF_ERROR(store_->Commit(p.batch));
+  std::fprintf(stderr, "coordinator: recovered %zu running sweep(s), %zu queued trial(s), %d re-queued\n",
+               sweeps_.size(), queue_.size(), requeued);
+  UpdateGauges();
+  return Status::Ok();
+}
+
+void Coordinator::Run() {
+  auto idle_sleep = std::chrono::microseconds(20);
+  for (;;) {
+    bool stopping = stop_requested_.load() || (options_.stop != nullptr && options_.stop->load());
+    if (stopping) break;
+    Pending p;
+    bool did_work = PollWorkers(p);
+    did_work |= RunCommands(p);
+    did_work |= CheckLiveness(p);
+    did_work |= PlaceTrials(p);
+    Flush(p);
+    if (did_work) UpdateGauges();
+    idle_sleep = did_work ? std::chrono::microseconds(20)
+                          : std::min(idle_sleep * 2, std::chrono::microseconds(1000));
+    std::this_thread::sleep_for(idle_sleep);
+  }
+  // Shutdown: workers stop; trials still running stay "running" in the store and are
+  // queued again by the next Recover().
+  for (int r = 1; r < channel_->size(); ++r) (void)channel_->Send(r, ShutdownMsg{});
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& cmd : commands_) {
+    cmd->done.set_value(Status::Unavailable("coordinator is shutting down"));
+  }
+  commands_.clear();
+}
+
+void Coordinator::Flush(Pending& p) {
+  if (!p.batch.empty()) {
+    auto start = std::chrono::steady_clock::now();
+    Status s = store_->Commit(p.batch);
+    metrics_->commit_seconds.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (!s.ok()) {
+      // Nothing of this iteration may be acted on: the state is not durable. Stop the
+      // cluster rather than run trials whose assignment could be forgotten.
+      std::fprintf(stderr, "coordinator: FATAL: state store commit failed: %s\n",
+                   s.ToString().c_str());
+      for (auto& [cmd, result] : p.replies) cmd->done.set_value(s);
+      stop_requested_ = true;
+      return;
+    }
+  }
+  for (auto& [rank, msg] : p.sends) {
+    Status s = channel_->Send(rank, msg);
+    if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
+  }
+  for (auto& [cmd, result] : p.replies) cmd->done.set_value(std::move(result));
+}
+
+// ---- Commands from other threads --------------------------------------------------
+
+StatusOr<SweepRecord> Coordinator::Enqueue(std::shared_ptr<Command> cmd) {
+  auto future = cmd->done.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_requested_) return Status::Unavailable("coordinator is shutting down");
+    commands_.push_back(std::move(cmd));
+  }
+  return future.get();
+}
+
+StatusOr<SweepRecord> Coordinator::Submit(scheduler::SweepSpec spec) {
+  auto cmd = std::make_shared<Command>();
+  cmd->submit = std::move(spec);
+  return Enqueue(std::move(cmd));
+}
+
+StatusOr<SweepRecord> Coordinator::Cancel(SweepId id) {
+  auto cmd = std::make_shared<Command>();
+  cmd->cancel = id;
+  return Enqueue(std::move(cmd));
+}
+
+std::vector<WorkerView> Coordinator::Workers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return worker_views_;
+}
+
+void Coordinator::RequestStop() { stop_requested_ = true; }
+
+bool Coordinator::RunCommands(Pending& p) {
+  std::deque<std::shared_ptr<Command>> cmds;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cmds.swap(commands_);
+  }
+  for (auto& cmd : cmds) {
+    StatusOr<SweepRecord> result =
+        cmd->submit ? DoSubmit(*cmd->submit, p) : DoCancel(*cmd->cancel, p);
+    p.replies.emplace_back(cmd, std::move(result));
+  }
+  return !cmds.empty();
+}
+
+StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending& p) {
+  LATTICE_ASSIGN_OR_RETURN(SweepId id, store_->AllocateSweepId());
+  SweepRecord sweep;
+  sweep.id = id;
+  sweep.name = spec.name;
+  sweep.kind = spec.kind;
+  sweep.spec = spec.spec;
+  sweep.metric = spec.metric;
+  sweep.maximize = spec.maximize;
+  sweep.num_trials = static_cast<uint32_t>(spec.points.size());
+  sweep.max_concurrent = spec.max_concurrent;
+  sweep.max_attempts = spec.max_attempts;
+  sweep.created_ms = NowMillis();
+  p.batch.PutSweep(sweep);
+  ActiveSweep& active = sweeps_[id];
+  active.record = sweep;
+  for (uint32_t i = 0; i < sweep.num_trials; ++i) {
+    TrialRecord t;
+    t.id = TrialId{id, i};
+    t.params = std::move(spec.points[i]);
+    t.config = std::move(spec.trial_configs[i]);
+    p.batch.PutTrial(t);
+    queue_.insert(t.id);
+    trials_[t.id] = std::move(t);
+    ++active.unfinished;
+  }
+  p.batch.AppendEvent("sweep_submitted",
+                      {{"sweep", id.ToString()}, {"name", sweep.name}, {"trials", sweep.num_trials}});
+  return sweep;
+}
+
+StatusOr<SweepRecord> Coordinator::DoCancel(SweepId id, Pending& p) {
+  auto it = sweeps_.find(id);
+  if (it == sweeps_.end()) {
+    LATTICE_ASSIGN_OR_RETURN(SweepRecord stored, store_->GetSweep(id));
+    return Status::FailedPrecondition("sweep " + id.ToString() + " is already " +
+                                      SweepStateName(stored.state));
+  }
+  it->second.record.state = SweepState::kCancelled;
+  it->second.record.message = "cancelled by user";
+  SweepRecord result = it->second.record;
+  std::vector<TrialId> live;
+  for (auto t = trials_.lower_bound(TrialId{id, 0});
+       t != trials_.end() && t->first.sweep == id; ++t) {
+    live.push_back(t->first);
+  }
+  for (const TrialId& tid : live) {
+    TrialRecord& t = trials_.at(tid);
+    if (t.state == TrialState::kRunning) p.sends.emplace_back(t.worker, CancelMsg{tid});
+    LATTICE_RETURN_IF_ERROR(Transition(t, TrialEvent::kCancel, -1, "sweep cancelled", p));
+  }
+  if (sweeps_.count(id)) p.batch.PutSweep(sweeps_.at(id).record);
+  result.finished_ms = NowMillis();
+  return result;
+}
+
+}  // namespace lattice

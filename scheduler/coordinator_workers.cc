@@ -1,0 +1,258 @@
+// Coordinator: worker messages, placement, liveness and trial transitions.
+#include <cstdio>
+
+#include "scheduler/coordinator.h"
+
+namespace lattice {
+
+using scheduler::TrialEvent;
+
+namespace {
+// Largest number of worker messages handled in one loop iteration (bounds the latency
+// of the other steps under a flood of progress reports).
+constexpr int kMaxMessagesPerIteration = 512;
+}  // namespace
+
+bool Coordinator::PollWorkers(Pending& p) {
+  int handled = 0;
+  while (handled < kMaxMessagesPerIteration) {
+    auto polled = channel_->Poll();
+    if (!polled) break;
+    ++handled;
+    if (!polled->ok()) {
+      std::fprintf(stderr, "coordinator: dropped message: %s\n",
+                   polled->status().ToString().c_str());
+      continue;
+    }
+    const Envelope& env = polled->value();
+    if (env.source <= 0 || env.source >= static_cast<int>(slots_.size())) continue;
+    Slot& slot = slots_[env.source];
+    slot.view.last_seen_ms = NowMillis();
+    if (slot.view.state == "lost") {
+      slot.view.state = slot.view.trial ? "busy" : "idle";
+      p.batch.AppendEvent("worker_back", {{"rank", env.source}});
+    }
+    std::visit(
+        [&](const auto& m) {
+          using T = std::decay_t<decltype(m)>;
+          if constexpr (std::is_same_v<T, RegisterMsg>) OnRegister(env.source, m);
+          if constexpr (std::is_same_v<T, ProgressMsg>) OnProgress(env.source, m, p);
+          if constexpr (std::is_same_v<T, ResultMsg>) OnResult(env.source, m, p);
+          if constexpr (std::is_same_v<T, HeartbeatMsg>) OnHeartbeat(env.source, m, p);
+        },
+        env.message);
+  }
+  return handled > 0;
+}
+
+void Coordinator::OnRegister(int rank, const RegisterMsg& m) {
+  Slot& slot = slots_[rank];
+  slot.view.host = m.host;
+  slot.view.threads = m.threads;
+  if (slot.view.state == "starting") slot.view.state = "idle";
+}
+
+void Coordinator::OnHeartbeat(int rank, const HeartbeatMsg& m, Pending& p) {
+  Slot& slot = slots_[rank];
+  slot.view.rss_bytes = m.rss_bytes;
+  // A worker running something we no longer want (e.g. after it was declared lost and
+  // its trial re-queued elsewhere): tell it to stop.
+  if (m.trial && (!slot.view.trial || *slot.view.trial != *m.trial)) {
+    p.sends.emplace_back(rank, CancelMsg{*m.trial});
+  }
+}
+
+void Coordinator::OnProgress(int rank, const ProgressMsg& m, Pending& p) {
+  auto it = trials_.find(m.trial);
+  if (it == trials_.end() || it->second.state != TrialState::kRunning ||
+      it->second.attempts != m.attempt || it->second.worker != rank) {
+    return;  // stale report of an attempt we gave up on
+  }
+  it->second.epochs_done = m.epoch;
+  p.batch.PutEpochMetrics(EpochMetrics{m.trial, m.attempt, m.epoch, m.metrics});
+  p.batch.PutTrial(it->second);
+  metrics_->epochs_reported.Increment();
+}
+
+void Coordinator::OnResult(int rank, const ResultMsg& m, Pending& p) {
+  Slot& slot = slots_[rank];
+  if (slot.view.trial && *slot.view.trial == m.trial && slot.attempt == m.attempt) {
+    if (m.code == ResultCode::kOk) {
+      metrics_->trial_seconds.Observe((NowMillis() - slot.assigned_ms) / 1000.0);
+    }
+    ReleaseWorker(rank);
+  }
+  auto it = trials_.find(m.trial);
+  if (it == trials_.end() || it->second.state != TrialState::kRunning ||
+      it->second.attempts != m.attempt || it->second.worker != rank) {
+    return;  // cancelled, or an attempt already given up on
+  }
+  TrialRecord& t = it->second;
+  TrialEvent event = TrialEvent::kSucceed;
+  switch (m.code) {
+    case ResultCode::kOk: {
+      t.metrics = m.metrics;
+      t.epochs_done = m.epochs_done;
+      const std::string& metric = sweeps_.at(t.id.sweep).record.metric;
+      auto value = m.metrics.find(metric);
+      if (value != m.metrics.end()) t.objective = value->second;
+      break;
+    }
+    case ResultCode::kRetryable: event = TrialEvent::kFail; break;
+    case ResultCode::kPermanent: event = TrialEvent::kFailPermanent; break;
+    case ResultCode::kCancelled: event = TrialEvent::kWorkerLost; break;  // worker stopped it
+  }
+  if (event != TrialEvent::kSucceed && event != TrialEvent::kWorkerLost) {
+    std::fprintf(stderr, "coordinator: trial %s attempt %d failed on w%d: %s\n",
+                 t.id.ToString().c_str(), m.attempt, rank, m.error.c_str());
+  }
+  Status s = Transition(t, event, rank, m.error, p);
+  if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
+}
+
+void Coordinator::ReleaseWorker(int rank) {
+  Slot& slot = slots_[rank];
+  slot.view.trial.reset();
+  slot.attempt = 0;
+  ++slot.view.trials_done;
+  if (slot.view.state == "busy") slot.view.state = "idle";
+}
+
+bool Coordinator::PlaceTrials(Pending& p) {
+  bool placed = false;
+  size_t next_worker = 1;
+  auto it = queue_.begin();
+  while (it != queue_.end()) {
+    while (next_worker < slots_.size() && slots_[next_worker].view.state != "idle") ++next_worker;
+    if (next_worker >= slots_.size()) break;
+    TrialId id = *it;
+    ActiveSweep& sweep = sweeps_.at(id.sweep);
+    if (sweep.record.max_concurrent > 0 && sweep.running >= sweep.record.max_concurrent) {
+      it = queue_.lower_bound(TrialId{SweepId{id.sweep.value + 1}, 0});  // skip this sweep
+      continue;
+    }
+    ++it;  // Transition erases `id` from the queue
+    int rank = static_cast<int>(next_worker);
+    TrialRecord& t = trials_.at(id);
+    Status s = Transition(t, TrialEvent::kAssign, rank, "", p);
+    if (!s.ok()) {
+      std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
+      continue;
+    }
+    Slot& slot = slots_[rank];
+    slot.view.state = "busy";
+    slot.view.trial = id;
+    slot.attempt = t.attempts;
+    slot.assigned_ms = NowMillis();
+    p.sends.emplace_back(rank, AssignMsg{id, t.attempts, t.config});
+    metrics_->trials_dispatched.Increment();
+    placed = true;
+  }
+  return placed;
+}
+
+bool Coordinator::CheckLiveness(Pending& p) {
+  int64_t now = NowMillis();
+  bool changed = false;
+  for (size_t r = 1; r < slots_.size(); ++r) {
+    Slot& slot = slots_[r];
+    if (slot.view.state == "lost" || now - slot.view.last_seen_ms <= options_.worker_timeout_ms) {
+      continue;
+    }
+    std::fprintf(stderr, "coordinator: worker w%zu silent for %lld ms: declared lost\n", r,
+                 static_cast<long long>(now - slot.view.last_seen_ms));
+    p.batch.AppendEvent("worker_lost", {{"rank", r}});
+    if (slot.view.trial) {
+      auto it = trials_.find(*slot.view.trial);
+      if (it != trials_.end() && it->second.state == TrialState::kRunning) {
+        Status s = Transition(it->second, TrialEvent::kWorkerLost, static_cast<int>(r),
+                              "worker w" + std::to_string(r) + " lost", p);
+        if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
+      }
+      slot.view.trial.reset();
+    }
+    slot.view.state = "lost";
+    changed = true;
+  }
+  return changed;
+}
+
+Status Coordinator::Transition(TrialRecord& trial, TrialEvent event, int worker,
+                               const std::string& error, Pending& p) {
+  ActiveSweep& sweep = sweeps_.at(trial.id.sweep);
+  TrialState before = trial.state;
+  LATTICE_ASSIGN_OR_RETURN(
+      trial, scheduler::ApplyTrialEvent(trial, event, sweep.record.max_attempts, worker,
+                                        NowMillis(), error));
+  if (before == TrialState::kQueued) queue_.erase(trial.id);
+  if (before == TrialState::kRunning) --sweep.running;
+  if (trial.state == TrialState::kQueued) queue_.insert(trial.id);
+  if (trial.state == TrialState::kRunning) ++sweep.running;
+  if (before == TrialState::kRunning && trial.state == TrialState::kQueued) {
+    metrics_->trials_retried.Increment();
+  }
+  p.batch.PutTrial(trial);
+  if (IsTerminal(trial.state)) {
+    TrialRecord done = trial;  // `trial` lives in trials_, erased below
+    trials_.erase(done.id);
+    FinishTrial(done, p);
+  }
+  return Status::Ok();
+}
+
+void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
+  switch (trial.state) {
+    case TrialState::kCompleted: metrics_->trials_completed.Increment(); break;
+    case TrialState::kFailed: metrics_->trials_failed.Increment(); break;
+    default: metrics_->trials_cancelled.Increment(); break;
+  }
+  if (trial.state == TrialState::kFailed) {
+    p.batch.AppendEvent("trial_failed", {{"trial", trial.id.ToString()}, {"error", trial.error}});
+  }
+  auto it = sweeps_.find(trial.id.sweep);
+  if (it == sweeps_.end() || --it->second.unfinished > 0) return;
+  SweepRecord& sweep = it->second.record;
+  if (sweep.state == SweepState::kRunning) {
+    // Completed unless every trial failed. Counting needs the stored trials: the live
+    // map no longer holds the finished ones.
+    sweep.state = SweepState::kFailed;
+    auto stored = store_->ListTrials(sweep.id);
+    bool any_ok = trial.state == TrialState::kCompleted;
+    if (stored.ok()) {
+      for (const auto& t : *stored) any_ok |= t.state == TrialState::kCompleted;
+    }
+    if (any_ok) sweep.state = SweepState::kCompleted;
+    if (!any_ok) sweep.message = "every trial failed";
+  }
+  sweep.finished_ms = NowMillis();
+  p.batch.PutSweep(sweep);
+  p.batch.AppendEvent("sweep_finished", {{"sweep", sweep.id.ToString()},
+                                         {"state", SweepStateName(sweep.state)}});
+  std::fprintf(stderr, "coordinator: sweep %s (%s) %s\n", sweep.id.ToString().c_str(),
+               sweep.name.c_str(), SweepStateName(sweep.state));
+  sweeps_.erase(it);
+}
+
+void Coordinator::UpdateGauges() {
+  int idle = 0, busy = 0, lost = 0;
+  std::vector<WorkerView> views;
+  for (size_t r = 1; r < slots_.size(); ++r) {
+    const auto& v = slots_[r].view;
+    idle += v.state == "idle";
+    busy += v.state == "busy";
+    lost += v.state == "lost";
+    views.push_back(v);
+  }
+  int64_t max_rss = 0;
+  for (const auto& v : views) max_rss = std::max(max_rss, v.rss_bytes);
+  metrics_->workers_idle.Set(idle);
+  metrics_->workers_busy.Set(busy);
+  metrics_->workers_lost.Set(lost);
+  metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
+  metrics_->trials_running.Set(busy);
+  metrics_->worker_rss_bytes_max.Set(static_cast<double>(max_rss));
+  std::lock_guard<std::mutex> lock(mu_);
+  worker_views_ = std::move(views);
+}
+
+}  // namespace lattice

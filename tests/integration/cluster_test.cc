@@ -1,0 +1,211 @@
+// Integration tests: real `mpirun -np 3 lattice cluster` processes, a real RocksDB data
+// directory, real LibTorch trainings on scikit-learn's digits, driven over the HTTP API.
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/http_client.h"
+#include "tests/testutil/cluster.h"
+#include "tests/testutil/testutil.h"
+
+namespace lattice {
+namespace {
+
+using nlohmann::json;
+using testutil::TestCluster;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void StartCluster(int ranks = 3) {
+    testutil::ClusterOptions opts;
+    opts.data_dir = dir_.Join("data");
+    opts.ranks = ranks;
+    cluster_ = std::make_unique<TestCluster>(opts);
+    ASSERT_OK(cluster_->Start());
+    client_ = std::make_unique<cli::HttpClient>("127.0.0.1", cluster_->port(), cluster_->token());
+  }
+
+  json Call(const std::string& method, const std::string& target, const std::string& body = "",
+            int expect_status = 200) {
+    auto r = client_->Request(method, target, body, "application/yaml");
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return json();
+    EXPECT_EQ(r->status, expect_status) << method << " " << target << ": " << r->body;
+    return json::parse(r->body, nullptr, false);
+  }
+
+  // Polls the sweep until it leaves "running" or `timeout` passes.
+  json WaitForSweep(const std::string& id, std::chrono::seconds timeout) {
+    json sweep;
+    testutil::WaitFor(
+        [&] {
+          sweep = Call("GET", "/v1/sweeps/" + id);
+          return sweep.is_object() && sweep.value("state", "") != "running";
+        },
+        timeout, std::chrono::milliseconds(250));
+    return sweep;
+  }
+
+  testutil::TempDir dir_;
+  std::unique_ptr<TestCluster> cluster_;
+  std::unique_ptr<cli::HttpClient> client_;
+};
+
+// The 27-point grid of the README runs to the end; every point completes exactly once.
+TEST_F(ClusterTest, DigitsGridRunsEveryPointExactlyOnce) {
+  StartCluster();
+  std::string spec = ReadFile(testutil::SourceDir() + "/examples/digits-probe-grid.yaml");
+  ASSERT_FALSE(spec.empty());
+  json sweep = Call("POST", "/v1/sweeps", spec, 201);
+  ASSERT_EQ(sweep["num_trials"], 27);
+  std::string id = sweep["id"];
+
+  sweep = WaitForSweep(id, std::chrono::seconds(600));
+  ASSERT_EQ(sweep["state"], "completed") << sweep.dump(2) << cluster_->Log();
+  EXPECT_EQ(sweep["counts"]["completed"], 27);
+
+  json trials = Call("GET", "/v1/sweeps/" + id + "/trials")["trials"];
+  ASSERT_EQ(trials.size(), 27u);
+  std::set<std::string> points;
+  double best = 0;
+  for (const auto& t : trials) {
+    EXPECT_EQ(t["state"], "completed") << t.dump();
+    EXPECT_EQ(t["attempts"], 1) << t.dump();
+    EXPECT_EQ(t["epochs_done"], 30) << t.dump();
+    points.insert(t["params"].dump());
+    best = std::max(best, t["objective"].get<double>());
+  }
+  EXPECT_EQ(points.size(), 27u) << "grid points must be distinct";
+  EXPECT_GE(best, 0.95);
+  EXPECT_DOUBLE_EQ(sweep["best"]["objective"].get<double>(), best);
+
+  // Per-epoch metrics were recorded for every epoch of the best trial.
+  json metrics = Call("GET", "/v1/trials/" + sweep["best"]["trial"].get<std::string>() + "/metrics");
+  EXPECT_EQ(metrics["epochs"].size(), 30u);
+}
+
+// SIGKILL of the whole MPI job mid-sweep, then a restart on the same data directory: the
+// sweep finishes, every point done exactly once, no finished trial run again.
+TEST_F(ClusterTest, SurvivesSigkillMidSweep) {
+  StartCluster();
+  std::string spec = ReadFile(testutil::SourceDir() + "/examples/digits-probe-grid.yaml");
+  json sweep = Call("POST", "/v1/sweeps", spec, 201);
+  std::string id = sweep["id"];
+
+  // Wait until some trials finished and others are running, then kill everything.
+  json before;
+  ASSERT_TRUE(testutil::WaitFor(
+      [&] {
+        before = Call("GET", "/v1/sweeps/" + id);
+        return before["counts"]["completed"].get<int>() >= 4 &&
+               before["counts"]["running"].get<int>() >= 1;
+      },
+      std::chrono::seconds(300), std::chrono::milliseconds(100)))
+      << before.dump(2);
+  json trials_before = Call("GET", "/v1/sweeps/" + id + "/trials")["trials"];
+  cluster_->Kill();
+
+  std::map<std::string, json> finished_before;
+  for (const auto& t : trials_before) {
+    if (t["state"] == "completed") finished_before[t["id"]] = t;
+  }
+  ASSERT_GE(finished_before.size(), 4u);
+
+  StartCluster();
+  sweep = WaitForSweep(id, std::chrono::seconds(600));
+  ASSERT_EQ(sweep["state"], "completed") << sweep.dump(2) << cluster_->Log();
+  json trials = Call("GET", "/v1/sweeps/" + id + "/trials")["trials"];
+  ASSERT_EQ(trials.size(), 27u);
+  int reattempted = 0;
+  for (const auto& t : trials) {
+    EXPECT_EQ(t["state"], "completed") << t.dump();
+    auto it = finished_before.find(t["id"]);
+    if (it != finished_before.end()) {
+      // Untouched by the restart: same attempt, same finish time, same result.
+      EXPECT_EQ(t["attempts"], it->second["attempts"]);
+      EXPECT_EQ(t["finished_ms"], it->second["finished_ms"]);
+      EXPECT_EQ(t["objective"], it->second["objective"]);
+    }
+    reattempted += t["attempts"].get<int>() > 1;
+  }
+  EXPECT_GE(reattempted, 1) << "the trials running at the kill must have been re-queued";
+  EXPECT_NE(cluster_->Log().find("re-queued"), std::string::npos);
+}
+
+// Bad specs are rejected with a message naming the key, and nothing is stored.
+TEST_F(ClusterTest, RejectsBadSpecsAndStoresNothing) {
+  StartCluster(2);
+  json err = Call("POST", "/v1/sweeps",
+                  "name: bad\nkind: noop\nsearch: {method: grid, parameters: {sleep_ms: []}}\n", 400);
+  EXPECT_NE(err["error"]["message"].get<std::string>().find("sleep_ms"), std::string::npos)
+      << err.dump();
+  err = Call("POST", "/v1/sweeps", "name: bad\nkind: noop\nbogus_key: 1\n", 400);
+  EXPECT_NE(err["error"]["message"].get<std::string>().find("bogus_key"), std::string::npos);
+  EXPECT_EQ(Call("GET", "/v1/sweeps")["sweeps"].size(), 0u);
+
+  // Without the token, mutating calls are refused.
+  cli::HttpClient anonymous("127.0.0.1", cluster_->port());
+  auto r = anonymous.Request("POST", "/v1/sweeps", "name: x\nkind: noop\n", "application/yaml");
+  ASSERT_OK(r);
+  EXPECT_EQ(r->status, 401);
+}
+
+// A trial whose loss becomes NaN fails with that reason; the rest of the sweep goes on.
+TEST_F(ClusterTest, NanTrialFailsAndSweepGoesOn) {
+  StartCluster();
+  std::string spec = R"(
+name: nan-probe
+kind: train
+dataset: {format: csv, path: /usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz}
+model: {type: linear}
+train: {epochs: 3, optimizer: sgd, momentum: 0.0}
+search:
+  method: grid
+  parameters: {lr: [1.0e+30, 1.0e-2]}
+max_attempts: 3
+)";
+  json sweep = Call("POST", "/v1/sweeps", spec, 201);
+  sweep = WaitForSweep(sweep["id"], std::chrono::seconds(120));
+  ASSERT_EQ(sweep["state"], "completed") << sweep.dump(2);
+  EXPECT_EQ(sweep["counts"]["failed"], 1);
+  EXPECT_EQ(sweep["counts"]["completed"], 1);
+  json trials = Call("GET", "/v1/sweeps/" + sweep["id"].get<std::string>() + "/trials")["trials"];
+  const json& bad = trials[0];
+  EXPECT_EQ(bad["state"], "failed");
+  EXPECT_EQ(bad["attempts"], 1) << "a NaN loss is permanent: no retry";
+  EXPECT_NE(bad["error"].get<std::string>().find("NaN"), std::string::npos) << bad.dump();
+}
+
+// Workers are listed, and /metrics is Prometheus text with our families.
+TEST_F(ClusterTest, WorkersAndMetricsEndpoints) {
+  StartCluster();
+  json workers;
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    workers = Call("GET", "/v1/workers")["workers"];
+    return workers.size() == 2 && workers[0]["state"] == "idle" && workers[1]["state"] == "idle";
+  }, std::chrono::seconds(30)));
+  EXPECT_EQ(workers[0]["rank"], 1);
+  json sweep = Call("POST", "/v1/sweeps", "name: noops\nkind: noop\nsearch: {method: grid, parameters: {sleep_ms: [0, 1, 2, 3]}}\n", 201);
+  sweep = WaitForSweep(sweep["id"], std::chrono::seconds(60));
+  EXPECT_EQ(sweep["counts"]["completed"], 4);
+  auto r = client_->Request("GET", "/metrics");
+  ASSERT_OK(r);
+  EXPECT_NE(r->body.find("lattice_trials_finished_total{state=\"completed\"} 4"), std::string::npos)
+      << r->body;
+  EXPECT_NE(r->body.find("lattice_queue_depth"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lattice

@@ -1,0 +1,197 @@
+#include "worker/worker.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "jobs/dataset.h"
+#include "jobs/train_job.h"
+#include "monitoring/metrics.h"
+
+namespace lattice {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+ResultCode CodeFor(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kCancelled: return ResultCode::kCancelled;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kNotFound: return ResultCode::kPermanent;
+    default: return ResultCode::kRetryable;
+  }
+}
+
+// Runs one task at a time on its own thread; results go to a thread-safe outbox.
+class TaskRunner {
+ public:
+  explicit TaskRunner(int num_threads) : num_threads_(num_threads), thread_([this] { Loop(); }) {}
+
+  ~TaskRunner() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quit_ = true;
+      cancel_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  // False if a task is already running.
+  bool Start(AssignMsg assign) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (task_ || current_) return false;
+    task_ = std::move(assign);
+    current_ = task_->trial;
+    cancel_ = false;
+    cv_.notify_all();
+    return true;
+  }
+
+  void Cancel(const TrialId& trial) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (current_ && *current_ == trial) cancel_ = true;
+  }
+
+  void CancelAll() {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancel_ = true;
+  }
+
+  std::optional<TrialId> current() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return current_;
+  }
+
+  // Moves all pending outgoing messages into `out`.
+  void Drain(std::deque<Message>& out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!outbox_.empty()) {
+      out.push_back(std::move(outbox_.front()));
+      outbox_.pop_front();
+    }
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      AssignMsg task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return quit_ || task_.has_value(); });
+        if (quit_) return;
+        task = std::move(*task_);
+        task_.reset();
+      }
+      ResultMsg result = Run(task);
+      std::lock_guard<std::mutex> lock(mu_);
+      outbox_.push_back(std::move(result));
+      current_.reset();
+    }
+  }
+
+  ResultMsg Run(const AssignMsg& task) {
+    jobs::JobContext ctx;
+    ctx.cache = &cache_;
+    ctx.num_threads = num_threads_;
+    ctx.cancelled = [this] { return cancel_.load(std::memory_order_relaxed); };
+    ctx.on_epoch = [this, &task](int epoch, const std::map<std::string, double>& metrics) {
+      std::lock_guard<std::mutex> lock(mu_);
+      outbox_.push_back(ProgressMsg{task.trial, task.attempt, epoch, metrics});
+    };
+    ResultMsg result{task.trial, task.attempt, ResultCode::kOk, {}, 0, ""};
+    auto outcome = jobs::RunJob(task.config, ctx);
+    if (outcome.ok()) {
+      result.metrics = outcome->metrics;
+      result.epochs_done = outcome->epochs_done;
+    } else {
+      result.code = CodeFor(outcome.status());
+      result.error = outcome.status().message();
+    }
+    return result;
+  }
+
+  const int num_threads_;
+  jobs::DatasetCache cache_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<AssignMsg> task_;
+  std::optional<TrialId> current_;
+  std::deque<Message> outbox_;
+  std::atomic<bool> cancel_{false};
+  bool quit_ = false;
+  std::thread thread_;  // last: starts after the members above exist
+};
+
+// LibTorch's at::set_num_threads does not reach OpenBLAS's own pool; without this every
+// rank would start one BLAS thread per core and the ranks would fight for the cores.
+void LimitBlasThreads(int n) {
+  using SetThreads = void (*)(int);
+  if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
+}
+
+std::string HostName() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
+}  // namespace
+
+int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
+  LimitBlasThreads(options.num_threads);
+  if (!channel.Send(0, RegisterMsg{HostName(), options.num_threads, "cpu"}).ok()) return 1;
+  TaskRunner runner(options.num_threads);
+  auto next_heartbeat = Clock::now();
+  auto idle_sleep = std::chrono::microseconds(20);
+  bool running = true;
+  std::deque<Message> outgoing;
+  while (running) {
+    bool did_work = false;
+    while (auto polled = channel.Poll()) {
+      did_work = true;
+      if (!polled->ok()) {
+        std::fprintf(stderr, "worker %d: %s\n", channel.rank(), polled->status().ToString().c_str());
+        continue;
+      }
+      Message& m = polled->value().message;
+      if (auto* assign = std::get_if<AssignMsg>(&m)) {
+        if (!runner.Start(*assign)) {
+          outgoing.push_back(ResultMsg{assign->trial, assign->attempt, ResultCode::kRetryable, {}, 0,
+                                       "worker busy"});
+        }
+      } else if (auto* cancel = std::get_if<CancelMsg>(&m)) {
+        runner.Cancel(cancel->trial);
+      } else if (std::holds_alternative<ShutdownMsg>(m)) {
+        running = false;
+      }
+    }
+    runner.Drain(outgoing);
+    if (Clock::now() >= next_heartbeat) {
+      outgoing.push_back(HeartbeatMsg{runner.current(), ResidentBytes()});
+      next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
+    }
+    while (!outgoing.empty()) {
+      did_work = true;
+      if (!channel.Send(0, outgoing.front()).ok()) return 1;
+      outgoing.pop_front();
+    }
+    if (options.stop != nullptr && options.stop->load()) running = false;
+    // Adaptive back-off: stay responsive right after work, sleep longer when idle, so
+    // that polling never competes with the training threads for the cores.
+    idle_sleep = did_work ? std::chrono::microseconds(20)
+                          : std::min(idle_sleep * 2, std::chrono::microseconds(2000));
+    std::this_thread::sleep_for(idle_sleep);
+  }
+  runner.CancelAll();
+  return 0;
+}
+
+}  // namespace lattice

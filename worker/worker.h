@@ -1,0 +1,35 @@
+// The worker process (MPI ranks 1..N): runs one task at a time for the coordinator.
+//
+// Protocol (see worker/protocol.h):
+//   1. Send Register to rank 0 (host, threads, device).
+//   2. Loop until Shutdown, a stop signal, or loss of the coordinator:
+//      - Assign  -> start the job on the task thread (one at a time; a second Assign
+//                   while busy is answered with a retryable Result "worker busy").
+//      - Cancel  -> set the running task's cancel flag; it ends with a Cancelled result.
+//      - forward Progress (per epoch) and the final Result from the task thread.
+//      - send a Heartbeat every `heartbeat_interval_ms`.
+//
+// Threading: the calling thread owns MPI (ControlChannel). The task thread runs
+// jobs::RunJob and talks to the MPI thread only through a mutex-protected outbox.
+// The worker's DatasetCache lives as long as RunWorker, so trials share loaded datasets.
+#pragma once
+
+#include <atomic>
+
+#include "worker/protocol.h"
+
+namespace lattice {
+
+struct WorkerOptions {
+  // Intra-op threads (LibTorch / OpenMP) a task may use. Default: 1.
+  int num_threads = 1;
+  // Interval between heartbeats, milliseconds. Default: 1000.
+  int heartbeat_interval_ms = 1000;
+  // Set by a signal handler: stop after cancelling the running task. Not owned.
+  const std::atomic<bool>* stop = nullptr;
+};
+
+// Runs the worker loop on `channel` (rank != 0). Returns the process exit code.
+int RunWorker(ControlChannel& channel, const WorkerOptions& options);
+
+}  // namespace lattice

@@ -398,27 +398,40 @@ StatusOr<SplitIndices> MakeSplit(int64_t num_rows, double validation_fraction, u
 DatasetCache::DatasetCache(size_t max_entries, Loader loader)
     : max_entries_(std::max<size_t>(1, max_entries)), loader_(std::move(loader)) {}
 
-StatusOr<std::shared_ptr<const LoadedDataset>> DatasetCache::Get(const DatasetConfig& config) {
-  const std::string key = config.CacheKey();
-  std::shared_ptr<Entry> entry;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& slot = entries_[key];
-    if (!slot) slot = std::make_shared<Entry>();
-    entry = slot;
-    lru_.remove(key);
-    lru_.push_front(key);
-    while (lru_.size() > max_entries_) {
-      entries_.erase(lru_.back());
-      lru_.pop_back();
-    }
+std::shared_ptr<DatasetCache::Entry> DatasetCache::Acquire(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& slot = entries_[key];
+  if (!slot) slot = std::make_shared<Entry>();
+  std::shared_ptr<Entry> entry = slot;
+  lru_.remove(key);
+  lru_.push_front(key);
+  while (lru_.size() > max_entries_) {
+    entries_.erase(lru_.back());
+    lru_.pop_back();
   }
+  return entry;
+}
+
+StatusOr<std::shared_ptr<const LoadedDataset>> DatasetCache::Get(const DatasetConfig& config) {
+  std::shared_ptr<Entry> entry = Acquire(config.CacheKey());
   std::lock_guard<std::mutex> load_lock(entry->mu);
   if (entry->data) return entry->data;
   ++loads_;
   LATTICE_ASSIGN_OR_RETURN(LoadedDataset loaded, loader_(config));
   entry->data = std::make_shared<const LoadedDataset>(std::move(loaded));
   return entry->data;
+}
+
+StatusOr<std::shared_ptr<const FeatureMatrix>> DatasetCache::GetFeatures(
+    const std::string& key, const FeatureLoader& load) {
+  // Dataset keys are JSON objects ("{...}"), so this prefix keeps the key spaces apart.
+  std::shared_ptr<Entry> entry = Acquire("features:" + key);
+  std::lock_guard<std::mutex> load_lock(entry->mu);
+  if (entry->features) return entry->features;
+  ++loads_;
+  LATTICE_ASSIGN_OR_RETURN(FeatureMatrix loaded, load());
+  entry->features = std::make_shared<const FeatureMatrix>(std::move(loaded));
+  return entry->features;
 }
 
 }  // namespace lattice::jobs

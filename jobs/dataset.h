@@ -73,10 +73,12 @@ struct SplitIndices {
 };
 StatusOr<SplitIndices> MakeSplit(int64_t num_rows, double validation_fraction, uint64_t seed);
 
-// Shares loaded datasets between the trials that a worker runs.
+// Shares loaded datasets between the trials that a worker runs, and label-free feature
+// matrices (embed corpora) between the shards that a worker embeds.
 //
-// Keyed by DatasetConfig::CacheKey() (files, format, scale, limit; not the split or
-// standardization). Concurrent Get calls for the same key load it once; the others wait.
+// Get is keyed by DatasetConfig::CacheKey() (files, format, scale, limit; not the split or
+// standardization); GetFeatures by a caller-chosen key (CorpusConfig::CacheKey()), in a
+// separate key space. Concurrent calls for the same key load it once; the others wait.
 // Failed loads are not cached. Holds at most `max_entries` datasets, evicting the least
 // recently used; a returned shared_ptr stays valid after eviction.
 // Thread-safety: all methods may be called concurrently.
@@ -89,6 +91,12 @@ class DatasetCache {
 
   StatusOr<std::shared_ptr<const LoadedDataset>> Get(const DatasetConfig& config);
 
+  // The matrix cached under `key`, or the result of `load()` (called at most once per key
+  // while it stays cached; a failure is returned and not cached). Counts in loads().
+  using FeatureLoader = std::function<StatusOr<FeatureMatrix>()>;
+  StatusOr<std::shared_ptr<const FeatureMatrix>> GetFeatures(const std::string& key,
+                                                             const FeatureLoader& load);
+
   // Number of loader calls so far (successful or not).
   int64_t loads() const { return loads_.load(); }
 
@@ -96,7 +104,11 @@ class DatasetCache {
   struct Entry {
     std::mutex mu;  // held while loading
     std::shared_ptr<const LoadedDataset> data;
+    std::shared_ptr<const FeatureMatrix> features;
   };
+
+  // The entry for `key` (created empty if absent), marked most recently used.
+  std::shared_ptr<Entry> Acquire(const std::string& key);
 
   const size_t max_entries_;
   const Loader loader_;

@@ -2,16 +2,21 @@
 
 #include <map>
 
+#include "jobs/embed_config.h"
 #include "jobs/train_config.h"
 
 namespace lattice::jobs {
 
-bool IsKnownJobKind(const std::string& kind) { return kind == "train" || kind == "noop"; }
+bool IsKnownJobKind(const std::string& kind) {
+  return kind == "train" || kind == "noop" || kind == "embed";
+}
 
 Status ValidateJobConfig(const nlohmann::json& config) {
   LATTICE_ASSIGN_OR_RETURN(JobConfig parsed, ParseJobConfig(config));
   if (parsed.kind == "train") {
     LATTICE_RETURN_IF_ERROR(CheckDatasetFilesExist(parsed.dataset, "dataset"));
+  } else if (parsed.kind == "embed") {
+    LATTICE_RETURN_IF_ERROR(CheckEmbedFilesExist(*parsed.embed));
   }
   return Status::Ok();
 }
@@ -32,6 +37,8 @@ std::optional<std::string> ResolveParameterPath(const std::string& name) {
       {"model", "model.type"},
       {"seed", "seed"},
       {"sleep_ms", "sleep_ms"},  // noop jobs (dispatch benchmarks)
+      {"pooling", "pooling"},    // embed jobs
+      {"normalize", "normalize"},
   };
   auto it = kAliases.find(name);
   if (it == kAliases.end()) return std::nullopt;

@@ -20,7 +20,8 @@
 
 namespace lattice::jobs {
 
-// Job kinds the workers can run: "train", and "noop" (does nothing; measures dispatch).
+// Job kinds the workers can run: "train", "embed" (one shard of a corpus through an
+// encoder; jobs/embed_config.h), and "noop" (does nothing; measures dispatch).
 bool IsKnownJobKind(const std::string& kind);
 
 // Checks every key and value of `config` for its kind. Unknown keys, wrong types, bad
@@ -31,8 +32,9 @@ Status ValidateJobConfig(const nlohmann::json& config);
 // Maps a search parameter name to the config path it sets: a dotted name is a path
 // already ("model.hidden"); short aliases: lr, weight_decay, batch_size, epochs, momentum,
 // label_smoothing, optimizer -> "train.<name>"; dropout, hidden, batchnorm -> "model.<name>";
-// model -> "model.type"; seed, sleep_ms (noop) -> top level. Returns nullopt for an
-// unknown bare name.
+// model -> "model.type"; seed, sleep_ms (noop), pooling, normalize (embed) -> top level.
+// Note: "batch_size" always maps to train.batch_size, so an embed job's top-level
+// batch_size cannot be swept by name. Returns nullopt for an unknown bare name.
 std::optional<std::string> ResolveParameterPath(const std::string& name);
 
 }  // namespace lattice::jobs

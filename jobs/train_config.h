@@ -6,7 +6,7 @@
 // It does NOT touch the file system; ValidateJobConfig adds the file-existence checks.
 //
 // Schema (every key optional unless marked):
-//   kind: "train" | "noop" (required)      seed: int >= 0 (default 0)    name: string (ignored)
+//   kind: "train" | "noop" | "embed" (required; embed: see jobs/embed_config.h)      seed: int >= 0 (default 0)    name: string (ignored)
 //   noop:  sleep_ms: int >= 0 (default 0)
 //   dataset (required for train):
 //     {features: f.npy, labels: l.npy}                 format npy (default when features given)
@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -98,13 +99,16 @@ struct TrainConfig {
   std::optional<int> threads;  // unset: use JobContext::num_threads
 };
 
+struct EmbedConfig;  // jobs/embed_config.h
+
 struct JobConfig {
-  std::string kind;  // "train" or "noop"
+  std::string kind;  // "train", "noop" or "embed"
   uint64_t seed = 0;
   int64_t sleep_ms = 0;  // noop only
   DatasetConfig dataset;  // train only
   ModelConfig model;      // train only
   TrainConfig train;      // train only
+  std::shared_ptr<const EmbedConfig> embed;  // embed only (set iff kind == "embed")
 };
 
 // Parses and range-checks `config` (no file-system access). Errors: InvalidArgument.

@@ -1,4 +1,4 @@
-// The train and noop job kinds. The only translation unit that includes LibTorch.
+// The train and noop job kinds, and RunJob's dispatch (embed: jobs/embed_job.cc).
 #include "jobs/train_job.h"
 
 #include <torch/torch.h>
@@ -8,6 +8,9 @@
 #include <limits>
 #include <random>
 #include <thread>
+
+#include "jobs/embed_config.h"
+#include "jobs/embed_job.h"
 
 namespace lattice::jobs {
 namespace {
@@ -298,6 +301,7 @@ StatusOr<JobResult> RunNoop(const JobConfig& cfg, JobContext& ctx) {
 StatusOr<JobResult> RunJob(const nlohmann::json& config, JobContext& ctx) {
   LATTICE_ASSIGN_OR_RETURN(JobConfig cfg, ParseJobConfig(config));
   if (cfg.kind == "noop") return RunNoop(cfg, ctx);
+  if (cfg.kind == "embed") return RunEmbed(*cfg.embed, ctx);  // catches its own exceptions
   try {
     return RunTrain(cfg, ctx);
   } catch (const c10::Error& e) {

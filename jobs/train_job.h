@@ -2,6 +2,8 @@
 //
 // RunJob dispatches on config["kind"]:
 //   "noop"  — sleeps `sleep_ms` (checking cancellation every 10 ms) and returns no metrics.
+//   "embed" — embeds one shard of a corpus and returns the vectors in
+//     JobResult::embeddings; see jobs/embed_job.h (RunEmbed) for the contract.
 //   "train" — trains a linear / MLP classifier on a dataset (see jobs/train_config.h):
 //     1. load the dataset (through ctx.cache when set) and split it: a seeded Fisher-Yates
 //        shuffle (dataset.split.seed) or the explicit validation files;
@@ -32,9 +34,12 @@
 // job per process at a time. The callbacks are invoked on the calling thread.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -42,6 +47,8 @@
 #include "jobs/dataset.h"
 
 namespace lattice::jobs {
+
+class EncoderCache;  // jobs/embed_job.h
 
 struct JobContext {
   // Polled between training batches; returning true stops the job with Cancelled.
@@ -53,11 +60,23 @@ struct JobContext {
   DatasetCache* cache = nullptr;
   // Intra-op threads when the config has no train.threads. Default: 1.
   int num_threads = 1;
+  // Loaded TorchScript encoders for embed jobs (not owned; must outlive RunJob).
+  // Null: the process-wide EncoderCache::ProcessDefault().
+  EncoderCache* encoders = nullptr;
+};
+
+// The vectors of one embedded shard: rows [begin, begin + rows) of the corpus.
+struct EmbeddingBlock {
+  int64_t begin = 0;           // first corpus row of the shard
+  int64_t rows = 0;            // number of vectors
+  int dim = 0;                 // floats per vector
+  std::vector<float> vectors;  // rows * dim, row-major: vector i is corpus row begin + i
 };
 
 struct JobResult {
   std::map<std::string, double> metrics;
   int epochs_done = 0;
+  std::optional<EmbeddingBlock> embeddings;  // set by kind "embed" only
 };
 
 StatusOr<JobResult> RunJob(const nlohmann::json& config, JobContext& ctx);

@@ -163,11 +163,13 @@ TEST(JobConfigTest, NoopKind) {
   EXPECT_OK(ValidateJobConfig({{"kind", "noop"}, {"seed", 3}, {"sleep_ms", 10}}));
   ExpectInvalid({{"kind", "noop"}, {"sleep_ms", -1}}, {"sleep_ms"});
   ExpectInvalid({{"kind", "noop"}, {"dataset", json::object()}}, {"dataset", "unknown key"});
-  ExpectInvalid({{"kind", "embed"}}, {"kind", "unknown job kind"});
+  ExpectInvalid({{"kind", "embed"}}, {"encoder", "required"});
+  ExpectInvalid({{"kind", "distill"}}, {"kind", "unknown job kind"});
   ExpectInvalid({{"seed", 1}}, {"kind", "required"});
   ExpectInvalid(json::array(), {"expected an object"});
   EXPECT_TRUE(IsKnownJobKind("train"));
   EXPECT_TRUE(IsKnownJobKind("noop"));
+  EXPECT_TRUE(IsKnownJobKind("embed"));
   EXPECT_FALSE(IsKnownJobKind("distill"));
 }
 

@@ -1,0 +1,288 @@
+// The embed job kind (see jobs/embed_job.h). Includes LibTorch with TorchScript.
+#include "jobs/embed_job.h"
+
+#include <sys/stat.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/jit/runtime/jit_exception.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <string>
+#include <utility>
+
+namespace lattice::jobs {
+
+using Module = torch::jit::Module;
+
+struct EncoderCache::Impl {
+  size_t max_entries = 4;
+  std::atomic<int64_t> loads{0};
+  std::mutex mu;  // guards lru; held while loading
+  // (key, module), most recently used first. Key: "<path>\n<mtime ns>\n<size>".
+  std::list<std::pair<std::string, std::shared_ptr<const Module>>> lru;
+};
+
+namespace internal {
+
+struct EncoderCacheAccess {
+  // The module for `path`, loaded (and put in eval mode) unless cached for the file's
+  // current mtime and size.
+  static StatusOr<std::shared_ptr<const Module>> Get(EncoderCache* cache,
+                                                     const std::string& path) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Status::InvalidArgument("encoder.path: file not found: " + path);
+    }
+    const int64_t mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+                             static_cast<int64_t>(st.st_mtim.tv_nsec);
+    const std::string key =
+        path + "\n" + std::to_string(mtime_ns) + "\n" + std::to_string(st.st_size);
+    EncoderCache::Impl& impl = *cache->impl_;
+    std::lock_guard<std::mutex> lock(impl.mu);
+    for (auto it = impl.lru.begin(); it != impl.lru.end(); ++it) {
+      if (it->first == key) {
+        impl.lru.splice(impl.lru.begin(), impl.lru, it);
+        return impl.lru.front().second;
+      }
+    }
+    // A rewritten file: drop the stale versions of the same path.
+    impl.lru.remove_if([&](const auto& e) { return e.first.rfind(path + "\n", 0) == 0; });
+    ++impl.loads;
+    std::shared_ptr<Module> module;
+    try {
+      module = std::make_shared<Module>(torch::jit::load(path));
+      module->eval();
+    } catch (const c10::Error& e) {
+      return Status::InvalidArgument("encoder.path: " + path +
+                                     ": cannot load TorchScript module: " +
+                                     e.what_without_backtrace());
+    } catch (const std::exception& e) {
+      return Status::InvalidArgument("encoder.path: " + path +
+                                     ": cannot load TorchScript module: " + e.what());
+    }
+    impl.lru.emplace_front(key, std::move(module));
+    while (impl.lru.size() > impl.max_entries) impl.lru.pop_back();
+    return impl.lru.front().second;
+  }
+};
+
+}  // namespace internal
+
+EncoderCache::EncoderCache(size_t max_entries) : impl_(std::make_unique<Impl>()) {
+  impl_->max_entries = std::max<size_t>(1, max_entries);
+}
+
+EncoderCache::~EncoderCache() = default;
+
+int64_t EncoderCache::loads() const { return impl_->loads.load(); }
+
+EncoderCache* EncoderCache::ProcessDefault() {
+  static EncoderCache* cache = new EncoderCache();  // never destroyed: no exit-order issues
+  return cache;
+}
+
+namespace {
+
+std::string ShapeString(const torch::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+// The per-row [B, D] vectors of one forward output: [B, D] as is, [B, T, D] pooled.
+StatusOr<torch::Tensor> Pool(const torch::jit::IValue& out, Pooling pooling, int64_t batch,
+                             const std::string& where) {
+  if (!out.isTensor()) {
+    return Status::InvalidArgument(where + ": expected a tensor output, got " +
+                                   out.tagKind());
+  }
+  torch::Tensor t = out.toTensor();
+  if ((t.dim() != 2 && t.dim() != 3) || t.size(0) != batch || t.size(-1) < 1 ||
+      (t.dim() == 3 && t.size(1) < 1) || !t.is_floating_point()) {
+    return Status::InvalidArgument(where + ": expected a float output [" +
+                                   std::to_string(batch) + ", D] or [" + std::to_string(batch) +
+                                   ", T, D], got " + ShapeString(t) + " " +
+                                   std::string(c10::toString(t.scalar_type())));
+  }
+  if (t.dim() == 2) return t;
+  switch (pooling) {
+    case Pooling::kCls: return t.select(1, 0);
+    case Pooling::kLast: return t.select(1, t.size(1) - 1);
+    case Pooling::kMean: break;
+  }
+  return t.mean(1);
+}
+
+// Fails on the first row of `v` [rows, dim] holding a NaN or Inf; rows are reported as
+// corpus rows (first_row + r). A plain pass over the bits: no temporaries, memory-bound.
+Status CheckFinite(const float* v, int64_t rows, int64_t dim, int64_t first_row,
+                   const std::string& where) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = v + r * dim;
+    uint32_t bad = 0;
+    for (int64_t c = 0; c < dim; ++c) {
+      uint32_t bits;
+      std::memcpy(&bits, row + c, sizeof(bits));
+      bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);  // exponent all ones
+    }
+    if (bad == 0) continue;
+    const bool nan = std::any_of(row, row + dim, [](float x) { return std::isnan(x); });
+    return Status::FailedPrecondition(where + ": row " + std::to_string(first_row + r) +
+                                      ": output is " + (nan ? "NaN" : "Inf"));
+  }
+  return Status::Ok();
+}
+
+// The TorchScript path of EmbedRows: fills block->vectors (and dim) batch by batch.
+Status EncodeBatches(const EmbedConfig& config, const FeatureMatrix& corpus, int64_t begin,
+                     int64_t end, const EmbedOptions& options, EmbeddingBlock* block) {
+  const std::string where = "encoder " + config.encoder.path;
+  EncoderCache* cache = options.encoders ? options.encoders : EncoderCache::ProcessDefault();
+  LATTICE_ASSIGN_OR_RETURN(std::shared_ptr<const Module> shared,
+                           internal::EncoderCacheAccess::Get(cache, config.encoder.path));
+  Module module = *shared;  // shallow: shares parameters and methods; forward is non-const
+  std::vector<int64_t> shape = {0};
+  if (config.encoder.input_shape.empty()) {
+    shape.push_back(corpus.cols);
+  } else {
+    shape.insert(shape.end(), config.encoder.input_shape.begin(), config.encoder.input_shape.end());
+  }
+  torch::InferenceMode inference;
+  float* const data = const_cast<float*>(corpus.data.data());  // read only (see header)
+  std::vector<torch::jit::IValue> inputs(1);
+  for (int64_t start = begin; start < end; start += config.batch_size) {
+    if (options.cancelled && options.cancelled()) {
+      return Status::Cancelled("embed cancelled at row " + std::to_string(start));
+    }
+    const int64_t len = std::min(config.batch_size, end - start);
+    shape[0] = len;
+    inputs[0] = torch::from_blob(data + start * corpus.cols, shape, torch::kFloat);
+    const std::string rows = "rows [" + std::to_string(start) + ", " +
+                             std::to_string(start + len) + ")";
+    LATTICE_ASSIGN_OR_RETURN(torch::Tensor pooled,
+                             Pool(module.forward(inputs), config.pooling, len, where));
+    if (block->dim == 0) {
+      block->dim = static_cast<int>(pooled.size(1));
+      block->vectors.resize(static_cast<size_t>(block->rows * block->dim));
+    } else if (pooled.size(1) != block->dim) {
+      return Status::InvalidArgument(where + ": " + rows + ": output dim " +
+                                     std::to_string(pooled.size(1)) + " differs from " +
+                                     std::to_string(block->dim) + " of the first batch");
+    }
+    torch::from_blob(block->vectors.data() + (start - begin) * block->dim, {len, block->dim},
+                     torch::kFloat)
+        .copy_(pooled);
+  }
+  return Status::Ok();
+}
+
+Status CheckRange(const FeatureMatrix& corpus, int64_t begin, int64_t end) {
+  if (begin < 0 || begin >= corpus.rows) {
+    return Status::InvalidArgument("shard.begin: " + std::to_string(begin) +
+                                   " is outside the corpus rows [0, " +
+                                   std::to_string(corpus.rows) + ")");
+  }
+  if (end <= begin) {
+    return Status::InvalidArgument("shard.end: must be > shard.begin (" +
+                                   std::to_string(begin) + "), got " + std::to_string(end));
+  }
+  if (end > corpus.rows) {
+    return Status::InvalidArgument("shard.end: " + std::to_string(end) +
+                                   " is beyond the corpus rows (" +
+                                   std::to_string(corpus.rows) + ")");
+  }
+  return Status::Ok();
+}
+
+StatusOr<EmbeddingBlock> EmbedRowsOrThrow(const EmbedConfig& config, const FeatureMatrix& corpus,
+                                          int64_t begin, int64_t end,
+                                          const EmbedOptions& options) {
+  LATTICE_RETURN_IF_ERROR(CheckRange(corpus, begin, end));
+  if (config.encoder.type == EncoderType::kTorchScript && !config.encoder.input_shape.empty()) {
+    int64_t per_row = 1;
+    for (int64_t d : config.encoder.input_shape) per_row *= d;
+    if (per_row != corpus.cols) {
+      return Status::InvalidArgument("encoder.input_shape: " + std::to_string(per_row) +
+                                     " values per row, but the corpus has " +
+                                     std::to_string(corpus.cols) + " columns");
+    }
+  }
+  EmbeddingBlock block;
+  block.begin = begin;
+  block.rows = end - begin;
+  std::string where = "encoder flatten";
+  if (config.encoder.type == EncoderType::kFlatten) {
+    if (options.cancelled && options.cancelled()) {
+      return Status::Cancelled("embed cancelled at row " + std::to_string(begin));
+    }
+    block.dim = static_cast<int>(corpus.cols);
+    block.vectors.assign(corpus.data.begin() + begin * corpus.cols,
+                         corpus.data.begin() + end * corpus.cols);
+  } else {
+    where = "encoder " + config.encoder.path;
+    LATTICE_RETURN_IF_ERROR(EncodeBatches(config, corpus, begin, end, options, &block));
+  }
+  LATTICE_RETURN_IF_ERROR(CheckFinite(block.vectors.data(), block.rows, block.dim, begin, where));
+  if (config.normalize) {
+    torch::InferenceMode inference;
+    torch::Tensor v =
+        torch::from_blob(block.vectors.data(), {block.rows, block.dim}, torch::kFloat);
+    v.div_(v.norm(2, {1}, /*keepdim=*/true).clamp_min(1e-12));
+  }
+  return block;
+}
+
+}  // namespace
+
+StatusOr<EmbeddingBlock> EmbedRows(const EmbedConfig& config, const FeatureMatrix& corpus,
+                                   int64_t begin, int64_t end, const EmbedOptions& options) {
+  const std::string where = config.encoder.type == EncoderType::kTorchScript
+                                ? "encoder " + config.encoder.path
+                                : std::string("encoder flatten");
+  try {
+    return EmbedRowsOrThrow(config, corpus, begin, end, options);
+  } catch (const c10::Error& e) {
+    return Status::InvalidArgument(where + ": " + e.what_without_backtrace());
+  } catch (const torch::jit::JITException& e) {  // raised by the module's own code
+    return Status::InvalidArgument(where + ": " + e.what());
+  } catch (const std::exception& e) {
+    return Status::Internal(where + ": " + e.what());
+  } catch (...) {
+    return Status::Internal(where + ": unknown exception");
+  }
+}
+
+StatusOr<JobResult> RunEmbed(const EmbedConfig& config, JobContext& ctx) {
+  LATTICE_ASSIGN_OR_RETURN(std::shared_ptr<const FeatureMatrix> corpus,
+                           LoadCorpusCached(config.corpus, ctx.cache));
+  const int64_t end = config.shard_end.value_or(corpus->rows);
+  try {
+    at::set_num_threads(std::max(1, ctx.num_threads));
+    torch::manual_seed(config.seed);
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("embed job: libtorch: ") + e.what());
+  }
+  EmbedOptions options;
+  options.cancelled = ctx.cancelled;
+  options.encoders = ctx.encoders;
+  const auto start = std::chrono::steady_clock::now();
+  LATTICE_ASSIGN_OR_RETURN(EmbeddingBlock block,
+                           EmbedRows(config, *corpus, config.shard_begin, end, options));
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  JobResult result;
+  result.metrics["rows"] = static_cast<double>(block.rows);
+  result.metrics["dim"] = block.dim;
+  result.metrics["embed_s"] = secs;
+  result.metrics["items_per_s"] = static_cast<double>(block.rows) / std::max(secs, 1e-9);
+  result.embeddings = std::move(block);
+  return result;
+}
+
+}  // namespace lattice::jobs

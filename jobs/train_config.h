@@ -6,7 +6,8 @@
 // It does NOT touch the file system; ValidateJobConfig adds the file-existence checks.
 //
 // Schema (every key optional unless marked):
-//   kind: "train" | "noop" | "embed" (required; embed: see jobs/embed_config.h)      seed: int >= 0 (default 0)    name: string (ignored)
+//   kind: "train" | "noop" | "embed" (required; the embed schema is in jobs/embed_config.h)
+//   seed: int >= 0 (default 0)    name: string (ignored)
 //   noop:  sleep_ms: int >= 0 (default 0)
 //   dataset (required for train):
 //     {features: f.npy, labels: l.npy}                 format npy (default when features given)

@@ -4,7 +4,9 @@
 //   1. receive worker messages (register, heartbeat, progress, result);
 //   2. take commands from other threads (submit, cancel) off a queue;
 //   3. place queued trials on idle workers (FIFO by sweep, then grid index,
-//      respecting each sweep's max_concurrent_trials);
+//      respecting each sweep's max_concurrent_trials); trials that take only a few
+//      milliseconds are assigned a few ahead per worker so the worker never waits for
+//      the coordinator's round trip;
 //   4. declare silent workers lost and queue their trials again;
 //   5. commit all changes of this iteration as ONE synced RocksDB batch (group commit);
 //   6. only then act: send Assign/Cancel messages and answer the waiting commands.
@@ -43,6 +45,11 @@
 namespace lattice {
 
 struct CoordinatorOptions {
+  // Trials whose attempts take less than this on average (milliseconds) are assigned
+  // ahead, up to `max_pipeline` per worker, to hide the dispatch round trip. Default: 20.
+  double pipeline_below_ms = 20;
+  // Most trials one worker holds at once when pipelining. Default: 8.
+  int max_pipeline = 8;
   // Milliseconds without any message before a busy worker is declared lost and its
   // trial queued again. Default: 60000.
   int worker_timeout_ms = 60000;
@@ -88,11 +95,18 @@ class Coordinator {
     SweepRecord record;
     int running = 0;
     uint32_t unfinished = 0;
+    // Moving average of successful attempts' run time on the workers, seconds, and how
+    // many fed it: decides whether this sweep's trials are short enough to pipeline.
+    double mean_run_seconds = 0;
+    int run_samples = 0;
+  };
+  struct Inflight {
+    TrialId trial;
+    int attempt = 0;
   };
   struct Slot {
     WorkerView view;
-    int attempt = 0;
-    int64_t assigned_ms = 0;
+    std::deque<Inflight> inflight;  // assigned, in the order the worker runs them
   };
   struct Command {
     std::optional<scheduler::SweepSpec> submit;
@@ -125,7 +139,12 @@ class Coordinator {
   Status Transition(TrialRecord& trial, scheduler::TrialEvent event, int worker, const std::string& error,
                     Pending& p);
   void FinishTrial(const TrialRecord& trial, Pending& p);
-  void ReleaseWorker(int rank);
+  // Removes (trial, attempt) from the worker's in-flight list; false if not there.
+  bool ReleaseWorker(int rank, const TrialId& trial, int attempt);
+  // How many trials of `sweep` a worker may hold at once (1, or more when short).
+  size_t PipelineDepth(const ActiveSweep& sweep) const;
+  // The worker with the fewest in-flight trials below `depth`, or 0 if none.
+  int PickWorker(size_t depth) const;
   void UpdateGauges();
 
   const CoordinatorOptions options_;

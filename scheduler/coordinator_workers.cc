@@ -57,9 +57,11 @@ void Coordinator::OnHeartbeat(int rank, const HeartbeatMsg& m, Pending& p) {
   slot.view.rss_bytes = m.rss_bytes;
   // A worker running something we no longer want (e.g. after it was declared lost and
   // its trial re-queued elsewhere): tell it to stop.
-  if (m.trial && (!slot.view.trial || *slot.view.trial != *m.trial)) {
-    p.sends.emplace_back(rank, CancelMsg{*m.trial});
+  if (!m.trial) return;
+  for (const auto& f : slot.inflight) {
+    if (f.trial == *m.trial) return;
   }
+  p.sends.emplace_back(rank, CancelMsg{*m.trial});
 }
 
 void Coordinator::OnProgress(int rank, const ProgressMsg& m, Pending& p) {
@@ -75,12 +77,15 @@ void Coordinator::OnProgress(int rank, const ProgressMsg& m, Pending& p) {
 }
 
 void Coordinator::OnResult(int rank, const ResultMsg& m, Pending& p) {
-  Slot& slot = slots_[rank];
-  if (slot.view.trial && *slot.view.trial == m.trial && slot.attempt == m.attempt) {
-    if (m.code == ResultCode::kOk) {
-      metrics_->trial_seconds.Observe((NowMillis() - slot.assigned_ms) / 1000.0);
+  if (ReleaseWorker(rank, m.trial, m.attempt) && m.code == ResultCode::kOk) {
+    metrics_->trial_seconds.Observe(m.run_seconds);
+    auto sweep = sweeps_.find(m.trial.sweep);
+    if (sweep != sweeps_.end()) {
+      ActiveSweep& s = sweep->second;
+      s.mean_run_seconds = s.run_samples == 0 ? m.run_seconds
+                                              : 0.8 * s.mean_run_seconds + 0.2 * m.run_seconds;
+      ++s.run_samples;
     }
-    ReleaseWorker(rank);
   }
   auto it = trials_.find(m.trial);
   if (it == trials_.end() || it->second.state != TrialState::kRunning ||
@@ -110,29 +115,57 @@ void Coordinator::OnResult(int rank, const ResultMsg& m, Pending& p) {
   if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
 }
 
-void Coordinator::ReleaseWorker(int rank) {
+bool Coordinator::ReleaseWorker(int rank, const TrialId& trial, int attempt) {
   Slot& slot = slots_[rank];
-  slot.view.trial.reset();
-  slot.attempt = 0;
-  ++slot.view.trials_done;
-  if (slot.view.state == "busy") slot.view.state = "idle";
+  bool found = false;
+  for (auto it = slot.inflight.begin(); it != slot.inflight.end(); ++it) {
+    if (it->trial == trial && it->attempt == attempt) {
+      slot.inflight.erase(it);
+      found = true;
+      ++slot.view.trials_done;
+      break;
+    }
+  }
+  if (slot.inflight.empty()) {
+    slot.view.trial.reset();
+  } else {
+    slot.view.trial = slot.inflight.front().trial;
+  }
+  if (slot.view.state == "busy" && slot.inflight.empty()) slot.view.state = "idle";
+  return found;
+}
+
+size_t Coordinator::PipelineDepth(const ActiveSweep& sweep) const {
+  constexpr int kMinSamples = 3;
+  bool short_trials = sweep.run_samples >= kMinSamples &&
+                      sweep.mean_run_seconds * 1000.0 < options_.pipeline_below_ms;
+  return short_trials ? static_cast<size_t>(std::max(1, options_.max_pipeline)) : 1;
+}
+
+int Coordinator::PickWorker(size_t depth) const {
+  int best = 0;
+  for (size_t r = 1; r < slots_.size(); ++r) {
+    const Slot& slot = slots_[r];
+    if (slot.view.state != "idle" && slot.view.state != "busy") continue;  // starting, lost
+    if (slot.inflight.size() >= depth) continue;
+    if (best == 0 || slot.inflight.size() < slots_[best].inflight.size()) best = static_cast<int>(r);
+  }
+  return best;
 }
 
 bool Coordinator::PlaceTrials(Pending& p) {
   bool placed = false;
-  size_t next_worker = 1;
   auto it = queue_.begin();
-  while (it != queue_.end()) {
-    while (next_worker < slots_.size() && slots_[next_worker].view.state != "idle") ++next_worker;
-    if (next_worker >= slots_.size()) break;
+  while (it != queue_.end() && PickWorker(static_cast<size_t>(options_.max_pipeline)) != 0) {
     TrialId id = *it;
     ActiveSweep& sweep = sweeps_.at(id.sweep);
-    if (sweep.record.max_concurrent > 0 && sweep.running >= sweep.record.max_concurrent) {
-      it = queue_.lower_bound(TrialId{SweepId{id.sweep.value + 1}, 0});  // skip this sweep
+    int rank = PickWorker(PipelineDepth(sweep));
+    if (rank == 0 ||
+        (sweep.record.max_concurrent > 0 && sweep.running >= sweep.record.max_concurrent)) {
+      it = queue_.lower_bound(TrialId{SweepId{id.sweep.value + 1}, 0});  // next sweep
       continue;
     }
     ++it;  // Transition erases `id` from the queue
-    int rank = static_cast<int>(next_worker);
     TrialRecord& t = trials_.at(id);
     Status s = Transition(t, TrialEvent::kAssign, rank, "", p);
     if (!s.ok()) {
@@ -141,9 +174,8 @@ bool Coordinator::PlaceTrials(Pending& p) {
     }
     Slot& slot = slots_[rank];
     slot.view.state = "busy";
-    slot.view.trial = id;
-    slot.attempt = t.attempts;
-    slot.assigned_ms = NowMillis();
+    slot.inflight.push_back(Inflight{id, t.attempts});
+    slot.view.trial = slot.inflight.front().trial;
     p.sends.emplace_back(rank, AssignMsg{id, t.attempts, t.config});
     metrics_->trials_dispatched.Increment();
     placed = true;
@@ -162,15 +194,17 @@ bool Coordinator::CheckLiveness(Pending& p) {
     std::fprintf(stderr, "coordinator: worker w%zu silent for %lld ms: declared lost\n", r,
                  static_cast<long long>(now - slot.view.last_seen_ms));
     p.batch.AppendEvent("worker_lost", {{"rank", r}});
-    if (slot.view.trial) {
-      auto it = trials_.find(*slot.view.trial);
-      if (it != trials_.end() && it->second.state == TrialState::kRunning) {
+    for (const Inflight& f : slot.inflight) {
+      auto it = trials_.find(f.trial);
+      if (it != trials_.end() && it->second.state == TrialState::kRunning &&
+          it->second.attempts == f.attempt) {
         Status s = Transition(it->second, TrialEvent::kWorkerLost, static_cast<int>(r),
                               "worker w" + std::to_string(r) + " lost", p);
         if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
       }
-      slot.view.trial.reset();
     }
+    slot.inflight.clear();
+    slot.view.trial.reset();
     slot.view.state = "lost";
     changed = true;
   }
@@ -235,9 +269,11 @@ void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
 
 void Coordinator::UpdateGauges() {
   int idle = 0, busy = 0, lost = 0;
+  size_t running = 0;
   std::vector<WorkerView> views;
   for (size_t r = 1; r < slots_.size(); ++r) {
     const auto& v = slots_[r].view;
+    running += slots_[r].inflight.size();
     idle += v.state == "idle";
     busy += v.state == "busy";
     lost += v.state == "lost";
@@ -249,7 +285,7 @@ void Coordinator::UpdateGauges() {
   metrics_->workers_busy.Set(busy);
   metrics_->workers_lost.Set(lost);
   metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
-  metrics_->trials_running.Set(busy);
+  metrics_->trials_running.Set(static_cast<double>(running));
   metrics_->worker_rss_bytes_max.Set(static_cast<double>(max_rss));
   std::lock_guard<std::mutex> lock(mu_);
   worker_views_ = std::move(views);

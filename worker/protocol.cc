@@ -31,7 +31,8 @@ json Encode(const ProgressMsg& m) {
 json Encode(const ResultMsg& m) {
   return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt},
           {"code", static_cast<int>(m.code)}, {"metrics", m.metrics},
-          {"epochs_done", m.epochs_done}, {"error", m.error}};
+          {"epochs_done", m.epochs_done}, {"error", m.error},
+          {"run_seconds", m.run_seconds}};
 }
 json Encode(const HeartbeatMsg& m) {
   json j = {{"rss_bytes", m.rss_bytes}};
@@ -61,7 +62,8 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
       if (code < 0 || code > 3) return Status::InvalidArgument("message: bad result code");
       return Message(ResultMsg{id, j.at("attempt").get<int>(), static_cast<ResultCode>(code),
                                j.at("metrics").get<std::map<std::string, double>>(),
-                               j.at("epochs_done").get<int>(), j.at("error").get<std::string>()});
+                               j.at("epochs_done").get<int>(), j.at("error").get<std::string>(),
+                               j.value("run_seconds", 0.0)});
     }
     case MessageType::kHeartbeat: {
       HeartbeatMsg m;

@@ -5,7 +5,12 @@
 //
 //   worker -> coordinator: Register (once, at start), Heartbeat (every interval),
 //                          Progress (per epoch), Result (once per assignment)
-//   coordinator -> worker: Assign (one task at a time), Cancel, Shutdown
+//   coordinator -> worker: Assign, Cancel, Shutdown
+//
+// A worker runs one task at a time, in the order assigned. For very short tasks the
+// coordinator may assign a few ahead (pipelining), so the next task is already there
+// when one ends; every Assign gets exactly one Result (Cancelled for a queued task
+// that was cancelled before it started).
 //
 // Every Progress/Result carries the trial id and the attempt number it belongs to, so
 // the coordinator can drop messages of an attempt it has already given up on.
@@ -70,6 +75,7 @@ struct ResultMsg {
   std::map<std::string, double> metrics;
   int epochs_done = 0;
   std::string error;
+  double run_seconds = 0;    // time the worker spent running it (not queued)
 };
 
 struct HeartbeatMsg {

@@ -29,7 +29,8 @@ ResultCode CodeFor(const Status& s) {
   }
 }
 
-// Runs one task at a time on its own thread; results go to a thread-safe outbox.
+// Runs assigned tasks one at a time, in order, on its own thread; results go to a
+// thread-safe outbox.
 class TaskRunner {
  public:
   explicit TaskRunner(int num_threads) : num_threads_(num_threads), thread_([this] { Loop(); }) {}
@@ -44,25 +45,29 @@ class TaskRunner {
     thread_.join();
   }
 
-  // False if a task is already running.
-  bool Start(AssignMsg assign) {
+  void Enqueue(AssignMsg assign) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (task_ || current_) return false;
-    task_ = std::move(assign);
-    current_ = task_->trial;
-    cancel_ = false;
+    pending_.push_back(std::move(assign));
     cv_.notify_all();
-    return true;
   }
 
+  // Stops the task if it runs now; a queued one is answered Cancelled without running.
   void Cancel(const TrialId& trial) {
     std::lock_guard<std::mutex> lock(mu_);
     if (current_ && *current_ == trial) cancel_ = true;
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+      if (it->trial != trial) continue;
+      outbox_.push_back(ResultMsg{it->trial, it->attempt, ResultCode::kCancelled, {}, 0,
+                                  "cancelled before it started", 0});
+      pending_.erase(it);
+      break;
+    }
   }
 
   void CancelAll() {
     std::lock_guard<std::mutex> lock(mu_);
     cancel_ = true;
+    pending_.clear();
   }
 
   std::optional<TrialId> current() {
@@ -85,10 +90,12 @@ class TaskRunner {
       AssignMsg task;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return quit_ || task_.has_value(); });
+        cv_.wait(lock, [this] { return quit_ || !pending_.empty(); });
         if (quit_) return;
-        task = std::move(*task_);
-        task_.reset();
+        task = std::move(pending_.front());
+        pending_.pop_front();
+        current_ = task.trial;
+        cancel_ = false;
       }
       ResultMsg result = Run(task);
       std::lock_guard<std::mutex> lock(mu_);
@@ -98,6 +105,7 @@ class TaskRunner {
   }
 
   ResultMsg Run(const AssignMsg& task) {
+    auto start = Clock::now();
     jobs::JobContext ctx;
     ctx.cache = &cache_;
     ctx.num_threads = num_threads_;
@@ -106,7 +114,7 @@ class TaskRunner {
       std::lock_guard<std::mutex> lock(mu_);
       outbox_.push_back(ProgressMsg{task.trial, task.attempt, epoch, metrics});
     };
-    ResultMsg result{task.trial, task.attempt, ResultCode::kOk, {}, 0, ""};
+    ResultMsg result{task.trial, task.attempt, ResultCode::kOk, {}, 0, "", 0};
     auto outcome = jobs::RunJob(task.config, ctx);
     if (outcome.ok()) {
       result.metrics = outcome->metrics;
@@ -115,6 +123,7 @@ class TaskRunner {
       result.code = CodeFor(outcome.status());
       result.error = outcome.status().message();
     }
+    result.run_seconds = std::chrono::duration<double>(Clock::now() - start).count();
     return result;
   }
 
@@ -122,7 +131,7 @@ class TaskRunner {
   jobs::DatasetCache cache_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::optional<AssignMsg> task_;
+  std::deque<AssignMsg> pending_;
   std::optional<TrialId> current_;
   std::deque<Message> outbox_;
   std::atomic<bool> cancel_{false};
@@ -163,10 +172,7 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
       }
       Message& m = polled->value().message;
       if (auto* assign = std::get_if<AssignMsg>(&m)) {
-        if (!runner.Start(*assign)) {
-          outgoing.push_back(ResultMsg{assign->trial, assign->attempt, ResultCode::kRetryable, {}, 0,
-                                       "worker busy"});
-        }
+        runner.Enqueue(std::move(*assign));
       } else if (auto* cancel = std::get_if<CancelMsg>(&m)) {
         runner.Cancel(cancel->trial);
       } else if (std::holds_alternative<ShutdownMsg>(m)) {

@@ -3,9 +3,10 @@
 // Protocol (see worker/protocol.h):
 //   1. Send Register to rank 0 (host, threads, device).
 //   2. Loop until Shutdown, a stop signal, or loss of the coordinator:
-//      - Assign  -> start the job on the task thread (one at a time; a second Assign
-//                   while busy is answered with a retryable Result "worker busy").
-//      - Cancel  -> set the running task's cancel flag; it ends with a Cancelled result.
+//      - Assign  -> queue the job for the task thread, which runs one at a time in order
+//                   (the coordinator assigns ahead only for very short tasks).
+//      - Cancel  -> set the running task's cancel flag, or drop it from the queue; either
+//                   way it is answered with a Cancelled result.
 //      - forward Progress (per epoch) and the final Result from the task thread.
 //      - send a Heartbeat every `heartbeat_interval_ms`.
 //

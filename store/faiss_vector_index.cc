@@ -177,7 +177,17 @@ StatusOr<SearchResult> FaissVectorIndex::Search(const float* queries, int64_t nq
     sp = &hnsw;
   }
   try {
-    index_->index->search(nq, queries, k, result.distances.data(), result.ids.data(), sp);
+    if (sp == &hnsw) {
+      // FAISS 1.7.3's HNSW::search sizes its candidate heap from the member efSearch and
+      // only reads SearchParametersHNSW for the stopping rule, so a larger per-request ef
+      // silently does nothing. Set the member too, under hnsw_mu_ (serialises FAISS-HNSW
+      // searches; the hnswlib backend has no such limit).
+      std::lock_guard<std::mutex> ef_lock(hnsw_mu_);
+      static_cast<faiss::IndexHNSW*>(index_->index)->hnsw.efSearch = hnsw.efSearch;
+      index_->index->search(nq, queries, k, result.distances.data(), result.ids.data(), sp);
+    } else {
+      index_->index->search(nq, queries, k, result.distances.data(), result.ids.data(), sp);
+    }
   } catch (const std::exception& e) {
     return Status::Internal("search: faiss " + params_.type + ": " + e.what());
   }

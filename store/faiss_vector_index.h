@@ -11,11 +11,14 @@
 // with different nprobe / efSearch never touch shared state.
 //
 // Thread-safety: see VectorIndex. A std::shared_mutex guards the FAISS object: Search and
-// Save share it, Add owns it.
+// Save share it, Add owns it. Exception, type hnsw: FAISS 1.7.3 ignores a per-request
+// efSearch above the index's member efSearch, so Search sets the member under a mutex and
+// FAISS-HNSW searches of one index run one at a time (prefer backend "hnswlib").
 // Construct through MakeVectorIndex / LoadVectorIndex (params already validated).
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 
@@ -60,6 +63,7 @@ class FaissVectorIndex final : public VectorIndex {
   int64_t min_train_ = 1;
   int64_t train_size_ = 0;  // 0 = all vectors of the first Add
   mutable std::shared_mutex mu_;
+  mutable std::mutex hnsw_mu_;  // type hnsw only: FAISS 1.7.3 needs the member efSearch set
 };
 
 }  // namespace lattice::store

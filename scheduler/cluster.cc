@@ -67,9 +67,11 @@ int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel
 
   prometheus::Registry registry;
   SchedulerMetrics metrics(registry);
+  IndexBuilder index_builder(store->get(), options.data_dir + "/indexes");
   CoordinatorOptions copts;
   copts.worker_timeout_ms = options.worker_timeout_ms;
   copts.stop = stop;
+  copts.index_builder = &index_builder;
   Coordinator coordinator(copts, store->get(), &channel, &metrics);
   Status recovered = coordinator.Recover();
   if (!recovered.ok()) return fail(recovered);

@@ -29,6 +29,7 @@ Status Coordinator::Recover() {
     active.record = sweep;
     LATTICE_ASSIGN_OR_RETURN(auto trials, store_->ListTrials(sweep.id));
     for (auto& t : trials) {
+      active.completed += t.state == TrialState::kCompleted;
       if (IsTerminal(t.state)) continue;
       ++active.unfinished;
       TrialId id = t.id;
@@ -42,7 +43,9 @@ Status Coordinator::Recover() {
         ++requeued;
       }
     }
-    if (active.unfinished == 0) {  // every trial finished before the crash
+    if (active.unfinished == 0 && sweep.kind == "embed" && options_.index_builder != nullptr) {
+      StartIndexBuild(active.record, p);  // every shard was embedded before the crash
+    } else if (active.unfinished == 0) {  // every trial finished before the crash
       active.record.state = SweepState::kCompleted;
       active.record.finished_ms = NowMillis();
       p.batch.PutSweep(active.record);
@@ -68,6 +71,7 @@ void Coordinator::Run() {
     bool did_work = PollWorkers(p);
     did_work |= RunCommands(p);
     did_work |= CheckLiveness(p);
+    did_work |= CollectIndexBuilds(p);
     did_work |= PlaceTrials(p);
     Flush(p);
     if (did_work) UpdateGauges();

@@ -36,6 +36,7 @@
 #include "common/ids.h"
 #include "common/status.h"
 #include "monitoring/metrics.h"
+#include "scheduler/index_builder.h"
 #include "scheduler/sweep_spec.h"
 #include "scheduler/trial_state_machine.h"
 #include "store/records.h"
@@ -55,6 +56,8 @@ struct CoordinatorOptions {
   int worker_timeout_ms = 60000;
   // Set by a signal handler to stop the loop (workers get Shutdown). Not owned.
   const std::atomic<bool>* stop = nullptr;
+  // Builds the index of finished embed sweeps. Not owned; null: embed sweeps fail.
+  IndexBuilder* index_builder = nullptr;
 };
 
 // What the API shows about one worker.
@@ -95,6 +98,7 @@ class Coordinator {
     SweepRecord record;
     int running = 0;
     uint32_t unfinished = 0;
+    uint32_t completed = 0;  // trials that reached "completed"
     // Moving average of successful attempts' run time on the workers, seconds, and how
     // many fed it: decides whether this sweep's trials are short enough to pipeline.
     double mean_run_seconds = 0;
@@ -131,6 +135,12 @@ class Coordinator {
   void OnProgress(int rank, const ProgressMsg& m, Pending& p);
   void OnResult(int rank, const ResultMsg& m, Pending& p);
   void OnHeartbeat(int rank, const HeartbeatMsg& m, Pending& p);
+  void OnVectors(int rank, VectorsMsg& m);
+  // Embed shard done: its vectors go into the same batch as its completion.
+  Status StoreVectors(const TrialRecord& t, int attempt, Pending& p);
+  // All shards of an embed sweep are done: build its index in the background.
+  void StartIndexBuild(SweepRecord& sweep, Pending& p);
+  bool CollectIndexBuilds(Pending& p);
   StatusOr<SweepRecord> DoSubmit(scheduler::SweepSpec& spec, Pending& p);
   StatusOr<SweepRecord> DoCancel(SweepId id, Pending& p);
 
@@ -157,6 +167,8 @@ class Coordinator {
   std::map<TrialId, TrialRecord> trials_;  // live (non-terminal) trials of active sweeps
   std::set<TrialId> queue_;                // queued trials, in placement order
   std::vector<Slot> slots_;                // index = rank; slot 0 unused
+  // Vectors of embed attempts whose Result has not arrived yet, by (trial, attempt).
+  std::map<std::pair<TrialId, int>, VectorsMsg> vector_blocks_;
 
   // Shared with other threads.
   mutable std::mutex mu_;

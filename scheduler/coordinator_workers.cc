@@ -24,7 +24,7 @@ bool Coordinator::PollWorkers(Pending& p) {
                    polled->status().ToString().c_str());
       continue;
     }
-    const Envelope& env = polled->value();
+    Envelope& env = polled->value();
     if (env.source <= 0 || env.source >= static_cast<int>(slots_.size())) continue;
     Slot& slot = slots_[env.source];
     slot.view.last_seen_ms = NowMillis();
@@ -33,14 +33,15 @@ bool Coordinator::PollWorkers(Pending& p) {
       p.batch.AppendEvent("worker_back", {{"rank", env.source}});
     }
     std::visit(
-        [&](const auto& m) {
+        [&](auto& m) {
           using T = std::decay_t<decltype(m)>;
           if constexpr (std::is_same_v<T, RegisterMsg>) OnRegister(env.source, m);
           if constexpr (std::is_same_v<T, ProgressMsg>) OnProgress(env.source, m, p);
           if constexpr (std::is_same_v<T, ResultMsg>) OnResult(env.source, m, p);
           if constexpr (std::is_same_v<T, HeartbeatMsg>) OnHeartbeat(env.source, m, p);
+          if constexpr (std::is_same_v<T, VectorsMsg>) OnVectors(env.source, m);
         },
-        env.message);
+        polled->value().message);
   }
   return handled > 0;
 }
@@ -96,6 +97,14 @@ void Coordinator::OnResult(int rank, const ResultMsg& m, Pending& p) {
   TrialEvent event = TrialEvent::kSucceed;
   switch (m.code) {
     case ResultCode::kOk: {
+      if (t.config.value("kind", "") == "embed") {
+        Status stored = StoreVectors(t, m.attempt, p);
+        if (!stored.ok()) {
+          event = TrialEvent::kFail;
+          std::fprintf(stderr, "coordinator: %s\n", stored.ToString().c_str());
+          break;
+        }
+      }
       t.metrics = m.metrics;
       t.epochs_done = m.epochs_done;
       const std::string& metric = sweeps_.at(t.id.sweep).record.metric;
@@ -111,6 +120,7 @@ void Coordinator::OnResult(int rank, const ResultMsg& m, Pending& p) {
     std::fprintf(stderr, "coordinator: trial %s attempt %d failed on w%d: %s\n",
                  t.id.ToString().c_str(), m.attempt, rank, m.error.c_str());
   }
+  if (m.code != ResultCode::kOk) vector_blocks_.erase({m.trial, m.attempt});
   Status s = Transition(t, event, rank, m.error, p);
   if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
 }
@@ -244,19 +254,24 @@ void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
     p.batch.AppendEvent("trial_failed", {{"trial", trial.id.ToString()}, {"error", trial.error}});
   }
   auto it = sweeps_.find(trial.id.sweep);
-  if (it == sweeps_.end() || --it->second.unfinished > 0) return;
-  SweepRecord& sweep = it->second.record;
+  if (it == sweeps_.end()) return;
+  ActiveSweep& active = it->second;
+  if (trial.state == TrialState::kCompleted) ++active.completed;
+  if (--active.unfinished > 0) return;
+  SweepRecord& sweep = active.record;
   if (sweep.state == SweepState::kRunning) {
-    // Completed unless every trial failed. Counting needs the stored trials: the live
-    // map no longer holds the finished ones.
-    sweep.state = SweepState::kFailed;
-    auto stored = store_->ListTrials(sweep.id);
-    bool any_ok = trial.state == TrialState::kCompleted;
-    if (stored.ok()) {
-      for (const auto& t : *stored) any_ok |= t.state == TrialState::kCompleted;
+    bool all_ok = active.completed == sweep.num_trials;
+    if (sweep.kind == "embed" && all_ok && options_.index_builder != nullptr) {
+      StartIndexBuild(sweep, p);
+      return;  // the sweep ends when its index is built (CollectIndexBuilds)
     }
-    if (any_ok) sweep.state = SweepState::kCompleted;
-    if (!any_ok) sweep.message = "every trial failed";
+    // Completed unless every trial failed (an embed sweep needs every shard).
+    sweep.state = active.completed > 0 ? SweepState::kCompleted : SweepState::kFailed;
+    if (active.completed == 0) sweep.message = "every trial failed";
+    if (sweep.kind == "embed" && !all_ok) {
+      sweep.state = SweepState::kFailed;
+      sweep.message = "a shard failed: no index was built";
+    }
   }
   sweep.finished_ms = NowMillis();
   p.batch.PutSweep(sweep);

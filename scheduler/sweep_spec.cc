@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "jobs/job_config.h"
+#include "scheduler/embed_spec.h"
 #include "scheduler/search_space.h"
 
 namespace lattice::scheduler {
@@ -24,9 +25,11 @@ using OrderedJson = nlohmann::ordered_json;
 
 // Keys a trial's job config is made of; everything else at the top level is scheduler-only.
 // (sleep_ms is the noop kind's one setting.)
-const char* const kJobKeys[] = {"kind", "seed", "dataset", "model", "train", "sleep_ms"};
+const char* const kJobKeys[] = {"kind",    "seed",    "dataset",   "model",     "train",
+                                "sleep_ms", "encoder", "corpus",    "pooling",   "normalize",
+                                "batch_size"};
 const char* const kSchedulerKeys[] = {"name", "search", "max_concurrent_trials", "max_attempts",
-                                      "resources"};
+                                      "resources", "shard_size", "index"};
 const char* const kSearchKeys[] = {"method", "metric", "parameters", "seed", "max_trials"};
 
 std::string Join(const std::string& path, const std::string& key) {
@@ -257,11 +260,17 @@ Status ParseSearch(OrderedJson* search, SweepSpec* out) {
 }
 
 // Builds and validates each trial's job config from the points.
-Status BuildTrialConfigs(const OrderedJson& doc, SweepSpec* out) {
+// The job keys of the spec: what every trial's job config starts from.
+nlohmann::json JobConfigBase(const OrderedJson& doc) {
   nlohmann::json base = nlohmann::json::object();
   for (const char* key : kJobKeys) {
     if (doc.contains(key)) base[key] = nlohmann::json(doc[key]);
   }
+  return base;
+}
+
+Status BuildTrialConfigs(const OrderedJson& doc, SweepSpec* out) {
+  nlohmann::json base = JobConfigBase(doc);
   out->trial_configs.reserve(out->points.size());
   for (size_t i = 0; i < out->points.size(); ++i) {
     nlohmann::json config = ApplyParameters(base, out->points[i]);
@@ -288,6 +297,16 @@ StatusOr<SweepSpec> ParseSweepSpec(const std::string& text) {
   SweepSpec out;
   LATTICE_RETURN_IF_ERROR(ParseIdentity(doc, &out));
   LATTICE_RETURN_IF_ERROR(ParseLimits(&doc, &out));
+  if (out.kind == "embed") {
+    LATTICE_RETURN_IF_ERROR(ExpandEmbedSweep(&doc, JobConfigBase(doc), &out));
+    out.spec = nlohmann::json(doc);
+    return out;
+  }
+  for (const char* key : {"shard_size", "index"}) {
+    if (doc.contains(key)) {
+      return Status::InvalidArgument(std::string(key) + ": only used by kind embed");
+    }
+  }
   if (doc.contains("search")) {
     LATTICE_RETURN_IF_ERROR(ParseSearch(&doc["search"], &out));
   } else if (out.kind == "noop") {

@@ -100,6 +100,22 @@ void StateWriteBatch::PutTrial(const TrialRecord& trial) {
   pending_->ops.push_back({kTrialsCf, trial.id.Key(), trial.ToJson().dump()});
 }
 
+void StateWriteBatch::PutRaw(const std::string& column_family, const std::string& key,
+                             std::string value) {
+  const char* cf = nullptr;
+  for (const char* name : kRawWritableCfs) {
+    if (column_family == name) cf = name;
+  }
+  if (cf == nullptr) {
+    if (pending_->error.ok()) {
+      pending_->error = Status::InvalidArgument("batch put: column family '" + column_family +
+                                                "' is not writable raw");
+    }
+    return;
+  }
+  pending_->ops.push_back({cf, key, std::move(value)});
+}
+
 void StateWriteBatch::PutEpochMetrics(const EpochMetrics& metrics) {
   bool bad = metrics.trial.index > static_cast<uint32_t>(kMaxTrialIndex) || metrics.attempt < 0 ||
              metrics.attempt > kMaxAttempt || metrics.epoch < 0 || metrics.epoch > kMaxEpoch;

@@ -46,6 +46,8 @@ class StateWriteBatch {
   void PutSweep(const SweepRecord& sweep);
   void PutTrial(const TrialRecord& trial);
   void PutEpochMetrics(const EpochMetrics& metrics);
+  // A raw value in "checkpoints", "indexes" or "items" (others make Commit fail).
+  void PutRaw(const std::string& column_family, const std::string& key, std::string value);
   // Appends {"ts_ms":..., "type": type, ...fields} to the events log.
   void AppendEvent(const std::string& type, const nlohmann::json& fields);
 

@@ -1,5 +1,6 @@
 #include "worker/protocol.h"
 
+#include <cstring>
 #include <type_traits>
 
 namespace lattice {
@@ -41,6 +42,40 @@ json Encode(const HeartbeatMsg& m) {
 }
 json Encode(const CancelMsg& m) { return {{"trial", TrialToJson(m.trial)}}; }
 json Encode(const ShutdownMsg&) { return json::object(); }
+json Encode(const VectorsMsg& m) {
+  return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"begin", m.begin},
+          {"rows", m.rows}, {"dim", m.dim}};
+}
+
+std::string EncodePayload(const Message& m) {
+  if (const auto* v = std::get_if<VectorsMsg>(&m)) {
+    std::string out = Encode(*v).dump();
+    out.push_back('\n');
+    const char* bytes = reinterpret_cast<const char*>(v->data.data());
+    out.append(bytes, v->data.size() * sizeof(float));
+    return out;
+  }
+  return std::visit([](const auto& v) { return Encode(v).dump(); }, m);
+}
+
+StatusOr<Message> DecodeVectors(const std::string& payload) {
+  size_t nl = payload.find('\n');
+  if (nl == std::string::npos) return Status::InvalidArgument("vectors message: no header");
+  json j = json::parse(payload.substr(0, nl));
+  LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
+  VectorsMsg m{id, j.at("attempt").get<int>(), j.at("begin").get<int64_t>(),
+               j.at("rows").get<int64_t>(), j.at("dim").get<int>(), {}};
+  size_t bytes = payload.size() - nl - 1;
+  if (m.rows < 0 || m.dim < 0 ||
+      bytes != static_cast<size_t>(m.rows) * static_cast<size_t>(m.dim) * sizeof(float)) {
+    return Status::InvalidArgument("vectors message: " + std::to_string(bytes) +
+                                   " payload bytes for " + std::to_string(m.rows) + " x " +
+                                   std::to_string(m.dim) + " floats");
+  }
+  m.data.resize(bytes / sizeof(float));
+  std::memcpy(m.data.data(), payload.data() + nl + 1, bytes);
+  return Message(std::move(m));
+}
 
 StatusOr<Message> Decode(MessageType type, const json& j) {
   switch (type) {
@@ -80,6 +115,8 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
     }
     case MessageType::kShutdown:
       return Message(ShutdownMsg{});
+    case MessageType::kVectors:
+      break;  // binary: DecodeVectors
   }
   return Status::InvalidArgument("message: unknown type " + std::to_string(static_cast<int>(type)));
 }
@@ -96,17 +133,17 @@ MessageType TypeOf(const Message& m) {
         if constexpr (std::is_same_v<T, ResultMsg>) return MessageType::kResult;
         if constexpr (std::is_same_v<T, HeartbeatMsg>) return MessageType::kHeartbeat;
         if constexpr (std::is_same_v<T, CancelMsg>) return MessageType::kCancel;
+        if constexpr (std::is_same_v<T, VectorsMsg>) return MessageType::kVectors;
         return MessageType::kShutdown;
       },
       m);
 }
 
-std::string EncodeMessage(const Message& m) {
-  return std::visit([](const auto& v) { return Encode(v).dump(); }, m);
-}
+std::string EncodeMessage(const Message& m) { return EncodePayload(m); }
 
 StatusOr<Message> DecodeMessage(MessageType type, const std::string& payload) {
   try {
+    if (type == MessageType::kVectors) return DecodeVectors(payload);
     return Decode(type, json::parse(payload));
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("message: cannot decode: ") + e.what());

@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include <mpi.h>
 #include <nlohmann/json.hpp>
@@ -40,6 +41,7 @@ enum class MessageType : int {
   kHeartbeat = 5,
   kCancel = 6,
   kShutdown = 7,
+  kVectors = 8,
 };
 
 struct RegisterMsg {
@@ -89,8 +91,19 @@ struct CancelMsg {
 
 struct ShutdownMsg {};
 
+// The vectors an embed attempt produced, sent just before its Result (same sender,
+// so MPI's ordering delivers it first). Encoded as a JSON header line + raw floats.
+struct VectorsMsg {
+  TrialId trial;
+  int attempt = 0;
+  int64_t begin = 0;          // corpus row of the first vector
+  int64_t rows = 0;
+  int dim = 0;
+  std::vector<float> data;    // rows * dim, row-major
+};
+
 using Message = std::variant<RegisterMsg, AssignMsg, ProgressMsg, ResultMsg, HeartbeatMsg,
-                             CancelMsg, ShutdownMsg>;
+                             CancelMsg, ShutdownMsg, VectorsMsg>;
 
 MessageType TypeOf(const Message& m);
 std::string EncodeMessage(const Message& m);

@@ -119,6 +119,12 @@ class TaskRunner {
     if (outcome.ok()) {
       result.metrics = outcome->metrics;
       result.epochs_done = outcome->epochs_done;
+      if (outcome->embeddings) {
+        jobs::EmbeddingBlock& block = *outcome->embeddings;
+        std::lock_guard<std::mutex> lock(mu_);
+        outbox_.push_back(VectorsMsg{task.trial, task.attempt, block.begin, block.rows, block.dim,
+                                     std::move(block.vectors)});
+      }
     } else {
       result.code = CodeFor(outcome.status());
       result.error = outcome.status().message();

@@ -59,3 +59,25 @@ TEST(ProtocolTest, MalformedPayloadsAreErrorsNotCrashes) {
 
 }  // namespace
 }  // namespace lattice
+
+namespace lattice {
+namespace {
+
+TEST(ProtocolTest, VectorsTravelAsBinary) {
+  VectorsMsg m{TrialId{SweepId{2}, 5}, 1, 1000, 3, 2, {1.5f, -2.0f, 0.0f, 3.25f, 1e-7f, -1e30f}};
+  Message msg = m;
+  std::string wire = EncodeMessage(msg);
+  auto decoded = DecodeMessage(MessageType::kVectors, wire);
+  ASSERT_OK(decoded);
+  const auto& back = std::get<VectorsMsg>(decoded.value());
+  EXPECT_EQ(back.begin, 1000);
+  EXPECT_EQ(back.rows, 3);
+  EXPECT_EQ(back.dim, 2);
+  EXPECT_EQ(back.data, m.data);
+  // A truncated payload is an error, not a short read.
+  EXPECT_FALSE(DecodeMessage(MessageType::kVectors, wire.substr(0, wire.size() - 4)).ok());
+  EXPECT_FALSE(DecodeMessage(MessageType::kVectors, "no header").ok());
+}
+
+}  // namespace
+}  // namespace lattice

@@ -1,0 +1,81 @@
+// Coordinator: embed sweeps — shard vectors and the index build that ends the sweep.
+#include <cstdio>
+
+#include "scheduler/coordinator.h"
+
+namespace lattice {
+
+void Coordinator::OnVectors(int rank, VectorsMsg& m) {
+  auto it = trials_.find(m.trial);
+  if (it == trials_.end() || it->second.state != TrialState::kRunning ||
+      it->second.attempts != m.attempt || it->second.worker != rank) {
+    return;  // stale
+  }
+  auto key = std::make_pair(m.trial, m.attempt);
+  vector_blocks_[key] = std::move(m);
+}
+
+Status Coordinator::StoreVectors(const TrialRecord& t, int attempt, Pending& p) {
+  auto it = vector_blocks_.find({t.id, attempt});
+  if (it == vector_blocks_.end()) {
+    return Status::Internal("shard " + t.id.ToString() + " finished without sending its vectors");
+  }
+  const VectorsMsg& m = it->second;
+  int64_t begin = t.config.at("shard").at("begin").get<int64_t>();
+  int64_t end = t.config.at("shard").at("end").get<int64_t>();
+  Status s = Status::Ok();
+  if (m.begin != begin || m.rows != end - begin) {
+    s = Status::Internal("shard " + t.id.ToString() + ": got rows " + std::to_string(m.begin) +
+                         "+" + std::to_string(m.rows) + ", expected " + std::to_string(begin) +
+                         ".." + std::to_string(end));
+  } else {
+    p.batch.PutRaw("items", VectorBlockKey(t.id.sweep, begin),
+                   EncodeVectorBlock(m.begin, m.rows, m.dim, m.data));
+  }
+  vector_blocks_.erase(it);
+  return s;
+}
+
+void Coordinator::StartIndexBuild(SweepRecord& sweep, Pending& p) {
+  sweep.message = "building index " + sweep.spec["index"].value("name", sweep.name);
+  p.batch.PutSweep(sweep);
+  p.batch.AppendEvent("index_build_started", {{"sweep", sweep.id.ToString()}});
+  std::fprintf(stderr, "coordinator: sweep %s (%s): all shards embedded; %s\n",
+               sweep.id.ToString().c_str(), sweep.name.c_str(), sweep.message.c_str());
+  options_.index_builder->Start(sweep);
+}
+
+bool Coordinator::CollectIndexBuilds(Pending& p) {
+  if (options_.index_builder == nullptr) return false;
+  auto outcomes = options_.index_builder->TakeFinished();
+  for (auto& o : outcomes) {
+    auto it = sweeps_.find(o.sweep);
+    if (it == sweeps_.end()) continue;
+    SweepRecord& sweep = it->second.record;
+    std::string index = sweep.spec["index"].value("name", sweep.name);
+    if (o.status.ok()) {
+      sweep.state = SweepState::kCompleted;
+      char msg[200];
+      std::snprintf(msg, sizeof(msg), "index %s v%lld: %lld vectors, recall@10 %.4f",
+                    index.c_str(), static_cast<long long>(o.version),
+                    static_cast<long long>(o.meta.value("vectors", 0)),
+                    o.meta.value("recall@10", 0.0));
+      sweep.message = msg;
+    } else {
+      sweep.state = SweepState::kFailed;
+      sweep.message = o.status.message();
+    }
+    sweep.finished_ms = NowMillis();
+    p.batch.PutSweep(sweep);
+    p.batch.AppendEvent(o.status.ok() ? "index_published" : "index_failed",
+                        {{"sweep", sweep.id.ToString()}, {"index", index},
+                         {"version", o.version}, {"meta", o.meta},
+                         {"error", o.status.ok() ? "" : o.status.message()}});
+    std::fprintf(stderr, "coordinator: sweep %s (%s) %s: %s\n", sweep.id.ToString().c_str(),
+                 sweep.name.c_str(), SweepStateName(sweep.state), sweep.message.c_str());
+    sweeps_.erase(it);
+  }
+  return !outcomes.empty();
+}
+
+}  // namespace lattice

@@ -1,0 +1,173 @@
+#include "scheduler/index_builder.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "store/index_catalog.h"
+#include "store/retrieval_metrics.h"
+#include "store/vector_index.h"
+
+namespace lattice {
+namespace {
+
+constexpr size_t kBlockHeader = 8 + 8 + 4;
+
+StatusOr<store::FloatMatrix> ReadBlocks(StateStore* store, SweepId sweep) {
+  LATTICE_ASSIGN_OR_RETURN(auto blocks, store->Scan("items", sweep.Key() + "/"));
+  store::FloatMatrix m;
+  for (const auto& [key, value] : blocks) {
+    if (value.size() < kBlockHeader) return Status::Internal("vector block " + key + ": truncated");
+    int64_t begin = 0, rows = 0;
+    int32_t dim = 0;
+    std::memcpy(&begin, value.data(), 8);
+    std::memcpy(&rows, value.data() + 8, 8);
+    std::memcpy(&dim, value.data() + 16, 4);
+    size_t floats = static_cast<size_t>(rows) * static_cast<size_t>(dim);
+    if (value.size() != kBlockHeader + floats * sizeof(float)) {
+      return Status::Internal("vector block " + key + ": size does not match its header");
+    }
+    if (begin != m.rows) {
+      return Status::Internal("vector blocks: rows " + std::to_string(m.rows) + ".." +
+                              std::to_string(begin) + " are missing");
+    }
+    if (m.dim != 0 && dim != m.dim) {
+      return Status::FailedPrecondition("vector blocks: dimension changed from " +
+                                        std::to_string(m.dim) + " to " + std::to_string(dim));
+    }
+    m.dim = dim;
+    size_t at = m.data.size();
+    m.data.resize(at + floats);
+    std::memcpy(m.data.data() + at, value.data() + kBlockHeader, floats * sizeof(float));
+    m.rows += rows;
+  }
+  if (m.rows == 0) return Status::FailedPrecondition("embed sweep produced no vectors");
+  return m;
+}
+
+// Recall@k and MRR@k of `index` on `queries` sampled rows of `base` vs exact search.
+StatusOr<nlohmann::json> Evaluate(const store::VectorIndex& index, const store::FloatMatrix& base,
+                                  int64_t queries, int k, store::Metric metric) {
+  queries = std::min(queries, base.rows);
+  std::mt19937_64 rng(20261125);
+  store::FloatMatrix q;
+  q.rows = queries;
+  q.dim = base.dim;
+  for (int64_t i = 0; i < queries; ++i) {
+    int64_t row = static_cast<int64_t>(rng() % static_cast<uint64_t>(base.rows));
+    q.data.insert(q.data.end(), base.data.begin() + row * base.dim,
+                  base.data.begin() + (row + 1) * base.dim);
+  }
+  k = static_cast<int>(std::min<int64_t>(k, base.rows));
+  LATTICE_ASSIGN_OR_RETURN(store::IdMatrix truth, store::ExactGroundTruth(base, q, k, metric));
+  LATTICE_ASSIGN_OR_RETURN(store::SearchResult found,
+                           index.Search(q.data.data(), q.rows, k, store::SearchParams{}));
+  store::IdMatrix got = store::ToIdMatrix(found);
+  LATTICE_ASSIGN_OR_RETURN(double recall, store::RecallAtK(got, truth, k));
+  LATTICE_ASSIGN_OR_RETURN(double mrr, store::MrrAtK(got, truth, k));
+  std::string suffix = "@" + std::to_string(k);
+  return nlohmann::json{{"recall" + suffix, recall}, {"mrr" + suffix, mrr},
+                        {"eval_queries", queries}, {"eval", "sampled corpus rows vs exact search"}};
+}
+
+}  // namespace
+
+std::string VectorBlockKey(SweepId sweep, int64_t begin) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%012lld", static_cast<long long>(begin));
+  return sweep.Key() + "/" + buf;
+}
+
+std::string EncodeVectorBlock(int64_t begin, int64_t rows, int dim, const std::vector<float>& data) {
+  std::string out(kBlockHeader + data.size() * sizeof(float), '\0');
+  int32_t d = dim;
+  std::memcpy(out.data(), &begin, 8);
+  std::memcpy(out.data() + 8, &rows, 8);
+  std::memcpy(out.data() + 16, &d, 4);
+  std::memcpy(out.data() + kBlockHeader, data.data(), data.size() * sizeof(float));
+  return out;
+}
+
+IndexBuilder::IndexBuilder(StateStore* store, std::string catalog_root)
+    : store_(store), catalog_root_(std::move(catalog_root)) {}
+
+IndexBuilder::~IndexBuilder() {
+  for (auto& t : threads_) t.join();
+}
+
+void IndexBuilder::Start(const SweepRecord& sweep) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++running_;
+  threads_.emplace_back([this, sweep] {
+    IndexBuildOutcome outcome = Build(sweep);
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_.push_back(std::move(outcome));
+    --running_;
+  });
+}
+
+std::vector<IndexBuildOutcome> IndexBuilder::TakeFinished() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<IndexBuildOutcome> out;
+  out.swap(finished_);
+  return out;
+}
+
+bool IndexBuilder::Busy() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return running_ > 0;
+}
+
+IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
+  IndexBuildOutcome out{sweep.id, Status::Ok(), nlohmann::json::object(), 0};
+  const nlohmann::json& spec = sweep.spec.at("index");
+  std::string name = spec.at("name").get<std::string>();
+  auto fail = [&](const Status& s) {
+    out.status = s.WithContext("index " + name);
+    return out;
+  };
+  auto start = std::chrono::steady_clock::now();
+  auto base = ReadBlocks(store_, sweep.id);
+  if (!base.ok()) return fail(base.status());
+  auto params = store::ParamsFromJson({{"type", spec.at("type")}, {"metric", spec.at("metric")},
+                                       {"dim", base->dim}, {"build", spec.at("params")}});
+  if (!params.ok()) return fail(params.status());
+  auto index = store::MakeVectorIndex(*params);
+  if (!index.ok()) return fail(index.status());
+  std::vector<int64_t> ids(static_cast<size_t>(base->rows));
+  for (int64_t i = 0; i < base->rows; ++i) ids[static_cast<size_t>(i)] = i;
+  Status added = (*index)->Add(base->data.data(), base->rows, ids.data());
+  if (!added.ok()) return fail(added);
+  double build_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  auto eval = Evaluate(**index, *base, spec["eval"]["queries"].get<int64_t>(),
+                       spec["eval"]["k"].get<int>(), params->metric);
+  if (!eval.ok()) return fail(eval.status());
+  out.meta = *eval;
+  out.meta.update({{"vectors", base->rows}, {"dim", base->dim}, {"type", params->type},
+                   {"metric", spec.at("metric")}, {"backend", (*index)->backend()},
+                   {"params", spec.at("params")}, {"build_seconds", build_s},
+                   {"built_from", {{"sweep", sweep.id.ToString()}, {"name", sweep.name},
+                                   {"encoder", sweep.spec.value("encoder", nlohmann::json())}}},
+                   {"created_ms", NowMillis()}});
+  if (spec.contains("require") && spec["require"].contains("recall@10") && out.meta.contains("recall@10")) {
+    double need = spec["require"]["recall@10"].get<double>();
+    double got = out.meta["recall@10"].get<double>();
+    if (got < need) {
+      char msg[160];
+      std::snprintf(msg, sizeof(msg), "recall@10 %.4f is below the required %.4f; version not made current",
+                    got, need);
+      return fail(Status::FailedPrecondition(msg));
+    }
+  }
+  store::IndexCatalogOptions copts;
+  copts.keep_versions = spec.value("keep_versions", 3);
+  auto catalog = store::IndexCatalog::Open(catalog_root_, copts);
+  if (!catalog.ok()) return fail(catalog.status());
+  auto version = (*catalog)->Publish(name, **index, out.meta);
+  if (!version.ok()) return fail(version.status());
+  out.version = *version;
+  return out;
+}
+
+}  // namespace lattice

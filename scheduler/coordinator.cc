@@ -56,6 +56,7 @@ Status Coordinator::Recover() {
                       {{"active_sweeps", sweeps_.size()}, {"requeued_trials", requeued},
                        {"workers", channel_->size() - 1}});
   LATTICE_RETURN_IF_ERROR(store_->Commit(p.batch));
+  for (const auto& sweep : p.index_builds) options_.index_builder->Start(sweep);
   std::fprintf(stderr, "coordinator: recovered %zu running sweep(s), %zu queued trial(s), %d re-queued\n",
                sweeps_.size(), queue_.size(), requeued);
   UpdateGauges();
@@ -110,6 +111,7 @@ void Coordinator::Flush(Pending& p) {
     if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
   }
   for (auto& [cmd, result] : p.replies) cmd->done.set_value(std::move(result));
+  for (const auto& sweep : p.index_builds) options_.index_builder->Start(sweep);
 }
 
 // ---- Commands from other threads --------------------------------------------------

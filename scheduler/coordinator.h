@@ -122,6 +122,7 @@ class Coordinator {
     StateWriteBatch batch;
     std::vector<std::pair<int, Message>> sends;
     std::vector<std::pair<std::shared_ptr<Command>, StatusOr<SweepRecord>>> replies;
+    std::vector<SweepRecord> index_builds;  // started once their last shard is durable
   };
 
   StatusOr<SweepRecord> Enqueue(std::shared_ptr<Command> cmd);

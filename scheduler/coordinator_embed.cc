@@ -42,7 +42,7 @@ void Coordinator::StartIndexBuild(SweepRecord& sweep, Pending& p) {
   p.batch.AppendEvent("index_build_started", {{"sweep", sweep.id.ToString()}});
   std::fprintf(stderr, "coordinator: sweep %s (%s): all shards embedded; %s\n",
                sweep.id.ToString().c_str(), sweep.name.c_str(), sweep.message.c_str());
-  options_.index_builder->Start(sweep);
+  p.index_builds.push_back(sweep);  // Flush starts it after the commit
 }
 
 bool Coordinator::CollectIndexBuilds(Pending& p) {

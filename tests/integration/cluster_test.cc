@@ -6,6 +6,9 @@
 #include <set>
 #include <thread>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -168,12 +171,13 @@ TEST_F(ClusterTest, NanTrialFailsAndSweepGoesOn) {
   std::string spec = R"(
 name: nan-probe
 kind: train
-dataset: {format: csv, path: /usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz}
-model: {type: linear}
-train: {epochs: 3, optimizer: sgd, momentum: 0.0}
+dataset: {format: csv, path: /usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz,
+          standardize: true}
+model: {type: mlp, hidden: 256}
+train: {epochs: 30, optimizer: sgd}
 search:
   method: grid
-  parameters: {lr: [1.0e+30, 1.0e-2]}
+  parameters: {lr: [1.0e+6, 1.0e-2]}
 max_attempts: 3
 )";
   json sweep = Call("POST", "/v1/sweeps", spec, 201);
@@ -205,6 +209,60 @@ TEST_F(ClusterTest, WorkersAndMetricsEndpoints) {
   EXPECT_NE(r->body.find("lattice_trials_finished_total{state=\"completed\"} 4"), std::string::npos)
       << r->body;
   EXPECT_NE(r->body.find("lattice_queue_depth"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lattice
+
+namespace lattice {
+namespace {
+
+// A real Prometheus server scrapes the coordinator's /metrics and sees the trials finish.
+TEST_F(ClusterTest, PrometheusScrapesMetrics) {
+  std::string out;
+  if (testutil::RunCommand("command -v prometheus", &out) != 0) {
+    GTEST_SKIP() << "prometheus is not installed (scripts/setup.sh installs it)";
+  }
+  // The shipped alert rules are valid.
+  ASSERT_EQ(testutil::RunCommand(
+                "promtool check rules " + testutil::SourceDir() + "/deploy/prometheus/alerts.yml", &out),
+            0)
+      << out;
+  StartCluster();
+  json sweep = Call("POST", "/v1/sweeps",
+                    "name: scraped\nkind: noop\nsearch: {method: grid, parameters: {seed: [1, 2, 3]}}\n", 201);
+  ASSERT_EQ(WaitForSweep(sweep["id"], std::chrono::seconds(60))["state"], "completed");
+
+  int prom_port = 19090 + static_cast<int>(getpid() % 500);
+  std::string config = dir_.Join("prometheus.yml");
+  {
+    std::ofstream cfg(config);
+    cfg << "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: lattice\n"
+        << "    static_configs: [{targets: ['127.0.0.1:" << cluster_->port() << "']}]\n";
+  }
+  std::string cmd = "prometheus --config.file=" + config + " --storage.tsdb.path=" +
+                    dir_.Join("tsdb") + " --web.listen-address=127.0.0.1:" +
+                    std::to_string(prom_port) + " > " + dir_.Join("prometheus.log") +
+                    " 2>&1 & echo $!";
+  ASSERT_EQ(testutil::RunCommand(cmd, &out), 0);
+  int prom_pid = std::stoi(out);
+  cli::HttpClient prom("127.0.0.1", static_cast<uint16_t>(prom_port));
+  double value = -1;
+  bool seen = testutil::WaitFor(
+      [&] {
+        auto r = prom.Request("GET",
+                              "/api/v1/query?query=lattice_trials_finished_total%7Bstate%3D%22completed%22%7D");
+        if (!r.ok() || r->status != 200) return false;
+        json body = json::parse(r->body, nullptr, false);
+        if (!body.is_object() || body["data"]["result"].empty()) return false;
+        value = std::stod(body["data"]["result"][0]["value"][1].get<std::string>());
+        return value >= 3;
+      },
+      std::chrono::seconds(60), std::chrono::milliseconds(500));
+  kill(prom_pid, SIGTERM);
+  EXPECT_TRUE(seen) << "Prometheus never reported the 3 completed trials (last value " << value
+                    << ")";
+  EXPECT_EQ(value, 3);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "jobs/embed_config.h"
 #include "jobs/embed_job.h"
+#include "jobs/internal/flat_optimizer.h"
 
 namespace lattice::jobs {
 namespace {
@@ -91,23 +92,6 @@ torch::nn::Sequential BuildModel(const ModelConfig& m, int64_t in, int64_t out) 
   return seq;
 }
 
-std::unique_ptr<torch::optim::Optimizer> BuildOptimizer(const TrainConfig& t,
-                                                        std::vector<torch::Tensor> params) {
-  switch (t.optimizer) {
-    case OptimizerType::kAdam:
-      return std::make_unique<torch::optim::Adam>(
-          params, torch::optim::AdamOptions(t.lr).weight_decay(t.weight_decay));
-    case OptimizerType::kSgd:
-      return std::make_unique<torch::optim::SGD>(
-          params,
-          torch::optim::SGDOptions(t.lr).momentum(t.momentum).weight_decay(t.weight_decay));
-    case OptimizerType::kAdamW:
-      break;
-  }
-  return std::make_unique<torch::optim::AdamW>(
-      params, torch::optim::AdamWOptions(t.lr).weight_decay(t.weight_decay));
-}
-
 // Inverse-frequency weights n / (k * count_c) over the k classes present in `y`;
 // classes absent from the training split get weight 1.
 torch::Tensor InverseFrequencyWeights(const torch::Tensor& y, int64_t num_classes) {
@@ -124,7 +108,7 @@ struct EvalResult {
 
 // Plain cross-entropy and accuracy on the validation split, in chunks.
 EvalResult Evaluate(torch::nn::Sequential& model, const torch::Tensor& x, const torch::Tensor& y) {
-  torch::NoGradGuard no_grad;
+  torch::InferenceMode inference;
   model->eval();
   constexpr int64_t kChunk = 8192;
   const int64_t n = x.size(0);
@@ -186,7 +170,11 @@ class Trainer {
       : cfg_(cfg), data_(std::move(data)), ctx_(ctx), rng_(cfg.seed) {
     const int64_t n = data_.x_train.size(0);
     model_ = BuildModel(cfg.model, data_.x_train.size(1), data_.num_classes);
-    optimizer_ = BuildOptimizer(cfg.train, model_->parameters());
+    // One contiguous buffer for the parameters and one for the gradients, updated by a
+    // fused optimizer: a few ops per step instead of ~10 per parameter tensor.
+    flat_ = std::make_unique<internal::FlatParameters>(model_->parameters());
+    optimizer_ = std::make_unique<internal::FlatOptimizer>(
+        *flat_, internal::FlatOptimizerOptions::FromTrainConfig(cfg.train));
     loss_options_ = F::CrossEntropyFuncOptions().label_smoothing(cfg.train.label_smoothing);
     if (cfg.train.inverse_frequency_class_weights) {
       loss_options_.weight(InverseFrequencyWeights(data_.y_train, data_.num_classes));
@@ -196,6 +184,11 @@ class Trainer {
     perm_ = torch::empty({n}, torch::kLong);
     x_epoch_ = torch::empty_like(data_.x_train);
     y_epoch_ = torch::empty_like(data_.y_train);
+    // Views of x_epoch_ / y_epoch_, which index_select_out refills in place every epoch.
+    for (int64_t start = 0; start < n; start += cfg.train.batch_size) {
+      const int64_t len = std::min(cfg.train.batch_size, n - start);
+      batches_.push_back({x_epoch_.narrow(0, start, len), y_epoch_.narrow(0, start, len)});
+    }
   }
 
   StatusOr<JobResult> Run();
@@ -208,10 +201,12 @@ class Trainer {
   JobContext& ctx_;
   std::mt19937_64 rng_;
   torch::nn::Sequential model_{nullptr};
-  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<internal::FlatParameters> flat_;  // aliases model_'s parameters
+  std::unique_ptr<internal::FlatOptimizer> optimizer_;
   F::CrossEntropyFuncOptions loss_options_;
   std::vector<int64_t> order_;
   torch::Tensor perm_, x_epoch_, y_epoch_;  // reused every epoch
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> batches_;  // (x, y) views, in order
 };
 
 // One pass over the shuffled training rows; returns the mean batch loss.
@@ -223,25 +218,24 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
   std::memcpy(perm_.data_ptr<int64_t>(), order_.data(), order_.size() * sizeof(int64_t));
   torch::index_select_out(x_epoch_, data_.x_train, 0, perm_);
   torch::index_select_out(y_epoch_, data_.y_train, 0, perm_);
-  const int64_t bs = cfg_.train.batch_size;
   double loss_sum = 0;
   int64_t seen = 0;
-  for (int64_t start = 0; start < n; start += bs) {
+  for (const auto& [xb, yb] : batches_) {
     if (ctx_.cancelled && ctx_.cancelled()) {
       return Status::Cancelled("cancelled in epoch " + std::to_string(epoch));
     }
-    const int64_t len = std::min(bs, n - start);
+    const int64_t len = xb.size(0);
     if (len < 2 && cfg_.model.batchnorm && cfg_.model.type == ModelType::kMlp) continue;
-    optimizer_->zero_grad();
-    torch::Tensor logits = model_->forward(x_epoch_.narrow(0, start, len));
-    torch::Tensor loss = F::cross_entropy(logits, y_epoch_.narrow(0, start, len), loss_options_);
+    optimizer_->ZeroGrad();
+    torch::Tensor logits = model_->forward(xb);
+    torch::Tensor loss = F::cross_entropy(logits, yb, loss_options_);
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
       return Status::FailedPrecondition("epoch " + std::to_string(epoch) + ": training loss is " +
                                         (std::isnan(value) ? "NaN" : "Inf"));
     }
     loss.backward();
-    optimizer_->step();
+    optimizer_->Step();
     loss_sum += value * static_cast<double>(len);
     seen += len;
   }

@@ -1,0 +1,94 @@
+#include "jobs/internal/flat_optimizer.h"
+
+#include <cmath>
+
+#include "common/status.h"
+
+namespace lattice::jobs::internal {
+
+FlatParameters::FlatParameters(const std::vector<torch::Tensor>& params) {
+  LATTICE_CHECK(!params.empty());
+  const torch::Tensor& first = params.front();
+  LATTICE_CHECK(first.is_floating_point());
+  const auto options = torch::TensorOptions().dtype(first.dtype()).device(first.device());
+  int64_t total = 0;
+  for (const torch::Tensor& p : params) {
+    LATTICE_CHECK(p.requires_grad() && p.is_leaf());
+    LATTICE_CHECK(p.dtype() == first.dtype() && p.device() == first.device());
+    total += p.numel();
+  }
+  params_ = torch::empty({total}, options);
+  grads_ = torch::zeros({total}, options);
+  torch::NoGradGuard no_grad;
+  int64_t offset = 0;
+  for (const torch::Tensor& p : params) {
+    const int64_t n = p.numel();
+    torch::Tensor value = params_.narrow(0, offset, n).view(p.sizes());
+    value.copy_(p.detach());
+    torch::Tensor param = p;  // shares the TensorImpl: set_data re-homes the module's tensor
+    param.set_data(value);
+    param.mutable_grad() = grads_.narrow(0, offset, n).view(p.sizes());
+    offset += n;
+  }
+}
+
+FlatOptimizerOptions FlatOptimizerOptions::FromTrainConfig(const TrainConfig& t) {
+  FlatOptimizerOptions o;
+  o.type = t.optimizer;
+  o.lr = t.lr;
+  o.weight_decay = t.weight_decay;
+  o.momentum = t.momentum;
+  return o;
+}
+
+FlatOptimizer::FlatOptimizer(FlatParameters& flat, FlatOptimizerOptions options)
+    : flat_(flat), options_(options) {
+  exp_avg_ = torch::zeros_like(flat_.params());
+  if (options_.type != OptimizerType::kSgd) exp_avg_sq_ = torch::zeros_like(flat_.params());
+  scratch_ = torch::empty_like(flat_.params());
+}
+
+void FlatOptimizer::Step() {
+  torch::NoGradGuard no_grad;
+  ++step_;
+  switch (options_.type) {
+    case OptimizerType::kAdamW: return StepAdam(/*decoupled=*/true);
+    case OptimizerType::kAdam: return StepAdam(/*decoupled=*/false);
+    case OptimizerType::kSgd: return StepSgd();
+  }
+}
+
+// p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), written as
+// p -= (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2)) to save one op.
+void FlatOptimizer::StepAdam(bool decoupled) {
+  const torch::Tensor& p = flat_.params();
+  const double lr = options_.lr, wd = options_.weight_decay;
+  const double b1 = options_.beta1, b2 = options_.beta2;
+  if (decoupled && wd != 0) p.mul_(1 - lr * wd);
+  torch::Tensor g = flat_.grads();
+  if (!decoupled && wd != 0) g = torch::add_out(scratch_, g, p, wd);  // L2: g + wd * p
+  exp_avg_.mul_(b1).add_(g, 1 - b1);
+  exp_avg_sq_.mul_(b2).addcmul_(g, g, 1 - b2);
+  const double bc1 = 1 - std::pow(b1, static_cast<double>(step_));
+  const double sqrt_bc2 = std::sqrt(1 - std::pow(b2, static_cast<double>(step_)));
+  torch::Tensor denom = torch::sqrt_out(scratch_, exp_avg_sq_);  // g no longer needed
+  denom.add_(options_.eps * sqrt_bc2);
+  p.addcdiv_(exp_avg_, denom, -lr * sqrt_bc2 / bc1);
+}
+
+void FlatOptimizer::StepSgd() {
+  const torch::Tensor& p = flat_.params();
+  torch::Tensor d = flat_.grads();
+  if (options_.weight_decay != 0) d = torch::add_out(scratch_, d, p, options_.weight_decay);
+  if (options_.momentum != 0) {
+    if (step_ == 1) {
+      exp_avg_.copy_(d);
+    } else {
+      exp_avg_.mul_(options_.momentum).add_(d);
+    }
+    d = exp_avg_;
+  }
+  p.add_(d, -options_.lr);
+}
+
+}  // namespace lattice::jobs::internal

@@ -38,6 +38,7 @@ SchedulerMetrics::SchedulerMetrics(prometheus::Registry& r)
       workers_busy(Gauges(r, "lattice_workers", kWorkersHelp).Add({{"state", "busy"}})),
       workers_lost(Gauges(r, "lattice_workers", kWorkersHelp).Add({{"state", "lost"}})),
       worker_rss_bytes_max(Gauges(r, "lattice_worker_rss_bytes_max", "Largest worker resident memory").Add({})),
+      worker_vram_bytes_max(Gauges(r, "lattice_worker_vram_bytes_max", "Largest worker GPU memory in use").Add({})),
       coordinator_rss_bytes(Gauges(r, "lattice_process_resident_memory_bytes", "Coordinator resident memory").Add({})),
       trial_seconds(prometheus::BuildHistogram()
                         .Name("lattice_trial_duration_seconds")

@@ -76,6 +76,10 @@ void Coordinator::Run() {
     did_work |= PlaceTrials(p);
     Flush(p);
     if (did_work) UpdateGauges();
+    if (NowMillis() - rss_sampled_ms_ >= 1000) {
+      rss_sampled_ms_ = NowMillis();
+      metrics_->coordinator_rss_bytes.Set(static_cast<double>(ResidentBytes()));
+    }
     idle_sleep = did_work ? std::chrono::microseconds(20)
                           : std::min(idle_sleep * 2, std::chrono::microseconds(1000));
     std::this_thread::sleep_for(idle_sleep);

@@ -67,7 +67,9 @@ struct WorkerView {
   std::string state;             // "starting" | "idle" | "busy" | "lost"
   std::optional<TrialId> trial;  // running now
   int threads = 0;
+  std::string device;            // "cpu" or "cuda:0 NVIDIA H100 ... (79.1 GiB)"
   int64_t rss_bytes = 0;
+  int64_t vram_bytes = 0;        // device memory in use
   int64_t last_seen_ms = 0;
   int64_t trials_done = 0;
 };
@@ -170,6 +172,7 @@ class Coordinator {
   std::vector<Slot> slots_;                // index = rank; slot 0 unused
   // Vectors of embed attempts whose Result has not arrived yet, by (trial, attempt).
   std::map<std::pair<TrialId, int>, VectorsMsg> vector_blocks_;
+  int64_t rss_sampled_ms_ = 0;  // last time the coordinator's RSS gauge was refreshed
 
   // Shared with other threads.
   mutable std::mutex mu_;

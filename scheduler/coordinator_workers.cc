@@ -50,12 +50,14 @@ void Coordinator::OnRegister(int rank, const RegisterMsg& m) {
   Slot& slot = slots_[rank];
   slot.view.host = m.host;
   slot.view.threads = m.threads;
+  slot.view.device = m.device;
   if (slot.view.state == "starting") slot.view.state = "idle";
 }
 
 void Coordinator::OnHeartbeat(int rank, const HeartbeatMsg& m, Pending& p) {
   Slot& slot = slots_[rank];
   slot.view.rss_bytes = m.rss_bytes;
+  slot.view.vram_bytes = m.vram_bytes;
   // A worker running something we no longer want (e.g. after it was declared lost and
   // its trial re-queued elsewhere): tell it to stop.
   if (!m.trial) return;
@@ -294,8 +296,12 @@ void Coordinator::UpdateGauges() {
     lost += v.state == "lost";
     views.push_back(v);
   }
-  int64_t max_rss = 0;
-  for (const auto& v : views) max_rss = std::max(max_rss, v.rss_bytes);
+  int64_t max_rss = 0, max_vram = 0;
+  for (const auto& v : views) {
+    max_rss = std::max(max_rss, v.rss_bytes);
+    max_vram = std::max(max_vram, v.vram_bytes);
+  }
+  metrics_->worker_vram_bytes_max.Set(static_cast<double>(max_vram));
   metrics_->workers_idle.Set(idle);
   metrics_->workers_busy.Set(busy);
   metrics_->workers_lost.Set(lost);

@@ -36,7 +36,7 @@ json Encode(const ResultMsg& m) {
           {"run_seconds", m.run_seconds}};
 }
 json Encode(const HeartbeatMsg& m) {
-  json j = {{"rss_bytes", m.rss_bytes}};
+  json j = {{"rss_bytes", m.rss_bytes}, {"vram_bytes", m.vram_bytes}};
   if (m.trial) j["trial"] = TrialToJson(*m.trial);
   return j;
 }
@@ -103,6 +103,7 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
     case MessageType::kHeartbeat: {
       HeartbeatMsg m;
       m.rss_bytes = j.at("rss_bytes").get<int64_t>();
+      m.vram_bytes = j.value("vram_bytes", int64_t{0});
       if (j.contains("trial")) {
         LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
         m.trial = id;

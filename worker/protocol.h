@@ -83,6 +83,7 @@ struct ResultMsg {
 struct HeartbeatMsg {
   std::optional<TrialId> trial;  // the task running now, if any
   int64_t rss_bytes = 0;
+  int64_t vram_bytes = 0;        // device memory in use (0 on CPU workers)
 };
 
 struct CancelMsg {

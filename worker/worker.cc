@@ -13,6 +13,7 @@
 #include "jobs/dataset.h"
 #include "jobs/train_job.h"
 #include "monitoring/metrics.h"
+#include "worker/device.h"
 
 namespace lattice {
 namespace {
@@ -162,7 +163,10 @@ std::string HostName() {
 
 int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
   LimitBlasThreads(options.num_threads);
-  if (!channel.Send(0, RegisterMsg{HostName(), options.num_threads, "cpu"}).ok()) return 1;
+  DeviceInfo device = DiscoverDevice(channel.rank());
+  if (!channel.Send(0, RegisterMsg{HostName(), options.num_threads, device.Describe()}).ok()) {
+    return 1;
+  }
   TaskRunner runner(options.num_threads);
   auto next_heartbeat = Clock::now();
   auto idle_sleep = std::chrono::microseconds(20);
@@ -187,7 +191,8 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
     }
     runner.Drain(outgoing);
     if (Clock::now() >= next_heartbeat) {
-      outgoing.push_back(HeartbeatMsg{runner.current(), ResidentBytes()});
+      outgoing.push_back(
+          HeartbeatMsg{runner.current(), ResidentBytes(), DeviceMemoryInUse(device)});
       next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
     }
     while (!outgoing.empty()) {

@@ -52,6 +52,13 @@ std::unique_ptr<faiss::Index> BuildInner(const IndexParams& p) {
   return ivf;
 }
 
+// IVF indexes keep a direct map (position -> list/offset, 8 bytes per vector) so that
+// Reconstruct works; files saved before it existed get one at load. Other types: no-op.
+void EnsureDirectMap(faiss::Index* inner) {
+  auto* ivf = dynamic_cast<faiss::IndexIVF*>(inner);
+  if (ivf != nullptr && ivf->direct_map.no()) ivf->make_direct_map(true);
+}
+
 // Checks that a loaded FAISS object matches the sidecar's params.
 Status CheckLoaded(const faiss::IndexIDMap2* idmap, const IndexParams& p) {
   if (idmap == nullptr || idmap->index == nullptr) {
@@ -96,6 +103,7 @@ Status FaissVectorIndex::ReadDefaults() {
 StatusOr<std::unique_ptr<VectorIndex>> FaissVectorIndex::Create(const IndexParams& params) {
   try {
     std::unique_ptr<faiss::Index> inner = BuildInner(params);
+    EnsureDirectMap(inner.get());
     auto idmap = std::make_unique<faiss::IndexIDMap2>(inner.get());
     idmap->own_fields = true;
     inner.release();
@@ -119,6 +127,11 @@ StatusOr<std::unique_ptr<VectorIndex>> FaissVectorIndex::Load(const std::string&
   if (idmap) raw.release();
   if (Status s = CheckLoaded(idmap.get(), params); !s.ok()) return s.WithContext(path);
   idmap->own_fields = true;
+  try {
+    EnsureDirectMap(idmap->index);
+  } catch (const std::exception& e) {
+    return Status::IoError(path + ": faiss make_direct_map: " + e.what());
+  }
   std::unique_ptr<FaissVectorIndex> index(new FaissVectorIndex(params, std::move(idmap)));
   LATTICE_RETURN_IF_ERROR(index->ReadDefaults());
   return std::unique_ptr<VectorIndex>(std::move(index));
@@ -203,6 +216,21 @@ StatusOr<SearchResult> FaissVectorIndex::Search(const float* queries, int64_t nq
     }
   }
   return result;
+}
+
+StatusOr<std::vector<float>> FaissVectorIndex::Reconstruct(int64_t id) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  const auto it = index_->rev_map.find(id);
+  if (it == index_->rev_map.end()) {
+    return Status::NotFound("item " + std::to_string(id) + " is not in the index");
+  }
+  std::vector<float> out(static_cast<size_t>(params_.dim));
+  try {
+    index_->index->reconstruct(it->second, out.data());
+  } catch (const std::exception& e) {
+    return Status::Internal("reconstruct: faiss " + params_.type + ": " + e.what());
+  }
+  return out;
 }
 
 int64_t FaissVectorIndex::size() const {

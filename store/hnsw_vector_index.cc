@@ -191,6 +191,18 @@ StatusOr<SearchResult> HnswVectorIndex::Search(const float* queries, int64_t nq,
   return result;
 }
 
+StatusOr<std::vector<float>> HnswVectorIndex::Reconstruct(int64_t id) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  const Graph& g = *impl_->graph;
+  const auto it = id < 0 ? g.label_lookup_.end()
+                         : g.label_lookup_.find(static_cast<hnswlib::labeltype>(id));
+  if (it == g.label_lookup_.end() || g.isMarkedDeleted(it->second)) {
+    return Status::NotFound("item " + std::to_string(id) + " is not in the index");
+  }
+  const float* data = reinterpret_cast<const float*>(g.getDataByInternalId(it->second));
+  return std::vector<float>(data, data + params_.dim);
+}
+
 int64_t HnswVectorIndex::size() const {
   std::shared_lock<std::shared_mutex> lock(mu_);
   return static_cast<int64_t>(impl_->graph->cur_element_count);

@@ -34,6 +34,7 @@ class HnswVectorIndex final : public VectorIndex {
   Status Add(const float* x, int64_t n, const int64_t* ids) override;
   StatusOr<SearchResult> Search(const float* queries, int64_t nq, int k,
                                 const SearchParams& params) const override;
+  StatusOr<std::vector<float>> Reconstruct(int64_t id) const override;
   int64_t size() const override;
   const IndexParams& params() const override { return params_; }
   const char* backend() const override { return "hnswlib"; }

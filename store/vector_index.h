@@ -94,6 +94,11 @@ class VectorIndex {
   virtual StatusOr<SearchResult> Search(const float* queries, int64_t nq, int k,
                                         const SearchParams& params) const = 0;
 
+  // The stored vector of item `id` (dim() floats). NotFound for an id not in the index.
+  // Exact for flat, ivf_flat and hnsw; for ivf_pq it is the PQ decoding (centroid +
+  // quantized residual), an approximation of what was added. Same locking as Search.
+  virtual StatusOr<std::vector<float>> Reconstruct(int64_t id) const = 0;
+
   // Number of vectors stored.
   virtual int64_t size() const = 0;
   int dim() const { return params().dim; }

@@ -191,6 +191,9 @@ TEST_P(VectorIndexTest, SaveLoadRoundTripGivesIdenticalResults) {
   ASSERT_OK_AND_ASSIGN(SearchResult b, loaded->Search(queries_->data.data(), kQueries, kK, sp));
   EXPECT_EQ(a.ids, b.ids);
   EXPECT_EQ(a.distances, b.distances);
+  ASSERT_OK_AND_ASSIGN(std::vector<float> before, index->Reconstruct(ids_[5]));
+  ASSERT_OK_AND_ASSIGN(std::vector<float> after, loaded->Reconstruct(ids_[5]));
+  EXPECT_EQ(before, after);
   // A loaded index keeps accepting vectors (and still rejects ids it already holds).
   std::vector<float> extra(queries_->data.begin(), queries_->data.begin() + kDim);
   int64_t new_id = 3;
@@ -253,6 +256,29 @@ TEST_P(VectorIndexTest, PerRequestParamsAndConcurrentSearches) {
   b.join();
   EXPECT_EQ(tw.ids, w.ids);
   EXPECT_EQ(tn.ids, n.ids);
+}
+
+TEST_P(VectorIndexTest, ReconstructReturnsTheStoredVector) {
+  std::shared_ptr<VectorIndex> index = Built();
+  ASSERT_NE(index, nullptr);
+  const bool approximate = GetParam().type == "ivf_pq";
+  double err = 0, norm = 0;
+  for (int64_t row : {int64_t{0}, int64_t{17}, kBase / 2, kBase - 1}) {
+    ASSERT_OK_AND_ASSIGN(std::vector<float> v, index->Reconstruct(ItemId(row)));
+    ASSERT_EQ(v.size(), static_cast<size_t>(kDim));
+    const float* x = base_->data.data() + row * kDim;
+    for (int j = 0; j < kDim; ++j) {
+      if (!approximate) {
+        ASSERT_EQ(v[j], x[j]) << "row " << row << " column " << j;
+      }
+      err += (v[j] - x[j]) * (v[j] - x[j]);
+      norm += x[j] * x[j];
+    }
+  }
+  EXPECT_LT(err, 0.25 * norm);  // ivf_pq: a PQ decoding, close but not exact
+  for (int64_t missing : {int64_t{3}, int64_t{-1}, ItemId(kBase)}) {
+    EXPECT_EQ(index->Reconstruct(missing).status().code(), StatusCode::kNotFound) << missing;
+  }
 }
 
 TEST_P(VectorIndexTest, IncrementalAddsInSeveralBatches) {

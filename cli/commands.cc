@@ -105,8 +105,38 @@ std::unique_ptr<HttpClient> MakeClient(const ClientOptions& options, const std::
                                       std::chrono::milliseconds(options.timeout_ms));
 }
 
+// Without --port / LATTICE_PORT, a running coordinator's <data-dir>/coordinator.json
+// (written at start, e.g. when it listens on a free port) names the port.
+void DiscoverPort(ClientOptions* options) {
+  std::ifstream in(options->data_dir + "/coordinator.json");
+  if (!in) return;
+  try {
+    auto info = nlohmann::json::parse(in);
+    options->port = info.at("port").get<uint16_t>();
+  } catch (const std::exception&) {
+    // unreadable: keep the default port
+  }
+}
+
+void AddCommonOptions(CLI::App* sub, ClientOptions* options) {
+  sub->add_option("--host", options->host, "coordinator API host")->capture_default_str();
+  CLI::Option* port =
+      sub->add_option("--port", options->port,
+                      "coordinator API port (env LATTICE_PORT; default: the port in "
+                      "<data-dir>/coordinator.json, else 7070)")
+          ->envname("LATTICE_PORT")
+          ->capture_default_str();
+  sub->parse_complete_callback([options, port] {
+    if (port->count() == 0) DiscoverPort(options);
+  });
+  sub->add_option("--data-dir", options->data_dir,
+                  "coordinator data directory (the API token is read from <data-dir>/token)")
+      ->capture_default_str();
+}
+
 }  // namespace internal
 
+using internal::AddCommonOptions;
 using internal::CallJson;
 using internal::MakeClient;
 using internal::NowMs;
@@ -202,35 +232,6 @@ struct CommandState {
   std::string sweep;  // status / cancel
   TrialsArgs trials;
 };
-
-// Without --port / LATTICE_PORT, a running coordinator's <data-dir>/coordinator.json
-// (written at start, e.g. when it listens on a free port) names the port.
-void DiscoverPort(ClientOptions* options) {
-  std::ifstream in(options->data_dir + "/coordinator.json");
-  if (!in) return;
-  try {
-    auto info = nlohmann::json::parse(in);
-    options->port = info.at("port").get<uint16_t>();
-  } catch (const std::exception&) {
-    // unreadable: keep the default port
-  }
-}
-
-void AddCommonOptions(CLI::App* sub, ClientOptions* options) {
-  sub->add_option("--host", options->host, "coordinator API host")->capture_default_str();
-  CLI::Option* port =
-      sub->add_option("--port", options->port,
-                      "coordinator API port (env LATTICE_PORT; default: the port in "
-                      "<data-dir>/coordinator.json, else 7070)")
-          ->envname("LATTICE_PORT")
-          ->capture_default_str();
-  sub->parse_complete_callback([options, port] {
-    if (port->count() == 0) DiscoverPort(options);
-  });
-  sub->add_option("--data-dir", options->data_dir,
-                  "coordinator data directory (the API token is read from <data-dir>/token)")
-      ->capture_default_str();
-}
 
 template <typename Fn>
 void SetRunner(CLI::App* sub, int* exit_code, Fn fn) {

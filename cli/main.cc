@@ -7,7 +7,9 @@
 #include <mpi.h>
 
 #include "cli/commands.h"
+#include "cli/index_commands.h"
 #include "scheduler/cluster.h"
+#include "scheduler/index_server.h"
 #include "worker/worker.h"
 
 namespace {
@@ -72,10 +74,31 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1000, 3600000))
       ->capture_default_str();
 
+  lattice::IndexServerOptions index_server_options;
+  CLI::App* serve_index = app.add_subcommand(
+      "serve-index", "Serve the indexes of a data directory read-only (no MPI): search routes, "
+                     "/healthz, /metrics");
+  serve_index->add_option("--data-dir", index_server_options.data_dir,
+                          "Data directory whose indexes/ are served")
+      ->capture_default_str();
+  serve_index->add_option("--address", index_server_options.address, "HTTP address")
+      ->capture_default_str();
+  serve_index->add_option("--port", index_server_options.port, "HTTP port (0 = any free port)")
+      ->capture_default_str();
+  serve_index->add_option("--threads", index_server_options.threads, "HTTP server threads")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+
   int exit_code = 0;  // set by the client subcommand that runs during parsing
   lattice::cli::RegisterClientCommands(app, &exit_code);
+  lattice::cli::RegisterIndexCommands(app, &exit_code);
 
   CLI11_PARSE(app, argc, argv);
   if (cluster->parsed()) return RunCluster(cluster_options);
+  if (serve_index->parsed()) {
+    std::signal(SIGINT, OnSignal);
+    std::signal(SIGTERM, OnSignal);
+    return lattice::RunIndexServer(index_server_options, &g_stop);
+  }
   return exit_code;
 }

@@ -1,6 +1,7 @@
 #include "scheduler/api.h"
 
 #include "monitoring/metrics.h"
+#include "scheduler/index_api.h"
 #include "scheduler/sweep_spec.h"
 #include "scheduler/trial_state_machine.h"
 
@@ -31,7 +32,9 @@ json WorkerJson(const WorkerView& w) {
           {"state", w.state},
           {"trial", w.trial ? json(w.trial->ToString()) : json(nullptr)},
           {"threads", w.threads},
+          {"device", w.device},
           {"rss_bytes", w.rss_bytes},
+          {"vram_bytes", w.vram_bytes},
           {"last_seen_ms", w.last_seen_ms},
           {"trials_done", w.trials_done}};
 }
@@ -120,7 +123,8 @@ json SweepSummaryJson(const SweepRecord& sweep, const std::vector<TrialRecord>& 
 }
 
 std::shared_ptr<Router> MakeApiRouter(Coordinator* coordinator, StateStore* store,
-                                      prometheus::Registry* registry, const std::string& token) {
+                                      prometheus::Registry* registry, const std::string& token,
+                                      store::IndexCatalog* catalog) {
   auto r = std::make_shared<Router>();
   r->SetToken(token);
   r->Add("GET", "/healthz", [](HttpRequest&) { return HttpResponse::Json(200, {{"status", "ok"}}); });
@@ -131,6 +135,11 @@ std::shared_ptr<Router> MakeApiRouter(Coordinator* coordinator, StateStore* stor
     for (const auto& w : coordinator->Workers()) out.push_back(WorkerJson(w));
     return HttpResponse::Json(200, {{"workers", out}});
   });
+  if (catalog != nullptr) {
+    IndexApiOptions index_options;
+    index_options.registry = registry;
+    AddIndexRoutes(*r, catalog, index_options);
+  }
   r->Add("GET", "/metrics", [registry](HttpRequest&) {
     return HttpResponse::Text(200, RenderMetrics(*registry), "text/plain; version=0.0.4");
   });

@@ -7,6 +7,7 @@
 //   POST /v1/sweeps/{id}/cancel
 //   GET  /v1/trials/{id}[/metrics]
 //   GET  /v1/workers
+//   GET  /v1/indexes[/{name}], POST /v1/indexes/{name}/search   see scheduler/index_api.h
 //   GET  /metrics                       Prometheus text format
 // Mutating routes need "Authorization: Bearer <token>". Errors are
 // {"error": {"code": ..., "message": ...}} with the matching status code.
@@ -22,13 +23,15 @@
 
 #include "scheduler/coordinator.h"
 #include "scheduler/http_server.h"
+#include "store/index_catalog.h"
 #include "store/state_store.h"
 
 namespace lattice {
 
-// All pointers must outlive the returned router.
+// All pointers must outlive the returned router. `catalog` may be null (no index routes).
 std::shared_ptr<Router> MakeApiRouter(Coordinator* coordinator, StateStore* store,
-                                      prometheus::Registry* registry, const std::string& token);
+                                      prometheus::Registry* registry, const std::string& token,
+                                      store::IndexCatalog* catalog = nullptr);
 
 // The API's JSON view of a sweep: the record plus trial counts by state and the best
 // trial so far ({"trial": "s3-t4", "objective": 0.98} or null).

@@ -12,6 +12,7 @@
 #include "scheduler/api.h"
 #include "scheduler/coordinator.h"
 #include "scheduler/http_server.h"
+#include "store/index_catalog.h"
 #include "store/state_store.h"
 
 namespace lattice {
@@ -76,12 +77,15 @@ int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel
   Status recovered = coordinator.Recover();
   if (!recovered.ok()) return fail(recovered);
 
+  auto catalog = store::IndexCatalog::Open(options.data_dir + "/indexes");  // read side
+  if (!catalog.ok()) return fail(catalog.status());
+
   HttpServerOptions hopts;
   hopts.address = options.http_address;
   hopts.port = options.http_port;
   hopts.threads = options.http_threads;
   auto server = HttpServer::Start(
-      hopts, MakeApiRouter(&coordinator, store->get(), &registry, *token));
+      hopts, MakeApiRouter(&coordinator, store->get(), &registry, *token, catalog->get()));
   if (!server.ok()) return fail(server.status().WithContext("HTTP API"));
   uint16_t port = (*server)->port();
   nlohmann::json info = {{"address", options.http_address}, {"port", port}, {"pid", getpid()},

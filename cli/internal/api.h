@@ -38,4 +38,8 @@ int64_t IntField(const nlohmann::json& j, const char* key, int64_t fallback = 0)
 
 std::unique_ptr<HttpClient> MakeClient(const ClientOptions& options, const std::string& token);
 
+// Adds --host, --port (env LATTICE_PORT; else the port in <data-dir>/coordinator.json,
+// else 7070) and --data-dir to a client subcommand.
+void AddCommonOptions(CLI::App* sub, ClientOptions* options);
+
 }  // namespace lattice::cli::internal

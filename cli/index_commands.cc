@@ -1,0 +1,392 @@
+#include "cli/index_commands.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli/format.h"
+#include "cli/http_client.h"
+#include "cli/internal/api.h"
+#include "jobs/dataset.h"
+
+namespace lattice::cli {
+
+using nlohmann::json;
+using internal::CallJson;
+using internal::PrintError;
+
+namespace {
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string IndexTarget(const std::string& name, const std::string& suffix) {
+  return "/v1/indexes/" + internal::EncodePathSegment(name) + suffix;
+}
+
+std::string BuiltFrom(const json& entry) {
+  const auto it = entry.find("built_from");
+  if (it == entry.end() || !it->is_object()) return "-";
+  std::string out = FormatCell(it->value("sweep", json()));
+  const std::string name = internal::StringField(*it, "name");
+  if (!name.empty()) out += " (" + name + ")";
+  return out;
+}
+
+StatusOr<json> PostSearch(HttpClient& client, const std::string& name, const std::string& body) {
+  return CallJson(client, "POST", IndexTarget(name, "/search"), body, "application/json");
+}
+
+void AppendParams(std::string& out, const store::SearchParams& params) {
+  json p = json::object();
+  if (params.ef_search > 0) p["ef_search"] = params.ef_search;
+  if (params.nprobe > 0) p["nprobe"] = params.nprobe;
+  if (!p.empty()) out += ",\"params\":" + p.dump();
+}
+
+std::string PrintHits(const json& response) {
+  TextTable table({"QUERY", "RANK", "ID", "DISTANCE"});
+  const json& results = response.at("results");
+  for (size_t q = 0; q < results.size(); ++q) {
+    const json& ids = results[q].at("ids");
+    const json& distances = results[q].at("distances");
+    for (size_t j = 0; j < ids.size(); ++j) {
+      table.AddRow({std::to_string(q), std::to_string(j + 1), FormatCell(ids[j]),
+                    j < distances.size() ? FormatCell(distances[j]) : "-"});
+    }
+  }
+  return table.Render();
+}
+
+std::string Fixed(double v, int digits) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
+}
+
+}  // namespace
+
+// ---- pure helpers ----
+
+StatusOr<std::vector<EvalRow>> ComputeEvalMetrics(const store::IdMatrix& retrieved,
+                                                  const store::IdMatrix& truth,
+                                                  const std::vector<int>& ks) {
+  std::vector<EvalRow> rows;
+  for (int k : ks) {
+    EvalRow row;
+    row.k = k;
+    LATTICE_ASSIGN_OR_RETURN(row.recall, store::RecallAtK(retrieved, truth, k));
+    LATTICE_ASSIGN_OR_RETURN(row.mrr, store::MrrAtK(retrieved, truth, k));
+    LATTICE_ASSIGN_OR_RETURN(row.map, store::MapAtK(retrieved, truth, k));
+    LATTICE_ASSIGN_OR_RETURN(row.ndcg, store::NdcgAtK(retrieved, truth, k));
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+LatencySummary SummarizeLatencies(std::vector<double> batch_ms, int64_t queries, double wall_s) {
+  LatencySummary s;
+  if (wall_s > 0) s.qps = static_cast<double>(queries) / wall_s;
+  if (batch_ms.empty()) return s;
+  std::sort(batch_ms.begin(), batch_ms.end());
+  auto rank = [&](double p) {
+    const size_t n = batch_ms.size();
+    size_t r = static_cast<size_t>(std::ceil(p * static_cast<double>(n)));
+    return batch_ms[std::min(n, std::max<size_t>(r, 1)) - 1];
+  };
+  s.p50_ms = rank(0.50);
+  s.p95_ms = rank(0.95);
+  s.p99_ms = rank(0.99);
+  return s;
+}
+
+std::string SearchBody(const float* x, int64_t n, int dim, int k,
+                       const store::SearchParams& params) {
+  std::string out;
+  out.reserve(static_cast<size_t>(n) * static_cast<size_t>(dim) * 8 + 64);
+  out += "{\"k\":" + std::to_string(k);
+  AppendParams(out, params);
+  out += ",\"vectors\":[";
+  char buf[32];
+  for (int64_t i = 0; i < n; ++i) {
+    out += i == 0 ? "[" : ",[";
+    for (int j = 0; j < dim; ++j) {
+      if (j > 0) out += ',';
+      out.append(buf, std::to_chars(buf, buf + sizeof buf, x[i * dim + j]).ptr);
+    }
+    out += ']';
+  }
+  out += "]}";
+  return out;
+}
+
+StatusOr<store::IdMatrix> ResultIds(const std::string& response_body, int64_t rows, int cols) {
+  json body = json::parse(response_body, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object() || !body.contains("results") || !body["results"].is_array() ||
+      static_cast<int64_t>(body["results"].size()) != rows) {
+    return Status::Internal("search response: expected \"results\" with " +
+                            std::to_string(rows) + " rows");
+  }
+  store::IdMatrix m{rows, cols, std::vector<int64_t>(static_cast<size_t>(rows * cols), -1)};
+  for (int64_t q = 0; q < rows; ++q) {
+    const json& ids = body["results"][static_cast<size_t>(q)].value("ids", json::array());
+    for (size_t j = 0; j < ids.size() && j < static_cast<size_t>(cols); ++j) {
+      if (!ids[j].is_number_integer()) return Status::Internal("search response: bad id");
+      m.ids[static_cast<size_t>(q * cols) + j] = ids[j].get<int64_t>();
+    }
+  }
+  return m;
+}
+
+StatusOr<store::FloatMatrix> LoadQueryFile(const std::string& path, int64_t limit) {
+  store::FloatMatrix m;
+  if (EndsWith(path, ".fvecs")) {
+    LATTICE_ASSIGN_OR_RETURN(m, store::ReadFvecs(path, limit));
+    return m;
+  }
+  jobs::FeatureMatrix f;
+  if (EndsWith(path, ".npy") || EndsWith(path, ".npy.gz")) {
+    LATTICE_ASSIGN_OR_RETURN(f, jobs::LoadNpyFeatures(path));
+  } else {
+    LATTICE_ASSIGN_OR_RETURN(f, jobs::LoadIdxImages(path));
+  }
+  if (limit > 0 && f.rows > limit) {
+    f.rows = limit;
+    f.data.resize(static_cast<size_t>(f.rows * f.cols));
+  }
+  m.rows = f.rows;
+  m.dim = static_cast<int>(f.cols);
+  m.data = std::move(f.data);
+  if (m.rows == 0) return Status::InvalidArgument(path + ": no query rows");
+  return m;
+}
+
+StatusOr<std::vector<int>> ParseKList(const std::string& text) {
+  std::vector<int> ks;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    int k = 0;
+    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), k);
+    if (ec != std::errc() || end != item.data() + item.size() || k < 1) {
+      return Status::InvalidArgument("--k: expected positive integers like 1,5,10, got '" +
+                                     text + "'");
+    }
+    ks.push_back(k);
+  }
+  if (ks.empty()) return Status::InvalidArgument("--k: empty list");
+  return ks;
+}
+
+// ---- commands ----
+
+int RunIndexList(const ClientOptions& options, CommandIo& io) {
+  auto client = internal::MakeClient(options, "");
+  StatusOr<json> body = CallJson(*client, "GET", "/v1/indexes", "", "");
+  if (!body.ok()) return PrintError(io, body.status().message(), 1);
+  const json& list = body->value("indexes", json::array());
+  if (list.empty()) {
+    io.out << "no indexes yet: an embed sweep publishes one when it completes\n";
+    return 0;
+  }
+  TextTable table(
+      {"NAME", "VERSION", "TYPE", "VECTORS", "DIM", "METRIC", "RECALL@10", "BUILT-FROM"});
+  for (const json& e : list) {
+    auto cell = [&e](const char* key) { return FormatCell(e.value(key, json())); };
+    table.AddRow({cell("name"), cell("version"), cell("type"), cell("vectors"), cell("dim"),
+                  cell("metric"), cell("recall@10"), BuiltFrom(e)});
+  }
+  io.out << table.Render();
+  return 0;
+}
+
+int RunIndexSearch(const ClientOptions& options, const IndexSearchArgs& args, CommandIo& io) {
+  if (args.vector_file.empty() == (args.item < 0)) {
+    return PrintError(io, "give exactly one of --vector-file or --item", 1);
+  }
+  const store::SearchParams params{args.nprobe, args.ef_search};
+  std::string body;
+  if (args.item >= 0) {
+    body = "{\"k\":" + std::to_string(args.k);
+    AppendParams(body, params);
+    body += ",\"items\":[" + std::to_string(args.item) + "]}";
+  } else {
+    auto queries = LoadQueryFile(args.vector_file, 0);
+    if (!queries.ok()) return PrintError(io, queries.status().message(), 1);
+    body = SearchBody(queries->data.data(), queries->rows, queries->dim, args.k, params);
+  }
+  auto client = internal::MakeClient(options, "");
+  StatusOr<json> response = PostSearch(*client, args.name, body);
+  if (!response.ok()) return PrintError(io, response.status().message(), 1);
+  if (args.format == "json") {
+    io.out << response->dump(2) << "\n";
+    return 0;
+  }
+  try {
+    io.out << PrintHits(*response);
+  } catch (const std::exception& e) {
+    return PrintError(io, std::string("unexpected search response: ") + e.what(), 1);
+  }
+  return 0;
+}
+
+namespace {
+
+struct EvalRun {
+  store::IdMatrix retrieved;
+  std::vector<double> batch_ms;
+  double wall_s = 0;
+};
+
+// Sends the queries in batches of args.batch and collects the returned ids.
+StatusOr<EvalRun> SendBatches(const ClientOptions& options, const IndexEvalArgs& args,
+                              const store::FloatMatrix& queries, int k) {
+  EvalRun run;
+  run.retrieved = {queries.rows, k, {}};
+  run.retrieved.ids.reserve(static_cast<size_t>(queries.rows * k));
+  auto client = internal::MakeClient(options, "");
+  const store::SearchParams params{args.nprobe, args.ef_search};
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t first = 0; first < queries.rows; first += args.batch) {
+    const int64_t n = std::min<int64_t>(args.batch, queries.rows - first);
+    const std::string body =
+        SearchBody(queries.data.data() + first * queries.dim, n, queries.dim, k, params);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto response = client->Request("POST", IndexTarget(args.name, "/search"), body);
+    run.batch_ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (!response.ok() || response->status != 200) {
+      auto err = internal::ParseResponse(response);
+      return err.status().WithContext("queries " + std::to_string(first) + ".." +
+                                      std::to_string(first + n - 1));
+    }
+    LATTICE_ASSIGN_OR_RETURN(store::IdMatrix ids, ResultIds(response->body, n, k));
+    run.retrieved.ids.insert(run.retrieved.ids.end(), ids.ids.begin(), ids.ids.end());
+  }
+  run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return run;
+}
+
+}  // namespace
+
+int RunIndexEval(const ClientOptions& options, const IndexEvalArgs& args, CommandIo& io) {
+  if (args.ground_truth.empty()) {
+    return PrintError(io, "--ground-truth is required: an .ivecs file with the exact nearest "
+                          "item ids of each query (the server answers approximately)", 1);
+  }
+  if (args.batch < 1) return PrintError(io, "--batch must be >= 1", 1);
+  const int k = *std::max_element(args.ks.begin(), args.ks.end());
+  auto queries = LoadQueryFile(args.queries, args.limit);
+  if (!queries.ok()) return PrintError(io, queries.status().message(), 1);
+  auto truth = store::ReadIvecs(args.ground_truth, queries->rows);
+  if (!truth.ok()) return PrintError(io, truth.status().message(), 1);
+  if (truth->rows < queries->rows || truth->cols < k) {
+    return PrintError(io, args.ground_truth + ": has " + std::to_string(truth->rows) + " rows of " +
+                              std::to_string(truth->cols) + " ids; need " +
+                              std::to_string(queries->rows) + " rows of at least " +
+                              std::to_string(k), 1);
+  }
+  auto run = SendBatches(options, args, *queries, k);
+  if (!run.ok()) return PrintError(io, run.status().message(), 1);
+  auto rows = ComputeEvalMetrics(run->retrieved, *truth, args.ks);
+  if (!rows.ok()) return PrintError(io, rows.status().message(), 1);
+  TextTable table({"K", "RECALL", "MRR", "MAP", "NDCG"});
+  for (const EvalRow& r : *rows) {
+    table.AddRow({std::to_string(r.k), Fixed(r.recall, 4), Fixed(r.mrr, 4), Fixed(r.map, 4),
+                  Fixed(r.ndcg, 4)});
+  }
+  const LatencySummary lat = SummarizeLatencies(run->batch_ms, queries->rows, run->wall_s);
+  io.out << table.Render();
+  io.out << queries->rows << " queries in " << run->batch_ms.size() << " batch(es) of <= "
+         << args.batch << ": " << Fixed(lat.qps, 1) << " QPS (client); batch latency P50 "
+         << Fixed(lat.p50_ms, 2) << " ms, P95 " << Fixed(lat.p95_ms, 2) << " ms, P99 "
+         << Fixed(lat.p99_ms, 2) << " ms\n";
+  return 0;
+}
+
+// ---- registration ----
+
+namespace {
+
+struct IndexCommandState {
+  ClientOptions options;
+  IndexSearchArgs search;
+  IndexEvalArgs eval;
+  std::string ks = "1,5,10";
+};
+
+template <typename Fn>
+void SetIndexRunner(CLI::App* sub, int* exit_code, Fn fn) {
+  sub->callback([exit_code, fn] {
+    CommandIo io{std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0};
+    *exit_code = fn(io);
+    std::cout.flush();
+  });
+}
+
+void AddSearchKnobs(CLI::App* sub, int* ef_search, int* nprobe) {
+  sub->add_option("--ef-search", *ef_search, "HNSW candidate list size (0: index default)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--nprobe", *nprobe, "IVF lists visited (0: index default)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+}  // namespace
+
+void RegisterIndexCommands(CLI::App& app, int* exit_code) {
+  auto st = std::make_shared<IndexCommandState>();
+  CLI::App* index = app.add_subcommand("index", "list, query and evaluate vector indexes");
+  index->require_subcommand(1);
+
+  CLI::App* list = index->add_subcommand("list", "list published indexes");
+  internal::AddCommonOptions(list, &st->options);
+  SetIndexRunner(list, exit_code, [st](CommandIo& io) { return RunIndexList(st->options, io); });
+
+  CLI::App* search = index->add_subcommand("search", "k nearest neighbours of vectors or an item");
+  search->add_option("name", st->search.name, "index name")->required();
+  auto* file = search->add_option("--vector-file", st->search.vector_file,
+                                  "queries: .npy, .fvecs or idx3 images (.gz ok)");
+  auto* item = search->add_option("--item", st->search.item, "item id: more like this item");
+  file->excludes(item);
+  search->add_option("--k", st->search.k, "neighbours per query")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  AddSearchKnobs(search, &st->search.ef_search, &st->search.nprobe);
+  search->add_option("--format", st->search.format, "table | json")
+      ->check(CLI::IsMember({"table", "json"}))->capture_default_str();
+  internal::AddCommonOptions(search, &st->options);
+  SetIndexRunner(search, exit_code,
+                 [st](CommandIo& io) { return RunIndexSearch(st->options, st->search, io); });
+
+  CLI::App* eval = index->add_subcommand("eval", "recall/MRR/MAP/NDCG and latency of an index");
+  eval->add_option("name", st->eval.name, "index name")->required();
+  eval->add_option("--queries", st->eval.queries, "queries: .npy, .fvecs or idx3 images (.gz ok)")
+      ->required();
+  eval->add_option("--ground-truth", st->eval.ground_truth,
+                   ".ivecs of exact nearest item ids per query (required)");
+  eval->add_option("--k", st->ks, "cutoffs, comma-separated")->capture_default_str();
+  eval->add_option("--limit", st->eval.limit, "use only the first N queries (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  eval->add_option("--batch", st->eval.batch, "queries per request")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  AddSearchKnobs(eval, &st->eval.ef_search, &st->eval.nprobe);
+  internal::AddCommonOptions(eval, &st->options);
+  SetIndexRunner(eval, exit_code, [st](CommandIo& io) {
+    auto ks = ParseKList(st->ks);
+    if (!ks.ok()) return PrintError(io, ks.status().message(), 1);
+    st->eval.ks = *ks;
+    return RunIndexEval(st->options, st->eval, io);
+  });
+}
+
+}  // namespace lattice::cli

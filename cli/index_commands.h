@@ -1,0 +1,104 @@
+// `lattice index ...`: clients of the index query routes (scheduler/index_api.h), served
+// by the coordinator or by `lattice serve-index` (pass its --port).
+//
+//   index list                       GET /v1/indexes → table NAME VERSION TYPE VECTORS DIM
+//                                    METRIC RECALL@10 BUILT-FROM
+//   index search NAME (--vector-file F | --item ID) [--k 10] [--ef-search N] [--nprobe N]
+//                [--format table|json]
+//                                    POST /v1/indexes/NAME/search; table QUERY RANK ID DISTANCE
+//   index eval NAME --queries F --ground-truth GT.ivecs [--k 1,5,10] [--limit N]
+//              [--batch 1000] [--ef-search N] [--nprobe N]
+//                                    sends the queries in batches, prints recall / MRR / MAP /
+//                                    NDCG at each k (store/retrieval_metrics.h) and the
+//                                    client-side QPS and P50/P95/P99 latency of the batches.
+// Query files: .npy (2-D), .fvecs, or MNIST idx3 images (optionally .gz). Ground truth:
+// .ivecs whose ids are the index's item ids (row numbers of the corpus for embed sweeps),
+// nearest first, at least max(k) per row and at least as many rows as queries.
+//
+// Exit codes: 0 success; 1 any error, printed as "error: <message>" on stderr.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "common/status.h"
+#include "store/retrieval_metrics.h"
+#include "store/vector_index.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
+
+namespace lattice::cli {
+
+struct IndexSearchArgs {
+  std::string name;
+  // Query vectors file (--vector-file), every row is one query. Default: "" (use --item).
+  std::string vector_file;
+  // Item id for "more like this" (--item); -1 = not given. Default: -1.
+  int64_t item = -1;
+  // Neighbours per query (--k). Default: 10.
+  int k = 10;
+  // Per-request HNSW ef / IVF nprobe (--ef-search / --nprobe); 0 = the index's default.
+  int ef_search = 0;
+  int nprobe = 0;
+  // table | json (--format). Default: "table".
+  std::string format = "table";
+};
+
+struct IndexEvalArgs {
+  std::string name;
+  std::string queries;       // --queries
+  std::string ground_truth;  // --ground-truth (.ivecs); required
+  // Cutoffs (--k 1,5,10); the search asks for max(ks). Default: {1, 5, 10}.
+  std::vector<int> ks = {1, 5, 10};
+  // Use only the first N queries (--limit); 0 = all. Default: 0.
+  int64_t limit = 0;
+  // Queries per request (--batch). Default: 1000.
+  int batch = 1000;
+  int ef_search = 0;
+  int nprobe = 0;
+};
+
+int RunIndexList(const ClientOptions& options, CommandIo& io);
+int RunIndexSearch(const ClientOptions& options, const IndexSearchArgs& args, CommandIo& io);
+int RunIndexEval(const ClientOptions& options, const IndexEvalArgs& args, CommandIo& io);
+
+// Adds `index` with subcommands list, search and eval to `app` (same conventions as
+// RegisterClientCommands: *exit_code receives the exit code).
+void RegisterIndexCommands(CLI::App& app, int* exit_code);
+
+// ---- pure helpers (unit-tested) ----
+
+struct EvalRow {
+  int k = 0;
+  double recall = 0, mrr = 0, map = 0, ndcg = 0;
+};
+// recall@k, MRR@k, MAP@k and NDCG@k of `retrieved` against `truth` for each k in `ks`.
+// InvalidArgument on a shape mismatch (see store/retrieval_metrics.h).
+StatusOr<std::vector<EvalRow>> ComputeEvalMetrics(const store::IdMatrix& retrieved,
+                                                  const store::IdMatrix& truth,
+                                                  const std::vector<int>& ks);
+
+struct LatencySummary {
+  double qps = 0;                         // queries / wall_s
+  double p50_ms = 0, p95_ms = 0, p99_ms = 0;  // nearest-rank percentiles of batch_ms
+};
+LatencySummary SummarizeLatencies(std::vector<double> batch_ms, int64_t queries, double wall_s);
+
+// The body of a search request for rows [0, n) of x (n * dim floats), shortest float text.
+std::string SearchBody(const float* x, int64_t n, int dim, int k, const store::SearchParams& params);
+
+// The response's "results" as an IdMatrix of `cols` columns (missing hits padded with -1).
+StatusOr<store::IdMatrix> ResultIds(const std::string& response_body, int64_t rows, int cols);
+
+// Reads .npy / .fvecs / idx3 (by extension; .gz allowed for npy and idx). limit > 0 keeps
+// the first `limit` rows.
+StatusOr<store::FloatMatrix> LoadQueryFile(const std::string& path, int64_t limit);
+
+// "1,5,10" → {1, 5, 10}; InvalidArgument for anything but positive integers.
+StatusOr<std::vector<int>> ParseKList(const std::string& text);
+
+}  // namespace lattice::cli

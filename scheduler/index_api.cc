@@ -1,0 +1,189 @@
+#include "scheduler/index_api.h"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/histogram.h>
+
+#include "scheduler/index_search_request.h"
+
+namespace lattice {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct IndexMetrics {
+  explicit IndexMetrics(prometheus::Registry& r)
+      : search_seconds(prometheus::BuildHistogram()
+                           .Name("lattice_index_search_seconds")
+                           .Help("Server time of one index search request (parse, search, "
+                                 "serialise), seconds")
+                           .Register(r)
+                           .Add({}, prometheus::Histogram::BucketBoundaries{
+                                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                        0.025, 0.05, 0.1, 0.25, 1, 5})),
+        queries(prometheus::BuildCounter()
+                    .Name("lattice_index_queries_total")
+                    .Help("Queries answered by the index search API (a batch counts each)")
+                    .Register(r)
+                    .Add({})) {}
+  prometheus::Histogram& search_seconds;
+  prometheus::Counter& queries;
+};
+
+json EntryJson(const store::CatalogEntry& entry) {
+  json j = entry.meta.is_object() ? entry.meta : json::object();
+  j["name"] = entry.name;
+  j["version"] = entry.version;
+  if (!j.contains("created_ms") && j.contains("created_unix") && j["created_unix"].is_number()) {
+    j["created_ms"] = static_cast<int64_t>(j["created_unix"].get<double>() * 1000);
+  }
+  return j;
+}
+
+StatusOr<store::CatalogEntry> FindEntry(store::IndexCatalog* catalog, const std::string& name) {
+  LATTICE_ASSIGN_OR_RETURN(auto entries, catalog->List());
+  for (auto& e : entries) {
+    if (e.name == name) return std::move(e);
+  }
+  return Status::NotFound("index \"" + name + "\": not published");
+}
+
+// Each item's stored vector, row by row.
+StatusOr<std::vector<float>> ItemVectors(const store::VectorIndex& index, const std::string& name,
+                                         const std::vector<int64_t>& items) {
+  std::vector<float> out;
+  out.reserve(items.size() * static_cast<size_t>(index.dim()));
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto v = index.Reconstruct(items[i]);
+    if (!v.ok()) {
+      if (v.status().code() != StatusCode::kNotFound) return v.status();
+      return Status::NotFound("items[" + std::to_string(i) + "]: item " +
+                              std::to_string(items[i]) + " is not in index \"" + name + "\"");
+    }
+    out.insert(out.end(), v->begin(), v->end());
+  }
+  return out;
+}
+
+void AppendInt(std::string& out, int64_t v) {
+  char buf[24];
+  out.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+}
+
+void AppendFloat(std::string& out, float v) {
+  char buf[32];
+  out.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+}
+
+// {"results": [...], "took_ms": ...} written directly (no DOM). Padding (-1) is dropped;
+// with `items`, row q also drops items[q] and keeps at most k hits.
+std::string ResultsJson(const store::SearchResult& r, const std::vector<int64_t>& items, int k,
+                        Clock::time_point start) {
+  std::string out;
+  out.reserve(static_cast<size_t>(r.nq) * static_cast<size_t>(r.k) * 20 + 64);
+  out += "{\"results\":[";
+  std::vector<size_t> keep;
+  for (int64_t q = 0; q < r.nq; ++q) {
+    keep.clear();
+    const size_t row = static_cast<size_t>(q) * static_cast<size_t>(r.k);
+    bool dropped = false;
+    for (size_t j = row; j < row + static_cast<size_t>(r.k); ++j) {
+      if (r.ids[j] < 0 || static_cast<int>(keep.size()) == k) continue;
+      if (!items.empty() && !dropped && r.ids[j] == items[static_cast<size_t>(q)]) {
+        dropped = true;
+        continue;
+      }
+      keep.push_back(j);
+    }
+    if (q > 0) out += ',';
+    out += "{\"ids\":[";
+    for (size_t i = 0; i < keep.size(); ++i) {
+      if (i > 0) out += ',';
+      AppendInt(out, r.ids[keep[i]]);
+    }
+    out += "],\"distances\":[";
+    for (size_t i = 0; i < keep.size(); ++i) {
+      if (i > 0) out += ',';
+      AppendFloat(out, r.distances[keep[i]]);
+    }
+    out += "]}";
+  }
+  out += "],\"took_ms\":";
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  out += json(std::round(ms * 1000) / 1000).dump();
+  out += '}';
+  return out;
+}
+
+HttpResponse Search(store::IndexCatalog* catalog, const IndexApiOptions& options,
+                    IndexMetrics* metrics, HttpRequest& req) {
+  const Clock::time_point start = Clock::now();
+  const std::string& name = req.path_params["name"];
+  auto index = catalog->Current(name);
+  if (!index.ok()) return HttpResponse::FromStatus(index.status());
+  const store::VectorIndex& ix = **index;
+  SearchRequestLimits limits{ix.dim(), std::min(options.max_k, store::kMaxSearchK),
+                             options.max_batch};
+  auto parsed = ParseSearchRequest(req.body, limits);
+  if (!parsed.ok()) return HttpResponse::FromStatus(parsed.status());
+  SearchRequest& sr = *parsed;
+  int search_k = sr.k;
+  if (sr.by_items()) {
+    auto vectors = ItemVectors(ix, name, sr.items);
+    if (!vectors.ok()) return HttpResponse::FromStatus(vectors.status());
+    sr.vectors = std::move(vectors).value();
+    search_k = std::min(sr.k + 1, store::kMaxSearchK);  // room for the item itself
+  }
+  auto result = ix.Search(sr.vectors.data(), sr.nq, search_k, sr.params);
+  if (!result.ok()) return HttpResponse::FromStatus(result.status());
+  HttpResponse response;
+  response.body = ResultsJson(*result, sr.items, sr.k, start);
+  if (metrics != nullptr) {
+    metrics->search_seconds.Observe(
+        std::chrono::duration<double>(Clock::now() - start).count());
+    metrics->queries.Increment(static_cast<double>(sr.nq));
+  }
+  return response;
+}
+
+}  // namespace
+
+void AddIndexRoutes(Router& router, store::IndexCatalog* catalog,
+                    const IndexApiOptions& options) {
+  std::shared_ptr<IndexMetrics> metrics;
+  if (options.registry != nullptr) metrics = std::make_shared<IndexMetrics>(*options.registry);
+  router.Add("GET", "/v1/indexes", [catalog](HttpRequest&) {
+    auto entries = catalog->List();
+    if (!entries.ok()) return HttpResponse::FromStatus(entries.status());
+    json out = json::array();
+    for (const auto& e : *entries) out.push_back(EntryJson(e));
+    return HttpResponse::Json(200, {{"indexes", out}});
+  });
+  router.Add("GET", "/v1/indexes/{name}", [catalog](HttpRequest& req) {
+    const std::string& name = req.path_params["name"];
+    auto entry = FindEntry(catalog, name);
+    if (!entry.ok()) return HttpResponse::FromStatus(entry.status());
+    auto versions = catalog->Versions(name);
+    if (!versions.ok()) return HttpResponse::FromStatus(versions.status());
+    json j = EntryJson(*entry);
+    j["versions"] = *versions;
+    return HttpResponse::Json(200, j);
+  });
+  router.Add(
+      "POST", "/v1/indexes/{name}/search",
+      [catalog, options, metrics](HttpRequest& req) {
+        return Search(catalog, options, metrics.get(), req);
+      },
+      /*mutating=*/false);
+}
+
+}  // namespace lattice

@@ -1,0 +1,54 @@
+// The index query service: read-only HTTP routes over an IndexCatalog, served by the
+// coordinator (MakeApiRouter) and by the standalone `lattice serve-index` (index_server.h).
+//
+//   GET  /v1/indexes          {"indexes": [entry, ...]} sorted by name
+//   GET  /v1/indexes/{name}   entry + {"versions": [1, 2, ...]}
+//        entry = the version's meta.json (vectors, dim, type, metric, backend, params,
+//        recall@10, mrr@10, built_from, created_ms, ...) + {"name", "version"}
+//   POST /v1/indexes/{name}/search
+//        body (see scheduler/index_search_request.h):
+//          {"vectors": [[...], ...]} | {"items": [id, ...]}, "k": 10,
+//          "params": {"ef_search": 64, "nprobe": 8}
+//        -> {"results": [{"ids": [...], "distances": [...]}, ...], "took_ms": 0.21}
+//        one result per query, in request order, best first; at most k hits (fewer when
+//        the index holds fewer vectors). Distances follow VectorIndex (squared L2
+//        ascending, or inner product descending). "items" searches with each item's
+//        stored vector (VectorIndex::Reconstruct; approximate for ivf_pq) and drops the
+//        item itself from its own results. took_ms: server time from request to reply.
+//
+// Search is a read: registered with mutating = false, so no token is needed.
+// Errors, always {"error": {"code", "message"}}: 400 invalid_argument for any malformed
+// body (the message names the key / row / column), 404 not_found for an unknown index or
+// item id ("items[1]: item 99 is not in index \"fmnist\""), 500 for a catalog that
+// cannot be read. No request crashes the process.
+//
+// Threading: handlers run concurrently on the HTTP server's threads; IndexCatalog and
+// VectorIndex::Search are thread-safe, and each request holds its own shared_ptr to the
+// index, so a new version published meanwhile does not disturb it.
+#pragma once
+
+#include <cstdint>
+
+#include <prometheus/registry.h>
+
+#include "scheduler/http_server.h"
+#include "store/index_catalog.h"
+
+namespace lattice {
+
+struct IndexApiOptions {
+  // Largest k a search accepts (at most store::kMaxSearchK). Default: 1000.
+  int max_k = 1000;
+  // Most queries (vectors or items) in one search request. Default: 10000.
+  int64_t max_batch = 10000;
+  // Where lattice_index_search_seconds (histogram, one observation per search request
+  // that reached the index) and lattice_index_queries_total (counter, queries answered)
+  // are registered; no labels. Null: no metrics. Must outlive the router. Register the
+  // routes once per registry. Default: nullptr.
+  prometheus::Registry* registry = nullptr;
+};
+
+// Adds the three routes above to `router`. `catalog` must outlive the router.
+void AddIndexRoutes(Router& router, store::IndexCatalog* catalog, const IndexApiOptions& options);
+
+}  // namespace lattice

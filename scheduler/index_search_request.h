@@ -1,0 +1,48 @@
+// The body of POST /v1/indexes/{name}/search, parsed in one streaming (SAX) pass straight
+// into a contiguous float buffer: no JSON DOM is built for the vectors.
+//
+//   {"vectors": [[f, ...], ...]}  or  {"items": [id, ...]}      exactly one of the two
+//   "k": 10                                                     optional, 1..max_k
+//   "params": {"ef_search": 64, "nprobe": 8}                    optional, each >= 1
+//
+// Every rule is checked while parsing and the first violation is returned as
+// InvalidArgument with a message that names the place:
+//   "malformed JSON: ..."                       syntax error (nlohmann's message, with byte)
+//   "unknown key 'kk' (expected vectors, items, k, params)", "params.foo: unknown key ..."
+//   "vectors[3]: expected 784 values, got 783"  row of the wrong dimension
+//   "vectors[3][5]: expected a number, got string"   (also null, bool, arrays, objects)
+//   "vectors[3][5]: not a finite float32"       overflow such as 1e999 or 1e39
+//   "too many queries: more than 10000 in one request (max_batch)"
+//   "k: must be between 1 and 1000, got 0", "items[2]: expected an integer item id, ..."
+//   "give either vectors or items, not both" / "... one of vectors or items is required"
+// Thread-safety: a pure function.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "store/vector_index.h"
+
+namespace lattice {
+
+struct SearchRequestLimits {
+  int dim = 0;               // every vector must have this many values
+  int max_k = 1000;          // largest k accepted
+  int64_t max_batch = 10000; // most queries (vectors or items) in one request
+};
+
+struct SearchRequest {
+  std::vector<float> vectors;  // nq * dim row-major, when the body had "vectors"
+  std::vector<int64_t> items;  // when the body had "items"
+  int64_t nq = 0;              // number of queries (rows of vectors, or items)
+  int k = 10;
+  store::SearchParams params;
+  bool by_items() const { return !items.empty(); }
+};
+
+StatusOr<SearchRequest> ParseSearchRequest(std::string_view body,
+                                           const SearchRequestLimits& limits);
+
+}  // namespace lattice

@@ -1,0 +1,72 @@
+// Pure helpers of `lattice index eval / search` (cli/index_commands.h).
+#include "cli/index_commands.h"
+
+#include <gtest/gtest.h>
+
+#include "scheduler/index_search_request.h"
+#include "tests/testutil/testutil.h"
+
+namespace lattice::cli {
+namespace {
+
+TEST(IndexCommandsTest, EvalMetricsPerCutoff) {
+  // Query 0: perfect. Query 1: true nearest (5) at rank 2, one of the top-2 missing.
+  store::IdMatrix truth{2, 2, {1, 2, 5, 6}};
+  store::IdMatrix retrieved{2, 2, {1, 2, 9, 5}};
+  ASSERT_OK_AND_ASSIGN(auto rows, ComputeEvalMetrics(retrieved, truth, {1, 2}));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].k, 1);
+  EXPECT_DOUBLE_EQ(rows[0].recall, 0.5);  // q0 hit, q1 miss (9 is not 5)
+  EXPECT_DOUBLE_EQ(rows[0].mrr, 0.5);
+  EXPECT_EQ(rows[1].k, 2);
+  EXPECT_DOUBLE_EQ(rows[1].recall, (1.0 + 0.5) / 2);
+  EXPECT_DOUBLE_EQ(rows[1].mrr, (1.0 + 0.5) / 2);
+  EXPECT_DOUBLE_EQ(rows[1].map, (1.0 + 0.25) / 2);  // q1: (1/2) * precision@2 (= 1/2)
+  EXPECT_GT(rows[1].ndcg, rows[1].recall - 0.5);
+  EXPECT_FALSE(ComputeEvalMetrics(retrieved, truth, {3}).ok());  // k > columns
+}
+
+TEST(IndexCommandsTest, LatencyPercentilesAndQps) {
+  std::vector<double> ms;
+  for (int i = 100; i >= 1; --i) ms.push_back(i);
+  LatencySummary s = SummarizeLatencies(ms, 1000, 2.0);
+  EXPECT_DOUBLE_EQ(s.qps, 500);
+  EXPECT_DOUBLE_EQ(s.p50_ms, 50);
+  EXPECT_DOUBLE_EQ(s.p95_ms, 95);
+  EXPECT_DOUBLE_EQ(s.p99_ms, 99);
+  EXPECT_DOUBLE_EQ(SummarizeLatencies({7}, 1, 1).p99_ms, 7);
+}
+
+TEST(IndexCommandsTest, KList) {
+  ASSERT_OK_AND_ASSIGN(auto ks, ParseKList("1,5,10"));
+  EXPECT_EQ(ks, (std::vector<int>{1, 5, 10}));
+  EXPECT_FALSE(ParseKList("1,,5").ok());
+  EXPECT_FALSE(ParseKList("0").ok());
+  EXPECT_FALSE(ParseKList("ten").ok());
+}
+
+TEST(IndexCommandsTest, SearchBodyRoundTripsThroughTheServerParser) {
+  const std::vector<float> x = {0.1f, -2.5f, 3e-7f, 1234.5f, 0.f, 1.f / 3};
+  store::SearchParams params;
+  params.ef_search = 64;
+  const std::string body = SearchBody(x.data(), 2, 3, 7, params);
+  ASSERT_OK_AND_ASSIGN(SearchRequest r, ParseSearchRequest(body, {3, 100, 10}));
+  EXPECT_EQ(r.vectors, x);  // shortest round-trip text: bit-exact
+  EXPECT_EQ(r.nq, 2);
+  EXPECT_EQ(r.k, 7);
+  EXPECT_EQ(r.params.ef_search, 64);
+  EXPECT_EQ(r.params.nprobe, 0);
+}
+
+TEST(IndexCommandsTest, ResultIdsPadsShortRows) {
+  ASSERT_OK_AND_ASSIGN(
+      store::IdMatrix m,
+      ResultIds(R"({"results":[{"ids":[4,5],"distances":[0,1]},{"ids":[],"distances":[]}]})", 2,
+                3));
+  EXPECT_EQ(m.ids, (std::vector<int64_t>{4, 5, -1, -1, -1, -1}));
+  EXPECT_FALSE(ResultIds(R"({"results":[]})", 2, 3).ok());
+  EXPECT_FALSE(ResultIds("not json", 1, 1).ok());
+}
+
+}  // namespace
+}  // namespace lattice::cli

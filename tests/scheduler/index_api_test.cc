@@ -1,0 +1,284 @@
+// IndexApiTest: the index query routes over a real IndexCatalog in a temp dir, served by a
+// real HttpServer on a free port and called through the CLI's HttpClient.
+#include "scheduler/index_api.h"
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include "cli/http_client.h"
+#include "monitoring/metrics.h"
+#include "scheduler/index_search_request.h"
+#include "tests/testutil/testutil.h"
+
+namespace lattice {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kDim = 16;
+constexpr int64_t kRows = 2000;
+constexpr int64_t kMaxBatch = 100;
+
+class IndexApiTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    omp_set_num_threads(1);
+    dir_ = new testutil::TempDir;
+    auto catalog = store::IndexCatalog::Open(dir_->Join("indexes"));
+    ASSERT_OK(catalog);
+    catalog_ = catalog->release();
+    std::mt19937_64 rng = testutil::SeededRng("IndexApiTest");
+    std::normal_distribution<float> normal(0.f, 1.f);
+    base_ = new std::vector<float>(kRows * kDim);
+    for (float& x : *base_) x = normal(rng);
+    std::vector<int64_t> ids(kRows);
+    for (int64_t i = 0; i < kRows; ++i) ids[i] = 10 * i;  // ids are not positions
+    Publish("flat16", {"flat", store::Metric::kL2, kDim, json::object()}, ids);
+    Publish("hnsw16", {"hnsw", store::Metric::kL2, kDim, {{"M", 16}, {"ef_search", 64}}}, ids);
+
+    registry_ = new prometheus::Registry;
+    auto router = std::make_shared<Router>();
+    router->SetToken("secret-token-for-mutations");  // search must not need it
+    IndexApiOptions options;
+    options.max_batch = kMaxBatch;
+    options.registry = registry_;
+    AddIndexRoutes(*router, catalog_, options);
+    HttpServerOptions hopts;
+    hopts.port = 0;
+    auto server = HttpServer::Start(hopts, router);
+    ASSERT_OK(server);
+    server_ = server->release();
+  }
+
+  static void Publish(const std::string& name, const store::IndexParams& params,
+                      const std::vector<int64_t>& ids) {
+    auto index = store::MakeVectorIndex(params);
+    ASSERT_OK(index);
+    ASSERT_OK((*index)->Add(base_->data(), kRows, ids.data()));
+    json meta = {{"vectors", kRows}, {"dim", kDim}, {"metric", "l2"}, {"recall@10", 0.99},
+                 {"built_from", {{"sweep", "s1"}, {"name", "embed-test"}, {"encoder", nullptr}}},
+                 {"created_ms", 1700000000000}};
+    ASSERT_OK(catalog_->Publish(name, **index, meta));
+  }
+
+  static void TearDownTestSuite() {
+    delete server_;
+    delete registry_;
+    delete catalog_;
+    delete base_;
+    delete dir_;
+  }
+
+  void SetUp() override { client_ = std::make_unique<cli::HttpClient>("127.0.0.1", server_->port()); }
+
+  json Call(const std::string& method, const std::string& target, const std::string& body,
+            int want_status) {
+    auto r = client_->Request(method, target, body);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return json();
+    EXPECT_EQ(r->status, want_status) << target << " " << body.substr(0, 200) << " -> " << r->body;
+    return json::parse(r->body, nullptr, false);
+  }
+
+  // The error message of a request that must fail with `status`.
+  std::string Error(const std::string& body, int status = 400,
+                    const std::string& name = "flat16") {
+    json j = Call("POST", "/v1/indexes/" + name + "/search", body, status);
+    EXPECT_TRUE(j.is_object() && j.contains("error") && j["error"].contains("code") &&
+                j["error"]["message"].is_string())
+        << j.dump();
+    return j.is_object() && j.contains("error") ? j["error"].value("message", "") : "";
+  }
+
+  static json Rows(int64_t first, int64_t n) {
+    json rows = json::array();
+    for (int64_t r = first; r < first + n; ++r) {
+      rows.push_back(std::vector<float>(base_->begin() + r * kDim, base_->begin() + (r + 1) * kDim));
+    }
+    return rows;
+  }
+
+  static testutil::TempDir* dir_;
+  static store::IndexCatalog* catalog_;
+  static std::vector<float>* base_;
+  static prometheus::Registry* registry_;
+  static HttpServer* server_;
+  std::unique_ptr<cli::HttpClient> client_;
+};
+
+testutil::TempDir* IndexApiTest::dir_ = nullptr;
+store::IndexCatalog* IndexApiTest::catalog_ = nullptr;
+std::vector<float>* IndexApiTest::base_ = nullptr;
+prometheus::Registry* IndexApiTest::registry_ = nullptr;
+HttpServer* IndexApiTest::server_ = nullptr;
+
+TEST_F(IndexApiTest, ListsAndGetsIndexes) {
+  json list = Call("GET", "/v1/indexes", "", 200);
+  ASSERT_EQ(list["indexes"].size(), 2u) << list.dump();
+  const json& flat = list["indexes"][0];
+  EXPECT_EQ(flat["name"], "flat16");
+  EXPECT_EQ(flat["version"], 1);
+  EXPECT_EQ(flat["vectors"], kRows);
+  EXPECT_EQ(flat["dim"], kDim);
+  EXPECT_EQ(flat["type"], "flat");
+  EXPECT_EQ(flat["metric"], "l2");
+  EXPECT_EQ(flat["backend"], "faiss");
+  EXPECT_EQ(flat["recall@10"], 0.99);
+  EXPECT_EQ(flat["built_from"]["sweep"], "s1");
+  EXPECT_EQ(flat["created_ms"], 1700000000000);
+  EXPECT_EQ(list["indexes"][1]["name"], "hnsw16");
+  EXPECT_EQ(list["indexes"][1]["backend"], "hnswlib");
+
+  json one = Call("GET", "/v1/indexes/hnsw16", "", 200);
+  EXPECT_EQ(one["name"], "hnsw16");
+  EXPECT_EQ(one["versions"], json::array({1}));
+  json missing = Call("GET", "/v1/indexes/nope", "", 404);
+  EXPECT_EQ(missing["error"]["code"], "not_found");
+}
+
+TEST_F(IndexApiTest, SearchByVectorEqualsInProcessSearch) {
+  for (const char* name : {"flat16", "hnsw16"}) {
+    json body = {{"vectors", Rows(100, 5)}, {"k", 7}, {"params", {{"ef_search", 80}}}};
+    json r = Call("POST", std::string("/v1/indexes/") + name + "/search", body.dump(), 200);
+    ASSERT_EQ(r["results"].size(), 5u) << r.dump();
+    EXPECT_TRUE(r["took_ms"].is_number());
+    ASSERT_OK_AND_ASSIGN(auto index, catalog_->Current(name));
+    store::SearchParams sp;
+    sp.ef_search = 80;
+    ASSERT_OK_AND_ASSIGN(auto want, index->Search(base_->data() + 100 * kDim, 5, 7, sp));
+    for (int q = 0; q < 5; ++q) {
+      const json& row = r["results"][q];
+      ASSERT_EQ(row["ids"].size(), 7u);
+      for (int j = 0; j < 7; ++j) {
+        EXPECT_EQ(row["ids"][j].get<int64_t>(), want.ids[q * 7 + j]) << name << " q" << q;
+        EXPECT_FLOAT_EQ(row["distances"][j].get<float>(), want.distances[q * 7 + j]);
+      }
+      EXPECT_EQ(row["ids"][0].get<int64_t>(), 10 * (100 + q));  // the row itself, distance 0
+    }
+  }
+}
+
+TEST_F(IndexApiTest, SearchByItemDropsTheItemItself) {
+  json body = {{"items", {50, 170, 19990}}, {"k", 5}};
+  json r = Call("POST", "/v1/indexes/flat16/search", body.dump(), 200);
+  ASSERT_EQ(r["results"].size(), 3u) << r.dump();
+  ASSERT_OK_AND_ASSIGN(auto index, catalog_->Current("flat16"));
+  const int64_t rows[] = {5, 17, 1999};
+  for (int q = 0; q < 3; ++q) {
+    const json& ids = r["results"][q]["ids"];
+    ASSERT_EQ(ids.size(), 5u);
+    ASSERT_OK_AND_ASSIGN(auto want, index->Search(base_->data() + rows[q] * kDim, 1, 6, {}));
+    EXPECT_EQ(want.ids[0], 10 * rows[q]);
+    for (int j = 0; j < 5; ++j) {
+      EXPECT_NE(ids[j].get<int64_t>(), 10 * rows[q]);
+      EXPECT_EQ(ids[j].get<int64_t>(), want.ids[j + 1]);
+    }
+  }
+  // The hnswlib backend reconstructs too.
+  json h = Call("POST", "/v1/indexes/hnsw16/search", json{{"items", {50}}, {"k", 3}}.dump(), 200);
+  ASSERT_EQ(h["results"][0]["ids"].size(), 3u);
+  for (const auto& id : h["results"][0]["ids"]) EXPECT_NE(id.get<int64_t>(), 50);
+}
+
+TEST_F(IndexApiTest, BatchEqualsSingleQueries) {
+  json batch = Call("POST", "/v1/indexes/hnsw16/search",
+                    json{{"vectors", Rows(300, 40)}, {"k", 10}}.dump(), 200);
+  ASSERT_EQ(batch["results"].size(), 40u);
+  for (int q = 0; q < 40; q += 13) {
+    json one = Call("POST", "/v1/indexes/hnsw16/search",
+                    json{{"vectors", Rows(300 + q, 1)}}.dump(), 200);
+    EXPECT_EQ(one["results"][0], batch["results"][q]) << q;
+  }
+}
+
+TEST_F(IndexApiTest, BadRequestsAreClear4xxErrors) {
+  const std::string row = Rows(0, 1)[0].dump();
+  auto vectors = [&](const std::string& rows) { return "{\"vectors\":[" + rows + "]}"; };
+  EXPECT_NE(Error("{not json").find("malformed JSON"), std::string::npos);
+  EXPECT_NE(Error("").find("malformed JSON"), std::string::npos);
+  EXPECT_NE(Error("[1,2]").find("must be a JSON object"), std::string::npos);
+  EXPECT_NE(Error("{}").find("one of vectors or items is required"), std::string::npos);
+  EXPECT_NE(Error("{\"vectors\":[" + row + "],\"items\":[10]}").find("not both"),
+            std::string::npos);
+  EXPECT_NE(Error("{\"vectors\":[]}").find("at least one query"), std::string::npos);
+  json short_row = Rows(0, 5);
+  short_row[3].erase(short_row[3].size() - 1);
+  EXPECT_EQ(Error(json{{"vectors", short_row}}.dump()), "vectors[3]: expected 16 values, got 15");
+  json long_row = Rows(0, 2);
+  long_row[1].push_back(1.0);
+  EXPECT_EQ(Error(json{{"vectors", long_row}}.dump()), "vectors[1]: expected 16 values, got 17");
+  EXPECT_EQ(Error("{\"k\":0,\"vectors\":[" + row + "]}"), "k: must be between 1 and 1000, got 0");
+  EXPECT_NE(Error("{\"k\":1001,\"vectors\":[" + row + "]}").find("got 1001"), std::string::npos);
+  EXPECT_NE(Error("{\"k\":\"10\",\"vectors\":[" + row + "]}").find("k: expected an integer"),
+            std::string::npos);
+  EXPECT_NE(Error(json{{"vectors", Rows(0, kMaxBatch + 1)}}.dump()).find("too many queries"),
+            std::string::npos);
+  std::string bad = row;
+  bad.replace(1, bad.find(',') - 1, "\"NaN\"");
+  EXPECT_EQ(Error(vectors(bad)), "vectors[0][0]: expected a number, got string");
+  bad = row;
+  bad.replace(1, bad.find(',') - 1, "null");
+  EXPECT_EQ(Error(vectors(row + "," + bad)), "vectors[1][0]: expected a number, got null");
+  bad = row;
+  bad.replace(1, bad.find(',') - 1, "1e999");
+  EXPECT_EQ(Error(vectors(bad)), "vectors[0][0]: not a finite float32 (1e999)");
+  bad = row;
+  bad.replace(1, bad.find(',') - 1, "-4e38");
+  EXPECT_EQ(Error(vectors(bad)), "vectors[0][0]: not a finite float32");
+  EXPECT_NE(Error(vectors("5")).find("vectors[0]: expected an array of numbers"),
+            std::string::npos);
+  EXPECT_EQ(Error("{\"params\":{\"efsearch\":5},\"vectors\":[" + row + "]}"),
+            "params.efsearch: unknown key (expected ef_search, nprobe)");
+  EXPECT_NE(Error("{\"params\":{\"ef_search\":0},\"vectors\":[" + row + "]}")
+                .find("params.ef_search: must be between 1"),
+            std::string::npos);
+  EXPECT_NE(Error("{\"kk\":5,\"vectors\":[" + row + "]}").find("unknown key 'kk'"),
+            std::string::npos);
+  EXPECT_NE(Error("{\"items\":[\"x\"]}").find("items[0]: expected an integer item id"),
+            std::string::npos);
+  EXPECT_EQ(Error("{\"items\":[10, 77]}", 404), "items[1]: item 77 is not in index \"flat16\"");
+  EXPECT_NE(Error(vectors(row), 404, "nope").find("nope"), std::string::npos);
+  EXPECT_EQ(Error(vectors(row), 400, "bad%20name").find("malformed"), std::string::npos);
+  // The server is still fine.
+  Call("POST", "/v1/indexes/flat16/search", vectors(row), 200);
+}
+
+TEST_F(IndexApiTest, SearchIsCountedInPrometheusMetrics) {
+  Call("POST", "/v1/indexes/flat16/search", json{{"vectors", Rows(0, 3)}}.dump(), 200);
+  const std::string text = RenderMetrics(*registry_);
+  EXPECT_NE(text.find("lattice_index_queries_total"), std::string::npos) << text;
+  EXPECT_NE(text.find("lattice_index_search_seconds_count"), std::string::npos) << text;
+}
+
+TEST(SearchRequestTest, ParsesIntoOneContiguousBuffer) {
+  ASSERT_OK_AND_ASSIGN(
+      SearchRequest r,
+      ParseSearchRequest(R"({"vectors": [[1, 2.5], [-3e2, 4]], "k": 3,
+                             "params": {"nprobe": 4, "ef_search": 99}})",
+                         {2, 10, 5}));
+  EXPECT_EQ(r.nq, 2);
+  EXPECT_EQ(r.vectors, (std::vector<float>{1.f, 2.5f, -300.f, 4.f}));
+  EXPECT_EQ(r.k, 3);
+  EXPECT_EQ(r.params.nprobe, 4);
+  EXPECT_EQ(r.params.ef_search, 99);
+  EXPECT_FALSE(r.by_items());
+  ASSERT_OK_AND_ASSIGN(SearchRequest items, ParseSearchRequest(R"({"items": [7, 0]})", {2, 10, 5}));
+  EXPECT_EQ(items.items, (std::vector<int64_t>{7, 0}));
+  EXPECT_EQ(items.nq, 2);
+  EXPECT_EQ(items.k, 10);
+  EXPECT_EQ(ParseSearchRequest(R"({"items": [1,2,3,4,5,6]})", {2, 10, 5}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseSearchRequest(R"({"items": [1], "items": [2]})", {2, 10, 5}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseSearchRequest(R"({"vectors": [[1e39, 1]]})", {2, 10, 5}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace lattice

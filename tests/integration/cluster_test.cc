@@ -13,58 +13,16 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/http_client.h"
-#include "tests/testutil/cluster.h"
-#include "tests/testutil/testutil.h"
+#include "tests/integration/cluster_fixture.h"
 
 namespace lattice {
 namespace {
 
 using nlohmann::json;
-using testutil::TestCluster;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testutil::ReadFile;
 
-class ClusterTest : public ::testing::Test {
- protected:
-  void StartCluster(int ranks = 3) {
-    testutil::ClusterOptions opts;
-    opts.data_dir = dir_.Join("data");
-    opts.ranks = ranks;
-    cluster_ = std::make_unique<TestCluster>(opts);
-    ASSERT_OK(cluster_->Start());
-    client_ = std::make_unique<cli::HttpClient>("127.0.0.1", cluster_->port(), cluster_->token());
-  }
-
-  json Call(const std::string& method, const std::string& target, const std::string& body = "",
-            int expect_status = 200) {
-    auto r = client_->Request(method, target, body, "application/yaml");
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    if (!r.ok()) return json();
-    EXPECT_EQ(r->status, expect_status) << method << " " << target << ": " << r->body;
-    return json::parse(r->body, nullptr, false);
-  }
-
-  // Polls the sweep until it leaves "running" or `timeout` passes.
-  json WaitForSweep(const std::string& id, std::chrono::seconds timeout) {
-    json sweep;
-    testutil::WaitFor(
-        [&] {
-          sweep = Call("GET", "/v1/sweeps/" + id);
-          return sweep.is_object() && sweep.value("state", "") != "running";
-        },
-        timeout, std::chrono::milliseconds(250));
-    return sweep;
-  }
-
-  testutil::TempDir dir_;
-  std::unique_ptr<TestCluster> cluster_;
-  std::unique_ptr<cli::HttpClient> client_;
-};
+class ClusterTest : public testutil::ClusterFixture {};
 
 // The 27-point grid of the README runs to the end; every point completes exactly once.
 TEST_F(ClusterTest, DigitsGridRunsEveryPointExactlyOnce) {

@@ -19,69 +19,25 @@
 #include "jobs/dataset.h"
 #include "store/index_catalog.h"
 #include "store/retrieval_metrics.h"
-#include "tests/testutil/cluster.h"
-#include "tests/testutil/testutil.h"
+#include "tests/integration/cluster_fixture.h"
 
 namespace lattice {
 namespace {
 
 using nlohmann::json;
-using testutil::TestCluster;
 
 constexpr char kTestImages[] = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
 constexpr char kTrainImages[] = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using testutil::ReadFile;
 
 std::string GroundTruthPath() {
   return testutil::SharedDir() + "/data/fashion-mnist/fashion-mnist-784-euclidean_gt100.ivecs";
 }
 
-class EmbedTest : public ::testing::Test {
+class EmbedTest : public testutil::ClusterFixture {
  protected:
-  void StartCluster(int ranks = 3) {
-    testutil::ClusterOptions opts;
-    opts.data_dir = DataDir();
-    opts.ranks = ranks;
-    cluster_ = std::make_unique<TestCluster>(opts);
-    ASSERT_OK(cluster_->Start());
-    client_ = std::make_unique<cli::HttpClient>("127.0.0.1", cluster_->port(), cluster_->token());
-  }
-
-  std::string DataDir() const { return dir_.Join("data"); }
   std::string IndexRoot() const { return DataDir() + "/indexes"; }
-
-  // Sends a request and returns the parsed body; a transport error or another
-  // status than `expect_status` fails the test (non-fatally) and yields null.
-  json Call(const std::string& method, const std::string& target, const std::string& body = "",
-            int expect_status = 200, const std::string& content_type = "application/yaml") {
-    auto r = client_->Request(method, target, body, content_type);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    if (!r.ok()) return json();
-    EXPECT_EQ(r->status, expect_status) << method << " " << target << ": " << r->body;
-    return json::parse(r->body, nullptr, false);
-  }
-
-  // Polls the sweep until it leaves "running" or `timeout` passes.
-  json WaitForSweep(const std::string& id, std::chrono::seconds timeout) {
-    json sweep;
-    testutil::WaitFor(
-        [&] {
-          sweep = Call("GET", "/v1/sweeps/" + id);
-          return sweep.is_object() && sweep.value("state", "") != "running";
-        },
-        timeout, std::chrono::milliseconds(250));
-    return sweep;
-  }
-
-  testutil::TempDir dir_;
-  std::unique_ptr<TestCluster> cluster_;
-  std::unique_ptr<cli::HttpClient> client_;
 };
 
 // Checks a few queries through POST /v1/indexes/{name}/search against the

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, each against its peer in the same run. Takes ~10 minutes
+# on 2 cores. Results and how to read them: docs/BENCHMARKS.md.
+# Usage: bench/run_all.sh [build-dir]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+echo "######## sweeps: 27-point grid vs plain LibTorch loop vs Optuna; no-op dispatch"
+bash bench/sweep_bench.sh "$BUILD"
+echo
+echo "######## embedding: embed sweep end to end (2 workers) + embed job vs plain LibTorch loop"
+bash bench/embed_sweep_bench.sh "$BUILD"
+echo
+echo "######## vector search in process vs FAISS and hnswlib (python peers)"
+bash bench/ann_peers.sh "$BUILD" 1000
+echo
+echo "######## vector search over HTTP vs in process"
+"$BUILD/bench/http_search_bench"

@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
+
+#include "jobs/internal/image_folder.h"
 
 namespace lattice::jobs {
 namespace {
@@ -62,6 +65,12 @@ StatusOr<int64_t> NpyRows(const std::string& path) {
 }  // namespace
 
 StatusOr<int64_t> CountCorpusRows(const CorpusConfig& corpus) {
+  if (corpus.format == CorpusFormat::kImages) {
+    LATTICE_ASSIGN_OR_RETURN(std::vector<std::string> files,
+                             internal::ListImageFiles(corpus.file, corpus.extensions));
+    const int64_t n = static_cast<int64_t>(files.size());
+    return corpus.limit ? std::min(n, *corpus.limit) : n;
+  }
   StatusOr<int64_t> rows = corpus.format == CorpusFormat::kIdx ? IdxRows(corpus.file)
                                                                 : NpyRows(corpus.file);
   if (!rows.ok()) return rows.status().WithContext("corpus");

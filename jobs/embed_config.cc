@@ -2,9 +2,13 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cctype>
 #include <set>
 
+#include "jobs/corpus_rows.h"
 #include "jobs/internal/config_fields.h"
+#include "jobs/internal/image_folder.h"
 
 namespace lattice::jobs {
 namespace {
@@ -23,8 +27,62 @@ using internal::Join;
 using internal::TypeName;
 using nlohmann::json;
 
+constexpr int64_t kMaxImageSide = 16384;
+
 const char* CorpusFileKey(CorpusFormat format) {
-  return format == CorpusFormat::kIdx ? "images" : "features";
+  switch (format) {
+    case CorpusFormat::kIdx: return "images";
+    case CorpusFormat::kImages: return "dir";
+    case CorpusFormat::kNpy: break;
+  }
+  return "features";
+}
+
+const char* FormatName(CorpusFormat format) {
+  switch (format) {
+    case CorpusFormat::kIdx: return "idx";
+    case CorpusFormat::kImages: return "images";
+    case CorpusFormat::kNpy: break;
+  }
+  return "npy";
+}
+
+// The keys of format "images": size (required), channels, extensions.
+Status ParseImageKeys(const json& d, const std::string& path, CorpusConfig* c) {
+  const json* size = Find(d, "size");
+  const std::string sp = Join(path, "size");
+  if (!size) return Bad(sp, "required ([H, W])");
+  if (!size->is_array() || size->size() != 2 || !(*size)[0].is_number_integer() ||
+      !(*size)[1].is_number_integer() || (*size)[0].get<int64_t>() < 1 ||
+      (*size)[1].get<int64_t>() < 1 || (*size)[0].get<int64_t>() > kMaxImageSide ||
+      (*size)[1].get<int64_t>() > kMaxImageSide) {
+    return Bad(sp, "must be [H, W] with integers in [1, " + std::to_string(kMaxImageSide) +
+                       "], got " + size->dump());
+  }
+  c->height = static_cast<int>((*size)[0].get<int64_t>());
+  c->width = static_cast<int>((*size)[1].get<int64_t>());
+  int64_t channels = c->channels;
+  LATTICE_RETURN_IF_ERROR(GetInt(d, "channels", path, &channels, 1, 3));
+  if (channels == 2) return Bad(Join(path, "channels"), "must be 1 or 3, got 2");
+  c->channels = static_cast<int>(channels);
+  if (const json* exts = Find(d, "extensions")) {
+    const std::string ep = Join(path, "extensions");
+    if (!exts->is_array() || exts->empty()) {
+      return Bad(ep, "expected a non-empty array of strings, got " + exts->dump());
+    }
+    c->extensions.clear();
+    for (size_t i = 0; i < exts->size(); ++i) {
+      const json& e = (*exts)[i];
+      if (!e.is_string() || e.get<std::string>().size() < 2 || e.get<std::string>()[0] != '.') {
+        return Bad(ep + "[" + std::to_string(i) + "]",
+                   "expected a string like \".png\", got " + e.dump());
+      }
+      std::string ext = e.get<std::string>();
+      for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      c->extensions.push_back(ext);
+    }
+  }
+  return Status::Ok();
 }
 
 StatusOr<EncoderConfig> ParseEncoder(const json& e, const std::string& path) {
@@ -62,9 +120,18 @@ StatusOr<CorpusConfig> ParseCorpus(const json& d, const std::string& path) {
   CorpusConfig c;
   if (!d.is_object()) return Bad(path, "expected an object, got " + TypeName(d));
   LATTICE_RETURN_IF_ERROR(GetEnum<CorpusFormat>(
-      d, "format", path, {{"npy", CorpusFormat::kNpy}, {"idx", CorpusFormat::kIdx}}, &c.format));
+      d, "format", path,
+      {{"npy", CorpusFormat::kNpy}, {"idx", CorpusFormat::kIdx}, {"images", CorpusFormat::kImages}},
+      &c.format));
   const char* fkey = CorpusFileKey(c.format);
-  LATTICE_RETURN_IF_ERROR(CheckObject(d, path, {"format", "scale", "limit", fkey}));
+  if (c.format == CorpusFormat::kImages) {
+    LATTICE_RETURN_IF_ERROR(CheckObject(
+        d, path, {"format", "scale", "limit", fkey, "size", "channels", "extensions"}));
+    LATTICE_RETURN_IF_ERROR(ParseImageKeys(d, path, &c));
+  } else {
+    LATTICE_RETURN_IF_ERROR(CheckObject(d, path, {"format", "scale", "limit", fkey, "labels"}));
+    LATTICE_RETURN_IF_ERROR(GetString(d, "labels", path, &c.labels));
+  }
   LATTICE_RETURN_IF_ERROR(GetString(d, fkey, path, &c.file));
   if (c.file.empty()) return Bad(Join(path, fkey), "required");
   if (Find(d, "scale")) {
@@ -103,13 +170,87 @@ Status CheckFile(const std::string& file, const std::string& path) {
   return Status::Ok();
 }
 
+Status CheckShardRange(int64_t rows, int64_t begin, int64_t end) {
+  if (begin < 0 || begin >= rows) {
+    return Status::InvalidArgument("shard.begin: " + std::to_string(begin) +
+                                   " is outside the corpus rows [0, " + std::to_string(rows) +
+                                   ")");
+  }
+  if (end <= begin) {
+    return Status::InvalidArgument("shard.end: must be > shard.begin (" +
+                                   std::to_string(begin) + "), got " + std::to_string(end));
+  }
+  if (end > rows) {
+    return Status::InvalidArgument("shard.end: " + std::to_string(end) +
+                                   " is beyond the corpus rows (" + std::to_string(rows) + ")");
+  }
+  return Status::Ok();
+}
+
+// The image files of an images corpus, after `limit`.
+StatusOr<std::vector<std::string>> ListCorpusImages(const CorpusConfig& config) {
+  LATTICE_ASSIGN_OR_RETURN(std::vector<std::string> files,
+                           internal::ListImageFiles(config.file, config.extensions));
+  if (config.limit && *config.limit < static_cast<int64_t>(files.size())) {
+    files.resize(static_cast<size_t>(*config.limit));
+  }
+  if (files.empty()) return Bad("corpus.dir", config.file + ": no image files");
+  return files;
+}
+
+// Decodes files[begin, end) into a matrix of C*H*W columns (then `scale`).
+StatusOr<FeatureMatrix> DecodeImages(const CorpusConfig& config,
+                                     const std::vector<std::string>& files, int64_t begin,
+                                     int64_t end) {
+  FeatureMatrix m;
+  m.rows = end - begin;
+  m.cols = static_cast<int64_t>(config.channels) * config.height * config.width;
+  m.data.resize(static_cast<size_t>(m.rows * m.cols));
+  for (int64_t r = 0; r < m.rows; ++r) {
+    LATTICE_RETURN_IF_ERROR(internal::DecodeImage(files[static_cast<size_t>(begin + r)],
+                                                  config.height, config.width, config.channels,
+                                                  m.data.data() + r * m.cols));
+  }
+  if (config.scale) {
+    const float s = static_cast<float>(*config.scale);
+    for (float& v : m.data) v *= s;
+  }
+  return m;
+}
+
+// {"label": l} for labels[begin, end); the labels must number the corpus rows before limit.
+StatusOr<std::vector<std::string>> LabelMetadata(const CorpusConfig& config, int64_t begin,
+                                                 int64_t end) {
+  auto labels = config.format == CorpusFormat::kIdx ? LoadIdxLabels(config.labels)
+                                                    : LoadNpyLabels(config.labels);
+  if (!labels.ok()) return labels.status().WithContext("corpus.labels");
+  CorpusConfig unlimited = config;
+  unlimited.limit.reset();
+  LATTICE_ASSIGN_OR_RETURN(int64_t rows, CountCorpusRows(unlimited));
+  if (static_cast<int64_t>(labels->size()) != rows) {
+    return Bad("corpus.labels", config.labels + ": " + std::to_string(labels->size()) +
+                                    " labels for " + std::to_string(rows) + " corpus rows");
+  }
+  std::vector<std::string> out;
+  out.reserve(static_cast<size_t>(end - begin));
+  for (int64_t r = begin; r < end; ++r) {
+    out.push_back(json{{"label", (*labels)[static_cast<size_t>(r)]}}.dump());
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string CorpusConfig::CacheKey() const {
-  json key = {{"format", format == CorpusFormat::kIdx ? "idx" : "npy"},
+  json key = {{"format", FormatName(format)},
               {"file", file},
               {"scale", scale ? json(*scale) : json(nullptr)},
               {"limit", limit ? json(*limit) : json(nullptr)}};
+  if (format == CorpusFormat::kImages) {
+    key["size"] = {height, width};
+    key["channels"] = channels;
+    key["extensions"] = extensions;
+  }
   return key.dump();
 }
 
@@ -146,11 +287,25 @@ Status CheckEmbedFilesExist(const EmbedConfig& config) {
   if (config.encoder.type == EncoderType::kTorchScript) {
     LATTICE_RETURN_IF_ERROR(CheckFile(config.encoder.path, "encoder.path"));
   }
+  if (config.corpus.format == CorpusFormat::kImages) {
+    struct stat st;
+    if (::stat(config.corpus.file.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return Bad("corpus.dir", "not a directory: " + config.corpus.file);
+    }
+    return Status::Ok();
+  }
+  if (!config.corpus.labels.empty()) {
+    LATTICE_RETURN_IF_ERROR(CheckFile(config.corpus.labels, "corpus.labels"));
+  }
   return CheckFile(config.corpus.file,
                    std::string("corpus.") + CorpusFileKey(config.corpus.format));
 }
 
 StatusOr<FeatureMatrix> LoadCorpus(const CorpusConfig& config) {
+  if (config.format == CorpusFormat::kImages) {
+    LATTICE_ASSIGN_OR_RETURN(std::vector<std::string> files, ListCorpusImages(config));
+    return DecodeImages(config, files, 0, static_cast<int64_t>(files.size()));
+  }
   const std::string path = std::string("corpus.") + CorpusFileKey(config.format);
   auto loaded = config.format == CorpusFormat::kIdx ? LoadIdxImages(config.file)
                                                     : LoadNpyFeatures(config.file);
@@ -176,6 +331,35 @@ StatusOr<std::shared_ptr<const FeatureMatrix>> LoadCorpusCached(const CorpusConf
   }
   LATTICE_ASSIGN_OR_RETURN(FeatureMatrix m, LoadCorpus(config));
   return std::make_shared<const FeatureMatrix>(std::move(m));
+}
+
+StatusOr<CorpusShard> LoadCorpusShard(const CorpusConfig& config, int64_t begin,
+                                      std::optional<int64_t> end, DatasetCache* cache) {
+  CorpusShard shard;
+  shard.begin = begin;
+  if (config.format == CorpusFormat::kImages) {
+    LATTICE_ASSIGN_OR_RETURN(std::vector<std::string> files, ListCorpusImages(config));
+    const int64_t rows = static_cast<int64_t>(files.size());
+    shard.end = end.value_or(rows);
+    LATTICE_RETURN_IF_ERROR(CheckShardRange(rows, shard.begin, shard.end));
+    LATTICE_ASSIGN_OR_RETURN(FeatureMatrix m, DecodeImages(config, files, begin, shard.end));
+    shard.matrix = std::make_shared<const FeatureMatrix>(std::move(m));
+    shard.offset = begin;
+    shard.metadata.reserve(static_cast<size_t>(shard.end - begin));
+    for (int64_t r = begin; r < shard.end; ++r) {
+      // replace: a non-UTF-8 file name must not throw
+      shard.metadata.push_back(json{{"path", files[static_cast<size_t>(r)]}}.dump(
+          -1, ' ', false, json::error_handler_t::replace));
+    }
+    return shard;
+  }
+  LATTICE_ASSIGN_OR_RETURN(shard.matrix, LoadCorpusCached(config, cache));
+  shard.end = end.value_or(shard.matrix->rows);
+  LATTICE_RETURN_IF_ERROR(CheckShardRange(shard.matrix->rows, shard.begin, shard.end));
+  if (!config.labels.empty()) {
+    LATTICE_ASSIGN_OR_RETURN(shard.metadata, LabelMetadata(config, shard.begin, shard.end));
+  }
+  return shard;
 }
 
 }  // namespace lattice::jobs

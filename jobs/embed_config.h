@@ -11,7 +11,21 @@
 //                 product of input_shape must equal cols); output: [B, D] or [B, T, D]
 //    "corpus": {"format": "idx", "images": "train-images-idx3-ubyte.gz"}   (required)
 //            | {"format": "npy", "features": "x.npy"}     (format defaults to npy)
-//              plus "scale": number (features *= scale), "limit": int >= 1 (first N rows)
+//              idx and npy take "labels": an idx1 labels file (idx) or a 1-D int .npy (npy)
+//              with one label per corpus row; it only feeds the per-row metadata
+//              ({"label": 3}, see EmbeddingBlock::metadata)
+//            | {"format": "images", "dir": "/data/imgs", "size": [H, W],
+//               "channels": 1 | 3 = 3, "extensions": [".png", ".jpg", ".jpeg", ".bmp"]}
+//              a folder of image files (not recursive; see internal/image_folder.h), one
+//              row per file in sorted path order; each is decoded (stb_image), converted
+//              to grey (1) or RGB (3), resized to H x W (no crop) and stored as C*H*W
+//              floats in CHW order, values 0..255 — so a vision encoder takes
+//              "input_shape": [C, H, W]. Metadata per row: {"path": "/data/imgs/a.png"}.
+//              A shard decodes only its own files (LoadCorpusShard); a file that does not
+//              decode fails the shard ("corpus.dir: /data/imgs/b.png: cannot decode ...").
+//              Extensions match case-insensitively; H, W in [1, 16384].
+//            all formats take "scale": number (features *= scale), "limit": int >= 1 (first
+//              N rows)
 //    "pooling": "mean" | "cls" | "last" = "mean",       over T, used only for [B, T, D]
 //    "normalize": bool = false,                          L2-normalise every vector
 //    "batch_size": int >= 1 = 256,                       rows per forward call
@@ -39,7 +53,7 @@ namespace lattice::jobs {
 
 enum class EncoderType { kFlatten, kTorchScript };
 enum class Pooling { kMean, kCls, kLast };
-enum class CorpusFormat { kIdx, kNpy };
+enum class CorpusFormat { kIdx, kNpy, kImages };
 
 struct EncoderConfig {
   EncoderType type = EncoderType::kFlatten;
@@ -49,7 +63,12 @@ struct EncoderConfig {
 
 struct CorpusConfig {
   CorpusFormat format = CorpusFormat::kNpy;
-  std::string file;              // idx: "images"; npy: "features"
+  std::string file;              // idx: "images"; npy: "features"; images: "dir" (a folder)
+  std::string labels;            // idx, npy: "labels" file, or empty
+  int height = 0;                // images: "size"[0], pixels
+  int width = 0;                 // images: "size"[1], pixels
+  int channels = 3;              // images: 1 (grey) or 3 (RGB)
+  std::vector<std::string> extensions = {".png", ".jpg", ".jpeg", ".bmp"};  // images; lower-case
   std::optional<double> scale;   // features *= scale after loading
   std::optional<int64_t> limit;  // keep only the first N rows
 
@@ -71,13 +90,15 @@ struct EmbedConfig {
 // Parses a whole job config of kind "embed" (no file-system access). Errors: InvalidArgument.
 StatusOr<EmbedConfig> ParseEmbedConfig(const nlohmann::json& config);
 
-// Checks that the encoder file (torchscript) and the corpus file exist and are regular
-// files. Error: InvalidArgument "encoder.path: file not found: x.pt".
+// Checks that the encoder file (torchscript), the corpus file and the labels file exist and
+// are regular files, or that the images folder is a directory. Error: InvalidArgument
+// "encoder.path: file not found: x.pt", "corpus.dir: not a directory: /x".
 Status CheckEmbedFilesExist(const EmbedConfig& config);
 
 // Loads the corpus as a row-major float32 matrix with the existing loaders (LoadIdxImages,
 // LoadNpyFeatures; gzip-transparent), then applies `limit` and `scale`. Errors carry the
-// key path ("corpus.features: x.npy: expected 2-D features, got 3-D").
+// key path ("corpus.features: x.npy: expected 2-D features, got 3-D"). An images corpus is
+// decoded whole (fine for small folders; a job uses LoadCorpusShard).
 StatusOr<FeatureMatrix> LoadCorpus(const CorpusConfig& config);
 
 // LoadCorpus through `cache` (keyed by CacheKey(); concurrent calls for one key load it
@@ -85,5 +106,27 @@ StatusOr<FeatureMatrix> LoadCorpus(const CorpusConfig& config);
 // count before it cuts shards. Thread-safe.
 StatusOr<std::shared_ptr<const FeatureMatrix>> LoadCorpusCached(const CorpusConfig& config,
                                                                 DatasetCache* cache);
+
+// The rows of one shard, as RunEmbed embeds them.
+struct CorpusShard {
+  // Holds corpus rows [offset, offset + matrix->rows): for idx and npy the whole cached
+  // corpus (offset 0); for images only the shard's decoded rows (offset == begin).
+  std::shared_ptr<const FeatureMatrix> matrix;
+  int64_t offset = 0;
+  int64_t begin = 0;  // the shard: corpus rows [begin, end)
+  int64_t end = 0;
+  // end - begin compact JSON objects ({"path": ...} or {"label": ...}), or empty when the
+  // corpus has no metadata (idx / npy without "labels").
+  std::vector<std::string> metadata;
+};
+
+// Loads shard [begin, end) of the corpus (end unset: to the last row). idx / npy go through
+// LoadCorpusCached(cache); an images corpus lists the folder and decodes only the shard's
+// files, uncached. Labels are read whole per call (uncached) and must number the corpus
+// rows before `limit` ("corpus.labels: y.gz: 59999 labels for 60000 corpus rows").
+// Errors: InvalidArgument for a shard outside the corpus ("shard.end: 70000 is beyond the
+// corpus rows (60000)"), the loaders' errors. Thread-safe.
+StatusOr<CorpusShard> LoadCorpusShard(const CorpusConfig& config, int64_t begin,
+                                      std::optional<int64_t> end, DatasetCache* cache);
 
 }  // namespace lattice::jobs

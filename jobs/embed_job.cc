@@ -259,9 +259,10 @@ StatusOr<EmbeddingBlock> EmbedRows(const EmbedConfig& config, const FeatureMatri
 }
 
 StatusOr<JobResult> RunEmbed(const EmbedConfig& config, JobContext& ctx) {
-  LATTICE_ASSIGN_OR_RETURN(std::shared_ptr<const FeatureMatrix> corpus,
-                           LoadCorpusCached(config.corpus, ctx.cache));
-  const int64_t end = config.shard_end.value_or(corpus->rows);
+  // idx / npy: the whole cached corpus (offset 0); images: only the shard's rows decoded.
+  LATTICE_ASSIGN_OR_RETURN(
+      CorpusShard shard,
+      LoadCorpusShard(config.corpus, config.shard_begin, config.shard_end, ctx.cache));
   try {
     at::set_num_threads(std::max(1, ctx.num_threads));
     torch::manual_seed(config.seed);
@@ -273,7 +274,10 @@ StatusOr<JobResult> RunEmbed(const EmbedConfig& config, JobContext& ctx) {
   options.encoders = ctx.encoders;
   const auto start = std::chrono::steady_clock::now();
   LATTICE_ASSIGN_OR_RETURN(EmbeddingBlock block,
-                           EmbedRows(config, *corpus, config.shard_begin, end, options));
+                           EmbedRows(config, *shard.matrix, shard.begin - shard.offset,
+                                     shard.end - shard.offset, options));
+  block.begin = shard.begin;
+  block.metadata = std::move(shard.metadata);
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   JobResult result;

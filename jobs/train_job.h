@@ -71,6 +71,11 @@ struct EmbeddingBlock {
   int64_t rows = 0;            // number of vectors
   int dim = 0;                 // floats per vector
   std::vector<float> vectors;  // rows * dim, row-major: vector i is corpus row begin + i
+  // Per row (metadata[i] is corpus row begin + i), a compact JSON object, or empty (size 0)
+  // when the corpus has none. Images corpus: {"path":"/data/imgs/a.png"} (the folder as
+  // configured + the file name); idx / npy with corpus "labels": {"label":3}. Set by
+  // RunEmbed; EmbedRows leaves it empty.
+  std::vector<std::string> metadata;
 };
 
 struct JobResult {

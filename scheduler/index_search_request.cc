@@ -1,8 +1,11 @@
 #include "scheduler/index_search_request.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
 #include <string>
+#include <system_error>
 
 #include <nlohmann/json.hpp>
 
@@ -205,10 +208,245 @@ class Handler final : public nlohmann::json_sax<json> {
   std::string param_name_;
 };
 
+// ---------------------------------------------------------------------------------------
+// Fast path: a hand-written scanner over the raw bytes for the usual shape, numbers
+// converted with std::from_chars. It accepts only what the SAX parser above accepts and
+// yields the very same floats (JSON integers and decimals go through double, as
+// nlohmann does). On anything unusual or wrong (escapes in keys, unknown or duplicate
+// keys, a row of the wrong length, a non-finite value, a limit hit, malformed JSON) it
+// gives up, and ParseSearchRequest runs the SAX parser, whose message names the fault.
+class FastScanner {
+ public:
+  FastScanner(std::string_view body, const SearchRequestLimits& limits, SearchRequest* out)
+      : p_(body.data()), end_(body.data() + body.size()), limits_(limits), out_(out) {}
+
+  bool seen_vectors() const { return seen_[static_cast<int>(Field::kVectors)]; }
+  bool seen_items() const { return seen_[static_cast<int>(Field::kItems)]; }
+  int64_t k() const { return k_; }
+
+  // True when the whole body parsed and broke no rule checked while parsing.
+  bool Run() {
+    if (!Consume('{')) return false;
+    if (!Consume('}')) {
+      do {
+        if (!Member()) return false;
+      } while (Consume(','));
+      if (!Consume('}')) return false;
+    }
+    SkipSpace();
+    return p_ == end_;
+  }
+
+ private:
+  void SkipSpace() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+  bool Consume(char c) {
+    SkipSpace();
+    if (p_ == end_ || *p_ != c) return false;
+    ++p_;
+    return true;
+  }
+  static bool Digit(char c) { return c >= '0' && c <= '9'; }
+
+  // A key without escapes, and the ':' after it.
+  bool Key(std::string_view* key) {
+    if (!Consume('"')) return false;
+    const char* start = p_;
+    while (p_ < end_ && *p_ != '"') {
+      if (*p_ == '\\' || static_cast<unsigned char>(*p_) < 0x20) return false;
+      ++p_;
+    }
+    if (p_ == end_) return false;
+    *key = std::string_view(start, static_cast<size_t>(p_ - start));
+    ++p_;
+    return Consume(':');
+  }
+
+  bool Member() {
+    std::string_view key;
+    if (!Key(&key)) return false;
+    Field field;
+    if (key == "vectors") {
+      field = Field::kVectors;
+    } else if (key == "items") {
+      field = Field::kItems;
+    } else if (key == "k") {
+      field = Field::kK;
+    } else if (key == "params") {
+      field = Field::kParams;
+    } else {
+      return false;
+    }
+    bool& seen = seen_[static_cast<int>(field)];
+    if (seen) return false;
+    seen = true;
+    switch (field) {
+      case Field::kVectors: return Vectors();
+      case Field::kItems: return Items();
+      case Field::kK: return Integer(&k_);
+      default: return Params();
+    }
+  }
+
+  // One JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? .
+  // `integral`: no fraction and no exponent (nlohmann's integer kinds).
+  bool Number(double* value, bool* integral) {
+    SkipSpace();
+    const char* start = p_;
+    const char* q = p_;
+    const bool negative = q < end_ && *q == '-';
+    if (negative) ++q;
+    if (q == end_) return false;
+    uint64_t mantissa = 0;
+    int digits = 0;
+    if (*q == '0') {
+      ++q;
+      digits = 1;
+    } else if (*q >= '1' && *q <= '9') {
+      for (; q < end_ && Digit(*q); ++q, ++digits) {
+        mantissa = mantissa * 10 + static_cast<uint64_t>(*q - '0');  // exact while <= 19
+      }
+    } else {
+      return false;
+    }
+    if (q < end_ && Digit(*q)) return false;  // a leading zero
+    bool fraction = false, zero_fraction = true, exponent = false;
+    if (q < end_ && *q == '.') {
+      fraction = true;
+      if (++q == end_ || !Digit(*q)) return false;
+      for (; q < end_ && Digit(*q); ++q) zero_fraction &= *q == '0';
+    }
+    if (q < end_ && (*q == 'e' || *q == 'E')) {
+      exponent = true;
+      if (++q < end_ && (*q == '+' || *q == '-')) ++q;
+      if (q == end_ || !Digit(*q)) return false;
+      while (q < end_ && Digit(*q)) ++q;
+    }
+    *integral = !fraction && !exponent;
+    p_ = q;
+    if (!exponent && zero_fraction && digits <= 15) {  // exactly a double: 12, 255.0
+      const double d = static_cast<double>(mantissa);
+      // nlohmann reads "-0" as the integer 0 but "-0.0" as the double -0.0.
+      *value = negative && !(*integral && mantissa == 0) ? -d : d;
+      return true;
+    }
+    const auto [end, ec] = std::from_chars(start, q, *value);
+    return ec == std::errc() && end == q;  // out of range: the SAX parser reports it
+  }
+
+  bool Integer(int64_t* value) {
+    SkipSpace();
+    const char* start = p_;
+    double unused;
+    bool integral = false;
+    if (!Number(&unused, &integral) || !integral) return false;
+    const auto [end, ec] = std::from_chars(start, p_, *value);
+    return ec == std::errc() && end == p_;
+  }
+
+  bool Vectors() {
+    if (!Consume('[')) return false;
+    if (Consume(']')) return true;
+    const size_t dim = static_cast<size_t>(limits_.dim);
+    // Each value takes at least two bytes ("0,"): never reallocate while parsing.
+    const size_t bound = static_cast<size_t>(end_ - p_) / 2 + 1;
+    out_->vectors.reserve(std::min(bound, static_cast<size_t>(limits_.max_batch) * dim));
+    do {
+      if (out_->nq >= limits_.max_batch || !Consume('[')) return false;
+      for (size_t column = 0;; ++column) {
+        double d;
+        bool integral;
+        if (column == dim || !Number(&d, &integral)) return false;
+        const float f = static_cast<float>(d);
+        if (!std::isfinite(f)) return false;
+        out_->vectors.push_back(f);
+        if (p_ < end_ && *p_ == ',') {  // the common case: no whitespace
+          ++p_;
+          continue;
+        }
+        if (Consume(']')) {
+          if (column + 1 != dim) return false;
+          break;
+        }
+        if (!Consume(',')) return false;
+      }
+      ++out_->nq;
+    } while (Consume(','));
+    return Consume(']');
+  }
+
+  bool Items() {
+    if (!Consume('[')) return false;
+    if (Consume(']')) return true;
+    do {
+      int64_t id;
+      if (static_cast<int64_t>(out_->items.size()) >= limits_.max_batch || !Integer(&id)) {
+        return false;
+      }
+      out_->items.push_back(id);
+    } while (Consume(','));
+    return Consume(']');
+  }
+
+  bool Params() {
+    if (!Consume('{')) return false;
+    if (Consume('}')) return true;
+    do {
+      std::string_view key;
+      int64_t v;
+      if (!Key(&key) || !Integer(&v) || v < 1 || v > (1 << 20)) return false;
+      if (key == "ef_search") {
+        out_->params.ef_search = static_cast<int>(v);
+      } else if (key == "nprobe") {
+        out_->params.nprobe = static_cast<int>(v);
+      } else {
+        return false;
+      }
+    } while (Consume(','));
+    return Consume('}');
+  }
+
+  const char* p_;
+  const char* const end_;
+  const SearchRequestLimits& limits_;
+  SearchRequest* out_;
+  bool seen_[5] = {false, false, false, false, false};
+  int64_t k_ = 10;
+};
+
+// The checks that need the whole body, shared by both parsers.
+StatusOr<SearchRequest> Finish(SearchRequest out, bool seen_vectors, bool seen_items, int64_t k,
+                               const SearchRequestLimits& limits) {
+  if (seen_vectors == seen_items) {
+    return Status::InvalidArgument(seen_vectors ? "give either vectors or items, not both"
+                                                : "one of vectors or items is required");
+  }
+  if (seen_items) out.nq = static_cast<int64_t>(out.items.size());
+  if (out.nq == 0) {
+    return Status::InvalidArgument(std::string(seen_items ? "items" : "vectors") +
+                                   ": must hold at least one query");
+  }
+  if (k < 1 || k > limits.max_k) {
+    return Status::InvalidArgument("k: must be between 1 and " + std::to_string(limits.max_k) +
+                                   ", got " + std::to_string(k));
+  }
+  out.k = static_cast<int>(k);
+  return out;
+}
+
 }  // namespace
 
 StatusOr<SearchRequest> ParseSearchRequest(std::string_view body,
                                            const SearchRequestLimits& limits) {
+  {
+    SearchRequest out;
+    FastScanner scanner(body, limits, &out);
+    if (scanner.Run()) {
+      return Finish(std::move(out), scanner.seen_vectors(), scanner.seen_items(), scanner.k(),
+                    limits);
+    }
+  }
   SearchRequest out;
   Handler handler(limits, &out);
   bool ok = false;
@@ -221,22 +459,7 @@ StatusOr<SearchRequest> ParseSearchRequest(std::string_view body,
     return Status::InvalidArgument(handler.error().empty() ? "malformed JSON"
                                                            : handler.error());
   }
-  if (handler.seen_vectors() == handler.seen_items()) {
-    return Status::InvalidArgument(handler.seen_vectors()
-                                       ? "give either vectors or items, not both"
-                                       : "one of vectors or items is required");
-  }
-  if (handler.seen_items()) out.nq = static_cast<int64_t>(out.items.size());
-  if (out.nq == 0) {
-    return Status::InvalidArgument(std::string(handler.seen_items() ? "items" : "vectors") +
-                                   ": must hold at least one query");
-  }
-  if (handler.k() < 1 || handler.k() > limits.max_k) {
-    return Status::InvalidArgument("k: must be between 1 and " + std::to_string(limits.max_k) +
-                                   ", got " + std::to_string(handler.k()));
-  }
-  out.k = static_cast<int>(handler.k());
-  return out;
+  return Finish(std::move(out), handler.seen_vectors(), handler.seen_items(), handler.k(), limits);
 }
 
 }  // namespace lattice

@@ -3,6 +3,7 @@
 #include "scheduler/index_api.h"
 
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <random>
 #include <string>
@@ -278,6 +279,75 @@ TEST(SearchRequestTest, ParsesIntoOneContiguousBuffer) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseSearchRequest(R"({"vectors": [[1e39, 1]]})", {2, 10, 5}).status().code(),
             StatusCode::kInvalidArgument);
+}
+
+// The hand-written scanner must yield exactly the float nlohmann's lexer yields (double,
+// then float) for every JSON number form, and leave malformed numbers to the SAX parser.
+TEST(SearchRequestTest, ScannerReadsNumbersLikeNlohmann) {
+  std::vector<std::string> tokens = {
+      "0", "-0", "0.0", "-0.0", "255", "255.0", "-17.250", "1e2", "1E+2", "2.5e-3", "0.1",
+      "3.4028234e38", "-3.4028234e38", "1e-40", "1e-400", "16777217", "123456789012345678",
+      "18446744073709551615", "18446744073709551616", "-9223372036854775809",
+      "0.30000000000000004", "123456789012345678901234567890", "7.006492e-46"};
+  std::mt19937_64 rng = testutil::SeededRng("ScannerReadsNumbersLikeNlohmann");
+  std::uniform_real_distribution<double> uniform(-1e6, 1e6);
+  for (int i = 0; i < 200; ++i) {
+    char buf[64];
+    const char* formats[] = {"%.9g", "%.17g", "%.3f", "%e"};
+    std::snprintf(buf, sizeof buf, formats[i % 4], uniform(rng) / std::pow(10.0, i % 9));
+    tokens.emplace_back(buf);
+  }
+  for (const std::string& token : tokens) {
+    const float want = static_cast<float>(json::parse(token).get<double>());
+    for (const std::string& body :
+         {"{\"vectors\":[[" + token + ",1]]}", "{ \"vectors\" : [ [ " + token + " ,\n1 ] ] }"}) {
+      ASSERT_OK_AND_ASSIGN(SearchRequest r, ParseSearchRequest(body, {2, 10, 5}));
+      ASSERT_EQ(r.vectors.size(), 2u) << body;
+      EXPECT_EQ(r.vectors[0], want) << body;
+      EXPECT_EQ(std::signbit(r.vectors[0]), std::signbit(want)) << body;
+    }
+  }
+  for (const char* bad : {"01", "1.", ".5", "+1", "-", "1e", "1e+", "NaN", "Infinity",
+                                 "0x10", "1..2", "--1", "1 2"}) {
+    auto r = ParseSearchRequest(std::string("{\"vectors\":[[") + bad + ",1]]}", {2, 10, 5});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(r.status().message().rfind("malformed JSON", 0), 0u) << bad << ": " << r.status().ToString();
+  }
+}
+
+// Pretty-printed and compact bodies parse to the same request; trailing garbage does not.
+TEST(SearchRequestTest, WhitespaceAndKeyOrderDoNotMatter) {
+  const json body = {{"vectors", {{1.5, -2}, {3, 4e-3}}},
+                     {"k", 4},
+                     {"params", {{"ef_search", 7}, {"nprobe", 2}}}};
+  ASSERT_OK_AND_ASSIGN(SearchRequest compact, ParseSearchRequest(body.dump(), {2, 10, 5}));
+  ASSERT_OK_AND_ASSIGN(SearchRequest pretty, ParseSearchRequest(body.dump(2), {2, 10, 5}));
+  ASSERT_OK_AND_ASSIGN(
+      SearchRequest reordered,
+      ParseSearchRequest("\r\n\t{\"params\":{\"nprobe\":2,\"ef_search\":7},\"k\":4,"
+                         "\"vectors\":[[1.5,-2],[3,4e-3]]}  \n",
+                         {2, 10, 5}));
+  for (const SearchRequest* r : {&compact, &pretty, &reordered}) {
+    EXPECT_EQ(r->vectors, (std::vector<float>{1.5f, -2.f, 3.f, 4e-3f}));
+    EXPECT_EQ(r->nq, 2);
+    EXPECT_EQ(r->k, 4);
+    EXPECT_EQ(r->params.ef_search, 7);
+    EXPECT_EQ(r->params.nprobe, 2);
+  }
+  EXPECT_EQ(ParseSearchRequest(body.dump() + "x", {2, 10, 5}).status().message().rfind(
+                "malformed JSON", 0),
+            0u);
+  EXPECT_EQ(ParseSearchRequest(R"({"k": 10.0, "items": [1]})", {2, 10, 5}).status().message(),
+            "k: expected an integer, got number");
+  EXPECT_EQ(ParseSearchRequest(R"({"vectors": [[1, 2], [3]]})", {2, 10, 5}).status().message(),
+            "vectors[1]: expected 2 values, got 1");
+  EXPECT_EQ(ParseSearchRequest(R"({"vectors": [[1, 2, 3]]})", {2, 10, 5}).status().message(),
+            "vectors[0]: expected 2 values, got 3");
+  EXPECT_EQ(ParseSearchRequest(R"({"vectors": [[1, 2]], "vectors": [[1, 2]]})", {2, 10, 5})
+                .status()
+                .message(),
+            "duplicate key 'vectors'");
 }
 
 }  // namespace

@@ -31,6 +31,9 @@ Status Coordinator::StoreVectors(const TrialRecord& t, int attempt, Pending& p) 
   } else {
     p.batch.PutRaw("items", VectorBlockKey(t.id.sweep, begin),
                    EncodeVectorBlock(m.begin, m.rows, m.dim, m.data));
+    if (!m.metadata.empty()) {
+      p.batch.PutRaw("items", MetadataBlockKey(t.id.sweep, begin), nlohmann::json(m.metadata).dump());
+    }
   }
   vector_blocks_.erase(it);
   return s;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -46,6 +47,21 @@ StatusOr<store::FloatMatrix> ReadBlocks(StateStore* store, SweepId sweep) {
   return m;
 }
 
+// Item metadata of the sweep's rows (row id -> JSON object text); empty when none.
+StatusOr<store::ItemMetadata> ReadMetadata(StateStore* store, SweepId sweep) {
+  LATTICE_ASSIGN_OR_RETURN(auto blocks, store->Scan("items", sweep.Key() + "#meta/"));
+  store::ItemMetadata items;
+  for (const auto& [key, value] : blocks) {
+    int64_t begin = std::strtoll(key.substr(key.rfind('/') + 1).c_str(), nullptr, 10);
+    nlohmann::json rows = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+    if (!rows.is_array()) return Status::Internal("metadata block " + key + ": not a JSON array");
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (rows[i].is_string()) items[begin + static_cast<int64_t>(i)] = rows[i].get<std::string>();
+    }
+  }
+  return items;
+}
+
 // Recall@k and MRR@k of `index` on `queries` sampled rows of `base` vs exact search.
 StatusOr<nlohmann::json> Evaluate(const store::VectorIndex& index, const store::FloatMatrix& base,
                                   int64_t queries, int k, store::Metric metric) {
@@ -77,6 +93,12 @@ std::string VectorBlockKey(SweepId sweep, int64_t begin) {
   char buf[24];
   std::snprintf(buf, sizeof(buf), "%012lld", static_cast<long long>(begin));
   return sweep.Key() + "/" + buf;
+}
+
+std::string MetadataBlockKey(SweepId sweep, int64_t begin) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%012lld", static_cast<long long>(begin));
+  return sweep.Key() + "#meta/" + buf;
 }
 
 std::string EncodeVectorBlock(int64_t begin, int64_t rows, int dim, const std::vector<float>& data) {
@@ -164,7 +186,9 @@ IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
   copts.keep_versions = spec.value("keep_versions", 3);
   auto catalog = store::IndexCatalog::Open(catalog_root_, copts);
   if (!catalog.ok()) return fail(catalog.status());
-  auto version = (*catalog)->Publish(name, **index, out.meta);
+  auto items = ReadMetadata(store_, sweep.id);
+  if (!items.ok()) return fail(items.status());
+  auto version = (*catalog)->Publish(name, **index, out.meta, &*items);
   if (!version.ok()) return fail(version.status());
   out.version = *version;
   return out;

@@ -29,6 +29,9 @@ namespace lattice {
 // RocksDB key of the vectors of an embed shard: "<sweep key>/<begin, 12 digits>".
 std::string VectorBlockKey(SweepId sweep, int64_t begin);
 // Value: int64 begin, int64 rows, int32 dim, then rows*dim float32 (little-endian).
+// The shard's item metadata, when its corpus has any, is a JSON array of per-row JSON
+// object texts under MetadataBlockKey (a separate key range: "<sweep key>#meta/<begin>").
+std::string MetadataBlockKey(SweepId sweep, int64_t begin);
 std::string EncodeVectorBlock(int64_t begin, int64_t rows, int dim, const std::vector<float>& data);
 
 struct IndexBuildOutcome {

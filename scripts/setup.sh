@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git zlib1g-dev
   libtorch-dev libfaiss-dev librocksdb-dev libopenmpi-dev openmpi-bin
   prometheus-cpp-dev libboost-all-dev libgtest-dev libyaml-cpp-dev nlohmann-json3-dev
-  libcli11-dev libspdlog-dev libhnswlib-dev libopenblas0-pthread
+  libcli11-dev libspdlog-dev libhnswlib-dev libopenblas0-pthread libstb-dev
   prometheus dataset-fashion-mnist curl bc
   python3-torch python3-faiss python3-hnswlib python3-optuna python3-sklearn python3-numpy
 )

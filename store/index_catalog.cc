@@ -1,5 +1,7 @@
 #include "store/index_catalog.h"
 
+#include <fstream>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -14,6 +16,7 @@ namespace {
 
 constexpr const char* kIndexFile = "index.bin";
 constexpr const char* kMetaFile = "meta.json";
+constexpr const char* kItemsFile = "items.jsonl";  // {"id": N, "meta": {...}} per line
 constexpr const char* kCurrentFile = "CURRENT";
 
 Status CheckName(const std::string& name) {
@@ -97,7 +100,8 @@ StatusOr<std::vector<int64_t>> IndexCatalog::Versions(const std::string& name) c
 }
 
 Status IndexCatalog::WriteVersion(const std::string& name, int64_t version,
-                                  const VectorIndex& index, nlohmann::json meta) {
+                                  const VectorIndex& index, nlohmann::json meta,
+                                  const ItemMetadata* items) {
   const std::string final_dir = Dir(name) + "/v" + std::to_string(version);
   const std::string tmp_dir = Dir(name) + "/.v" + std::to_string(version) + ".tmp";
   std::error_code ec;
@@ -105,6 +109,14 @@ Status IndexCatalog::WriteVersion(const std::string& name, int64_t version,
   fs::create_directories(tmp_dir, ec);
   if (ec) return Status::IoError(tmp_dir + ": " + ec.message());
   LATTICE_RETURN_IF_ERROR(index.Save(tmp_dir + "/" + kIndexFile));
+  if (items != nullptr && !items->empty()) {
+    std::string lines;
+    for (const auto& [id, value] : *items) {
+      lines += "{\"id\":" + std::to_string(id) + ",\"meta\":" + value + "}\n";
+    }
+    LATTICE_RETURN_IF_ERROR(internal::WriteStringAtomically(tmp_dir + "/" + kItemsFile, lines));
+    meta["item_metadata"] = items->size();
+  }
   meta["name"] = name;
   meta["version"] = version;
   meta["type"] = index.params().type;
@@ -134,7 +146,7 @@ void IndexCatalog::Prune(const std::string& name, int64_t newest) {
 }
 
 StatusOr<int64_t> IndexCatalog::Publish(const std::string& name, const VectorIndex& index,
-                                        nlohmann::json meta) {
+                                        nlohmann::json meta, const ItemMetadata* items) {
   LATTICE_RETURN_IF_ERROR(CheckName(name));
   if (meta.is_null()) meta = nlohmann::json::object();
   if (!meta.is_object()) return Status::InvalidArgument("index meta: must be a JSON object");
@@ -149,7 +161,7 @@ StatusOr<int64_t> IndexCatalog::Publish(const std::string& name, const VectorInd
     version = std::max({version, ParseVersionDir(base) + 1, ParseTempDir(base) + 1});
   }
   if (ec) return Status::IoError(Dir(name) + ": " + ec.message());
-  if (Status s = WriteVersion(name, version, index, std::move(meta)); !s.ok()) {
+  if (Status s = WriteVersion(name, version, index, std::move(meta), items); !s.ok()) {
     return s.WithContext("publish index \"" + name + "\" v" + std::to_string(version));
   }
   LATTICE_RETURN_IF_ERROR(internal::WriteStringAtomically(Dir(name) + "/" + kCurrentFile,
@@ -176,6 +188,30 @@ StatusOr<std::shared_ptr<const VectorIndex>> IndexCatalog::Current(const std::st
   Cached& slot = cache_[name];
   if (slot.version < version || !slot.index) slot = Cached{version, index};
   return slot.version == version ? slot.index : index;
+}
+
+StatusOr<std::shared_ptr<const ItemMetadata>> IndexCatalog::Items(const std::string& name) {
+  LATTICE_RETURN_IF_ERROR(CheckName(name));
+  LATTICE_ASSIGN_OR_RETURN(int64_t version, ReadCurrent(name));
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = items_cache_.find(name);
+    if (it != items_cache_.end() && it->second.version == version) return it->second.items;
+  }
+  auto items = std::make_shared<ItemMetadata>();
+  const std::string path = Dir(name) + "/v" + std::to_string(version) + "/" + kItemsFile;
+  std::ifstream in(path);
+  std::string line;
+  while (in && std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("id") || !j["id"].is_number_integer() || !j.contains("meta")) {
+      return Status::IoError(path + ": malformed line");
+    }
+    (*items)[j["id"].get<int64_t>()] = j["meta"].dump();
+  }
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  items_cache_[name] = CachedItems{version, items};
+  return std::shared_ptr<const ItemMetadata>(items);
 }
 
 StatusOr<std::vector<CatalogEntry>> IndexCatalog::List() const {

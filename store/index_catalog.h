@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -43,6 +44,9 @@ struct IndexCatalogOptions {
   // Versions kept per name, the current one included. Default: 3. Must be >= 1.
   int keep_versions = 3;
 };
+
+// Item id -> metadata (a compact JSON object as text, e.g. {"path":"img/3.png"}).
+using ItemMetadata = std::unordered_map<int64_t, std::string>;
 
 struct CatalogEntry {
   std::string name;
@@ -59,12 +63,17 @@ class IndexCatalog {
   // Writes `index` as the next version of `name` and makes it current. Returns the version.
   // `meta` (an object, e.g. {"vectors", "dim", "metric", "recall@10", "built_from"}) is
   // stored as-is plus name/version/created_unix/type/backend.
+  // `items`, when given, is stored with the version (items.jsonl) and served by Items().
   StatusOr<int64_t> Publish(const std::string& name, const VectorIndex& index,
-                            nlohmann::json meta);
+                            nlohmann::json meta, const ItemMetadata* items = nullptr);
 
   // The current version of `name` (loaded on first use, cached, reloaded when CURRENT
   // changes). NotFound if `name` was never published.
   StatusOr<std::shared_ptr<const VectorIndex>> Current(const std::string& name);
+
+  // The item metadata of the current version of `name` (empty when it has none); cached
+  // like Current(). NotFound if `name` was never published.
+  StatusOr<std::shared_ptr<const ItemMetadata>> Items(const std::string& name);
 
   // Every published name with its current version and meta, sorted by name.
   StatusOr<std::vector<CatalogEntry>> List() const;
@@ -79,11 +88,15 @@ class IndexCatalog {
     int64_t version = 0;
     std::shared_ptr<const VectorIndex> index;
   };
+  struct CachedItems {
+    int64_t version = 0;
+    std::shared_ptr<const ItemMetadata> items;
+  };
   IndexCatalog(std::string root, IndexCatalogOptions options);
   std::string Dir(const std::string& name) const;
   StatusOr<int64_t> ReadCurrent(const std::string& name) const;
   Status WriteVersion(const std::string& name, int64_t version, const VectorIndex& index,
-                      nlohmann::json meta);
+                      nlohmann::json meta, const ItemMetadata* items);
   void Prune(const std::string& name, int64_t newest);
 
   const std::string root_;
@@ -91,6 +104,7 @@ class IndexCatalog {
   std::mutex publish_mu_;          // serialises Publish
   mutable std::mutex cache_mu_;    // guards cache_
   std::map<std::string, Cached> cache_;
+  std::map<std::string, CachedItems> items_cache_;  // guarded by cache_mu_
 };
 
 }  // namespace lattice::store

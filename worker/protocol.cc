@@ -43,8 +43,10 @@ json Encode(const HeartbeatMsg& m) {
 json Encode(const CancelMsg& m) { return {{"trial", TrialToJson(m.trial)}}; }
 json Encode(const ShutdownMsg&) { return json::object(); }
 json Encode(const VectorsMsg& m) {
-  return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"begin", m.begin},
-          {"rows", m.rows}, {"dim", m.dim}};
+  json j = {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"begin", m.begin},
+             {"rows", m.rows}, {"dim", m.dim}};
+  if (!m.metadata.empty()) j["metadata"] = m.metadata;
+  return j;
 }
 
 std::string EncodePayload(const Message& m) {
@@ -64,7 +66,14 @@ StatusOr<Message> DecodeVectors(const std::string& payload) {
   json j = json::parse(payload.substr(0, nl));
   LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
   VectorsMsg m{id, j.at("attempt").get<int>(), j.at("begin").get<int64_t>(),
-               j.at("rows").get<int64_t>(), j.at("dim").get<int>(), {}};
+               j.at("rows").get<int64_t>(), j.at("dim").get<int>(), {}, {}};
+  if (j.contains("metadata")) {
+    m.metadata = j["metadata"].get<std::vector<std::string>>();
+    if (static_cast<int64_t>(m.metadata.size()) != m.rows) {
+      return Status::InvalidArgument("vectors message: " + std::to_string(m.metadata.size()) +
+                                     " metadata entries for " + std::to_string(m.rows) + " rows");
+    }
+  }
   size_t bytes = payload.size() - nl - 1;
   if (m.rows < 0 || m.dim < 0 ||
       bytes != static_cast<size_t>(m.rows) * static_cast<size_t>(m.dim) * sizeof(float)) {

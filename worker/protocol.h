@@ -101,6 +101,9 @@ struct VectorsMsg {
   int64_t rows = 0;
   int dim = 0;
   std::vector<float> data;    // rows * dim, row-major
+  // Per row, a compact JSON object (e.g. {"path": ...} or {"label": 3}); empty when the
+  // corpus has no metadata.
+  std::vector<std::string> metadata;
 };
 
 using Message = std::variant<RegisterMsg, AssignMsg, ProgressMsg, ResultMsg, HeartbeatMsg,

@@ -107,3 +107,33 @@ TEST(IndexCatalogTest, BadNamesAndUnknownIndexes) {
 
 }  // namespace
 }  // namespace lattice::store
+
+namespace lattice::store {
+namespace {
+
+TEST(IndexCatalogTest, ItemMetadataTravelsWithItsVersion) {
+  testutil::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto catalog, IndexCatalog::Open(dir.Join("indexes")));
+  ItemMetadata items = {{500, R"({"path":"a.png"})"}, {501, R"({"label":3})"}};
+  ASSERT_OK(catalog->Publish("imgs", *IndexOfSize(2), {}, &items));
+  ASSERT_OK_AND_ASSIGN(auto v1, catalog->Items("imgs"));
+  ASSERT_EQ(v1->size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(v1->at(500))["path"], "a.png");
+  EXPECT_EQ(nlohmann::json::parse(v1->at(501))["label"], 3);
+
+  // A new version without metadata: the served metadata follows CURRENT.
+  ASSERT_OK(catalog->Publish("imgs", *IndexOfSize(3), {}));
+  ASSERT_OK_AND_ASSIGN(auto v2, catalog->Items("imgs"));
+  EXPECT_TRUE(v2->empty());
+  EXPECT_EQ(v1->size(), 2u);  // an old handle stays valid
+
+  // After a restart the metadata of the current version is read from disk.
+  ASSERT_OK(catalog->Publish("imgs", *IndexOfSize(2), {}, &items));
+  ASSERT_OK_AND_ASSIGN(auto reopened, IndexCatalog::Open(dir.Join("indexes")));
+  ASSERT_OK_AND_ASSIGN(auto v3, reopened->Items("imgs"));
+  EXPECT_EQ(v3->size(), 2u);
+  EXPECT_FALSE(reopened->Items("never-published").ok());
+}
+
+}  // namespace
+}  // namespace lattice::store

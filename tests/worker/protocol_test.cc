@@ -64,7 +64,7 @@ namespace lattice {
 namespace {
 
 TEST(ProtocolTest, VectorsTravelAsBinary) {
-  VectorsMsg m{TrialId{SweepId{2}, 5}, 1, 1000, 3, 2, {1.5f, -2.0f, 0.0f, 3.25f, 1e-7f, -1e30f}};
+  VectorsMsg m{TrialId{SweepId{2}, 5}, 1, 1000, 3, 2, {1.5f, -2.0f, 0.0f, 3.25f, 1e-7f, -1e30f}, {}};
   Message msg = m;
   std::string wire = EncodeMessage(msg);
   auto decoded = DecodeMessage(MessageType::kVectors, wire);
@@ -77,6 +77,13 @@ TEST(ProtocolTest, VectorsTravelAsBinary) {
   // A truncated payload is an error, not a short read.
   EXPECT_FALSE(DecodeMessage(MessageType::kVectors, wire.substr(0, wire.size() - 4)).ok());
   EXPECT_FALSE(DecodeMessage(MessageType::kVectors, "no header").ok());
+
+  m.metadata = {R"({"label":1})", R"({"label":2})", R"({"path":"a b.png"})"};
+  auto with_meta = DecodeMessage(MessageType::kVectors, EncodeMessage(Message(m)));
+  ASSERT_OK(with_meta);
+  EXPECT_EQ(std::get<VectorsMsg>(with_meta.value()).metadata, m.metadata);
+  m.metadata.pop_back();  // 2 entries for 3 rows
+  EXPECT_FALSE(DecodeMessage(MessageType::kVectors, EncodeMessage(Message(m))).ok());
 }
 
 }  // namespace

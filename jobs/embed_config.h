@@ -23,7 +23,9 @@
 //              "input_shape": [C, H, W]. Metadata per row: {"path": "/data/imgs/a.png"}.
 //              A shard decodes only its own files (LoadCorpusShard); a file that does not
 //              decode fails the shard ("corpus.dir: /data/imgs/b.png: cannot decode ...").
-//              Extensions match case-insensitively; H, W in [1, 16384].
+//              Extensions match case-insensitively; H, W in [1, 16384]. Decoding is
+//              serial and a shard is held decoded: memory rows * C*H*W * 4 bytes (2000
+//              rows of 3x224x224: 1.2 GB), so pick the sweep's shard_size to match.
 //            all formats take "scale": number (features *= scale), "limit": int >= 1 (first
 //              N rows)
 //    "pooling": "mean" | "cls" | "last" = "mean",       over T, used only for [B, T, D]

@@ -273,9 +273,13 @@ StatusOr<JobResult> RunEmbed(const EmbedConfig& config, JobContext& ctx) {
   options.cancelled = ctx.cancelled;
   options.encoders = ctx.encoders;
   const auto start = std::chrono::steady_clock::now();
-  LATTICE_ASSIGN_OR_RETURN(EmbeddingBlock block,
-                           EmbedRows(config, *shard.matrix, shard.begin - shard.offset,
-                                     shard.end - shard.offset, options));
+  StatusOr<EmbeddingBlock> embedded = EmbedRows(config, *shard.matrix, shard.begin - shard.offset,
+                                               shard.end - shard.offset, options);
+  if (!embedded.ok() && shard.offset != 0) {  // EmbedRows counted rows from the shard's first
+    return embedded.status().WithContext("corpus rows from " + std::to_string(shard.offset) +
+                                         " (row numbers below count from there)");
+  }
+  LATTICE_ASSIGN_OR_RETURN(EmbeddingBlock block, std::move(embedded));
   block.begin = shard.begin;
   block.metadata = std::move(shard.metadata);
   const double secs =

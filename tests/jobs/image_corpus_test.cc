@@ -146,6 +146,15 @@ TEST_F(ImageCorpusTest, CorruptFileFailsOnlyItsShardAndIsNamed) {
               {"corpus.dir: " + dir_.Join("bb.png") + ": cannot decode image"});
 }
 
+TEST_F(ImageCorpusTest, ErrorsAfterDecodingNameTheShardOffset) {
+  json c = Config();
+  c["shard"] = {{"begin", 1}, {"end", 3}};
+  JobContext ctx;
+  ctx.cancelled = [] { return true; };
+  ExpectError(RunJob(c, ctx).status(), StatusCode::kCancelled,
+              {"corpus rows from 1", "embed cancelled at row 0"});
+}
+
 TEST_F(ImageCorpusTest, CountRowsExtensionsAndLimit) {
   ASSERT_OK_AND_ASSIGN(JobConfig parsed, ParseJobConfig(Config()));
   EXPECT_EQ(parsed.embed->corpus.format, CorpusFormat::kImages);

@@ -10,8 +10,10 @@
 //      a rewritten file is reloaded), put in eval mode;
 //   3. for each batch of batch_size rows: check cancellation, forward the rows in place
 //      (no copy: the input tensor aliases the cached corpus) under torch::InferenceMode,
-//      pool [B, T, D] -> [B, D], copy into the result block;
-//   4. check every value is finite, then L2-normalise rows if asked.
+//      pool [B, T, D] -> [B, D], append to the result block (reserved once: no zero-fill),
+//      checking for NaN/Inf chunk by chunk while the chunk is in cache (one memory pass);
+//      flatten appends the corpus rows the same way;
+//   4. L2-normalise rows if asked.
 //
 // Shapes: encoder input float32 [B, cols] or [B, *input_shape]; output [B, D] or [B, T, D]
 // (any floating dtype; converted to float32). Pooling: mean over T, cls = token 0,

@@ -268,6 +268,26 @@ TEST_F(EmbedJobTest, NonFiniteOutputIsFailedPrecondition) {
               {"row 1", "Inf"});
 }
 
+// The check runs chunk by chunk (16K floats) while copying: a NaN past the first chunk and
+// in the odd tail is still found, named by its corpus row, and clean shards copy exactly.
+TEST_F(EmbedJobTest, NonFiniteFoundInEveryChunkAndTail) {
+  FeatureMatrix m;
+  m.rows = 101;
+  m.cols = 333;  // 33,633 floats: 2 full chunks + a tail that is not a multiple of 16
+  m.data.resize(static_cast<size_t>(m.rows * m.cols));
+  for (size_t i = 0; i < m.data.size(); ++i) m.data[i] = static_cast<float>(i % 97) - 48.5f;
+  ASSERT_OK_AND_ASSIGN(EmbeddingBlock clean, EmbedRows(EmbedConfig{}, m, 3, 101));
+  EXPECT_EQ(clean.vectors, std::vector<float>(m.data.begin() + 3 * m.cols, m.data.end()));
+  m.data[static_cast<size_t>(100 * m.cols + 332)] = NAN;  // last value of the tail
+  m.data[static_cast<size_t>(70 * m.cols + 5)] = -INFINITY;  // third chunk
+  ExpectError(EmbedRows(EmbedConfig{}, m, 10, 101).status(), StatusCode::kFailedPrecondition,
+              {"encoder flatten", "row 70", "Inf"});
+  ExpectError(EmbedRows(EmbedConfig{}, m, 71, 101).status(), StatusCode::kFailedPrecondition,
+              {"row 100", "NaN"});
+  ASSERT_OK_AND_ASSIGN(EmbeddingBlock before, EmbedRows(EmbedConfig{}, m, 0, 70));
+  EXPECT_EQ(before.vectors.size(), static_cast<size_t>(70 * m.cols));
+}
+
 TEST_F(EmbedJobTest, NotAModuleIsInvalidArgument) {
   testutil::TempDir dir;
   testing::WriteText(dir.Join("junk.pt"), "not a zip file");

@@ -12,10 +12,13 @@
 //        HttpClient); batched  100 queries per Search call / per HTTP request;
 //      per call: latency (P50 / P95 / P99); per mode: QPS (queries / total
 //      time) and recall@10 against the shared exact ground truth.
-// HTTP timings include the client's send and receive and the server's JSON
-// parse and reply; the request bodies are serialised before the clock starts
-// and the replies parsed after it stops (to check ids), so client-side JSON
-// work is not counted.
+// HTTP is measured with two body formats: JSON ({"vectors": [[...]], "k", "params"}) and
+// the binary fast path (Content-Type application/octet-stream, raw float32 rows, k and
+// ef_search in the query string: what a numpy client sends with .tobytes()).
+// HTTP timings include the client's send and receive and the server's body
+// parse and reply; the request bodies are built before the clock starts (a client
+// holds its queries already, as the in-process floor does) and the replies parsed
+// after it stops (to check ids), so client-side JSON work is not counted.
 //
 // usage: http_search_bench [--images DIR] [--gt FILE] [--threads N] [--repeat
 // R]
@@ -26,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -136,29 +140,52 @@ std::vector<std::string> SearchBodies(const FeatureMatrix& q, int per_call) {
   return bodies;
 }
 
-// Mean time of the server's body parser (ParseSearchRequest) on `bodies`, in ms.
-double ParseMs(const std::vector<std::string>& bodies, int dim) {
+// Mean time of the server's body parser (ParseSearchRequest or ParseBinarySearchRequest)
+// on `bodies`, in ms.
+double ParseMs(const std::vector<std::string>& bodies, int dim, bool binary) {
   lattice::SearchRequestLimits limits;
   limits.dim = dim;
+  const std::map<std::string, std::string> query = {{"k", std::to_string(kK)},
+                                                    {"ef_search", std::to_string(kEfSearch)}};
   const double t0 = Now();
-  for (const std::string& body : bodies) OrDie(lattice::ParseSearchRequest(body, limits));
+  for (const std::string& body : bodies) {
+    OrDie(binary ? lattice::ParseBinarySearchRequest(body, query, limits)
+                 : lattice::ParseSearchRequest(body, limits));
+  }
   return (Now() - t0) * 1e3 / static_cast<double>(bodies.size());
 }
 
+// Binary request bodies: `per_call` raw float32 rows each, built ahead of the timed loop.
+std::vector<std::string> BinaryBodies(const FeatureMatrix& q, int per_call) {
+  std::vector<std::string> bodies;
+  for (int64_t start = 0; start < q.rows; start += per_call) {
+    const int64_t n = std::min<int64_t>(per_call, q.rows - start);
+    const char* first = reinterpret_cast<const char*>(q.data.data() + start * q.cols);
+    bodies.emplace_back(first, sizeof(float) * static_cast<size_t>(n * q.cols));
+  }
+  return bodies;
+}
+
 // HTTP: one request per body on one keep-alive connection; ids parsed after the
-// clock.
-Measured OverHttp(uint16_t port, const FeatureMatrix& q, int per_call, const IdMatrix& gt) {
-  const std::vector<std::string> bodies = SearchBodies(q, per_call);
+// clock. `binary`: application/octet-stream bodies, else JSON.
+Measured OverHttp(uint16_t port, const FeatureMatrix& q, int per_call, bool binary,
+                  const IdMatrix& gt) {
+  const std::vector<std::string> bodies =
+      binary ? BinaryBodies(q, per_call) : SearchBodies(q, per_call);
+  const std::string content_type = binary ? "application/octet-stream" : "application/json";
   lattice::cli::HttpClient client("127.0.0.1", port);
-  const std::string target = "/v1/indexes/fmnist/search";
-  (void)client.Request("POST", target, bodies[0]);  // connect + warm up
+  const std::string target =
+      binary ? "/v1/indexes/fmnist/search?k=" + std::to_string(kK) +
+                   "&ef_search=" + std::to_string(kEfSearch)
+             : std::string("/v1/indexes/fmnist/search");
+  (void)client.Request("POST", target, bodies[0], content_type);  // connect + warm up
   std::vector<double> lat;
   std::vector<std::string> replies;
   replies.reserve(bodies.size());
   const double t0 = Now();
   for (const std::string& body : bodies) {
     const double s = Now();
-    auto r = client.Request("POST", target, body);
+    auto r = client.Request("POST", target, body, content_type);
     lat.push_back(Now() - s);
     if (!r.ok()) Die(r.status());
     if (r->status != 200)
@@ -178,10 +205,11 @@ Measured OverHttp(uint16_t port, const FeatureMatrix& q, int per_call, const IdM
       ids.insert(ids.end(), row.begin(), row.end());
     }
   }
-  Measured m =
-      Summarise(per_call == 1 ? "HTTP single" : "HTTP batch 100", lat, total, q.rows, ids, gt);
+  const std::string name = std::string(binary ? "HTTP bin " : "HTTP json ") +
+                           (per_call == 1 ? "single" : "batch 100");
+  Measured m = Summarise(name, lat, total, q.rows, ids, gt);
   m.server_ms = took_ms / static_cast<double>(replies.size());
-  m.parse_ms = ParseMs(bodies, static_cast<int>(q.cols));
+  m.parse_ms = ParseMs(bodies, static_cast<int>(q.cols), binary);
   return m;
 }
 
@@ -262,23 +290,29 @@ int main(int argc, char** argv) {
               "recall");
   const Measured local1 = InProcess(*index, queries, 1, gt);
   Print(local1);
-  const Measured http1 = OverHttp(server->port(), queries, 1, gt);
+  const Measured http1 = OverHttp(server->port(), queries, 1, false, gt);
   Print(http1);
+  const Measured bin1 = OverHttp(server->port(), queries, 1, true, gt);
+  Print(bin1);
   const Measured local100 = InProcess(*index, queries, kBatch, gt);
   Print(local100);
-  const Measured http100 = OverHttp(server->port(), queries, kBatch, gt);
+  const Measured http100 = OverHttp(server->port(), queries, kBatch, false, gt);
   Print(http100);
+  const Measured bin100 = OverHttp(server->port(), queries, kBatch, true, gt);
+  Print(bin100);
 
+  auto overhead = [](const Measured& floor, const Measured& m) {
+    return (floor.qps / m.qps - 1) * 100;
+  };
+  std::printf("\nHTTP overhead (in-process QPS / HTTP QPS - 1; target <= 20%% batched):\n");
+  std::printf("  batched  JSON %6.1f %%   binary %6.1f %%\n", overhead(local100, http100),
+              overhead(local100, bin100));
+  std::printf("  single   JSON %6.1f %%   binary %6.1f %%\n", overhead(local1, http1),
+              overhead(local1, bin1));
   std::printf(
-      "\nHTTP batched overhead (in-process QPS / HTTP QPS - 1; target "
-      "<= 20%%): %.1f %%\n",
-      (local100.qps / http100.qps - 1) * 100);
-  std::printf(
-      "HTTP single-query overhead (QPS):                               "
-      "   %.1f %%\n",
-      (local1.qps / http1.qps - 1) * 100);
-  std::printf("HTTP single-query P95 (target <= 1 ms): %.3f ms (in-process %.3f ms)\n",
-              http1.p95_ms, local1.p95_ms);
+      "HTTP single-query P95 (target <= 1 ms): JSON %.3f ms, binary %.3f ms (in-process %.3f "
+      "ms)\n",
+      http1.p95_ms, bin1.p95_ms, local1.p95_ms);
   server->Stop();
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -124,6 +126,17 @@ std::string ResultsJson(const store::SearchResult& r, const std::vector<int64_t>
   return out;
 }
 
+// "application/octet-stream", any case, parameters allowed.
+bool IsOctetStream(const std::string& content_type) {
+  constexpr std::string_view kType = "application/octet-stream";
+  if (content_type.size() < kType.size()) return false;
+  for (size_t i = 0; i < kType.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(content_type[i])) != kType[i]) return false;
+  }
+  return content_type.size() == kType.size() || content_type[kType.size()] == ';' ||
+         content_type[kType.size()] == ' ';
+}
+
 HttpResponse Search(store::IndexCatalog* catalog, const IndexApiOptions& options,
                     IndexMetrics* metrics, HttpRequest& req) {
   const Clock::time_point start = Clock::now();
@@ -133,7 +146,9 @@ HttpResponse Search(store::IndexCatalog* catalog, const IndexApiOptions& options
   const store::VectorIndex& ix = **index;
   SearchRequestLimits limits{ix.dim(), std::min(options.max_k, store::kMaxSearchK),
                              options.max_batch};
-  auto parsed = ParseSearchRequest(req.body, limits);
+  auto parsed = IsOctetStream(req.content_type)
+                    ? ParseBinarySearchRequest(req.body, req.query, limits)
+                    : ParseSearchRequest(req.body, limits);
   if (!parsed.ok()) return HttpResponse::FromStatus(parsed.status());
   SearchRequest& sr = *parsed;
   int search_k = sr.k;

@@ -15,6 +15,16 @@
 //        ascending, or inner product descending). "items" searches with each item's
 //        stored vector (VectorIndex::Reconstruct; approximate for ivf_pq) and drops the
 //        item itself from its own results. took_ms: server time from request to reply.
+//   POST /v1/indexes/{name}/search?k=10&ef_search=32&nprobe=8
+//        with Content-Type: application/octet-stream — the binary fast path: the body is
+//        the query vectors as raw little-endian float32, row after row (numpy:
+//        queries.astype("<f4").tobytes()), nq = body bytes / (4 * dim); k, ef_search and
+//        nprobe come from the query string, each optional (k defaults to 10). A body
+//        whose length is not a multiple of 4 * dim is 400 ("body: 3000 bytes is not a
+//        multiple of 3136 (rows of dim 784 float32 values)"), as is an unknown query
+//        parameter, NaN / infinity, or an empty body. The reply is the JSON above. No
+//        "items" form. With any other Content-Type the body is JSON; the query string is
+//        then ignored.
 //
 // Search is a read: registered with mutating = false, so no token is needed.
 // Errors, always {"error": {"code", "message"}}: 400 invalid_argument for any malformed

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <system_error>
@@ -435,7 +436,73 @@ StatusOr<SearchRequest> Finish(SearchRequest out, bool seen_vectors, bool seen_i
   return out;
 }
 
+// A query-string integer in [lo, hi].
+Status QueryInt(const std::string& name, const std::string& text, int64_t lo, int64_t hi,
+                int64_t* out) {
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, *out);
+  if (text.empty() || ec != std::errc() || ptr != end) {
+    return Status::InvalidArgument(name + ": expected an integer, got '" + text + "'");
+  }
+  if (*out < lo || *out > hi) {
+    return Status::InvalidArgument(name + ": must be between " + std::to_string(lo) + " and " +
+                                   std::to_string(hi) + ", got " + std::to_string(*out));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+StatusOr<SearchRequest> ParseBinarySearchRequest(
+    std::string_view body, const std::map<std::string, std::string>& query,
+    const SearchRequestLimits& limits) {
+  SearchRequest out;
+  for (const auto& [name, text] : query) {
+    int64_t v = 0;
+    if (name == "k") {
+      LATTICE_RETURN_IF_ERROR(QueryInt(name, text, 1, limits.max_k, &v));
+      out.k = static_cast<int>(v);
+    } else if (name == "ef_search" || name == "nprobe") {
+      LATTICE_RETURN_IF_ERROR(QueryInt(name, text, 1, 1 << 20, &v));
+      (name == "nprobe" ? out.params.nprobe : out.params.ef_search) = static_cast<int>(v);
+    } else {
+      return Status::InvalidArgument("unknown query parameter '" + name +
+                                     "' (expected k, ef_search, nprobe)");
+    }
+  }
+  const size_t row_bytes = sizeof(float) * static_cast<size_t>(limits.dim);
+  if (row_bytes == 0 || body.size() % row_bytes != 0) {
+    return Status::InvalidArgument("body: " + std::to_string(body.size()) +
+                                   " bytes is not a multiple of " + std::to_string(row_bytes) +
+                                   " (rows of dim " + std::to_string(limits.dim) +
+                                   " float32 values)");
+  }
+  out.nq = static_cast<int64_t>(body.size() / row_bytes);
+  if (out.nq == 0) return Status::InvalidArgument("vectors: must hold at least one query");
+  if (out.nq > limits.max_batch) {
+    return Status::InvalidArgument("too many queries: more than " +
+                                   std::to_string(limits.max_batch) +
+                                   " in one request (max_batch)");
+  }
+  out.vectors.resize(body.size() / sizeof(float));
+  std::memcpy(out.vectors.data(), body.data(), body.size());
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  for (float& f : out.vectors) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    bits = __builtin_bswap32(bits);
+    std::memcpy(&f, &bits, sizeof bits);
+  }
+#endif
+  for (size_t i = 0; i < out.vectors.size(); ++i) {
+    if (!std::isfinite(out.vectors[i])) {
+      const size_t dim = static_cast<size_t>(limits.dim);
+      return Status::InvalidArgument("vectors[" + std::to_string(i / dim) + "][" +
+                                     std::to_string(i % dim) + "]: not a finite float32");
+    }
+  }
+  return out;
+}
 
 StatusOr<SearchRequest> ParseSearchRequest(std::string_view body,
                                            const SearchRequestLimits& limits) {

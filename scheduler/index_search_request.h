@@ -1,5 +1,8 @@
-// The body of POST /v1/indexes/{name}/search, parsed in one streaming (SAX) pass straight
-// into a contiguous float buffer: no JSON DOM is built for the vectors.
+// The body of POST /v1/indexes/{name}/search, parsed in one pass straight into a
+// contiguous float buffer: no JSON DOM is built for the vectors. A hand-written scanner
+// (std::from_chars) reads the usual shape; anything it does not take (an error, escapes in
+// keys, ...) is parsed again by nlohmann's SAX parser, which names the fault. Both yield
+// the same floats (each number read as a double, then rounded to float32).
 //
 //   {"vectors": [[f, ...], ...]}  or  {"items": [id, ...]}      exactly one of the two
 //   "k": 10                                                     optional, 1..max_k
@@ -19,6 +22,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -44,5 +49,20 @@ struct SearchRequest {
 
 StatusOr<SearchRequest> ParseSearchRequest(std::string_view body,
                                            const SearchRequestLimits& limits);
+
+// The binary form (Content-Type: application/octet-stream): `body` is nq rows of dim
+// raw little-endian float32 values, row-major, as numpy's
+// queries.astype("<f4").tobytes() writes them; `query` holds the decoded query-string
+// parameters, each optional: k (1..max_k, default 10), ef_search and nprobe (1..1048576).
+// Errors (InvalidArgument):
+//   "body: 3000 bytes is not a multiple of 3136 (rows of dim 784 float32 values)"
+//   "vectors: must hold at least one query" (empty body), the max_batch message above,
+//   "vectors[3][5]: not a finite float32" (NaN or infinity),
+//   "k: expected an integer, got 'ten'", "k: must be between 1 and 1000, got 0",
+//   "ef_search: must be between 1 and 1048576, got 0",
+//   "unknown query parameter 'kk' (expected k, ef_search, nprobe)".
+StatusOr<SearchRequest> ParseBinarySearchRequest(
+    std::string_view body, const std::map<std::string, std::string>& query,
+    const SearchRequestLimits& limits);
 
 }  // namespace lattice

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -248,6 +249,62 @@ TEST_F(IndexApiTest, BadRequestsAreClear4xxErrors) {
   EXPECT_EQ(Error(vectors(row), 400, "bad%20name").find("malformed"), std::string::npos);
   // The server is still fine.
   Call("POST", "/v1/indexes/flat16/search", vectors(row), 200);
+}
+
+// The binary fast path (application/octet-stream, raw float32 rows, k and params in the
+// query string) answers exactly what the JSON form answers.
+TEST_F(IndexApiTest, BinaryBodyEqualsJsonBody) {
+  const std::string rows(reinterpret_cast<const char*>(base_->data() + 300 * kDim),
+                         sizeof(float) * kDim * 40);
+  for (const char* name : {"flat16", "hnsw16"}) {
+    const std::string target = std::string("/v1/indexes/") + name + "/search";
+    json want = Call("POST", target,
+                     json{{"vectors", Rows(300, 40)}, {"k", 7}, {"params", {{"ef_search", 50}}}}
+                         .dump(),
+                     200);
+    auto r = client_->Request("POST", target + "?k=7&ef_search=50", rows,
+                              "application/octet-stream");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->status, 200) << r->body;
+    json got = json::parse(r->body);
+    ASSERT_EQ(got["results"].size(), 40u);
+    EXPECT_EQ(got["results"], want["results"]) << name;
+  }
+  // k defaults to 10; Content-Type is matched without case and with parameters.
+  auto r = client_->Request("POST", "/v1/indexes/flat16/search", rows.substr(0, 4 * kDim),
+                            "Application/Octet-Stream; charset=binary");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["results"][0]["ids"].size(), 10u);
+}
+
+TEST_F(IndexApiTest, BadBinaryRequestsAreClear400s) {
+  const std::string row(reinterpret_cast<const char*>(base_->data()), sizeof(float) * kDim);
+  auto error = [&](const std::string& query, const std::string& body) {
+    auto r = client_->Request("POST", "/v1/indexes/flat16/search" + query, body,
+                              "application/octet-stream");
+    EXPECT_TRUE(r.ok());
+    if (!r.ok()) return std::string();
+    EXPECT_EQ(r->status, 400) << r->body;
+    return json::parse(r->body, nullptr, false)["error"].value("message", "");
+  };
+  EXPECT_EQ(error("", row + "abc"),
+            "body: 67 bytes is not a multiple of 64 (rows of dim 16 float32 values)");
+  // (HttpClient sends no Content-Type with an empty body: call the parser itself.)
+  EXPECT_EQ(ParseBinarySearchRequest("", {}, {kDim, 10, 5}).status().message(),
+            "vectors: must hold at least one query");
+  EXPECT_EQ(error("?k=0", row), "k: must be between 1 and 1000, got 0");
+  EXPECT_EQ(error("?k=ten", row), "k: expected an integer, got 'ten'");
+  EXPECT_EQ(error("?ef_search=0", row), "ef_search: must be between 1 and 1048576, got 0");
+  EXPECT_EQ(error("?nprobe=2x", row), "nprobe: expected an integer, got '2x'");
+  EXPECT_EQ(error("?kk=5", row), "unknown query parameter 'kk' (expected k, ef_search, nprobe)");
+  std::string too_many;
+  for (int64_t i = 0; i <= kMaxBatch; ++i) too_many += row;
+  EXPECT_NE(error("", too_many).find("too many queries"), std::string::npos);
+  std::string nan_row = row;
+  const float nan = std::nanf("");
+  std::memcpy(&nan_row[4 * 3], &nan, sizeof nan);
+  EXPECT_EQ(error("", row + nan_row), "vectors[1][3]: not a finite float32");
 }
 
 TEST_F(IndexApiTest, SearchIsCountedInPrometheusMetrics) {

@@ -124,7 +124,7 @@ class TaskRunner {
         jobs::EmbeddingBlock& block = *outcome->embeddings;
         std::lock_guard<std::mutex> lock(mu_);
         outbox_.push_back(VectorsMsg{task.trial, task.attempt, block.begin, block.rows, block.dim,
-                                     std::move(block.vectors)});
+                                     std::move(block.vectors), std::move(block.metadata)});
       }
     } else {
       result.code = CodeFor(outcome.status());

@@ -230,6 +230,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+// Largest read of a request body (Beast reads at most 64 KiB at a time anyway).
+constexpr std::size_t kBodyReadBytes = std::size_t{64} << 10;
+
 // One connection: read a request, dispatch, write the response, repeat while keep-alive.
 // All steps run on the connection's strand (the socket's executor).
 class Session : public std::enable_shared_from_this<Session> {
@@ -253,6 +256,22 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(options_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
     stream_.expires_after(std::chrono::milliseconds(options_.idle_timeout_ms));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  }
+
+  // Beast reads at most what the buffer can hold without growing (capacity - size, at
+  // least 512 bytes), and a flat_buffer that held only headers never grows: a 700 KB body
+  // would take ~1400 recv calls, each a strand dispatch and a timer reset. Before a large
+  // body, make room for reads of up to kBodyReadBytes.
+  void OnHeader(beast::error_code ec, std::size_t bytes) {
+    if (ec || parser_->is_done()) return OnRead(ec, bytes);
+    const boost::optional<std::uint64_t> length = parser_->content_length();
+    const std::uint64_t want = length ? *length : std::uint64_t{kBodyReadBytes};
+    if (want > buffer_.capacity() - buffer_.size()) {
+      buffer_.reserve(buffer_.size() + static_cast<std::size_t>(std::min<std::uint64_t>(
+                                           want, kBodyReadBytes)));
+    }
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::OnRead, shared_from_this()));
   }

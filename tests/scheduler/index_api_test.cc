@@ -307,6 +307,22 @@ TEST_F(IndexApiTest, BadBinaryRequestsAreClear400s) {
   EXPECT_EQ(error("", row + nan_row), "vectors[1][3]: not a finite float32");
 }
 
+// A body of many 64 KiB reads (the server makes room for large reads after the header)
+// arrives whole and answers like the compact one.
+TEST_F(IndexApiTest, LargeBodiesAreReadWhole) {
+  const std::string compact = json{{"vectors", Rows(7, 3)}, {"k", 5}}.dump();
+  json want = Call("POST", "/v1/indexes/flat16/search", compact, 200);
+  std::string padded = compact;
+  padded.insert(padded.size() - 1, std::string(300000, ' '));
+  padded.insert(1, std::string(70000, '\n'));
+  json got = Call("POST", "/v1/indexes/flat16/search", padded, 200);
+  EXPECT_EQ(got["results"], want["results"]);
+  for (int i = 0; i < 3; ++i) {  // keep-alive: the next request on the same connection
+    EXPECT_EQ(Call("POST", "/v1/indexes/flat16/search", compact, 200)["results"],
+              want["results"]);
+  }
+}
+
 TEST_F(IndexApiTest, SearchIsCountedInPrometheusMetrics) {
   Call("POST", "/v1/indexes/flat16/search", json{{"vectors", Rows(0, 3)}}.dump(), 200);
   const std::string text = RenderMetrics(*registry_);

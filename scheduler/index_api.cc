@@ -87,9 +87,10 @@ void AppendFloat(std::string& out, float v) {
 }
 
 // {"results": [...], "took_ms": ...} written directly (no DOM). Padding (-1) is dropped;
-// with `items`, row q also drops items[q] and keeps at most k hits.
+// with `items`, row q also drops items[q] and keeps at most k hits. With item metadata
+// (`meta` non-empty), each row also has "metadata": one object (or null) per hit.
 std::string ResultsJson(const store::SearchResult& r, const std::vector<int64_t>& items, int k,
-                        Clock::time_point start) {
+                        const store::ItemMetadata* meta, Clock::time_point start) {
   std::string out;
   out.reserve(static_cast<size_t>(r.nq) * static_cast<size_t>(r.k) * 20 + 64);
   out += "{\"results\":[";
@@ -116,6 +117,14 @@ std::string ResultsJson(const store::SearchResult& r, const std::vector<int64_t>
     for (size_t i = 0; i < keep.size(); ++i) {
       if (i > 0) out += ',';
       AppendFloat(out, r.distances[keep[i]]);
+    }
+    if (meta != nullptr && !meta->empty()) {
+      out += "],\"metadata\":[";
+      for (size_t i = 0; i < keep.size(); ++i) {
+        if (i > 0) out += ',';
+        auto it = meta->find(r.ids[keep[i]]);
+        out += it == meta->end() ? "null" : it->second;
+      }
     }
     out += "]}";
   }
@@ -160,8 +169,12 @@ HttpResponse Search(store::IndexCatalog* catalog, const IndexApiOptions& options
   }
   auto result = ix.Search(sr.vectors.data(), sr.nq, search_k, sr.params);
   if (!result.ok()) return HttpResponse::FromStatus(result.status());
+  // Metadata of the current version (a publish between the two lookups can pair a new
+  // version's metadata with the old index for one request; ids are corpus rows either way).
+  auto item_meta = catalog->Items(name);
   HttpResponse response;
-  response.body = ResultsJson(*result, sr.items, sr.k, start);
+  response.body = ResultsJson(*result, sr.items, sr.k, item_meta.ok() ? item_meta->get() : nullptr,
+                              start);
   if (metrics != nullptr) {
     metrics->search_seconds.Observe(
         std::chrono::duration<double>(Clock::now() - start).count());

@@ -10,6 +10,8 @@
 //          {"vectors": [[...], ...]} | {"items": [id, ...]}, "k": 10,
 //          "params": {"ef_search": 64, "nprobe": 8}
 //        -> {"results": [{"ids": [...], "distances": [...]}, ...], "took_ms": 0.21}
+//        Hits of an index published with item metadata (embed corpora: image paths,
+//        labels) also carry "metadata": [{...} or null per hit].
 //        one result per query, in request order, best first; at most k hits (fewer when
 //        the index holds fewer vectors). Distances follow VectorIndex (squared L2
 //        ascending, or inner product descending). "items" searches with each item's

@@ -425,3 +425,55 @@ TEST(SearchRequestTest, WhitespaceAndKeyOrderDoNotMatter) {
 
 }  // namespace
 }  // namespace lattice
+
+namespace lattice {
+namespace {
+
+// Hits carry the item metadata published with the index; indexes without any don't.
+// (Its own catalog and server: the shared ones list exactly two indexes.)
+TEST_F(IndexApiTest, HitsCarryItemMetadata) {
+  testutil::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto catalog, store::IndexCatalog::Open(dir.Join("indexes")));
+  std::vector<int64_t> ids(kRows);
+  store::ItemMetadata items;
+  for (int64_t i = 0; i < kRows; ++i) {
+    ids[i] = 10 * i;
+    if (i % 2 == 0) items[10 * i] = "{\"path\":\"img/" + std::to_string(i) + ".png\"}";
+  }
+  for (bool with_meta : {true, false}) {
+    auto index = store::MakeVectorIndex({"flat", store::Metric::kL2, kDim, json::object()});
+    ASSERT_OK(index);
+    ASSERT_OK((*index)->Add(base_->data(), kRows, ids.data()));
+    ASSERT_OK(catalog->Publish(with_meta ? "withmeta" : "plain", **index, json::object(),
+                               with_meta ? &items : nullptr));
+  }
+  auto router = std::make_shared<Router>();
+  AddIndexRoutes(*router, catalog.get(), IndexApiOptions{});
+  HttpServerOptions hopts;
+  hopts.port = 0;
+  ASSERT_OK_AND_ASSIGN(auto server, HttpServer::Start(hopts, router));
+  cli::HttpClient client("127.0.0.1", server->port());
+
+  json body = {{"vectors", Rows(100, 2)}, {"k", 3}};
+  auto r = client.Request("POST", "/v1/indexes/withmeta/search", body.dump());
+  ASSERT_OK(r);
+  json got = json::parse(r->body);
+  ASSERT_EQ(got["results"].size(), 2u) << got.dump();
+  for (const json& row : got["results"]) {
+    ASSERT_EQ(row["metadata"].size(), row["ids"].size()) << row.dump();
+    for (size_t j = 0; j < row["ids"].size(); ++j) {
+      int64_t row_id = row["ids"][j].get<int64_t>() / 10;
+      if (row_id % 2 == 0) {
+        EXPECT_EQ(row["metadata"][j]["path"], "img/" + std::to_string(row_id) + ".png");
+      } else {
+        EXPECT_TRUE(row["metadata"][j].is_null());
+      }
+    }
+  }
+  auto plain = client.Request("POST", "/v1/indexes/plain/search", body.dump());
+  ASSERT_OK(plain);
+  EXPECT_FALSE(json::parse(plain->body)["results"][0].contains("metadata"));
+}
+
+}  // namespace
+}  // namespace lattice

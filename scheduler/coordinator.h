@@ -125,6 +125,7 @@ class Coordinator {
     std::vector<std::pair<int, Message>> sends;
     std::vector<std::pair<std::shared_ptr<Command>, StatusOr<SweepRecord>>> replies;
     std::vector<SweepRecord> index_builds;  // started once their last shard is durable
+    size_t progress_ops = 0;  // batch changes that are only per-epoch progress
   };
 
   StatusOr<SweepRecord> Enqueue(std::shared_ptr<Command> cmd);

@@ -76,6 +76,7 @@ void Coordinator::OnProgress(int rank, const ProgressMsg& m, Pending& p) {
   it->second.epochs_done = m.epoch;
   p.batch.PutEpochMetrics(EpochMetrics{m.trial, m.attempt, m.epoch, m.metrics});
   p.batch.PutTrial(it->second);
+  p.progress_ops += 2;
   metrics_->epochs_reported.Increment();
 }
 

@@ -321,7 +321,9 @@ StateStore::~StateStore() = default;
 //  3. Write everything as one rocksdb::WriteBatch (sync per options.sync_writes).
 //  4. Only on success advance last_event_seq and clear `batch`; on failure the batch is
 //     left as it was and no sequence number is consumed, so the caller may retry.
-Status StateStore::Commit(StateWriteBatch& batch) {
+Status StateStore::Commit(StateWriteBatch& batch) { return Commit(batch, impl_->options.sync_writes); }
+
+Status StateStore::Commit(StateWriteBatch& batch, bool sync) {
   StateWriteBatch::Pending& p = *batch.pending_;
   if (!p.error.ok()) return impl_->Context(p.error);
   if (batch.empty()) return Status::Ok();
@@ -342,7 +344,7 @@ Status StateStore::Commit(StateWriteBatch& batch) {
     rocksdb::Status s = wb.Put(impl_->cfs.at(kEventsCf), EventKey(seq), stored.dump());
     if (!s.ok()) return impl_->Error("batch put event", s);
   }
-  rocksdb::Status s = impl_->db->Write(impl_->WriteOpts(impl_->options.sync_writes), &wb);
+  rocksdb::Status s = impl_->db->Write(impl_->WriteOpts(sync && impl_->options.sync_writes), &wb);
   if (!s.ok()) return impl_->Error("commit " + std::to_string(batch.count()) + " changes", s);
   impl_->last_event_seq = seq;
   p.ops.clear();

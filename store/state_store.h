@@ -67,6 +67,10 @@ class StateStore {
 
   // Atomically and durably applies `batch` (WAL synced when options.sync_writes).
   Status Commit(StateWriteBatch& batch);
+  // The same, but `sync` = false skips the WAL fsync (the write is still in the WAL and
+  // becomes durable with the next synced commit). For data that may be lost in a crash
+  // without harm, e.g. per-epoch metrics that a re-run attempt writes again.
+  Status Commit(StateWriteBatch& batch, bool sync);
 
   // Allocates the next sweep id (durable counter in "meta"; never reused, also after restart).
   StatusOr<SweepId> AllocateSweepId();

@@ -410,3 +410,29 @@ TEST(StateStoreOpenTest, CorruptRecordIsAnErrorAndExtraColumnFamiliesAreKept) {
 
 }  // namespace
 }  // namespace lattice
+
+namespace lattice {
+namespace {
+
+// An unsynced commit is visible at once and survives a clean reopen.
+TEST(StateStoreSyncTest, UnsyncedCommitIsVisibleAndKept) {
+  testutil::TempDir dir;
+  TrialRecord t;
+  t.id = TrialId{SweepId{1}, 2};
+  t.epochs_done = 7;
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, StateStore::Open({dir.Join("db"), true}));
+    StateWriteBatch batch;
+    batch.PutTrial(t);
+    ASSERT_OK(store->Commit(batch, /*sync=*/false));
+    EXPECT_TRUE(batch.empty());
+    ASSERT_OK_AND_ASSIGN(TrialRecord got, store->GetTrial(t.id));
+    EXPECT_EQ(got.epochs_done, 7);
+  }
+  ASSERT_OK_AND_ASSIGN(auto reopened, StateStore::Open({dir.Join("db"), true}));
+  ASSERT_OK_AND_ASSIGN(TrialRecord got, reopened->GetTrial(t.id));
+  EXPECT_EQ(got.epochs_done, 7);
+}
+
+}  // namespace
+}  // namespace lattice

@@ -6,8 +6,6 @@
 //   plain_grid examples/digits-probe-grid.yaml --part 1 --of 2
 //
 // Process i runs trials i, i+n, i+2n, ... Prints one JSON line per process.
-#include <dlfcn.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -31,12 +29,6 @@ int main(int argc, char** argv) {
     if (flag == "--part") part = value;
     if (flag == "--of") of = value;
     if (flag == "--threads") threads = value;
-  }
-  // Same thread limits as a Lattice worker: LibTorch's pool via RunJob, OpenBLAS's here
-  // (otherwise two processes x two BLAS threads fight over two cores and the floor drifts).
-  using SetThreads = void (*)(int);
-  if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
-    fn(threads);
   }
   auto start = std::chrono::steady_clock::now();
   auto spec = lattice::scheduler::LoadSweepSpecFile(spec_path);

@@ -1,5 +1,6 @@
 // The embed job kind (see jobs/embed_job.h). Includes LibTorch with TorchScript.
 #include "jobs/embed_job.h"
+#include "jobs/internal/threads.h"
 
 #include <sys/stat.h>
 #include <ATen/Parallel.h>
@@ -301,7 +302,7 @@ StatusOr<JobResult> RunEmbed(const EmbedConfig& config, JobContext& ctx) {
       CorpusShard shard,
       LoadCorpusShard(config.corpus, config.shard_begin, config.shard_end, ctx.cache));
   try {
-    at::set_num_threads(std::max(1, ctx.num_threads));
+    internal::SetJobThreads(ctx.num_threads);
     torch::manual_seed(config.seed);
   } catch (const std::exception& e) {
     return Status::Internal(std::string("embed job: libtorch: ") + e.what());

@@ -1,5 +1,6 @@
 // The train and noop job kinds, and RunJob's dispatch (embed: jobs/embed_job.cc).
 #include "jobs/train_job.h"
+#include "jobs/internal/threads.h"
 
 #include <torch/torch.h>
 
@@ -271,7 +272,7 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, JobContext& ctx) {
     LATTICE_ASSIGN_OR_RETURN(LoadedDataset loaded, LoadDataset(cfg.dataset));
     data = std::make_shared<const LoadedDataset>(std::move(loaded));
   }
-  at::set_num_threads(std::max(1, cfg.train.threads.value_or(ctx.num_threads)));
+  internal::SetJobThreads(cfg.train.threads.value_or(ctx.num_threads));
   torch::manual_seed(cfg.seed);
   LATTICE_ASSIGN_OR_RETURN(PreparedData prepared, Prepare(*data, cfg.dataset));
   Trainer trainer(cfg, std::move(prepared), ctx);

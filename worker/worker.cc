@@ -1,6 +1,5 @@
 #include "worker/worker.h"
 
-#include <dlfcn.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -146,13 +145,6 @@ class TaskRunner {
   std::thread thread_;  // last: starts after the members above exist
 };
 
-// LibTorch's at::set_num_threads does not reach OpenBLAS's own pool; without this every
-// rank would start one BLAS thread per core and the ranks would fight for the cores.
-void LimitBlasThreads(int n) {
-  using SetThreads = void (*)(int);
-  if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(n);
-}
-
 std::string HostName() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
@@ -162,7 +154,6 @@ std::string HostName() {
 }  // namespace
 
 int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
-  LimitBlasThreads(options.num_threads);
   DeviceInfo device = DiscoverDevice(channel.rank());
   if (!channel.Send(0, RegisterMsg{HostName(), options.num_threads, device.Describe()}).ok()) {
     return 1;

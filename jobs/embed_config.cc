@@ -6,6 +6,7 @@
 #include <cctype>
 #include <set>
 
+#include "common/ids.h"
 #include "jobs/corpus_rows.h"
 #include "jobs/internal/config_fields.h"
 #include "jobs/internal/image_folder.h"
@@ -92,10 +93,20 @@ StatusOr<EncoderConfig> ParseEncoder(const json& e, const std::string& path) {
   LATTICE_RETURN_IF_ERROR(GetEnum<EncoderType>(
       e, "type", path,
       {{"flatten", EncoderType::kFlatten}, {"identity", EncoderType::kFlatten},
-       {"torchscript", EncoderType::kTorchScript}},
+       {"torchscript", EncoderType::kTorchScript}, {"trial", EncoderType::kTrial}},
       &c.type));
   if (c.type == EncoderType::kFlatten) {
     LATTICE_RETURN_IF_ERROR(CheckObject(e, path, {"type"}));
+    return c;
+  }
+  if (c.type == EncoderType::kTrial) {
+    LATTICE_RETURN_IF_ERROR(CheckObject(e, path, {"type", "trial", "layer"}));
+    LATTICE_RETURN_IF_ERROR(GetString(e, "trial", path, &c.trial));
+    if (c.trial.empty()) return Bad(Join(path, "trial"), "required (a trial id such as s3-t4)");
+    if (!TrialId::Parse(c.trial)) {
+      return Bad(Join(path, "trial"), "not a trial id (like s3-t4): \"" + c.trial + "\"");
+    }
+    LATTICE_RETURN_IF_ERROR(GetInt(e, "layer", path, &c.layer, -1000, 1000));
     return c;
   }
   LATTICE_RETURN_IF_ERROR(CheckObject(e, path, {"type", "path", "input_shape"}));

@@ -9,6 +9,14 @@
 //             | {"type": "torchscript", "path": "enc.pt", "input_shape": [1, 28, 28]},
 //                 module input: float32 [B, cols], or [B, *input_shape] when given (the
 //                 product of input_shape must equal cols); output: [B, D] or [B, T, D]
+//             | {"type": "trial", "trial": "s3-t4", "layer": -2}
+//                 the checkpoint of a finished train trial (jobs/checkpoint.h): its model
+//                 rebuilt, the trial's input preparation (dataset.scale, standardisation
+//                 fitted on its training split) applied to the corpus rows, output taken at
+//                 `layer` (default -2: the last hidden block; -1: the logits; 0: the
+//                 prepared input; see jobs::ResolveLayer). Corpus columns must equal the
+//                 trial's input features. The checkpoint bytes come from
+//                 JobContext::checkpoint (the coordinator sends them to the worker).
 //    "corpus": {"format": "idx", "images": "train-images-idx3-ubyte.gz"}   (required)
 //            | {"format": "npy", "features": "x.npy"}     (format defaults to npy)
 //              idx and npy take "labels": an idx1 labels file (idx) or a 1-D int .npy (npy)
@@ -53,7 +61,7 @@
 
 namespace lattice::jobs {
 
-enum class EncoderType { kFlatten, kTorchScript };
+enum class EncoderType { kFlatten, kTorchScript, kTrial };
 enum class Pooling { kMean, kCls, kLast };
 enum class CorpusFormat { kIdx, kNpy, kImages };
 
@@ -61,6 +69,8 @@ struct EncoderConfig {
   EncoderType type = EncoderType::kFlatten;
   std::string path;                  // torchscript: the module file
   std::vector<int64_t> input_shape;  // torchscript: per-row input shape; empty = [cols]
+  std::string trial;                 // trial: the train trial's id ("s3-t4")
+  int64_t layer = -2;                // trial: output layer (jobs::ResolveLayer)
 };
 
 struct CorpusConfig {

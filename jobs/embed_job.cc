@@ -1,5 +1,6 @@
 // The embed job kind (see jobs/embed_job.h). Includes LibTorch with TorchScript.
 #include "jobs/embed_job.h"
+#include "jobs/internal/model.h"
 #include "jobs/internal/threads.h"
 
 #include <sys/stat.h>
@@ -179,32 +180,27 @@ Status AppendFinite(const float* src, int64_t rows, int64_t dim, int64_t first_r
   return Status::Ok();
 }
 
-// The TorchScript path of EmbedRows: fills block->vectors (and dim) batch by batch.
+// Runs rows [begin, end) of `corpus` through `forward` batch by batch (input: a tensor of
+// shape [B, *row_shape] aliasing the corpus) and appends the [B, D] outputs to block.
+using BatchForward = std::function<StatusOr<torch::Tensor>(const torch::Tensor& input, int64_t len)>;
+
 Status EncodeBatches(const EmbedConfig& config, const FeatureMatrix& corpus, int64_t begin,
-                     int64_t end, const EmbedOptions& options, EmbeddingBlock* block) {
-  const std::string where = "encoder " + config.encoder.path;
-  EncoderCache* cache = options.encoders ? options.encoders : EncoderCache::ProcessDefault();
-  LATTICE_ASSIGN_OR_RETURN(std::shared_ptr<const Module> shared,
-                           internal::EncoderCacheAccess::Get(cache, config.encoder.path));
-  Module module = *shared;  // shallow: shares parameters and methods; forward is non-const
+                     int64_t end, const EmbedOptions& options, const std::string& where,
+                     const std::vector<int64_t>& row_shape, const BatchForward& forward,
+                     EmbeddingBlock* block) {
   std::vector<int64_t> shape = {0};
-  if (config.encoder.input_shape.empty()) {
-    shape.push_back(corpus.cols);
-  } else {
-    shape.insert(shape.end(), config.encoder.input_shape.begin(), config.encoder.input_shape.end());
-  }
+  shape.insert(shape.end(), row_shape.begin(), row_shape.end());
   torch::InferenceMode inference;
   float* const data = const_cast<float*>(corpus.data.data());  // read only (see header)
-  std::vector<torch::jit::IValue> inputs(1);
   for (int64_t start = begin; start < end; start += config.batch_size) {
     if (options.cancelled && options.cancelled()) {
       return Status::Cancelled("embed cancelled at row " + std::to_string(start));
     }
     const int64_t len = std::min(config.batch_size, end - start);
     shape[0] = len;
-    inputs[0] = torch::from_blob(data + start * corpus.cols, shape, torch::kFloat);
-    LATTICE_ASSIGN_OR_RETURN(torch::Tensor pooled,
-                             Pool(module.forward(inputs), config.pooling, len, where));
+    LATTICE_ASSIGN_OR_RETURN(
+        torch::Tensor pooled,
+        forward(torch::from_blob(data + start * corpus.cols, shape, torch::kFloat), len));
     if (block->dim == 0) {
       block->dim = static_cast<int>(pooled.size(1));
       block->vectors.reserve(static_cast<size_t>(block->rows * block->dim));
@@ -220,6 +216,53 @@ Status EncodeBatches(const EmbedConfig& config, const FeatureMatrix& corpus, int
                                          where, &block->vectors));
   }
   return Status::Ok();
+}
+
+// The TorchScript encoder of EmbedRows.
+Status EncodeTorchScript(const EmbedConfig& config, const FeatureMatrix& corpus, int64_t begin,
+                         int64_t end, const EmbedOptions& options, EmbeddingBlock* block) {
+  const std::string where = "encoder " + config.encoder.path;
+  EncoderCache* cache = options.encoders ? options.encoders : EncoderCache::ProcessDefault();
+  LATTICE_ASSIGN_OR_RETURN(std::shared_ptr<const Module> shared,
+                           internal::EncoderCacheAccess::Get(cache, config.encoder.path));
+  Module module = *shared;  // shallow: shares parameters and methods; forward is non-const
+  std::vector<int64_t> row_shape = config.encoder.input_shape;
+  if (row_shape.empty()) row_shape.push_back(corpus.cols);
+  std::vector<torch::jit::IValue> inputs(1);
+  return EncodeBatches(config, corpus, begin, end, options, where, row_shape,
+                       [&](const torch::Tensor& input, int64_t len) {
+                         inputs[0] = input;
+                         return Pool(module.forward(inputs), config.pooling, len, where);
+                       },
+                       block);
+}
+
+// The train-trial checkpoint encoder of EmbedRows.
+Status EncodeCheckpoint(const EmbedConfig& config, const FeatureMatrix& corpus, int64_t begin,
+                        int64_t end, const EmbedOptions& options, EmbeddingBlock* block) {
+  const std::string& trial = config.encoder.trial;
+  const std::string where = "encoder trial " + trial;
+  std::shared_ptr<const std::string> blob =
+      options.checkpoint ? options.checkpoint(trial) : nullptr;
+  if (blob == nullptr) {
+    return Status::FailedPrecondition("encoder.trial: no checkpoint of trial " + trial +
+                                      " was given to this worker");
+  }
+  auto model = internal::CheckpointModel::Decode(*blob);
+  if (!model.ok()) return model.status().WithContext(where);
+  LATTICE_ASSIGN_OR_RETURN(int64_t layer, ResolveLayer(config.encoder.layer,
+                                                       model->hidden_layers(), "encoder.layer"));
+  if (model->header().in_dim != corpus.cols) {
+    return Status::InvalidArgument(where + ": the model takes " +
+                                   std::to_string(model->header().in_dim) +
+                                   " features per row, the corpus has " +
+                                   std::to_string(corpus.cols) + " columns");
+  }
+  return EncodeBatches(config, corpus, begin, end, options, where, {corpus.cols},
+                       [&](const torch::Tensor& input, int64_t) -> StatusOr<torch::Tensor> {
+                         return model->Forward(input, layer);
+                       },
+                       block);
 }
 
 Status CheckRange(const FeatureMatrix& corpus, int64_t begin, int64_t end) {
@@ -264,8 +307,10 @@ StatusOr<EmbeddingBlock> EmbedRowsOrThrow(const EmbedConfig& config, const Featu
     block.vectors.reserve(static_cast<size_t>(block.rows * corpus.cols));
     LATTICE_RETURN_IF_ERROR(AppendFinite(corpus.data.data() + begin * corpus.cols, block.rows,
                                          corpus.cols, begin, "encoder flatten", &block.vectors));
+  } else if (config.encoder.type == EncoderType::kTorchScript) {
+    LATTICE_RETURN_IF_ERROR(EncodeTorchScript(config, corpus, begin, end, options, &block));
   } else {
-    LATTICE_RETURN_IF_ERROR(EncodeBatches(config, corpus, begin, end, options, &block));
+    LATTICE_RETURN_IF_ERROR(EncodeCheckpoint(config, corpus, begin, end, options, &block));
   }
   if (config.normalize) {
     torch::InferenceMode inference;
@@ -282,6 +327,8 @@ StatusOr<EmbeddingBlock> EmbedRows(const EmbedConfig& config, const FeatureMatri
                                    int64_t begin, int64_t end, const EmbedOptions& options) {
   const std::string where = config.encoder.type == EncoderType::kTorchScript
                                 ? "encoder " + config.encoder.path
+                            : config.encoder.type == EncoderType::kTrial
+                                ? "encoder trial " + config.encoder.trial
                                 : std::string("encoder flatten");
   try {
     return EmbedRowsOrThrow(config, corpus, begin, end, options);
@@ -310,6 +357,7 @@ StatusOr<JobResult> RunEmbed(const EmbedConfig& config, JobContext& ctx) {
   EmbedOptions options;
   options.cancelled = ctx.cancelled;
   options.encoders = ctx.encoders;
+  options.checkpoint = ctx.checkpoint;
   const auto start = std::chrono::steady_clock::now();
   StatusOr<EmbeddingBlock> embedded = EmbedRows(config, *shard.matrix, shard.begin - shard.offset,
                                                shard.end - shard.offset, options);

@@ -24,7 +24,8 @@
 //                    corpus rows (60000)"), missing or unloadable files
 //                    ("encoder.path: file not found: x.pt"), wrong output shapes, and any
 //                    error thrown by the encoder's forward ("encoder enc.pt: rows [0, 256): ...")
-//   FailedPrecondition  a NaN/Inf in the output ("encoder enc.pt: row 17: output is NaN")
+//   FailedPrecondition  a NaN/Inf in the output ("encoder enc.pt: row 17: output is NaN"),
+//                    no checkpoint for encoder {type: trial} (the lookup returned null)
 //   Cancelled        the cancel callback returned true (checked before every batch)
 //   Internal         any other exception, with context
 //
@@ -39,6 +40,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "common/status.h"
 #include "jobs/dataset.h"
@@ -77,6 +79,8 @@ struct EmbedOptions {
   std::function<bool()> cancelled;
   // Not owned. Null: EncoderCache::ProcessDefault().
   EncoderCache* encoders = nullptr;
+  // Checkpoints for encoder {type: trial}, as JobContext::checkpoint. May be empty.
+  std::function<std::shared_ptr<const std::string>(const std::string& trial)> checkpoint;
 };
 
 // Embeds rows [begin, end) of `corpus` with config.encoder / pooling / normalize /

@@ -97,7 +97,7 @@ StatusOr<TrainConfig> ParseTrain(const json& t, const std::string& path) {
   LATTICE_RETURN_IF_ERROR(CheckObject(
       t, path,
       {"epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "label_smoothing",
-       "class_weights", "early_stopping", "threads"}));
+       "class_weights", "early_stopping", "threads", "checkpoint"}));
   LATTICE_RETURN_IF_ERROR(GetInt(t, "epochs", path, &c.epochs, 1));
   LATTICE_RETURN_IF_ERROR(GetInt(t, "batch_size", path, &c.batch_size, 1));
   LATTICE_RETURN_IF_ERROR(GetNumber(t, "lr", path, &c.lr, Bound::kOpen, 0.0));
@@ -117,6 +117,7 @@ StatusOr<TrainConfig> ParseTrain(const json& t, const std::string& path) {
   if (const json* e = Find(t, "early_stopping")) {
     LATTICE_ASSIGN_OR_RETURN(c.early_stopping, ParseEarlyStopping(*e, Join(path, "early_stopping")));
   }
+  LATTICE_RETURN_IF_ERROR(GetBool(t, "checkpoint", path, &c.save_checkpoint));
   if (Find(t, "threads")) {
     int64_t threads = 1;
     LATTICE_RETURN_IF_ERROR(GetInt(t, "threads", path, &threads, 1, 1024));

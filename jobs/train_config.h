@@ -26,7 +26,8 @@
 //           class_weights: none|inverse_frequency = none,
 //           early_stopping: {patience: >=1 (required), metric: val_loss|val_accuracy,
 //                            min_delta: >=0 = 0},
-//           threads: >=1 (intra-op threads; default: JobContext::num_threads)}
+//           threads: >=1 (intra-op threads; default: JobContext::num_threads),
+//           checkpoint: bool = true (keep the final weights: JobResult::checkpoint)}
 #pragma once
 
 #include <cstdint>
@@ -98,6 +99,7 @@ struct TrainConfig {
   bool inverse_frequency_class_weights = false;
   std::optional<EarlyStoppingConfig> early_stopping;
   std::optional<int> threads;  // unset: use JobContext::num_threads
+  bool save_checkpoint = true;  // "checkpoint": return the final weights
 };
 
 struct EmbedConfig;  // jobs/embed_config.h

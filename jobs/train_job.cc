@@ -13,6 +13,7 @@
 #include "jobs/embed_config.h"
 #include "jobs/embed_job.h"
 #include "jobs/internal/flat_optimizer.h"
+#include "jobs/internal/model.h"
 
 namespace lattice::jobs {
 namespace {
@@ -22,6 +23,7 @@ namespace F = torch::nn::functional;
 // Training and validation tensors, ready for the loop.
 struct PreparedData {
   torch::Tensor x_train, y_train, x_val, y_val;  // [n, d] float32, [n] int64
+  torch::Tensor mean, std;  // [d] standardisation fitted on x_train; undefined without
   int64_t num_classes = 0;
 };
 
@@ -68,29 +70,12 @@ StatusOr<PreparedData> Prepare(const LoadedDataset& data, const DatasetConfig& c
     std = torch::where(std < 1e-12, torch::ones_like(std), std);
     p.x_train = (p.x_train - mean) / std;
     p.x_val = (p.x_val - mean) / std;
+    p.mean = mean;
+    p.std = std;
   }
   p.x_train = p.x_train.contiguous();
   p.x_val = p.x_val.contiguous();
   return p;
-}
-
-torch::nn::Sequential BuildModel(const ModelConfig& m, int64_t in, int64_t out) {
-  torch::nn::Sequential seq;
-  if (m.type == ModelType::kMlp) {
-    for (int64_t width : m.hidden) {
-      seq->push_back(torch::nn::Linear(in, width));
-      if (m.batchnorm) seq->push_back(torch::nn::BatchNorm1d(width));
-      switch (m.activation) {
-        case Activation::kRelu: seq->push_back(torch::nn::ReLU()); break;
-        case Activation::kGelu: seq->push_back(torch::nn::GELU()); break;
-        case Activation::kTanh: seq->push_back(torch::nn::Tanh()); break;
-      }
-      if (m.dropout > 0) seq->push_back(torch::nn::Dropout(m.dropout));
-      in = width;
-    }
-  }
-  seq->push_back(torch::nn::Linear(in, out));
-  return seq;
 }
 
 // Inverse-frequency weights n / (k * count_c) over the k classes present in `y`;
@@ -167,10 +152,10 @@ class Progress {
 // The state of one training run.
 class Trainer {
  public:
-  Trainer(const JobConfig& cfg, PreparedData data, JobContext& ctx)
-      : cfg_(cfg), data_(std::move(data)), ctx_(ctx), rng_(cfg.seed) {
+  Trainer(const JobConfig& cfg, const nlohmann::json& config, PreparedData data, JobContext& ctx)
+      : cfg_(cfg), config_(config), data_(std::move(data)), ctx_(ctx), rng_(cfg.seed) {
     const int64_t n = data_.x_train.size(0);
-    model_ = BuildModel(cfg.model, data_.x_train.size(1), data_.num_classes);
+    model_ = internal::BuildModel(cfg.model, data_.x_train.size(1), data_.num_classes);
     // One contiguous buffer for the parameters and one for the gradients, updated by a
     // fused optimizer: a few ops per step instead of ~10 per parameter tensor.
     flat_ = std::make_unique<internal::FlatParameters>(model_->parameters());
@@ -198,6 +183,7 @@ class Trainer {
   StatusOr<double> TrainEpoch(int epoch);
 
   const JobConfig& cfg_;
+  const nlohmann::json& config_;  // as submitted: goes into the checkpoint
   PreparedData data_;
   JobContext& ctx_;
   std::mt19937_64 rng_;
@@ -261,10 +247,20 @@ StatusOr<JobResult> Trainer::Run() {
   result.metrics["final_val_loss"] = last["val_loss"];
   result.metrics["final_val_accuracy"] = last["val_accuracy"];
   progress.Fill(&result.metrics);
+  if (cfg_.train.save_checkpoint) {
+    CheckpointHeader header;
+    header.config = config_;
+    header.in_dim = data_.x_train.size(1);
+    header.classes = data_.num_classes;
+    header.epochs = result.epochs_done;
+    header.metrics = result.metrics;
+    result.checkpoint = internal::EncodeCheckpoint(model_, header, data_.mean, data_.std);
+  }
   return result;
 }
 
-StatusOr<JobResult> RunTrain(const JobConfig& cfg, JobContext& ctx) {
+StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
+                             JobContext& ctx) {
   std::shared_ptr<const LoadedDataset> data;
   if (ctx.cache != nullptr) {
     LATTICE_ASSIGN_OR_RETURN(data, ctx.cache->Get(cfg.dataset));
@@ -275,7 +271,7 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, JobContext& ctx) {
   internal::SetJobThreads(cfg.train.threads.value_or(ctx.num_threads));
   torch::manual_seed(cfg.seed);
   LATTICE_ASSIGN_OR_RETURN(PreparedData prepared, Prepare(*data, cfg.dataset));
-  Trainer trainer(cfg, std::move(prepared), ctx);
+  Trainer trainer(cfg, config, std::move(prepared), ctx);
   // `data` stays alive until here: prepared tensors may alias it.
   return trainer.Run();
 }
@@ -298,7 +294,7 @@ StatusOr<JobResult> RunJob(const nlohmann::json& config, JobContext& ctx) {
   if (cfg.kind == "noop") return RunNoop(cfg, ctx);
   if (cfg.kind == "embed") return RunEmbed(*cfg.embed, ctx);  // catches its own exceptions
   try {
-    return RunTrain(cfg, ctx);
+    return RunTrain(cfg, config, ctx);
   } catch (const c10::Error& e) {
     return Status::Internal(std::string("train job: libtorch: ") + e.what_without_backtrace());
   } catch (const std::exception& e) {

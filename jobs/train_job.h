@@ -19,6 +19,10 @@
 //   unsmoothed cross-entropy on the validation split, so trials are comparable.
 //   With batchnorm, a final training batch of a single row is skipped (BatchNorm needs 2).
 //
+// Checkpoint: unless train.checkpoint is false, JobResult::checkpoint holds the final
+// weights in the format of jobs/checkpoint.h (header with `config` as given, LibTorch
+// archive), which an embed job with encoder {type: trial} loads.
+//
 // Result metrics: train_loss, val_loss, val_accuracy (= final epoch's values),
 // final_train_loss, final_val_loss, final_val_accuracy, best_val_accuracy (max over
 // epochs), best_val_loss (min over epochs), best_epoch (epoch with the best value of the
@@ -37,6 +41,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -63,6 +68,9 @@ struct JobContext {
   // Loaded TorchScript encoders for embed jobs (not owned; must outlive RunJob).
   // Null: the process-wide EncoderCache::ProcessDefault().
   EncoderCache* encoders = nullptr;
+  // The checkpoint of a train trial, by trial id ("s3-t4"), for embed jobs with encoder
+  // {type: trial}; returns null when this process does not have it. May be empty.
+  std::function<std::shared_ptr<const std::string>(const std::string& trial)> checkpoint;
 };
 
 // The vectors of one embedded shard: rows [begin, begin + rows) of the corpus.
@@ -82,6 +90,7 @@ struct JobResult {
   std::map<std::string, double> metrics;
   int epochs_done = 0;
   std::optional<EmbeddingBlock> embeddings;  // set by kind "embed" only
+  std::optional<std::string> checkpoint;     // set by kind "train" (jobs/checkpoint.h)
 };
 
 StatusOr<JobResult> RunJob(const nlohmann::json& config, JobContext& ctx);

@@ -1,0 +1,54 @@
+// Model checkpoints of train trials: the bytes a finished train trial leaves behind and an
+// embed job loads as its encoder (torch-free; library lattice_jobs_config).
+//
+// A checkpoint is one string:
+//   <header: one line of compact JSON> '\n' <a LibTorch archive (torch::serialize)>
+// Header:
+//   {"format": "lattice-checkpoint/1",
+//    "config": {...},          the trial's whole job config (kind train): the model section
+//                              rebuilds the network, dataset.scale and .standardize say how
+//                              raw input rows were prepared
+//    "in_dim": 784, "classes": 10, "epochs": 12,
+//    "metrics": {"val_accuracy": 0.86, ...}}   the trial's result metrics
+// The archive holds the network's parameters and buffers under Sequential's names ("0.weight",
+// "1.running_mean", ...) and, when the trial standardised its input, "input.mean" and
+// "input.std" (fitted on the trial's training split). The final weights are saved, i.e.
+// those of the last epoch run (with early stopping: the epoch that stopped it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace lattice::jobs {
+
+inline constexpr char kCheckpointFormat[] = "lattice-checkpoint/1";
+
+struct CheckpointHeader {
+  nlohmann::json config;  // the trial's job config
+  int64_t in_dim = 0;
+  int64_t classes = 0;
+  int epochs = 0;
+  nlohmann::json metrics = nlohmann::json::object();
+
+  nlohmann::json ToJson() const;
+};
+
+// Parses and checks the header line of `blob` (format, required fields, in_dim/classes >= 1).
+// *archive_offset (optional) receives the offset of the archive bytes.
+// Error: InvalidArgument "checkpoint: ...".
+StatusOr<CheckpointHeader> ReadCheckpointHeader(const std::string& blob,
+                                                size_t* archive_offset = nullptr);
+
+// Layers of the built-in model that an embed job can take as output, counted as in the
+// encoder's "layer": 0 = the prepared input, 1..H = after hidden block i (Linear, batchnorm,
+// activation; dropout is off when embedding), H + 1 = the logits; -1 = the logits,
+// -2 = the last hidden block (the input of a linear model), down to -(H + 2) = the input.
+// Returns the non-negative layer, or InvalidArgument naming `path` when out of range
+// ("encoder.layer: 5 is out of range for a model with 1 hidden layer (-3 .. 2)").
+StatusOr<int64_t> ResolveLayer(int64_t layer, int64_t hidden_layers, const std::string& path);
+
+}  // namespace lattice::jobs

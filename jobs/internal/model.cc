@@ -1,0 +1,99 @@
+#include "jobs/internal/model.h"
+
+#include <sstream>
+
+namespace lattice::jobs::internal {
+namespace {
+
+constexpr char kMeanKey[] = "input.mean";
+constexpr char kStdKey[] = "input.std";
+
+// Number of Sequential modules of each hidden block of BuildModel.
+size_t ModulesPerBlock(const ModelConfig& m) {
+  return 2 + (m.batchnorm ? 1 : 0) + (m.dropout > 0 ? 1 : 0);
+}
+
+}  // namespace
+
+torch::nn::Sequential BuildModel(const ModelConfig& m, int64_t in, int64_t out) {
+  torch::nn::Sequential seq;
+  if (m.type == ModelType::kMlp) {
+    for (int64_t width : m.hidden) {
+      seq->push_back(torch::nn::Linear(in, width));
+      if (m.batchnorm) seq->push_back(torch::nn::BatchNorm1d(width));
+      switch (m.activation) {
+        case Activation::kRelu: seq->push_back(torch::nn::ReLU()); break;
+        case Activation::kGelu: seq->push_back(torch::nn::GELU()); break;
+        case Activation::kTanh: seq->push_back(torch::nn::Tanh()); break;
+      }
+      if (m.dropout > 0) seq->push_back(torch::nn::Dropout(m.dropout));
+      in = width;
+    }
+  }
+  seq->push_back(torch::nn::Linear(in, out));
+  return seq;
+}
+
+std::string EncodeCheckpoint(torch::nn::Sequential& model, const CheckpointHeader& header,
+                             const torch::Tensor& input_mean, const torch::Tensor& input_std) {
+  torch::serialize::OutputArchive archive;
+  model->save(archive);
+  if (input_mean.defined()) {
+    archive.write(kMeanKey, input_mean.contiguous());
+    archive.write(kStdKey, input_std.contiguous());
+  }
+  std::ostringstream out;
+  out << header.ToJson().dump() << '\n';
+  archive.save_to(out);
+  return std::move(out).str();
+}
+
+StatusOr<CheckpointModel> CheckpointModel::Decode(const std::string& blob) {
+  size_t offset = 0;
+  CheckpointModel m;
+  LATTICE_ASSIGN_OR_RETURN(m.header_, ReadCheckpointHeader(blob, &offset));
+  auto config = ParseJobConfig(m.header_.config);
+  if (!config.ok()) return config.status().WithContext("checkpoint: config");
+  if (config->kind != "train") {
+    return Status::InvalidArgument("checkpoint: config is of kind " + config->kind + ", not train");
+  }
+  const ModelConfig& mc = config->model;
+  m.model_ = BuildModel(mc, m.header_.in_dim, m.header_.classes);
+  m.scale_ = config->dataset.scale;
+  const size_t hidden = mc.type == ModelType::kMlp ? mc.hidden.size() : 0;
+  for (size_t l = 0; l <= hidden; ++l) m.layer_ends_.push_back(l * ModulesPerBlock(mc));
+  m.layer_ends_.push_back(m.model_->size());
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(blob.data() + offset, blob.size() - offset);
+    m.model_->load(archive);
+    if (config->dataset.standardize) {
+      archive.read(kMeanKey, m.mean_);
+      archive.read(kStdKey, m.std_);
+      if (m.mean_.numel() != m.header_.in_dim || m.std_.numel() != m.header_.in_dim) {
+        return Status::InvalidArgument("checkpoint: standardisation has " +
+                                       std::to_string(m.mean_.numel()) + " values for in_dim " +
+                                       std::to_string(m.header_.in_dim));
+      }
+    }
+  } catch (const c10::Error& e) {
+    return Status::InvalidArgument(std::string("checkpoint: cannot load the weights: ") +
+                                   e.what_without_backtrace());
+  }
+  m.model_->eval();
+  return m;
+}
+
+torch::Tensor CheckpointModel::Forward(const torch::Tensor& x, int64_t layer) {
+  torch::Tensor h = x;
+  if (scale_) h = h * *scale_;
+  if (mean_.defined()) h = (h - mean_) / std_;
+  const size_t end = layer_ends_.at(static_cast<size_t>(layer));
+  size_t i = 0;
+  for (auto it = model_->begin(); it != model_->end() && i < end; ++it, ++i) {
+    h = it->forward(h);
+  }
+  return h;
+}
+
+}  // namespace lattice::jobs::internal

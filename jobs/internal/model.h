@@ -1,0 +1,46 @@
+// The built-in classifier (linear / MLP) and its checkpoints (internal to lattice_jobs;
+// includes LibTorch). The checkpoint format is described in jobs/checkpoint.h.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "common/status.h"
+#include "jobs/checkpoint.h"
+#include "jobs/train_config.h"
+
+namespace lattice::jobs::internal {
+
+// Linear -> [BatchNorm1d] -> activation -> [Dropout] per hidden width, then Linear to `out`.
+torch::nn::Sequential BuildModel(const ModelConfig& m, int64_t in, int64_t out);
+
+// Serialises `model`'s parameters and buffers (and the standardisation tensors, when
+// defined) behind `header`. Throws c10::Error on LibTorch failures.
+std::string EncodeCheckpoint(torch::nn::Sequential& model, const CheckpointHeader& header,
+                             const torch::Tensor& input_mean, const torch::Tensor& input_std);
+
+// A checkpoint loaded for inference (eval mode).
+class CheckpointModel {
+ public:
+  // Rebuilds the network from the header's config and loads the archive.
+  // Errors: InvalidArgument for a bad header, config or archive ("checkpoint: ...").
+  static StatusOr<CheckpointModel> Decode(const std::string& blob);
+
+  const CheckpointHeader& header() const { return header_; }
+  int64_t hidden_layers() const { return static_cast<int64_t>(layer_ends_.size()) - 2; }
+
+  // The output of `layer` (0 .. hidden_layers() + 1, see jobs::ResolveLayer) for raw input
+  // rows `x` [B, in_dim]: scale and standardisation as in training, then the blocks.
+  torch::Tensor Forward(const torch::Tensor& x, int64_t layer);
+
+ private:
+  CheckpointHeader header_;
+  torch::nn::Sequential model_{nullptr};
+  std::optional<double> scale_;
+  torch::Tensor mean_, std_;        // undefined unless the trial standardised
+  std::vector<size_t> layer_ends_;  // layer l = the first layer_ends_[l] modules
+};
+
+}  // namespace lattice::jobs::internal

@@ -35,15 +35,6 @@ std::string IndexTarget(const std::string& name, const std::string& suffix) {
   return "/v1/indexes/" + internal::EncodePathSegment(name) + suffix;
 }
 
-std::string BuiltFrom(const json& entry) {
-  const auto it = entry.find("built_from");
-  if (it == entry.end() || !it->is_object()) return "-";
-  std::string out = FormatCell(it->value("sweep", json()));
-  const std::string name = internal::StringField(*it, "name");
-  if (!name.empty()) out += " (" + name + ")";
-  return out;
-}
-
 StatusOr<json> PostSearch(HttpClient& client, const std::string& name, const std::string& body) {
   return CallJson(client, "POST", IndexTarget(name, "/search"), body, "application/json");
 }
@@ -76,6 +67,21 @@ std::string Fixed(double v, int digits) {
 }
 
 }  // namespace
+
+std::string FormatBuiltFrom(const json& entry) {
+  const auto it = entry.find("built_from");
+  if (it == entry.end() || !it->is_object()) return "-";
+  std::string out = FormatCell(it->value("sweep", json()));
+  const std::string name = internal::StringField(*it, "name");
+  if (!name.empty()) out += " (" + name + ")";
+  const auto checkpoint = it->find("checkpoint");
+  if (checkpoint != it->end() && checkpoint->is_object()) {
+    out += " <- trial " + internal::StringField(*checkpoint, "trial");
+    if (checkpoint->contains("layer")) out += " layer " + FormatCell(checkpoint->value("layer", json()));
+  }
+  return out;
+}
+
 
 // ---- pure helpers ----
 
@@ -205,7 +211,7 @@ int RunIndexList(const ClientOptions& options, CommandIo& io) {
   for (const json& e : list) {
     auto cell = [&e](const char* key) { return FormatCell(e.value(key, json())); };
     table.AddRow({cell("name"), cell("version"), cell("type"), cell("vectors"), cell("dim"),
-                  cell("metric"), cell("recall@10"), BuiltFrom(e)});
+                  cell("metric"), cell("recall@10"), FormatBuiltFrom(e)});
   }
   io.out << table.Render();
   return 0;

@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
 #include "common/status.h"
 #include "store/retrieval_metrics.h"
@@ -93,6 +95,10 @@ std::string SearchBody(const float* x, int64_t n, int dim, int k, const store::S
 
 // The response's "results" as an IdMatrix of `cols` columns (missing hits padded with -1).
 StatusOr<store::IdMatrix> ResultIds(const std::string& response_body, int64_t rows, int cols);
+
+// The BUILT FROM cell of `index list` for one entry of GET /v1/indexes:
+// "s5 (fmnist)", or "s6 (probe) <- trial s3-t1 layer 1" for a checkpoint encoder; "-" if none.
+std::string FormatBuiltFrom(const nlohmann::json& entry);
 
 // Reads .npy / .fvecs / idx3 (by extension; .gz allowed for npy and idx). limit > 0 keeps
 // the first `limit` rows.

@@ -10,7 +10,9 @@
 //                 module input: float32 [B, cols], or [B, *input_shape] when given (the
 //                 product of input_shape must equal cols); output: [B, D] or [B, T, D]
 //             | {"type": "trial", "trial": "s3-t4", "layer": -2}
-//                 the checkpoint of a finished train trial (jobs/checkpoint.h): its model
+//                 the checkpoint of a finished train trial (jobs/checkpoint.h; a sweep's
+//                 id "s3" or name names the sweep's best trial: the coordinator resolves
+//                 it at submit and writes the trial id into every shard's config): its model
 //                 rebuilt, the trial's input preparation (dataset.scale, standardisation
 //                 fitted on its training split) applied to the corpus rows, output taken at
 //                 `layer` (default -2: the last hidden block; -1: the logits; 0: the

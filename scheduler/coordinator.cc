@@ -1,4 +1,5 @@
 #include "scheduler/coordinator.h"
+#include "scheduler/checkpoints.h"
 
 #include <chrono>
 #include <cstdio>
@@ -168,6 +169,14 @@ bool Coordinator::RunCommands(Pending& p) {
 }
 
 StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending& p) {
+  if (spec.kind == "embed" && spec.spec.contains("encoder") &&
+      spec.spec["encoder"].value("type", "") == "trial") {
+    // Checked against the store now; a sweep id ("s3") becomes its best trial's id.
+    LATTICE_ASSIGN_OR_RETURN(TrialEncoder encoder, ResolveTrialEncoder(*store_, spec.spec["encoder"]));
+    const std::string trial = encoder.trial.ToString();
+    spec.spec["encoder"]["trial"] = trial;
+    for (nlohmann::json& config : spec.trial_configs) config["encoder"]["trial"] = trial;
+  }
   LATTICE_ASSIGN_OR_RETURN(SweepId id, store_->AllocateSweepId());
   SweepRecord sweep;
   sweep.id = id;

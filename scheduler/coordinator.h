@@ -113,6 +113,7 @@ class Coordinator {
   struct Slot {
     WorkerView view;
     std::deque<Inflight> inflight;  // assigned, in the order the worker runs them
+    std::set<TrialId> checkpoints_sent;  // checkpoints this worker holds (encoder trial)
   };
   struct Command {
     std::optional<scheduler::SweepSpec> submit;
@@ -140,6 +141,12 @@ class Coordinator {
   void OnResult(int rank, const ResultMsg& m, Pending& p);
   void OnHeartbeat(int rank, const HeartbeatMsg& m, Pending& p);
   void OnVectors(int rank, VectorsMsg& m);
+  void OnCheckpoint(int rank, CheckpointMsg& m);
+  // Train trial done: its checkpoint goes into the same batch as its completion.
+  void StoreCheckpoint(TrialRecord& t, int attempt, Pending& p);
+  // Before assigning an embed shard whose encoder is a trial's checkpoint: queue the
+  // checkpoint for the worker unless it already has it.
+  void SendCheckpointIfNeeded(int rank, const TrialRecord& t, Pending& p);
   // Embed shard done: its vectors go into the same batch as its completion.
   Status StoreVectors(const TrialRecord& t, int attempt, Pending& p);
   // All shards of an embed sweep are done: build its index in the background.
@@ -173,6 +180,8 @@ class Coordinator {
   std::vector<Slot> slots_;                // index = rank; slot 0 unused
   // Vectors of embed attempts whose Result has not arrived yet, by (trial, attempt).
   std::map<std::pair<TrialId, int>, VectorsMsg> vector_blocks_;
+  // Checkpoints of train attempts whose Result has not arrived yet, by (trial, attempt).
+  std::map<std::pair<TrialId, int>, std::string> checkpoint_blobs_;
   int64_t rss_sampled_ms_ = 0;  // last time the coordinator's RSS gauge was refreshed
 
   // Shared with other threads.

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "scheduler/coordinator.h"
+#include "scheduler/checkpoints.h"
 
 namespace lattice {
 
@@ -13,6 +14,39 @@ void Coordinator::OnVectors(int rank, VectorsMsg& m) {
   }
   auto key = std::make_pair(m.trial, m.attempt);
   vector_blocks_[key] = std::move(m);
+}
+
+void Coordinator::OnCheckpoint(int rank, CheckpointMsg& m) {
+  auto it = trials_.find(m.trial);
+  if (it == trials_.end() || it->second.state != TrialState::kRunning ||
+      it->second.attempts != m.attempt || it->second.worker != rank) {
+    return;  // stale
+  }
+  checkpoint_blobs_[{m.trial, m.attempt}] = std::move(m.bytes);
+}
+
+void Coordinator::StoreCheckpoint(TrialRecord& t, int attempt, Pending& p) {
+  auto it = checkpoint_blobs_.find({t.id, attempt});
+  if (it == checkpoint_blobs_.end()) return;  // train.checkpoint: false
+  t.checkpoint_bytes = static_cast<int64_t>(it->second.size());
+  p.batch.PutRaw("checkpoints", CheckpointKey(t.id), std::move(it->second));
+  checkpoint_blobs_.erase(it);
+}
+
+void Coordinator::SendCheckpointIfNeeded(int rank, const TrialRecord& t, Pending& p) {
+  const nlohmann::json* encoder = t.config.contains("encoder") ? &t.config["encoder"] : nullptr;
+  if (encoder == nullptr || !encoder->is_object() || encoder->value("type", "") != "trial") return;
+  auto source = TrialId::Parse(encoder->value("trial", ""));
+  if (!source || slots_[rank].checkpoints_sent.count(*source)) return;
+  auto blob = store_->Get("checkpoints", CheckpointKey(*source));
+  if (!blob.ok()) {  // the worker fails the shard: "no checkpoint of trial ..."
+    std::fprintf(stderr, "coordinator: checkpoint of %s for %s: %s\n",
+                 source->ToString().c_str(), t.id.ToString().c_str(),
+                 blob.status().ToString().c_str());
+    return;
+  }
+  slots_[rank].checkpoints_sent.insert(*source);
+  p.sends.emplace_back(rank, CheckpointMsg{*source, 0, std::move(blob).value()});
 }
 
 Status Coordinator::StoreVectors(const TrialRecord& t, int attempt, Pending& p) {

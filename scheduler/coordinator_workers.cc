@@ -40,6 +40,7 @@ bool Coordinator::PollWorkers(Pending& p) {
           if constexpr (std::is_same_v<T, ResultMsg>) OnResult(env.source, m, p);
           if constexpr (std::is_same_v<T, HeartbeatMsg>) OnHeartbeat(env.source, m, p);
           if constexpr (std::is_same_v<T, VectorsMsg>) OnVectors(env.source, m);
+          if constexpr (std::is_same_v<T, CheckpointMsg>) OnCheckpoint(env.source, m);
         },
         polled->value().message);
   }
@@ -108,6 +109,7 @@ void Coordinator::OnResult(int rank, const ResultMsg& m, Pending& p) {
           break;
         }
       }
+      if (t.config.value("kind", "") == "train") StoreCheckpoint(t, m.attempt, p);
       t.metrics = m.metrics;
       t.epochs_done = m.epochs_done;
       const std::string& metric = sweeps_.at(t.id.sweep).record.metric;
@@ -123,7 +125,10 @@ void Coordinator::OnResult(int rank, const ResultMsg& m, Pending& p) {
     std::fprintf(stderr, "coordinator: trial %s attempt %d failed on w%d: %s\n",
                  t.id.ToString().c_str(), m.attempt, rank, m.error.c_str());
   }
-  if (m.code != ResultCode::kOk) vector_blocks_.erase({m.trial, m.attempt});
+  if (m.code != ResultCode::kOk) {
+    vector_blocks_.erase({m.trial, m.attempt});
+    checkpoint_blobs_.erase({m.trial, m.attempt});
+  }
   Status s = Transition(t, event, rank, m.error, p);
   if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
 }
@@ -189,6 +194,7 @@ bool Coordinator::PlaceTrials(Pending& p) {
     slot.view.state = "busy";
     slot.inflight.push_back(Inflight{id, t.attempts});
     slot.view.trial = slot.inflight.front().trial;
+    SendCheckpointIfNeeded(rank, t, p);
     p.sends.emplace_back(rank, AssignMsg{id, t.attempts, t.config});
     metrics_->trials_dispatched.Increment();
     placed = true;

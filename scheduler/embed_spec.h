@@ -4,6 +4,8 @@
 //   name: fmnist
 //   kind: embed
 //   encoder: {type: flatten} | {type: torchscript, path: enc.pt, input_shape: [1, 28, 28]}
+//          | {type: trial, trial: s3-t4 | s3 | <sweep name>, layer: -2}   (a train trial's
+//            checkpoint; checked and resolved to one trial id at submit: scheduler/checkpoints.h)
 //   corpus: {format: idx, images: train-images-idx3-ubyte.gz} | {format: npy, features: x.npy}
 //   pooling: mean | cls | last        normalize: false        batch_size: 256
 //   shard_size: 2000                  # corpus rows per shard (trial); default 2000

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "scheduler/checkpoints.h"
 #include "store/index_catalog.h"
 #include "store/retrieval_metrics.h"
 #include "store/vector_index.h"
@@ -85,6 +86,20 @@ StatusOr<nlohmann::json> Evaluate(const store::VectorIndex& index, const store::
   std::string suffix = "@" + std::to_string(k);
   return nlohmann::json{{"recall" + suffix, recall}, {"mrr" + suffix, mrr},
                         {"eval_queries", queries}, {"eval", "sampled corpus rows vs exact search"}};
+}
+
+// The index's lineage: the sweep, its encoder and, for encoder {type: trial}, the
+// checkpoint (trial, its params and metrics, the layer used).
+nlohmann::json BuiltFrom(const StateStore& store, const SweepRecord& sweep) {
+  const nlohmann::json encoder = sweep.spec.value("encoder", nlohmann::json());
+  nlohmann::json out = {{"sweep", sweep.id.ToString()}, {"name", sweep.name}, {"encoder", encoder}};
+  if (encoder.is_object() && encoder.value("type", "") == "trial") {
+    auto resolved = ResolveTrialEncoder(store, encoder);
+    out["checkpoint"] = resolved.ok() ? CheckpointLineage(*resolved)
+                                      : nlohmann::json{{"trial", encoder.value("trial", "")},
+                                                       {"error", resolved.status().message()}};
+  }
+  return out;
 }
 
 }  // namespace
@@ -169,9 +184,7 @@ IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
   out.meta.update({{"vectors", base->rows}, {"dim", base->dim}, {"type", params->type},
                    {"metric", spec.at("metric")}, {"backend", (*index)->backend()},
                    {"params", spec.at("params")}, {"build_seconds", build_s},
-                   {"built_from", {{"sweep", sweep.id.ToString()}, {"name", sweep.name},
-                                   {"encoder", sweep.spec.value("encoder", nlohmann::json())}}},
-                   {"created_ms", NowMillis()}});
+                   {"built_from", BuiltFrom(*store_, sweep)}, {"created_ms", NowMillis()}});
   if (spec.contains("require") && spec["require"].contains("recall@10") && out.meta.contains("recall@10")) {
     double need = spec["require"]["recall@10"].get<double>();
     double got = out.meta["recall@10"].get<double>();

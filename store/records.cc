@@ -172,6 +172,7 @@ StatusOr<TrialRecord> TrialFromJson(const json& j) {
   LATTICE_RETURN_IF_ERROR(ReadString(j, "error", &r.error));
   LATTICE_RETURN_IF_ERROR(ReadInt(j, "started_ms", &r.started_ms));
   LATTICE_RETURN_IF_ERROR(ReadInt(j, "finished_ms", &r.finished_ms));
+  LATTICE_RETURN_IF_ERROR(ReadInt(j, "checkpoint_bytes", &r.checkpoint_bytes));
   return r;
 }
 
@@ -270,7 +271,8 @@ nlohmann::json TrialRecord::ToJson() const {
       {"attempts", attempts},       {"worker", worker},
       {"metrics", metrics},         {"objective", objective ? json(*objective) : json(nullptr)},
       {"epochs_done", epochs_done}, {"error", error},
-      {"started_ms", started_ms},   {"finished_ms", finished_ms}};
+      {"started_ms", started_ms},   {"finished_ms", finished_ms},
+      {"checkpoint_bytes", checkpoint_bytes}};
 }
 
 StatusOr<TrialRecord> TrialRecord::FromJson(const nlohmann::json& j) {

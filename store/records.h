@@ -60,6 +60,7 @@ struct TrialRecord {
   std::string error;              // failure reason
   int64_t started_ms = 0;
   int64_t finished_ms = 0;
+  int64_t checkpoint_bytes = 0;   // size of the stored checkpoint (train), 0 = none
 
   nlohmann::json ToJson() const;
   static StatusOr<TrialRecord> FromJson(const nlohmann::json& j);

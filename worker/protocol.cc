@@ -49,7 +49,17 @@ json Encode(const VectorsMsg& m) {
   return j;
 }
 
+json Encode(const CheckpointMsg& m) {
+  return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"bytes", m.bytes.size()}};
+}
+
 std::string EncodePayload(const Message& m) {
+  if (const auto* c = std::get_if<CheckpointMsg>(&m)) {
+    std::string out = Encode(*c).dump();
+    out.push_back('\n');
+    out.append(c->bytes);
+    return out;
+  }
   if (const auto* v = std::get_if<VectorsMsg>(&m)) {
     std::string out = Encode(*v).dump();
     out.push_back('\n');
@@ -84,6 +94,19 @@ StatusOr<Message> DecodeVectors(const std::string& payload) {
   m.data.resize(bytes / sizeof(float));
   std::memcpy(m.data.data(), payload.data() + nl + 1, bytes);
   return Message(std::move(m));
+}
+
+StatusOr<Message> DecodeCheckpoint(const std::string& payload) {
+  size_t nl = payload.find('\n');
+  if (nl == std::string::npos) return Status::InvalidArgument("checkpoint message: no header");
+  json j = json::parse(payload.substr(0, nl));
+  LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
+  const size_t bytes = payload.size() - nl - 1;
+  if (j.at("bytes").get<size_t>() != bytes) {
+    return Status::InvalidArgument("checkpoint message: " + std::to_string(bytes) +
+                                   " payload bytes, header says " + j.at("bytes").dump());
+  }
+  return Message(CheckpointMsg{id, j.at("attempt").get<int>(), payload.substr(nl + 1)});
 }
 
 StatusOr<Message> Decode(MessageType type, const json& j) {
@@ -126,7 +149,8 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
     case MessageType::kShutdown:
       return Message(ShutdownMsg{});
     case MessageType::kVectors:
-      break;  // binary: DecodeVectors
+    case MessageType::kCheckpoint:
+      break;  // binary: DecodeVectors, DecodeCheckpoint
   }
   return Status::InvalidArgument("message: unknown type " + std::to_string(static_cast<int>(type)));
 }
@@ -144,6 +168,7 @@ MessageType TypeOf(const Message& m) {
         if constexpr (std::is_same_v<T, HeartbeatMsg>) return MessageType::kHeartbeat;
         if constexpr (std::is_same_v<T, CancelMsg>) return MessageType::kCancel;
         if constexpr (std::is_same_v<T, VectorsMsg>) return MessageType::kVectors;
+        if constexpr (std::is_same_v<T, CheckpointMsg>) return MessageType::kCheckpoint;
         return MessageType::kShutdown;
       },
       m);
@@ -154,6 +179,7 @@ std::string EncodeMessage(const Message& m) { return EncodePayload(m); }
 StatusOr<Message> DecodeMessage(MessageType type, const std::string& payload) {
   try {
     if (type == MessageType::kVectors) return DecodeVectors(payload);
+    if (type == MessageType::kCheckpoint) return DecodeCheckpoint(payload);
     return Decode(type, json::parse(payload));
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("message: cannot decode: ") + e.what());

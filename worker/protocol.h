@@ -4,8 +4,11 @@
 // the MPI tag is the MessageType, the payload is the message encoded as compact JSON.
 //
 //   worker -> coordinator: Register (once, at start), Heartbeat (every interval),
-//                          Progress (per epoch), Result (once per assignment)
-//   coordinator -> worker: Assign, Cancel, Shutdown
+//                          Progress (per epoch), Result (once per assignment);
+//                          Vectors / Checkpoint just before the Result of an embed / train
+//                          attempt
+//   coordinator -> worker: Assign, Cancel, Shutdown; Checkpoint before the first Assign
+//                          that needs it (encoder {type: trial})
 //
 // A worker runs one task at a time, in the order assigned. For very short tasks the
 // coordinator may assign a few ahead (pipelining), so the next task is already there
@@ -42,6 +45,7 @@ enum class MessageType : int {
   kCancel = 6,
   kShutdown = 7,
   kVectors = 8,
+  kCheckpoint = 9,
 };
 
 struct RegisterMsg {
@@ -106,8 +110,18 @@ struct VectorsMsg {
   std::vector<std::string> metadata;
 };
 
+// The final weights of a train trial (jobs/checkpoint.h). Worker -> coordinator: sent just
+// before the attempt's Result. Coordinator -> worker: the stored checkpoint of `trial`,
+// sent once per worker before the first Assign whose encoder is {type: trial}; the worker
+// keeps it for the rest of its life (attempt is 0). Encoded as a JSON header line + the bytes.
+struct CheckpointMsg {
+  TrialId trial;
+  int attempt = 0;
+  std::string bytes;
+};
+
 using Message = std::variant<RegisterMsg, AssignMsg, ProgressMsg, ResultMsg, HeartbeatMsg,
-                             CancelMsg, ShutdownMsg, VectorsMsg>;
+                             CancelMsg, ShutdownMsg, VectorsMsg, CheckpointMsg>;
 
 MessageType TypeOf(const Message& m);
 std::string EncodeMessage(const Message& m);

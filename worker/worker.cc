@@ -5,6 +5,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -70,6 +72,12 @@ class TaskRunner {
     pending_.clear();
   }
 
+  // Keeps the checkpoint of `trial` for embed jobs with encoder {type: trial}.
+  void AddCheckpoint(const TrialId& trial, std::string bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    checkpoints_[trial.ToString()] = std::make_shared<const std::string>(std::move(bytes));
+  }
+
   std::optional<TrialId> current() {
     std::lock_guard<std::mutex> lock(mu_);
     return current_;
@@ -110,6 +118,11 @@ class TaskRunner {
     ctx.cache = &cache_;
     ctx.num_threads = num_threads_;
     ctx.cancelled = [this] { return cancel_.load(std::memory_order_relaxed); };
+    ctx.checkpoint = [this](const std::string& trial) -> std::shared_ptr<const std::string> {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = checkpoints_.find(trial);
+      return it == checkpoints_.end() ? nullptr : it->second;
+    };
     ctx.on_epoch = [this, &task](int epoch, const std::map<std::string, double>& metrics) {
       std::lock_guard<std::mutex> lock(mu_);
       outbox_.push_back(ProgressMsg{task.trial, task.attempt, epoch, metrics});
@@ -124,6 +137,10 @@ class TaskRunner {
         std::lock_guard<std::mutex> lock(mu_);
         outbox_.push_back(VectorsMsg{task.trial, task.attempt, block.begin, block.rows, block.dim,
                                      std::move(block.vectors), std::move(block.metadata)});
+      }
+      if (outcome->checkpoint) {
+        std::lock_guard<std::mutex> lock(mu_);
+        outbox_.push_back(CheckpointMsg{task.trial, task.attempt, std::move(*outcome->checkpoint)});
       }
     } else {
       result.code = CodeFor(outcome.status());
@@ -140,6 +157,9 @@ class TaskRunner {
   std::deque<AssignMsg> pending_;
   std::optional<TrialId> current_;
   std::deque<Message> outbox_;
+  // Checkpoints the coordinator sent, by trial id; kept for the worker's life (the
+  // coordinator sends each one once per worker).
+  std::map<std::string, std::shared_ptr<const std::string>> checkpoints_;
   std::atomic<bool> cancel_{false};
   bool quit_ = false;
   std::thread thread_;  // last: starts after the members above exist
@@ -174,6 +194,8 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
       Message& m = polled->value().message;
       if (auto* assign = std::get_if<AssignMsg>(&m)) {
         runner.Enqueue(std::move(*assign));
+      } else if (auto* checkpoint = std::get_if<CheckpointMsg>(&m)) {
+        runner.AddCheckpoint(checkpoint->trial, std::move(checkpoint->bytes));
       } else if (auto* cancel = std::get_if<CancelMsg>(&m)) {
         runner.Cancel(cancel->trial);
       } else if (std::holds_alternative<ShutdownMsg>(m)) {

@@ -3,11 +3,13 @@
 // Protocol (see worker/protocol.h):
 //   1. Send Register to rank 0 (host, threads, device).
 //   2. Loop until Shutdown, a stop signal, or loss of the coordinator:
+//      - Checkpoint -> keep it for the embed jobs that use it (sent before their Assign).
 //      - Assign  -> queue the job for the task thread, which runs one at a time in order
 //                   (the coordinator assigns ahead only for very short tasks).
 //      - Cancel  -> set the running task's cancel flag, or drop it from the queue; either
 //                   way it is answered with a Cancelled result.
-//      - forward Progress (per epoch) and the final Result from the task thread.
+//      - forward Progress (per epoch) and the final Result from the task thread (after
+//        the attempt's Vectors or Checkpoint, when it has any).
 //      - send a Heartbeat every `heartbeat_interval_ms`.
 //
 // Threading: the calling thread owns MPI (ControlChannel). The task thread runs

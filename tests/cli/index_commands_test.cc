@@ -68,5 +68,16 @@ TEST(IndexCommandsTest, ResultIdsPadsShortRows) {
   EXPECT_FALSE(ResultIds("not json", 1, 1).ok());
 }
 
+TEST(IndexCommandsTest, BuiltFromShowsCheckpointLineage) {
+  using nlohmann::json;
+  EXPECT_EQ(FormatBuiltFrom(json::object()), "-");
+  EXPECT_EQ(FormatBuiltFrom(json{{"built_from", {{"sweep", "s5"}, {"name", "fmnist"}}}}),
+            "s5 (fmnist)");
+  json entry = {{"built_from",
+                 {{"sweep", "s6"}, {"name", "probe"},
+                  {"checkpoint", {{"trial", "s3-t1"}, {"layer", 1}, {"sweep", "s3"}}}}}};
+  EXPECT_EQ(FormatBuiltFrom(entry), "s6 (probe) <- trial s3-t1 layer 1");
+}
+
 }  // namespace
 }  // namespace lattice::cli

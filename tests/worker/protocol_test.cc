@@ -86,5 +86,21 @@ TEST(ProtocolTest, VectorsTravelAsBinary) {
   EXPECT_FALSE(DecodeMessage(MessageType::kVectors, EncodeMessage(Message(m))).ok());
 }
 
+TEST(ProtocolTest, CheckpointBytesTravelUnchanged) {
+  std::string bytes = "{\"format\":\"x\"}\n";
+  for (int i = 0; i < 1000; ++i) bytes.push_back(static_cast<char>(i % 256));  // NULs, newlines
+  CheckpointMsg m{TrialId{SweepId{4}, 11}, 2, bytes};
+  std::string wire = EncodeMessage(Message(m));
+  EXPECT_EQ(TypeOf(Message(m)), MessageType::kCheckpoint);
+  auto decoded = DecodeMessage(MessageType::kCheckpoint, wire);
+  ASSERT_OK(decoded);
+  const auto& back = std::get<CheckpointMsg>(decoded.value());
+  EXPECT_EQ(back.trial, m.trial);
+  EXPECT_EQ(back.attempt, 2);
+  EXPECT_EQ(back.bytes, bytes);
+  EXPECT_FALSE(DecodeMessage(MessageType::kCheckpoint, wire.substr(0, wire.size() - 1)).ok());
+  EXPECT_FALSE(DecodeMessage(MessageType::kCheckpoint, "{\"trial\":\"s1-t0\"}").ok());
+}
+
 }  // namespace
 }  // namespace lattice

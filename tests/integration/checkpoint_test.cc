@@ -1,0 +1,143 @@
+// Integration test of train checkpoints as embed encoders on a real `mpirun -np 3` cluster:
+// a train sweep stores each trial's final weights with its completion; after a restart an
+// embed sweep with encoder {type: trial} embeds Fashion-MNIST test images through the best
+// trial's model, and the published index records which trial and checkpoint built it.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+
+#include "jobs/dataset.h"
+#include "store/index_catalog.h"
+#include "tests/integration/cluster_fixture.h"
+
+namespace lattice {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kDir[] = "/usr/share/datasets/fashion-mnist/";
+
+class CheckpointEncoderTest : public testutil::ClusterFixture {};
+
+std::string TrainSpec() {
+  return std::string("name: probe\nkind: train\nseed: 3\ndataset:\n  format: idx\n") +
+         "  images: " + kDir + "train-images-idx3-ubyte.gz\n" +
+         "  labels: " + kDir + "train-labels-idx1-ubyte.gz\n" +
+         "  scale: 0.00392156862745098\n  standardize: true\n  limit: 6000\n" +
+         "model: {type: mlp, hidden: 64}\n"
+         "train: {epochs: 3, batch_size: 64, threads: 1}\n"
+         "search:\n  method: grid\n  metric: {name: val_accuracy, goal: maximize}\n"
+         "  parameters:\n    lr: [1.0e-3, 3.0e-3]\n";
+}
+
+std::string EmbedSpec(const std::string& name, const std::string& trial, int layer) {
+  return "name: " + name + "\nkind: embed\nencoder: {type: trial, trial: " + trial +
+         ", layer: " + std::to_string(layer) + "}\n" +
+         "corpus: {format: idx, images: " + kDir + "t10k-images-idx3-ubyte.gz, labels: " + kDir +
+         "t10k-labels-idx1-ubyte.gz, limit: 2000}\n"
+         "shard_size: 500\nindex: {type: flat}\n";
+}
+
+TEST_F(CheckpointEncoderTest, BestTrialEmbedsTestImagesWithLineage) {
+  StartCluster();
+  json train = Call("POST", "/v1/sweeps", TrainSpec(), 201);
+  train = WaitForSweep(train["id"], std::chrono::seconds(300));
+  ASSERT_EQ(train["state"], "completed") << train.dump(2) << cluster_->Log();
+  json trials = Call("GET", "/v1/sweeps/" + train["id"].get<std::string>() + "/trials")["trials"];
+  ASSERT_EQ(trials.size(), 2u);
+  json best;
+  for (const auto& t : trials) {
+    EXPECT_GT(t["checkpoint_bytes"].get<int64_t>(), 784 * 64 * 4) << t.dump();
+    if (best.is_null() || t["objective"].get<double>() > best["objective"].get<double>()) best = t;
+  }
+  const std::string best_id = best["id"];
+  const double val_accuracy = best["metrics"]["val_accuracy"];
+  ASSERT_GT(val_accuracy, 0.7);
+
+  // Checkpoints are durable: a restarted cluster still embeds with them.
+  cluster_->Stop();
+  StartCluster();
+
+  // Layer -1: the logits. Their argmax classifies the test images about as well as the
+  // trial classified its validation split; wrong weights or input preparation would not.
+  json embed = Call("POST", "/v1/sweeps", EmbedSpec("probe-logits", best_id, -1), 201);
+  ASSERT_EQ(embed["num_trials"], 4);
+  embed = WaitForSweep(embed["id"], std::chrono::seconds(300));
+  ASSERT_EQ(embed["state"], "completed") << embed.dump(2) << cluster_->Log();
+  ASSERT_OK_AND_ASSIGN(auto catalog, store::IndexCatalog::Open(DataDir() + "/indexes"));
+  ASSERT_OK_AND_ASSIGN(auto logits, catalog->Current("probe-logits"));
+  ASSERT_EQ(logits->dim(), 10);
+  ASSERT_EQ(logits->size(), 2000);
+  ASSERT_OK_AND_ASSIGN(std::vector<int64_t> labels,
+                       jobs::LoadIdxLabels(std::string(kDir) + "t10k-labels-idx1-ubyte.gz"));
+  int correct = 0;
+  for (int64_t row = 0; row < 2000; ++row) {
+    ASSERT_OK_AND_ASSIGN(std::vector<float> v, logits->Reconstruct(row));
+    correct += std::max_element(v.begin(), v.end()) - v.begin() == labels[static_cast<size_t>(row)];
+  }
+  const double test_accuracy = correct / 2000.0;
+  std::printf("[ info ] %s: val_accuracy %.4f, argmax of embedded logits on 2,000 test images %.4f\n",
+              best_id.c_str(), val_accuracy, test_accuracy);
+  EXPECT_GT(test_accuracy, val_accuracy - 0.05);
+
+  // The default layer (-2): the 64-wide hidden block; lineage in the index list. The
+  // encoder names the train sweep: the coordinator picks its best trial.
+  json hidden = Call("POST", "/v1/sweeps", EmbedSpec("probe-hidden", "probe", -2), 201);
+  EXPECT_EQ(hidden["spec"]["encoder"]["trial"], best_id) << hidden.dump(2);
+  hidden = WaitForSweep(hidden["id"], std::chrono::seconds(300));
+  ASSERT_EQ(hidden["state"], "completed") << hidden.dump(2) << cluster_->Log();
+  json indexes = Call("GET", "/v1/indexes")["indexes"];
+  json entry;
+  for (const auto& i : indexes) {
+    if (i["name"] == "probe-hidden") entry = i;
+  }
+  ASSERT_TRUE(entry.is_object()) << indexes.dump(2);
+  EXPECT_EQ(entry["dim"], 64);
+  const json& from = entry["built_from"]["checkpoint"];
+  EXPECT_EQ(from["trial"], best_id) << entry.dump(2);
+  EXPECT_EQ(from["sweep"], train["id"]);
+  EXPECT_EQ(from["layer"], 1);
+  EXPECT_EQ(from["params"], best["params"]);
+  EXPECT_EQ(from["metrics"]["val_accuracy"], val_accuracy);
+  EXPECT_EQ(from["bytes"], best["checkpoint_bytes"]);
+
+  // Neighbours in the learned space mostly share the query's class.
+  json search = Call("POST", "/v1/indexes/probe-hidden/search",
+                     json{{"items", {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}, {"k", 10}}.dump(), 200,
+                     "application/json");
+  int same = 0, total = 0;
+  for (size_t q = 0; q < 10; ++q) {
+    for (const auto& meta : search["results"][q]["metadata"]) {
+      same += meta["label"] == labels[q];
+      ++total;
+    }
+  }
+  ASSERT_EQ(total, 100) << search.dump();
+  EXPECT_GE(same, 70) << "of 100 neighbours share the query's label";
+}
+
+TEST_F(CheckpointEncoderTest, BadTrialReferencesAreRejectedAtSubmit) {
+  StartCluster(2);
+  json noop = Call("POST", "/v1/sweeps", "name: n\nkind: noop\n", 201);
+  ASSERT_EQ(WaitForSweep(noop["id"], std::chrono::seconds(60))["state"], "completed");
+  const std::string noop_trial = noop["id"].get<std::string>() + "-t0";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {EmbedSpec("e", "s99-t0", -2), "encoder.trial: no trial s99-t0"},
+      {EmbedSpec("e", noop_trial, -2), "encoder.trial: " + noop_trial + " has no checkpoint"},
+      {EmbedSpec("e", "best", -2), "encoder.trial: \"best\" is neither a trial id"},
+      {EmbedSpec("e", "s99", -2), "encoder.trial: no sweep s99"},
+      {EmbedSpec("e", noop["id"], -2), "has no completed trial with a checkpoint"},
+  };
+  for (const auto& [spec, message] : cases) {
+    json err = Call("POST", "/v1/sweeps", spec, 400);
+    ASSERT_TRUE(err.is_object()) << spec;
+    EXPECT_NE(err["error"]["message"].get<std::string>().find(message), std::string::npos)
+        << err.dump();
+  }
+  EXPECT_EQ(Call("GET", "/v1/sweeps")["sweeps"].size(), 1u) << "nothing stored on error";
+}
+
+}  // namespace
+}  // namespace lattice

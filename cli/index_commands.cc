@@ -46,20 +46,6 @@ void AppendParams(std::string& out, const store::SearchParams& params) {
   if (!p.empty()) out += ",\"params\":" + p.dump();
 }
 
-std::string PrintHits(const json& response) {
-  TextTable table({"QUERY", "RANK", "ID", "DISTANCE"});
-  const json& results = response.at("results");
-  for (size_t q = 0; q < results.size(); ++q) {
-    const json& ids = results[q].at("ids");
-    const json& distances = results[q].at("distances");
-    for (size_t j = 0; j < ids.size(); ++j) {
-      table.AddRow({std::to_string(q), std::to_string(j + 1), FormatCell(ids[j]),
-                    j < distances.size() ? FormatCell(distances[j]) : "-"});
-    }
-  }
-  return table.Render();
-}
-
 std::string Fixed(double v, int digits) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(digits) << v;
@@ -67,6 +53,27 @@ std::string Fixed(double v, int digits) {
 }
 
 }  // namespace
+
+std::string FormatHits(const json& response) {
+  const json& results = response.at("results");
+  bool with_metadata = false;
+  for (const json& row : results) with_metadata = with_metadata || row.contains("metadata");
+  std::vector<std::string> header = {"QUERY", "RANK", "ID", "DISTANCE"};
+  if (with_metadata) header.push_back("METADATA");
+  TextTable table(header);
+  for (size_t q = 0; q < results.size(); ++q) {
+    const json& ids = results[q].at("ids");
+    const json& distances = results[q].at("distances");
+    const json metadata = results[q].value("metadata", json::array());
+    for (size_t j = 0; j < ids.size(); ++j) {
+      std::vector<std::string> row = {std::to_string(q), std::to_string(j + 1), FormatCell(ids[j]),
+                                      j < distances.size() ? FormatCell(distances[j]) : "-"};
+      if (with_metadata) row.push_back(j < metadata.size() ? metadata[j].dump() : "-");
+      table.AddRow(row);
+    }
+  }
+  return table.Render();
+}
 
 std::string FormatBuiltFrom(const json& entry) {
   const auto it = entry.find("built_from");
@@ -240,7 +247,7 @@ int RunIndexSearch(const ClientOptions& options, const IndexSearchArgs& args, Co
     return 0;
   }
   try {
-    io.out << PrintHits(*response);
+    io.out << FormatHits(*response);
   } catch (const std::exception& e) {
     return PrintError(io, std::string("unexpected search response: ") + e.what(), 1);
   }

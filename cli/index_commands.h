@@ -96,6 +96,10 @@ std::string SearchBody(const float* x, int64_t n, int dim, int k, const store::S
 // The response's "results" as an IdMatrix of `cols` columns (missing hits padded with -1).
 StatusOr<store::IdMatrix> ResultIds(const std::string& response_body, int64_t rows, int cols);
 
+// The table `index search` prints for a search response: QUERY, RANK, ID, DISTANCE, and
+// METADATA (each hit's JSON object) when the index has item metadata.
+std::string FormatHits(const nlohmann::json& response);
+
 // The BUILT FROM cell of `index list` for one entry of GET /v1/indexes:
 // "s5 (fmnist)", or "s6 (probe) <- trial s3-t1 layer 1" for a checkpoint encoder; "-" if none.
 std::string FormatBuiltFrom(const nlohmann::json& entry);

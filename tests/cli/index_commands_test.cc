@@ -79,5 +79,18 @@ TEST(IndexCommandsTest, BuiltFromShowsCheckpointLineage) {
   EXPECT_EQ(FormatBuiltFrom(entry), "s6 (probe) <- trial s3-t1 layer 1");
 }
 
+TEST(IndexCommandsTest, HitsTableShowsMetadataWhenPresent) {
+  using nlohmann::json;
+  const std::string plain =
+      FormatHits(json::parse(R"({"results":[{"ids":[4,5],"distances":[0.5,1.5]}]})"));
+  EXPECT_EQ(plain.find("METADATA"), std::string::npos);
+  EXPECT_NE(plain.find("5   1.5"), std::string::npos) << plain;
+  const std::string meta = FormatHits(json::parse(
+      R"({"results":[{"ids":[4,5],"distances":[0.5,1.5],"metadata":[{"label":3},null]}]})"));
+  EXPECT_NE(meta.find("METADATA"), std::string::npos) << meta;
+  EXPECT_NE(meta.find("{\"label\":3}"), std::string::npos) << meta;
+  EXPECT_NE(meta.find("null"), std::string::npos) << meta;
+}
+
 }  // namespace
 }  // namespace lattice::cli

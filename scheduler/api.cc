@@ -1,6 +1,7 @@
 #include "scheduler/api.h"
 
 #include "monitoring/metrics.h"
+#include "scheduler/checkpoints.h"
 #include "scheduler/index_api.h"
 #include "scheduler/sweep_spec.h"
 #include "scheduler/trial_state_machine.h"
@@ -93,6 +94,24 @@ void AddTrialRoutes(Router& r, StateStore* store) {
     auto trial = store->GetTrial(*id);
     if (!trial.ok()) return HttpResponse::FromStatus(trial.status());
     return HttpResponse::Json(200, trial->ToJson());
+  });
+  // The stored checkpoint of a completed train trial (format: jobs/checkpoint.h).
+  r.Add("GET", "/v1/trials/{id}/checkpoint", [store, parse](HttpRequest& req) {
+    auto id = parse(req.path_params["id"]);
+    if (!id.ok()) return HttpResponse::FromStatus(id.status());
+    auto trial = store->GetTrial(*id);
+    if (!trial.ok()) return HttpResponse::FromStatus(trial.status());
+    auto blob = store->Get("checkpoints", CheckpointKey(*id));
+    if (!blob.ok()) {
+      if (blob.status().code() != StatusCode::kNotFound) return HttpResponse::FromStatus(blob.status());
+      return HttpResponse::FromStatus(Status::NotFound(
+          "trial " + id->ToString() + " (" + TrialStateName(trial->state) +
+          ") has no checkpoint: only completed train trials keep one"));
+    }
+    HttpResponse out = HttpResponse::Text(200, std::move(blob).value(), "application/octet-stream");
+    out.headers.emplace_back("Content-Disposition",
+                             "attachment; filename=\"" + id->ToString() + ".ckpt\"");
+    return out;
   });
   r.Add("GET", "/v1/trials/{id}/metrics", [store, parse](HttpRequest& req) {
     auto id = parse(req.path_params["id"]);

@@ -56,6 +56,16 @@ TEST_F(CheckpointEncoderTest, BestTrialEmbedsTestImagesWithLineage) {
   const double val_accuracy = best["metrics"]["val_accuracy"];
   ASSERT_GT(val_accuracy, 0.7);
 
+  // The checkpoint can be downloaded as stored; a trial without one is a clear 404.
+  auto download = client_->Request("GET", "/v1/trials/" + best_id + "/checkpoint");
+  ASSERT_OK(download);
+  ASSERT_EQ(download->status, 200);
+  EXPECT_EQ(static_cast<int64_t>(download->body.size()), best["checkpoint_bytes"].get<int64_t>());
+  EXPECT_EQ(download->body.rfind("{\"classes\":10,\"config\":", 0), 0u)
+      << download->body.substr(0, 80);
+  json missing = Call("GET", "/v1/trials/s1-t9/checkpoint", "", 404);
+  EXPECT_NE(missing.dump().find("not found"), std::string::npos) << missing.dump();
+
   // Checkpoints are durable: a restarted cluster still embeds with them.
   cluster_->Stop();
   StartCluster();

@@ -29,6 +29,9 @@ struct FeatureMatrix {
   std::vector<float> data;
   int64_t rows = 0;
   int64_t cols = 0;
+  // Every value is finite (no NaN / Inf). Set by the corpus loaders (jobs/embed_config.h),
+  // which scan once at load; false = not known, so consumers check for themselves.
+  bool all_finite = false;
 };
 
 // One part of a dataset: features.rows == labels.size().

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <set>
 
 #include "jobs/corpus_rows.h"
@@ -206,6 +207,18 @@ StatusOr<std::vector<std::string>> ListCorpusImages(const CorpusConfig& config) 
   return files;
 }
 
+// Scales (when configured) and records whether every value is finite: one pass, at load,
+// so the shards of a cached corpus need not check their rows again.
+void FinishCorpus(const CorpusConfig& config, FeatureMatrix* m) {
+  const float s = config.scale ? static_cast<float>(*config.scale) : 1.0f;
+  bool finite = true;
+  for (float& v : m->data) {
+    v *= s;
+    finite &= std::isfinite(v);
+  }
+  m->all_finite = finite;
+}
+
 // Decodes files[begin, end) into a matrix of C*H*W columns (then `scale`).
 StatusOr<FeatureMatrix> DecodeImages(const CorpusConfig& config,
                                      const std::vector<std::string>& files, int64_t begin,
@@ -219,10 +232,7 @@ StatusOr<FeatureMatrix> DecodeImages(const CorpusConfig& config,
                                                   config.height, config.width, config.channels,
                                                   m.data.data() + r * m.cols));
   }
-  if (config.scale) {
-    const float s = static_cast<float>(*config.scale);
-    for (float& v : m.data) v *= s;
-  }
+  FinishCorpus(config, &m);
   return m;
 }
 
@@ -324,10 +334,7 @@ StatusOr<FeatureMatrix> LoadCorpus(const CorpusConfig& config) {
     m.data.resize(static_cast<size_t>(m.rows * m.cols));
     m.data.shrink_to_fit();
   }
-  if (config.scale) {
-    const float s = static_cast<float>(*config.scale);
-    for (float& v : m.data) v *= s;
-  }
+  FinishCorpus(config, &m);
   if (m.rows == 0 || m.cols == 0) return Bad(path, config.file + ": empty corpus");
   return m;
 }

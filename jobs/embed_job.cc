@@ -28,6 +28,10 @@ struct EncoderCache::Impl {
   std::mutex mu;  // guards lru; held while loading
   // (key, module), most recently used first. Key: "<path>\n<mtime ns>\n<size>".
   std::list<std::pair<std::string, std::shared_ptr<const Module>>> lru;
+  // Decoded train checkpoints, most recently used first, keyed by the blob they were
+  // decoded from (held, so its address is not reused while cached).
+  std::list<std::pair<std::shared_ptr<const std::string>, std::shared_ptr<internal::CheckpointModel>>>
+      checkpoints;
 };
 
 namespace internal {
@@ -71,6 +75,24 @@ struct EncoderCacheAccess {
     impl.lru.emplace_front(key, std::move(module));
     while (impl.lru.size() > impl.max_entries) impl.lru.pop_back();
     return impl.lru.front().second;
+  }
+
+  // The model decoded from `blob`, decoded unless cached for this very blob.
+  static StatusOr<std::shared_ptr<CheckpointModel>> Checkpoint(
+      EncoderCache* cache, const std::shared_ptr<const std::string>& blob) {
+    EncoderCache::Impl& impl = *cache->impl_;
+    std::lock_guard<std::mutex> lock(impl.mu);
+    for (auto it = impl.checkpoints.begin(); it != impl.checkpoints.end(); ++it) {
+      if (it->first == blob) {
+        impl.checkpoints.splice(impl.checkpoints.begin(), impl.checkpoints, it);
+        return impl.checkpoints.front().second;
+      }
+    }
+    ++impl.loads;
+    LATTICE_ASSIGN_OR_RETURN(CheckpointModel model, CheckpointModel::Decode(*blob));
+    impl.checkpoints.emplace_front(blob, std::make_shared<CheckpointModel>(std::move(model)));
+    while (impl.checkpoints.size() > impl.max_entries) impl.checkpoints.pop_back();
+    return impl.checkpoints.front().second;
   }
 };
 
@@ -248,19 +270,20 @@ Status EncodeCheckpoint(const EmbedConfig& config, const FeatureMatrix& corpus, 
     return Status::FailedPrecondition("encoder.trial: no checkpoint of trial " + trial +
                                       " was given to this worker");
   }
-  auto model = internal::CheckpointModel::Decode(*blob);
+  EncoderCache* cache = options.encoders ? options.encoders : EncoderCache::ProcessDefault();
+  auto model = internal::EncoderCacheAccess::Checkpoint(cache, blob);
   if (!model.ok()) return model.status().WithContext(where);
   LATTICE_ASSIGN_OR_RETURN(int64_t layer, ResolveLayer(config.encoder.layer,
-                                                       model->hidden_layers(), "encoder.layer"));
-  if (model->header().in_dim != corpus.cols) {
+                                                       (*model)->hidden_layers(), "encoder.layer"));
+  if ((*model)->header().in_dim != corpus.cols) {
     return Status::InvalidArgument(where + ": the model takes " +
-                                   std::to_string(model->header().in_dim) +
+                                   std::to_string((*model)->header().in_dim) +
                                    " features per row, the corpus has " +
                                    std::to_string(corpus.cols) + " columns");
   }
   return EncodeBatches(config, corpus, begin, end, options, where, {corpus.cols},
                        [&](const torch::Tensor& input, int64_t) -> StatusOr<torch::Tensor> {
-                         return model->Forward(input, layer);
+                         return (*model)->Forward(input, layer);
                        },
                        block);
 }
@@ -304,9 +327,14 @@ StatusOr<EmbeddingBlock> EmbedRowsOrThrow(const EmbedConfig& config, const Featu
       return Status::Cancelled("embed cancelled at row " + std::to_string(begin));
     }
     block.dim = static_cast<int>(corpus.cols);
-    block.vectors.reserve(static_cast<size_t>(block.rows * corpus.cols));
-    LATTICE_RETURN_IF_ERROR(AppendFinite(corpus.data.data() + begin * corpus.cols, block.rows,
-                                         corpus.cols, begin, "encoder flatten", &block.vectors));
+    const float* rows = corpus.data.data() + begin * corpus.cols;
+    if (corpus.all_finite) {  // checked once when the corpus was loaded
+      block.vectors.assign(rows, rows + block.rows * corpus.cols);
+    } else {
+      block.vectors.reserve(static_cast<size_t>(block.rows * corpus.cols));
+      LATTICE_RETURN_IF_ERROR(AppendFinite(rows, block.rows, corpus.cols, begin,
+                                           "encoder flatten", &block.vectors));
+    }
   } else if (config.encoder.type == EncoderType::kTorchScript) {
     LATTICE_RETURN_IF_ERROR(EncodeTorchScript(config, corpus, begin, end, options, &block));
   } else {

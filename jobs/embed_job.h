@@ -12,7 +12,8 @@
 //      (no copy: the input tensor aliases the cached corpus) under torch::InferenceMode,
 //      pool [B, T, D] -> [B, D], append to the result block (reserved once: no zero-fill),
 //      checking for NaN/Inf chunk by chunk while the chunk is in cache (one memory pass);
-//      flatten appends the corpus rows the same way;
+//      flatten copies the corpus rows (checked the same way, unless the corpus loader
+//      found every value finite at load: FeatureMatrix::all_finite);
 //   4. L2-normalise rows if asked.
 //
 // Shapes: encoder input float32 [B, cols] or [B, *input_shape]; output [B, D] or [B, T, D]
@@ -53,8 +54,10 @@ namespace internal {
 struct EncoderCacheAccess;  // defined in embed_job.cc
 }  // namespace internal
 
-// Loaded TorchScript encoders, keyed by (path, mtime, size). Holds at most `max_entries`
-// modules, evicting the least recently used. Thread-safe; loads are serialised.
+// Loaded TorchScript encoders, keyed by (path, mtime, size), and decoded train checkpoints
+// (encoder {type: trial}), keyed by the checkpoint bytes' shared_ptr (a worker keeps one per
+// trial), so the shards of one sweep decode it once per worker. Holds at most `max_entries`
+// of each, evicting the least recently used. Thread-safe; loads are serialised.
 class EncoderCache {
  public:
   explicit EncoderCache(size_t max_entries = 4);
@@ -62,7 +65,7 @@ class EncoderCache {
   EncoderCache(const EncoderCache&) = delete;
   EncoderCache& operator=(const EncoderCache&) = delete;
 
-  // Number of torch::jit::load calls so far (successful or not).
+  // Number of torch::jit::load calls and checkpoint decodes so far (successful or not).
   int64_t loads() const;
 
   // The cache used when JobContext::encoders / EmbedOptions::encoders is null.

@@ -85,9 +85,11 @@ StatusOr<CheckpointModel> CheckpointModel::Decode(const std::string& blob) {
 }
 
 torch::Tensor CheckpointModel::Forward(const torch::Tensor& x, int64_t layer) {
+  // The same operations as training (scale, then (h - mean) / std: bit-identical values),
+  // in place on one temporary.
   torch::Tensor h = x;
   if (scale_) h = h * *scale_;
-  if (mean_.defined()) h = (h - mean_) / std_;
+  if (mean_.defined()) h = (scale_ ? h.sub_(mean_) : h - mean_).div_(std_);
   const size_t end = layer_ends_.at(static_cast<size_t>(layer));
   size_t i = 0;
   for (auto it = model_->begin(); it != model_->end() && i < end; ++it, ++i) {

@@ -65,6 +65,7 @@ class CheckpointTest : public ::testing::Test {
                             std::shared_ptr<const std::string> blob) {
     JobContext ctx;
     ctx.cache = &cache_;
+    ctx.encoders = &encoders_;
     ctx.checkpoint = [blob](const std::string& trial) {
       return trial == "s1-t0" ? blob : nullptr;
     };
@@ -79,6 +80,7 @@ class CheckpointTest : public ::testing::Test {
 
   testutil::TempDir dir_;
   DatasetCache cache_;
+  EncoderCache encoders_;
   int64_t cols_ = 0;
   std::vector<int64_t> val_labels_;
 };
@@ -180,6 +182,21 @@ TEST_F(CheckpointTest, Errors) {
                                                "corpus has 5 columns"),
             std::string::npos)
       << wrong_cols.status().message();
+}
+
+TEST_F(CheckpointTest, DecodedOncePerBlobAndCache) {
+  ASSERT_OK_AND_ASSIGN(JobResult trained, Train());
+  auto blob = std::make_shared<const std::string>(*trained.checkpoint);
+  ASSERT_OK_AND_ASSIGN(JobResult first, Embed("val", -1, blob));
+  ASSERT_OK_AND_ASSIGN(JobResult again, Embed("val", -2, blob));  // other layer, same model
+  EXPECT_EQ(encoders_.loads(), 1);
+  auto copy = std::make_shared<const std::string>(*blob);  // another blob: decoded again
+  ASSERT_OK_AND_ASSIGN(JobResult third, Embed("val", -1, copy));
+  EXPECT_EQ(encoders_.loads(), 2);
+  EXPECT_EQ(third.embeddings->vectors, first.embeddings->vectors);
+  EXPECT_FALSE(Embed("val", -1, std::make_shared<const std::string>("bad")).ok());
+  EXPECT_FALSE(Embed("val", -1, std::make_shared<const std::string>("bad")).ok());
+  EXPECT_EQ(encoders_.loads(), 4) << "a failed decode is not cached";
 }
 
 TEST_F(CheckpointTest, CheckpointCanBeTurnedOff) {

@@ -288,6 +288,38 @@ TEST_F(EmbedJobTest, NonFiniteFoundInEveryChunkAndTail) {
   EXPECT_EQ(before.vectors.size(), static_cast<size_t>(70 * m.cols));
 }
 
+// The corpus loader scans once and records whether every value is finite; flatten shards
+// of a finite corpus skip their own check, the others still find the bad row.
+TEST_F(EmbedJobTest, CorpusLoaderRecordsFiniteness) {
+  testutil::TempDir dir;
+  const std::vector<float> clean = {1, 2, 3, 4, 5, 6};
+  const std::vector<float> dirty = {1, 2, 3, 4, NAN, 6};
+  testing::WriteNpy(dir.Join("clean.npy"), "<f4", "(3, 2)", clean);
+  testing::WriteNpy(dir.Join("dirty.npy"), "<f4", "(3, 2)", dirty);
+  CorpusConfig c;
+  c.file = dir.Join("clean.npy");
+  ASSERT_OK_AND_ASSIGN(FeatureMatrix ok, LoadCorpus(c));
+  EXPECT_TRUE(ok.all_finite);
+  c.scale = 1e38;  // 6e38 overflows float: Inf after scaling
+  ASSERT_OK_AND_ASSIGN(FeatureMatrix overflow, LoadCorpus(c));
+  EXPECT_FALSE(overflow.all_finite);
+  c.scale.reset();
+  c.file = dir.Join("dirty.npy");
+  ASSERT_OK_AND_ASSIGN(FeatureMatrix nan, LoadCorpus(c));
+  EXPECT_FALSE(nan.all_finite);
+
+  json job = {{"kind", "embed"}, {"encoder", {{"type", "flatten"}}},
+              {"corpus", {{"features", dir.Join("dirty.npy")}}}};
+  ExpectError(Run(job).status(), StatusCode::kFailedPrecondition, {"row 2", "NaN"});
+  job["shard"] = {{"begin", 0}, {"end", 2}};  // the rows before the NaN are fine
+  ASSERT_OK_AND_ASSIGN(JobResult first, Run(job));
+  EXPECT_EQ(first.embeddings->vectors, std::vector<float>(clean.begin(), clean.begin() + 4));
+  job["corpus"]["scale"] = 1e38;
+  job["corpus"]["features"] = dir.Join("clean.npy");
+  job["shard"] = {{"begin", 2}, {"end", 3}};
+  ExpectError(Run(job).status(), StatusCode::kFailedPrecondition, {"row 2", "Inf"});
+}
+
 TEST_F(EmbedJobTest, NotAModuleIsInvalidArgument) {
   testutil::TempDir dir;
   testing::WriteText(dir.Join("junk.pt"), "not a zip file");

@@ -241,8 +241,8 @@ Status EncodeBatches(const EmbedConfig& config, const FeatureMatrix& corpus, int
 }
 
 // The TorchScript encoder of EmbedRows.
-Status EncodeTorchScript(const EmbedConfig& config, const FeatureMatrix& corpus, int64_t begin,
-                         int64_t end, const EmbedOptions& options, EmbeddingBlock* block) {
+Status EmbedWithTorchScript(const EmbedConfig& config, const FeatureMatrix& corpus, int64_t begin,
+                            int64_t end, const EmbedOptions& options, EmbeddingBlock* block) {
   const std::string where = "encoder " + config.encoder.path;
   EncoderCache* cache = options.encoders ? options.encoders : EncoderCache::ProcessDefault();
   LATTICE_ASSIGN_OR_RETURN(std::shared_ptr<const Module> shared,
@@ -260,8 +260,8 @@ Status EncodeTorchScript(const EmbedConfig& config, const FeatureMatrix& corpus,
 }
 
 // The train-trial checkpoint encoder of EmbedRows.
-Status EncodeCheckpoint(const EmbedConfig& config, const FeatureMatrix& corpus, int64_t begin,
-                        int64_t end, const EmbedOptions& options, EmbeddingBlock* block) {
+Status EmbedWithCheckpoint(const EmbedConfig& config, const FeatureMatrix& corpus, int64_t begin,
+                           int64_t end, const EmbedOptions& options, EmbeddingBlock* block) {
   const std::string& trial = config.encoder.trial;
   const std::string where = "encoder trial " + trial;
   std::shared_ptr<const std::string> blob =
@@ -336,9 +336,9 @@ StatusOr<EmbeddingBlock> EmbedRowsOrThrow(const EmbedConfig& config, const Featu
                                            "encoder flatten", &block.vectors));
     }
   } else if (config.encoder.type == EncoderType::kTorchScript) {
-    LATTICE_RETURN_IF_ERROR(EncodeTorchScript(config, corpus, begin, end, options, &block));
+    LATTICE_RETURN_IF_ERROR(EmbedWithTorchScript(config, corpus, begin, end, options, &block));
   } else {
-    LATTICE_RETURN_IF_ERROR(EncodeCheckpoint(config, corpus, begin, end, options, &block));
+    LATTICE_RETURN_IF_ERROR(EmbedWithCheckpoint(config, corpus, begin, end, options, &block));
   }
   if (config.normalize) {
     torch::InferenceMode inference;

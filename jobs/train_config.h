@@ -77,6 +77,11 @@ struct ModelConfig {
   bool batchnorm = false;
   double dropout = 0.0;
   Activation activation = Activation::kRelu;
+
+  // Number of hidden blocks (0 for a linear model).
+  int64_t HiddenLayers() const {
+    return type == ModelType::kMlp ? static_cast<int64_t>(hidden.size()) : 0;
+  }
 };
 
 enum class OptimizerType { kAdamW, kAdam, kSgd };

@@ -87,10 +87,9 @@ StatusOr<TrialEncoder> ResolveTrialEncoder(const StateStore& store, const nlohma
   out.header = std::move(header).value();
   auto config = jobs::ParseJobConfig(out.header.config);
   if (!config.ok()) return config.status().WithContext("encoder.trial: " + text + ": checkpoint");
-  const int64_t hidden =
-      config->model.type == jobs::ModelType::kMlp ? static_cast<int64_t>(config->model.hidden.size()) : 0;
-  LATTICE_ASSIGN_OR_RETURN(out.layer,
-                           jobs::ResolveLayer(encoder.value("layer", int64_t{-2}), hidden, "encoder.layer"));
+  LATTICE_ASSIGN_OR_RETURN(out.layer, jobs::ResolveLayer(encoder.value("layer", int64_t{-2}),
+                                                         config->model.HiddenLayers(),
+                                                         "encoder.layer"));
   return out;
 }
 

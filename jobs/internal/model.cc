@@ -60,7 +60,7 @@ StatusOr<CheckpointModel> CheckpointModel::Decode(const std::string& blob) {
   const ModelConfig& mc = config->model;
   m.model_ = BuildModel(mc, m.header_.in_dim, m.header_.classes);
   m.scale_ = config->dataset.scale;
-  const size_t hidden = mc.type == ModelType::kMlp ? mc.hidden.size() : 0;
+  const size_t hidden = static_cast<size_t>(mc.HiddenLayers());
   for (size_t l = 0; l <= hidden; ++l) m.layer_ends_.push_back(l * ModulesPerBlock(mc));
   m.layer_ends_.push_back(m.model_->size());
   try {

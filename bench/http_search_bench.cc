@@ -34,11 +34,11 @@
 #include <string>
 #include <vector>
 
-#include "cli/http_client.h"
+#include "http/client.h"
 #include "jobs/dataset.h"
-#include "scheduler/http_server.h"
-#include "scheduler/index_api.h"
-#include "scheduler/index_search_request.h"
+#include "http/server.h"
+#include "index/routes.h"
+#include "index/search_request.h"
 #include "store/index_catalog.h"
 #include "store/retrieval_metrics.h"
 

@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/format.h"
-#include "cli/http_client.h"
+#include "http/client.h"
 #include "cli/internal/api.h"
 
 namespace lattice::cli {

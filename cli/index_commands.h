@@ -1,4 +1,4 @@
-// `lattice index ...`: clients of the index query routes (scheduler/index_api.h), served
+// `lattice index ...`: clients of the index query routes (index/routes.h), served
 // by the coordinator or by `lattice serve-index` (pass its --port).
 //
 //   index list                       GET /v1/indexes → table NAME VERSION TYPE VECTORS DIM

@@ -1,5 +1,6 @@
-// The `lattice` command: `lattice cluster` runs a cluster under mpirun; every other
-// subcommand is a client of the coordinator's HTTP API (see cli/commands.h).
+// The `lattice` command: `lattice cluster` runs a cluster under mpirun; `lattice
+// serve-index` a read-only index server (also its own MPI-free binary, index/main.cc);
+// every other subcommand is a client of the coordinator's HTTP API (see cli/commands.h).
 #include <csignal>
 #include <cstdio>
 
@@ -8,8 +9,9 @@
 
 #include "cli/commands.h"
 #include "cli/index_commands.h"
+#include "control/mpi_channel.h"
+#include "index/server.h"
 #include "scheduler/cluster.h"
-#include "scheduler/index_server.h"
 #include "worker/worker.h"
 
 namespace {
@@ -25,8 +27,8 @@ int RunCluster(const lattice::ClusterOptions& options) {
   std::signal(SIGTERM, OnSignal);
   int rc = 0;
   {
-    lattice::ControlChannel channel(MPI_COMM_WORLD);
-    if (channel.rank() == 0) {
+    lattice::MpiControlChannel channel(MPI_COMM_WORLD);
+    if (channel.rank() == lattice::kCoordinatorRank) {
       if (channel.size() < 2) {
         std::fprintf(stderr, "lattice cluster: warning: no workers (run under `mpirun -np 3 ...`: "
                              "rank 0 coordinates, ranks 1..N run trials)\n");
@@ -78,16 +80,7 @@ int main(int argc, char** argv) {
   CLI::App* serve_index = app.add_subcommand(
       "serve-index", "Serve the indexes of a data directory read-only (no MPI): search routes, "
                      "/healthz, /metrics");
-  serve_index->add_option("--data-dir", index_server_options.data_dir,
-                          "Data directory whose indexes/ are served")
-      ->capture_default_str();
-  serve_index->add_option("--address", index_server_options.address, "HTTP address")
-      ->capture_default_str();
-  serve_index->add_option("--port", index_server_options.port, "HTTP port (0 = any free port)")
-      ->capture_default_str();
-  serve_index->add_option("--threads", index_server_options.threads, "HTTP server threads")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
+  lattice::AddIndexServerFlags(serve_index, &index_server_options);
 
   int exit_code = 0;  // set by the client subcommand that runs during parsing
   lattice::cli::RegisterClientCommands(app, &exit_code);

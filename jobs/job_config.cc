@@ -7,15 +7,11 @@
 
 namespace lattice::jobs {
 
-bool IsKnownJobKind(const std::string& kind) {
-  return kind == "train" || kind == "noop" || kind == "embed";
-}
-
 Status ValidateJobConfig(const nlohmann::json& config) {
   LATTICE_ASSIGN_OR_RETURN(JobConfig parsed, ParseJobConfig(config));
-  if (parsed.kind == "train") {
+  if (parsed.kind == JobKind::kTrain) {
     LATTICE_RETURN_IF_ERROR(CheckDatasetFilesExist(parsed.dataset, "dataset"));
-  } else if (parsed.kind == "embed") {
+  } else if (parsed.kind == JobKind::kEmbed) {
     LATTICE_RETURN_IF_ERROR(CheckEmbedFilesExist(*parsed.embed));
   }
   return Status::Ok();

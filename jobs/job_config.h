@@ -20,10 +20,6 @@
 
 namespace lattice::jobs {
 
-// Job kinds the workers can run: "train", "embed" (one shard of a corpus through an
-// encoder; jobs/embed_config.h), and "noop" (does nothing; measures dispatch).
-bool IsKnownJobKind(const std::string& kind);
-
 // Checks every key and value of `config` for its kind. Unknown keys, wrong types, bad
 // ranges and missing dataset files give InvalidArgument whose message names the key
 // path, e.g. "train.lr: must be > 0, got -1" or "dataset.features: file not found: x.npy".

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <optional>
 #include <set>
 
 #include "jobs/embed_config.h"
@@ -218,25 +219,28 @@ Status CheckDatasetFilesExist(const DatasetConfig& dataset, const std::string& p
 StatusOr<JobConfig> ParseJobConfig(const json& config) {
   JobConfig c;
   if (!config.is_object()) return Bad("config", "expected an object, got " + TypeName(config));
-  LATTICE_RETURN_IF_ERROR(GetString(config, "kind", "", &c.kind));
-  if (c.kind.empty()) return Bad("kind", "required");
+  std::string kind;
+  LATTICE_RETURN_IF_ERROR(GetString(config, "kind", "", &kind));
+  if (kind.empty()) return Bad("kind", "required");
+  std::optional<JobKind> parsed = ParseJobKind(kind);
+  if (!parsed) return Bad("kind", "unknown job kind \"" + kind + "\"");
+  c.kind = *parsed;
   int64_t seed = 0;
   LATTICE_RETURN_IF_ERROR(GetInt(config, "seed", "", &seed, 0));
   c.seed = static_cast<uint64_t>(seed);
   if (const json* name = Find(config, "name"); name && !name->is_string()) {
     return Bad("name", "expected a string, got " + TypeName(*name));
   }
-  if (c.kind == "noop") {
+  if (c.kind == JobKind::kNoop) {
     LATTICE_RETURN_IF_ERROR(CheckObject(config, "", {"kind", "name", "seed", "sleep_ms"}));
     LATTICE_RETURN_IF_ERROR(GetInt(config, "sleep_ms", "", &c.sleep_ms, 0));
     return c;
   }
-  if (c.kind == "embed") {
+  if (c.kind == JobKind::kEmbed) {
     LATTICE_ASSIGN_OR_RETURN(EmbedConfig embed, ParseEmbedConfig(config));
     c.embed = std::make_shared<const EmbedConfig>(std::move(embed));
     return c;
   }
-  if (c.kind != "train") return Bad("kind", "unknown job kind \"" + c.kind + "\"");
   LATTICE_RETURN_IF_ERROR(
       CheckObject(config, "", {"kind", "name", "seed", "dataset", "model", "train"}));
   const json* dataset = Find(config, "dataset");

@@ -38,6 +38,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/job_kind.h"
 #include "common/status.h"
 
 namespace lattice::jobs {
@@ -110,13 +111,13 @@ struct TrainConfig {
 struct EmbedConfig;  // jobs/embed_config.h
 
 struct JobConfig {
-  std::string kind;  // "train", "noop" or "embed"
+  JobKind kind = JobKind::kTrain;
   uint64_t seed = 0;
   int64_t sleep_ms = 0;  // noop only
   DatasetConfig dataset;  // train only
   ModelConfig model;      // train only
   TrainConfig train;      // train only
-  std::shared_ptr<const EmbedConfig> embed;  // embed only (set iff kind == "embed")
+  std::shared_ptr<const EmbedConfig> embed;  // embed only (set iff kind == kEmbed)
 };
 
 // Parses and range-checks `config` (no file-system access). Errors: InvalidArgument.

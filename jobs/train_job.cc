@@ -291,8 +291,8 @@ StatusOr<JobResult> RunNoop(const JobConfig& cfg, JobContext& ctx) {
 
 StatusOr<JobResult> RunJob(const nlohmann::json& config, JobContext& ctx) {
   LATTICE_ASSIGN_OR_RETURN(JobConfig cfg, ParseJobConfig(config));
-  if (cfg.kind == "noop") return RunNoop(cfg, ctx);
-  if (cfg.kind == "embed") return RunEmbed(*cfg.embed, ctx);  // catches its own exceptions
+  if (cfg.kind == JobKind::kNoop) return RunNoop(cfg, ctx);
+  if (cfg.kind == JobKind::kEmbed) return RunEmbed(*cfg.embed, ctx);  // catches its own exceptions
   try {
     return RunTrain(cfg, config, ctx);
   } catch (const c10::Error& e) {

@@ -4,11 +4,10 @@
 #include <optional>
 
 #include "jobs/train_config.h"
+#include "store/checkpoint_store.h"
 #include "scheduler/trial_state_machine.h"
 
 namespace lattice {
-
-std::string CheckpointKey(const TrialId& trial) { return trial.Key() + "/final"; }
 
 namespace {
 
@@ -69,7 +68,7 @@ StatusOr<TrialEncoder> ResolveTrialEncoder(const StateStore& store, const nlohma
     return Status::InvalidArgument("encoder.trial: " + text + " is " + TrialStateName(trial->state) +
                                    "; only a completed train trial has a checkpoint");
   }
-  auto blob = store.Get("checkpoints", CheckpointKey(*id));
+  auto blob = CheckpointStore(&store).GetFinal(*id);
   if (!blob.ok()) {
     if (blob.status().code() == StatusCode::kNotFound) {
       return Status::InvalidArgument("encoder.trial: " + text + " has no checkpoint (kind " +
@@ -95,9 +94,18 @@ StatusOr<TrialEncoder> ResolveTrialEncoder(const StateStore& store, const nlohma
 
 nlohmann::json CheckpointLineage(const TrialEncoder& encoder) {
   return {{"trial", encoder.trial.ToString()}, {"sweep", encoder.trial.sweep.ToString()},
-          {"key", CheckpointKey(encoder.trial)}, {"layer", encoder.layer},
+          {"key", CheckpointStore::FinalKey(encoder.trial)}, {"layer", encoder.layer},
           {"epochs", encoder.header.epochs},    {"bytes", encoder.bytes},
           {"params", encoder.params},                   {"metrics", encoder.header.metrics}};
+}
+
+nlohmann::json EncoderLineage(const StateStore& store, const SweepRecord& sweep) {
+  const nlohmann::json encoder = sweep.spec.value("encoder", nlohmann::json());
+  if (!encoder.is_object() || encoder.value("type", "") != "trial") return nlohmann::json::object();
+  auto resolved = ResolveTrialEncoder(store, encoder);
+  return {{"checkpoint", resolved.ok() ? CheckpointLineage(*resolved)
+                                       : nlohmann::json{{"trial", encoder.value("trial", "")},
+                                                        {"error", resolved.status().message()}}}};
 }
 
 }  // namespace lattice

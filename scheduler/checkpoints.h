@@ -1,9 +1,5 @@
-// Checkpoints of train trials in the state store, and their use as an embed encoder
-// (encoder {type: trial, trial: s3-t4, layer: -2}; format in jobs/checkpoint.h).
-//
-// A completed train trial's final weights are stored in the "checkpoints" column family
-// (BlobDB) under CheckpointKey(trial), in the same synced batch as the trial's completion:
-// a trial that reads "completed" has its checkpoint.
+// A train trial's checkpoint as an embed encoder (encoder {type: trial, trial: s3-t4,
+// layer: -2}; format in jobs/checkpoint.h; storage in store/checkpoint_store.h).
 #pragma once
 
 #include <string>
@@ -16,9 +12,6 @@
 #include "store/state_store.h"
 
 namespace lattice {
-
-// "<trial key>/final" (zero-padded trial key: a sweep's checkpoints sort by trial).
-std::string CheckpointKey(const TrialId& trial);
 
 // A checkpoint an embed sweep's encoder refers to, checked against the store.
 struct TrialEncoder {
@@ -42,5 +35,10 @@ StatusOr<TrialEncoder> ResolveTrialEncoder(const StateStore& store, const nlohma
 // What an index records about the checkpoint it was embedded with ("built_from.checkpoint"):
 // {"trial", "sweep", "key", "layer", "epochs", "bytes", "params", "metrics"}.
 nlohmann::json CheckpointLineage(const TrialEncoder& encoder);
+
+// The lineage an embed sweep's index records beyond its encoder (IndexBuilder::LineageFn):
+// {"checkpoint": CheckpointLineage(...)} for encoder {type: trial} ({"checkpoint":
+// {"trial", "error"}} when it no longer resolves), else {}.
+nlohmann::json EncoderLineage(const StateStore& store, const SweepRecord& sweep);
 
 }  // namespace lattice

@@ -9,9 +9,10 @@
 #include <random>
 
 #include "monitoring/metrics.h"
-#include "scheduler/api.h"
+#include "scheduler/sweep_routes.h"
+#include "scheduler/checkpoints.h"
 #include "scheduler/coordinator.h"
-#include "scheduler/http_server.h"
+#include "http/server.h"
 #include "store/index_catalog.h"
 #include "store/state_store.h"
 
@@ -32,7 +33,7 @@ Status WriteFileAtomically(const std::string& path, const std::string& content, 
 }
 
 void ShutdownWorkers(ControlChannel& channel) {
-  for (int r = 1; r < channel.size(); ++r) (void)channel.Send(r, ShutdownMsg{});
+  for (int r = 1; r < channel.size(); ++r) (void)channel.Send(WorkerRank{r}, ShutdownMsg{});
 }
 
 }  // namespace
@@ -68,7 +69,9 @@ int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel
 
   prometheus::Registry registry;
   SchedulerMetrics metrics(registry);
-  IndexBuilder index_builder(store->get(), options.data_dir + "/indexes");
+  StateStore* state = store->get();
+  IndexBuilder index_builder(state, options.data_dir + "/indexes",
+                             [state](const SweepRecord& sweep) { return EncoderLineage(*state, sweep); });
   CoordinatorOptions copts;
   copts.worker_timeout_ms = options.worker_timeout_ms;
   copts.stop = stop;

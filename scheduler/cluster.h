@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "worker/protocol.h"
+#include "control/channel.h"
 
 namespace lattice {
 

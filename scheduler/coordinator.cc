@@ -1,22 +1,45 @@
 #include "scheduler/coordinator.h"
-#include "scheduler/checkpoints.h"
 
 #include <chrono>
 #include <cstdio>
-#include <thread>
+
+#include "scheduler/checkpoints.h"
+#include "store/vector_block_store.h"
 
 namespace lattice {
 
 using scheduler::TrialEvent;
 
+const char* WorkerStateName(WorkerState state) {
+  switch (state) {
+    case WorkerState::kStarting: return "starting";
+    case WorkerState::kIdle: return "idle";
+    case WorkerState::kBusy: return "busy";
+    case WorkerState::kLost: return "lost";
+  }
+  return "unknown";
+}
+
+std::optional<WorkerState> ParseWorkerState(std::string_view text) {
+  for (WorkerState s : {WorkerState::kStarting, WorkerState::kIdle, WorkerState::kBusy,
+                        WorkerState::kLost}) {
+    if (text == WorkerStateName(s)) return s;
+  }
+  return std::nullopt;
+}
+
 Coordinator::Coordinator(CoordinatorOptions options, StateStore* store, ControlChannel* channel,
                          SchedulerMetrics* metrics)
-    : options_(std::move(options)), store_(store), channel_(channel), metrics_(metrics) {
+    : options_(std::move(options)),
+      store_(store),
+      channel_(channel),
+      metrics_(metrics),
+      clock_(options_.clock != nullptr ? options_.clock : SystemClock()) {
   slots_.resize(static_cast<size_t>(channel_->size()));
   for (int r = 1; r < channel_->size(); ++r) {
-    slots_[r].view.rank = r;
-    slots_[r].view.state = "starting";
-    slots_[r].view.last_seen_ms = NowMillis();
+    slots_[r].view.rank = WorkerRank{r};
+    slots_[r].view.state = WorkerState::kStarting;
+    slots_[r].view.last_seen_ms = Now();
   }
 }
 
@@ -40,15 +63,15 @@ Status Coordinator::Recover() {
       } else {
         ++active.running;  // Transition moves it from running to queued
         LATTICE_RETURN_IF_ERROR(
-            Transition(trials_[id], TrialEvent::kRecover, -1, "coordinator restarted", p));
+            Transition(trials_[id], TrialEvent::kRecover, WorkerRank{}, "coordinator restarted", p));
         ++requeued;
       }
     }
-    if (active.unfinished == 0 && sweep.kind == "embed" && options_.index_builder != nullptr) {
+    if (active.unfinished == 0 && sweep.kind == JobKind::kEmbed && options_.index_builder != nullptr) {
       StartIndexBuild(active.record, p);  // every shard was embedded before the crash
     } else if (active.unfinished == 0) {  // every trial finished before the crash
       active.record.state = SweepState::kCompleted;
-      active.record.finished_ms = NowMillis();
+      active.record.finished_ms = Now();
       p.batch.PutSweep(active.record);
       sweeps_.erase(sweep.id);
     }
@@ -65,29 +88,38 @@ Status Coordinator::Recover() {
 }
 
 void Coordinator::Run() {
-  auto idle_sleep = std::chrono::microseconds(20);
   for (;;) {
     bool stopping = stop_requested_.load() || (options_.stop != nullptr && options_.stop->load());
     if (stopping) break;
-    Pending p;
-    bool did_work = PollWorkers(p);
-    did_work |= RunCommands(p);
-    did_work |= CheckLiveness(p);
-    did_work |= CollectIndexBuilds(p);
-    did_work |= PlaceTrials(p);
-    Flush(p);
-    if (did_work) UpdateGauges();
-    if (NowMillis() - rss_sampled_ms_ >= 1000) {
-      rss_sampled_ms_ = NowMillis();
-      metrics_->coordinator_rss_bytes.Set(static_cast<double>(ResidentBytes()));
-    }
-    idle_sleep = did_work ? std::chrono::microseconds(20)
-                          : std::min(idle_sleep * 2, std::chrono::microseconds(1000));
-    std::this_thread::sleep_for(idle_sleep);
+    bool did_work = RunOnce();
+    idle_sleep_ = did_work ? std::chrono::microseconds(20)
+                           : std::min(idle_sleep_ * 2, std::chrono::microseconds(1000));
+    clock_->SleepFor(idle_sleep_);
   }
+  Stop();
+}
+
+bool Coordinator::RunOnce() {
+  Pending p;
+  bool did_work = PollWorkers(p);
+  did_work |= RunCommands(p);
+  did_work |= CheckLiveness(p);
+  did_work |= CollectIndexBuilds(p);
+  did_work |= PlaceTrials(p);
+  Flush(p);
+  if (did_work) UpdateGauges();
+  if (Now() - rss_sampled_ms_ >= 1000) {
+    rss_sampled_ms_ = Now();
+    metrics_->coordinator_rss_bytes.Set(static_cast<double>(ResidentBytes()));
+  }
+  return did_work;
+}
+
+void Coordinator::Stop() {
   // Shutdown: workers stop; trials still running stay "running" in the store and are
   // queued again by the next Recover().
-  for (int r = 1; r < channel_->size(); ++r) (void)channel_->Send(r, ShutdownMsg{});
+  for (int r = 1; r < channel_->size(); ++r) (void)channel_->Send(WorkerRank{r}, ShutdownMsg{});
+  stop_requested_ = true;
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& cmd : commands_) {
     cmd->done.set_value(Status::Unavailable("coordinator is shutting down"));
@@ -121,31 +153,41 @@ void Coordinator::Flush(Pending& p) {
   }
   for (auto& [cmd, result] : p.replies) cmd->done.set_value(std::move(result));
   for (const auto& sweep : p.index_builds) options_.index_builder->Start(sweep);
+  if (options_.index_builder != nullptr) {  // else RocksDB reclaims them in its own time
+    for (SweepId sweep : p.reclaim_blocks) options_.index_builder->ReclaimBlocks(sweep);
+  }
 }
 
 // ---- Commands from other threads --------------------------------------------------
 
-StatusOr<SweepRecord> Coordinator::Enqueue(std::shared_ptr<Command> cmd) {
+std::future<StatusOr<SweepRecord>> Coordinator::Enqueue(std::shared_ptr<Command> cmd) {
   auto future = cmd->done.get_future();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stop_requested_) return Status::Unavailable("coordinator is shutting down");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stop_requested_) {
+    cmd->done.set_value(Status::Unavailable("coordinator is shutting down"));
+  } else {
     commands_.push_back(std::move(cmd));
   }
-  return future.get();
+  return future;
 }
 
-StatusOr<SweepRecord> Coordinator::Submit(scheduler::SweepSpec spec) {
+std::future<StatusOr<SweepRecord>> Coordinator::SubmitAsync(scheduler::SweepSpec spec) {
   auto cmd = std::make_shared<Command>();
   cmd->submit = std::move(spec);
   return Enqueue(std::move(cmd));
 }
 
-StatusOr<SweepRecord> Coordinator::Cancel(SweepId id) {
+std::future<StatusOr<SweepRecord>> Coordinator::CancelAsync(SweepId id) {
   auto cmd = std::make_shared<Command>();
   cmd->cancel = id;
   return Enqueue(std::move(cmd));
 }
+
+StatusOr<SweepRecord> Coordinator::Submit(scheduler::SweepSpec spec) {
+  return SubmitAsync(std::move(spec)).get();
+}
+
+StatusOr<SweepRecord> Coordinator::Cancel(SweepId id) { return CancelAsync(id).get(); }
 
 std::vector<WorkerView> Coordinator::Workers() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -169,7 +211,7 @@ bool Coordinator::RunCommands(Pending& p) {
 }
 
 StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending& p) {
-  if (spec.kind == "embed" && spec.spec.contains("encoder") &&
+  if (spec.kind == JobKind::kEmbed && spec.spec.contains("encoder") &&
       spec.spec["encoder"].value("type", "") == "trial") {
     // Checked against the store now; a sweep id ("s3") becomes its best trial's id.
     LATTICE_ASSIGN_OR_RETURN(TrialEncoder encoder, ResolveTrialEncoder(*store_, spec.spec["encoder"]));
@@ -188,7 +230,7 @@ StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending&
   sweep.num_trials = static_cast<uint32_t>(spec.points.size());
   sweep.max_concurrent = spec.max_concurrent;
   sweep.max_attempts = spec.max_attempts;
-  sweep.created_ms = NowMillis();
+  sweep.created_ms = Now();
   p.batch.PutSweep(sweep);
   ActiveSweep& active = sweeps_[id];
   active.record = sweep;
@@ -225,10 +267,10 @@ StatusOr<SweepRecord> Coordinator::DoCancel(SweepId id, Pending& p) {
   for (const TrialId& tid : live) {
     TrialRecord& t = trials_.at(tid);
     if (t.state == TrialState::kRunning) p.sends.emplace_back(t.worker, CancelMsg{tid});
-    LATTICE_RETURN_IF_ERROR(Transition(t, TrialEvent::kCancel, -1, "sweep cancelled", p));
+    LATTICE_RETURN_IF_ERROR(Transition(t, TrialEvent::kCancel, WorkerRank{}, "sweep cancelled", p));
   }
   if (sweeps_.count(id)) p.batch.PutSweep(sweeps_.at(id).record);
-  result.finished_ms = NowMillis();
+  result.finished_ms = Now();
   return result;
 }
 

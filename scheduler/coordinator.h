@@ -13,16 +13,21 @@
 // So a change is durable before anyone can observe it, and a crash at any point loses
 // nothing that was acknowledged.
 //
+// Time and transport are injected (CoordinatorOptions::clock, ControlChannel), so tests
+// drive the loop one RunOnce() at a time with a fake channel and a fake clock
+// (tests/scheduler/coordinator_test.cc); production runs Run() over MPI.
+//
 // Recovery (Recover(), before Run()): sweeps still "running" are loaded; their trials
 // that were "running" go back to "queued" (the next assignment is attempt + 1);
 // terminal trials are never touched again. A trial is one grid point, so a sweep never
 // runs the same point twice: only attempts of the same trial repeat, one at a time.
 //
-// Thread-safety: Submit, Cancel, Workers and RequestStop may be called from any thread
-// (HTTP handlers); Recover and Run from the MPI thread only.
+// Thread-safety: Submit(Async), Cancel(Async), Workers and RequestStop may be called from
+// any thread (HTTP handlers); Recover, RunOnce and Run from the channel's thread only.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -31,17 +36,19 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/ids.h"
 #include "common/status.h"
+#include "control/channel.h"
+#include "index/builder.h"
 #include "monitoring/metrics.h"
-#include "scheduler/index_builder.h"
 #include "scheduler/sweep_spec.h"
 #include "scheduler/trial_state_machine.h"
 #include "store/records.h"
 #include "store/state_store.h"
-#include "worker/protocol.h"
 
 namespace lattice {
 
@@ -58,13 +65,24 @@ struct CoordinatorOptions {
   const std::atomic<bool>* stop = nullptr;
   // Builds the index of finished embed sweeps. Not owned; null: embed sweeps fail.
   IndexBuilder* index_builder = nullptr;
+  // Where time comes from. Not owned; null: SystemClock().
+  Clock* clock = nullptr;
 };
+
+// A worker's life as the coordinator sees it: starting (no Register yet) -> idle <-> busy;
+// lost after worker_timeout_ms of silence (its trials are queued again), back to idle/busy
+// when it speaks again.
+enum class WorkerState { kStarting, kIdle, kBusy, kLost };
+
+// "starting", "idle", "busy", "lost".
+const char* WorkerStateName(WorkerState state);
+std::optional<WorkerState> ParseWorkerState(std::string_view text);
 
 // What the API shows about one worker.
 struct WorkerView {
-  int rank = 0;
+  WorkerRank rank;
   std::string host;
-  std::string state;             // "starting" | "idle" | "busy" | "lost"
+  WorkerState state = WorkerState::kStarting;
   std::optional<TrialId> trial;  // running now
   int threads = 0;
   std::string device;            // "cpu" or "cuda:0 NVIDIA H100 ... (79.1 GiB)"
@@ -83,15 +101,22 @@ class Coordinator {
   // Loads running sweeps and re-queues their interrupted trials. MPI thread, before Run.
   Status Recover();
 
-  // The scheduling loop; returns after RequestStop() or options.stop, once every worker
-  // was sent Shutdown. MPI thread.
+  // The scheduling loop: RunOnce, then an idle back-off on the clock; returns after
+  // RequestStop() or options.stop, once every worker was sent Shutdown (Stop()).
   void Run();
+  // One iteration of the loop (see the top of this file); true if it did any work.
+  bool RunOnce();
+  // Sends every worker Shutdown and fails the commands still waiting. Run() ends with it.
+  void Stop();
 
   // Stores the sweep and its trials (durably) and queues them. Any thread; blocks until
   // the scheduler thread has committed. Returns the stored sweep.
   StatusOr<SweepRecord> Submit(scheduler::SweepSpec spec);
   // Cancels queued and running trials of a running sweep. Any thread; blocks.
   StatusOr<SweepRecord> Cancel(SweepId id);
+  // The same without blocking: the future is ready after the iteration that commits it.
+  std::future<StatusOr<SweepRecord>> SubmitAsync(scheduler::SweepSpec spec);
+  std::future<StatusOr<SweepRecord>> CancelAsync(SweepId id);
   std::vector<WorkerView> Workers() const;
   void RequestStop();
 
@@ -123,30 +148,34 @@ class Coordinator {
   // Side effects that wait for the iteration's commit.
   struct Pending {
     StateWriteBatch batch;
-    std::vector<std::pair<int, Message>> sends;
+    std::vector<std::pair<WorkerRank, Message>> sends;
     std::vector<std::pair<std::shared_ptr<Command>, StatusOr<SweepRecord>>> replies;
     std::vector<SweepRecord> index_builds;  // started once their last shard is durable
+    std::vector<SweepId> reclaim_blocks;    // vector blocks deleted: compact after commit
     size_t progress_ops = 0;  // batch changes that are only per-epoch progress
   };
 
-  StatusOr<SweepRecord> Enqueue(std::shared_ptr<Command> cmd);
+  std::future<StatusOr<SweepRecord>> Enqueue(std::shared_ptr<Command> cmd);
   bool PollWorkers(Pending& p);
   bool RunCommands(Pending& p);
   bool PlaceTrials(Pending& p);
   bool CheckLiveness(Pending& p);
   void Flush(Pending& p);
 
-  void OnRegister(int rank, const RegisterMsg& m);
-  void OnProgress(int rank, const ProgressMsg& m, Pending& p);
-  void OnResult(int rank, const ResultMsg& m, Pending& p);
-  void OnHeartbeat(int rank, const HeartbeatMsg& m, Pending& p);
-  void OnVectors(int rank, VectorsMsg& m);
-  void OnCheckpoint(int rank, CheckpointMsg& m);
+  void OnRegister(WorkerRank rank, const RegisterMsg& m);
+  void OnProgress(WorkerRank rank, const ProgressMsg& m, Pending& p);
+  void OnResult(WorkerRank rank, const ResultMsg& m, Pending& p);
+  void OnHeartbeat(WorkerRank rank, const HeartbeatMsg& m, Pending& p);
+  void OnVectors(WorkerRank rank, VectorsMsg& m);
+  void OnCheckpoint(WorkerRank rank, CheckpointMsg& m);
+  // Whether a message about (trial, attempt) from `rank` belongs to the attempt running
+  // there now (anything else is a stale report of an attempt already given up on).
+  bool IsCurrentAttempt(WorkerRank rank, const TrialId& trial, int attempt) const;
   // Train trial done: its checkpoint goes into the same batch as its completion.
   void StoreCheckpoint(TrialRecord& t, int attempt, Pending& p);
   // Before assigning an embed shard whose encoder is a trial's checkpoint: queue the
   // checkpoint for the worker unless it already has it.
-  void SendCheckpointIfNeeded(int rank, const TrialRecord& t, Pending& p);
+  void SendCheckpointIfNeeded(WorkerRank rank, const TrialRecord& t, Pending& p);
   // Embed shard done: its vectors go into the same batch as its completion.
   Status StoreVectors(const TrialRecord& t, int attempt, Pending& p);
   // All shards of an embed sweep are done: build its index in the background.
@@ -157,21 +186,25 @@ class Coordinator {
 
   // Applies a state-machine event to a live trial, persists it and keeps the
   // queue / counters / sweep completion in step.
-  Status Transition(TrialRecord& trial, scheduler::TrialEvent event, int worker, const std::string& error,
-                    Pending& p);
+  Status Transition(TrialRecord& trial, scheduler::TrialEvent event, WorkerRank worker,
+                    const std::string& error, Pending& p);
   void FinishTrial(const TrialRecord& trial, Pending& p);
   // Removes (trial, attempt) from the worker's in-flight list; false if not there.
-  bool ReleaseWorker(int rank, const TrialId& trial, int attempt);
+  bool ReleaseWorker(WorkerRank rank, const TrialId& trial, int attempt);
   // How many trials of `sweep` a worker may hold at once (1, or more when short).
   size_t PipelineDepth(const ActiveSweep& sweep) const;
-  // The worker with the fewest in-flight trials below `depth`, or 0 if none.
-  int PickWorker(size_t depth) const;
+  // The worker with the fewest in-flight trials below `depth`, or nullopt if none.
+  std::optional<WorkerRank> PickWorker(size_t depth) const;
+  Slot& slot(WorkerRank rank) { return slots_[static_cast<size_t>(rank.value)]; }
+  const Slot& slot(WorkerRank rank) const { return slots_[static_cast<size_t>(rank.value)]; }
+  int64_t Now() const { return clock_->NowMillis(); }
   void UpdateGauges();
 
   const CoordinatorOptions options_;
   StateStore* const store_;
   ControlChannel* const channel_;
   SchedulerMetrics* const metrics_;
+  Clock* const clock_;
 
   // Scheduler-thread state.
   std::map<SweepId, ActiveSweep> sweeps_;
@@ -183,6 +216,7 @@ class Coordinator {
   // Checkpoints of train attempts whose Result has not arrived yet, by (trial, attempt).
   std::map<std::pair<TrialId, int>, std::string> checkpoint_blobs_;
   int64_t rss_sampled_ms_ = 0;  // last time the coordinator's RSS gauge was refreshed
+  std::chrono::microseconds idle_sleep_{20};  // Run()'s back-off after idle iterations
 
   // Shared with other threads.
   mutable std::mutex mu_;

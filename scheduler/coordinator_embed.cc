@@ -2,26 +2,19 @@
 #include <cstdio>
 
 #include "scheduler/coordinator.h"
-#include "scheduler/checkpoints.h"
+#include "store/checkpoint_store.h"
+#include "store/vector_block_store.h"
 
 namespace lattice {
 
-void Coordinator::OnVectors(int rank, VectorsMsg& m) {
-  auto it = trials_.find(m.trial);
-  if (it == trials_.end() || it->second.state != TrialState::kRunning ||
-      it->second.attempts != m.attempt || it->second.worker != rank) {
-    return;  // stale
-  }
+void Coordinator::OnVectors(WorkerRank rank, VectorsMsg& m) {
+  if (!IsCurrentAttempt(rank, m.trial, m.attempt)) return;  // stale
   auto key = std::make_pair(m.trial, m.attempt);
   vector_blocks_[key] = std::move(m);
 }
 
-void Coordinator::OnCheckpoint(int rank, CheckpointMsg& m) {
-  auto it = trials_.find(m.trial);
-  if (it == trials_.end() || it->second.state != TrialState::kRunning ||
-      it->second.attempts != m.attempt || it->second.worker != rank) {
-    return;  // stale
-  }
+void Coordinator::OnCheckpoint(WorkerRank rank, CheckpointMsg& m) {
+  if (!IsCurrentAttempt(rank, m.trial, m.attempt)) return;  // stale
   checkpoint_blobs_[{m.trial, m.attempt}] = std::move(m.bytes);
 }
 
@@ -29,23 +22,23 @@ void Coordinator::StoreCheckpoint(TrialRecord& t, int attempt, Pending& p) {
   auto it = checkpoint_blobs_.find({t.id, attempt});
   if (it == checkpoint_blobs_.end()) return;  // train.checkpoint: false
   t.checkpoint_bytes = static_cast<int64_t>(it->second.size());
-  p.batch.PutRaw("checkpoints", CheckpointKey(t.id), std::move(it->second));
+  CheckpointStore::PutFinal(p.batch, t.id, std::move(it->second));
   checkpoint_blobs_.erase(it);
 }
 
-void Coordinator::SendCheckpointIfNeeded(int rank, const TrialRecord& t, Pending& p) {
+void Coordinator::SendCheckpointIfNeeded(WorkerRank rank, const TrialRecord& t, Pending& p) {
   const nlohmann::json* encoder = t.config.contains("encoder") ? &t.config["encoder"] : nullptr;
   if (encoder == nullptr || !encoder->is_object() || encoder->value("type", "") != "trial") return;
   auto source = TrialId::Parse(encoder->value("trial", ""));
-  if (!source || slots_[rank].checkpoints_sent.count(*source)) return;
-  auto blob = store_->Get("checkpoints", CheckpointKey(*source));
+  if (!source || slot(rank).checkpoints_sent.count(*source)) return;
+  auto blob = CheckpointStore(store_).GetFinal(*source);
   if (!blob.ok()) {  // the worker fails the shard: "no checkpoint of trial ..."
     std::fprintf(stderr, "coordinator: checkpoint of %s for %s: %s\n",
                  source->ToString().c_str(), t.id.ToString().c_str(),
                  blob.status().ToString().c_str());
     return;
   }
-  slots_[rank].checkpoints_sent.insert(*source);
+  slot(rank).checkpoints_sent.insert(*source);
   p.sends.emplace_back(rank, CheckpointMsg{*source, 0, std::move(blob).value()});
 }
 
@@ -54,7 +47,7 @@ Status Coordinator::StoreVectors(const TrialRecord& t, int attempt, Pending& p) 
   if (it == vector_blocks_.end()) {
     return Status::Internal("shard " + t.id.ToString() + " finished without sending its vectors");
   }
-  const VectorsMsg& m = it->second;
+  VectorsMsg& m = it->second;
   int64_t begin = t.config.at("shard").at("begin").get<int64_t>();
   int64_t end = t.config.at("shard").at("end").get<int64_t>();
   Status s = Status::Ok();
@@ -63,11 +56,8 @@ Status Coordinator::StoreVectors(const TrialRecord& t, int attempt, Pending& p) 
                          "+" + std::to_string(m.rows) + ", expected " + std::to_string(begin) +
                          ".." + std::to_string(end));
   } else {
-    p.batch.PutRaw("items", VectorBlockKey(t.id.sweep, begin),
-                   EncodeVectorBlock(m.begin, m.rows, m.dim, m.data));
-    if (!m.metadata.empty()) {
-      p.batch.PutRaw("items", MetadataBlockKey(t.id.sweep, begin), nlohmann::json(m.metadata).dump());
-    }
+    VectorBlockStore::Put(p.batch, t.id.sweep,
+                          VectorBlock{m.begin, m.rows, m.dim, std::move(m.data), std::move(m.metadata)});
   }
   vector_blocks_.erase(it);
   return s;
@@ -102,8 +92,12 @@ bool Coordinator::CollectIndexBuilds(Pending& p) {
       sweep.state = SweepState::kFailed;
       sweep.message = o.status.message();
     }
-    sweep.finished_ms = NowMillis();
+    sweep.finished_ms = Now();
     p.batch.PutSweep(sweep);
+    // The sweep is over: the published index holds its vectors (a failed build cannot be
+    // retried), so its blocks leave the state store in the same batch.
+    VectorBlockStore::Delete(p.batch, sweep.id);
+    p.reclaim_blocks.push_back(sweep.id);
     p.batch.AppendEvent(o.status.ok() ? "index_published" : "index_failed",
                         {{"sweep", sweep.id.ToString()}, {"index", index},
                          {"version", o.version}, {"meta", o.meta},

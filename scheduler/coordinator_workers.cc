@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "scheduler/coordinator.h"
+#include "store/vector_block_store.h"
 
 namespace lattice {
 
@@ -25,12 +26,12 @@ bool Coordinator::PollWorkers(Pending& p) {
       continue;
     }
     Envelope& env = polled->value();
-    if (env.source <= 0 || env.source >= static_cast<int>(slots_.size())) continue;
-    Slot& slot = slots_[env.source];
-    slot.view.last_seen_ms = NowMillis();
-    if (slot.view.state == "lost") {
-      slot.view.state = slot.view.trial ? "busy" : "idle";
-      p.batch.AppendEvent("worker_back", {{"rank", env.source}});
+    if (env.source.value <= 0 || env.source.value >= static_cast<int>(slots_.size())) continue;
+    Slot& s = slot(env.source);
+    s.view.last_seen_ms = Now();
+    if (s.view.state == WorkerState::kLost) {
+      s.view.state = s.view.trial ? WorkerState::kBusy : WorkerState::kIdle;
+      p.batch.AppendEvent("worker_back", {{"rank", env.source.value}});
     }
     std::visit(
         [&](auto& m) {
@@ -47,33 +48,36 @@ bool Coordinator::PollWorkers(Pending& p) {
   return handled > 0;
 }
 
-void Coordinator::OnRegister(int rank, const RegisterMsg& m) {
-  Slot& slot = slots_[rank];
-  slot.view.host = m.host;
-  slot.view.threads = m.threads;
-  slot.view.device = m.device;
-  if (slot.view.state == "starting") slot.view.state = "idle";
+void Coordinator::OnRegister(WorkerRank rank, const RegisterMsg& m) {
+  Slot& s = slot(rank);
+  s.view.host = m.host;
+  s.view.threads = m.threads;
+  s.view.device = m.device;
+  if (s.view.state == WorkerState::kStarting) s.view.state = WorkerState::kIdle;
 }
 
-void Coordinator::OnHeartbeat(int rank, const HeartbeatMsg& m, Pending& p) {
-  Slot& slot = slots_[rank];
-  slot.view.rss_bytes = m.rss_bytes;
-  slot.view.vram_bytes = m.vram_bytes;
+void Coordinator::OnHeartbeat(WorkerRank rank, const HeartbeatMsg& m, Pending& p) {
+  Slot& s = slot(rank);
+  s.view.rss_bytes = m.rss_bytes;
+  s.view.vram_bytes = m.vram_bytes;
   // A worker running something we no longer want (e.g. after it was declared lost and
   // its trial re-queued elsewhere): tell it to stop.
   if (!m.trial) return;
-  for (const auto& f : slot.inflight) {
+  for (const auto& f : s.inflight) {
     if (f.trial == *m.trial) return;
   }
   p.sends.emplace_back(rank, CancelMsg{*m.trial});
 }
 
-void Coordinator::OnProgress(int rank, const ProgressMsg& m, Pending& p) {
+bool Coordinator::IsCurrentAttempt(WorkerRank rank, const TrialId& trial, int attempt) const {
+  auto it = trials_.find(trial);
+  return it != trials_.end() && it->second.state == TrialState::kRunning &&
+         it->second.attempts == attempt && it->second.worker == rank;
+}
+
+void Coordinator::OnProgress(WorkerRank rank, const ProgressMsg& m, Pending& p) {
+  if (!IsCurrentAttempt(rank, m.trial, m.attempt)) return;  // stale
   auto it = trials_.find(m.trial);
-  if (it == trials_.end() || it->second.state != TrialState::kRunning ||
-      it->second.attempts != m.attempt || it->second.worker != rank) {
-    return;  // stale report of an attempt we gave up on
-  }
   it->second.epochs_done = m.epoch;
   p.batch.PutEpochMetrics(EpochMetrics{m.trial, m.attempt, m.epoch, m.metrics});
   p.batch.PutTrial(it->second);
@@ -81,8 +85,8 @@ void Coordinator::OnProgress(int rank, const ProgressMsg& m, Pending& p) {
   metrics_->epochs_reported.Increment();
 }
 
-void Coordinator::OnResult(int rank, const ResultMsg& m, Pending& p) {
-  if (ReleaseWorker(rank, m.trial, m.attempt) && m.code == ResultCode::kOk) {
+void Coordinator::OnResult(WorkerRank rank, const ResultMsg& m, Pending& p) {
+  if (ReleaseWorker(rank, m.trial, m.attempt) && m.code == StatusCode::kOk) {
     metrics_->trial_seconds.Observe(m.run_seconds);
     auto sweep = sweeps_.find(m.trial.sweep);
     if (sweep != sweeps_.end()) {
@@ -92,40 +96,28 @@ void Coordinator::OnResult(int rank, const ResultMsg& m, Pending& p) {
       ++s.run_samples;
     }
   }
-  auto it = trials_.find(m.trial);
-  if (it == trials_.end() || it->second.state != TrialState::kRunning ||
-      it->second.attempts != m.attempt || it->second.worker != rank) {
-    return;  // cancelled, or an attempt already given up on
-  }
-  TrialRecord& t = it->second;
-  TrialEvent event = TrialEvent::kSucceed;
-  switch (m.code) {
-    case ResultCode::kOk: {
-      if (t.config.value("kind", "") == "embed") {
-        Status stored = StoreVectors(t, m.attempt, p);
-        if (!stored.ok()) {
-          event = TrialEvent::kFail;
-          std::fprintf(stderr, "coordinator: %s\n", stored.ToString().c_str());
-          break;
-        }
-      }
-      if (t.config.value("kind", "") == "train") StoreCheckpoint(t, m.attempt, p);
+  if (!IsCurrentAttempt(rank, m.trial, m.attempt)) return;  // cancelled, or given up on
+  TrialRecord& t = trials_.at(m.trial);
+  const SweepRecord& sweep = sweeps_.at(t.id.sweep).record;
+  TrialEvent event = scheduler::EventForResult(m.code);
+  if (event == TrialEvent::kSucceed) {
+    Status stored = sweep.kind == JobKind::kEmbed ? StoreVectors(t, m.attempt, p) : Status::Ok();
+    if (stored.ok()) {
+      if (sweep.kind == JobKind::kTrain) StoreCheckpoint(t, m.attempt, p);
       t.metrics = m.metrics;
       t.epochs_done = m.epochs_done;
-      const std::string& metric = sweeps_.at(t.id.sweep).record.metric;
-      auto value = m.metrics.find(metric);
+      auto value = m.metrics.find(sweep.metric);
       if (value != m.metrics.end()) t.objective = value->second;
-      break;
+    } else {
+      event = scheduler::EventForResult(stored.code());
+      std::fprintf(stderr, "coordinator: %s\n", stored.ToString().c_str());
     }
-    case ResultCode::kRetryable: event = TrialEvent::kFail; break;
-    case ResultCode::kPermanent: event = TrialEvent::kFailPermanent; break;
-    case ResultCode::kCancelled: event = TrialEvent::kWorkerLost; break;  // worker stopped it
   }
   if (event != TrialEvent::kSucceed && event != TrialEvent::kWorkerLost) {
-    std::fprintf(stderr, "coordinator: trial %s attempt %d failed on w%d: %s\n",
-                 t.id.ToString().c_str(), m.attempt, rank, m.error.c_str());
+    std::fprintf(stderr, "coordinator: trial %s attempt %d failed on %s: %s\n",
+                 t.id.ToString().c_str(), m.attempt, rank.ToString().c_str(), m.error.c_str());
   }
-  if (m.code != ResultCode::kOk) {
+  if (m.code != StatusCode::kOk) {
     vector_blocks_.erase({m.trial, m.attempt});
     checkpoint_blobs_.erase({m.trial, m.attempt});
   }
@@ -133,8 +125,8 @@ void Coordinator::OnResult(int rank, const ResultMsg& m, Pending& p) {
   if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
 }
 
-bool Coordinator::ReleaseWorker(int rank, const TrialId& trial, int attempt) {
-  Slot& slot = slots_[rank];
+bool Coordinator::ReleaseWorker(WorkerRank rank, const TrialId& trial, int attempt) {
+  Slot& slot = this->slot(rank);
   bool found = false;
   for (auto it = slot.inflight.begin(); it != slot.inflight.end(); ++it) {
     if (it->trial == trial && it->attempt == attempt) {
@@ -149,7 +141,9 @@ bool Coordinator::ReleaseWorker(int rank, const TrialId& trial, int attempt) {
   } else {
     slot.view.trial = slot.inflight.front().trial;
   }
-  if (slot.view.state == "busy" && slot.inflight.empty()) slot.view.state = "idle";
+  if (slot.view.state == WorkerState::kBusy && slot.inflight.empty()) {
+    slot.view.state = WorkerState::kIdle;
+  }
   return found;
 }
 
@@ -160,13 +154,13 @@ size_t Coordinator::PipelineDepth(const ActiveSweep& sweep) const {
   return short_trials ? static_cast<size_t>(std::max(1, options_.max_pipeline)) : 1;
 }
 
-int Coordinator::PickWorker(size_t depth) const {
-  int best = 0;
+std::optional<WorkerRank> Coordinator::PickWorker(size_t depth) const {
+  std::optional<WorkerRank> best;
   for (size_t r = 1; r < slots_.size(); ++r) {
-    const Slot& slot = slots_[r];
-    if (slot.view.state != "idle" && slot.view.state != "busy") continue;  // starting, lost
-    if (slot.inflight.size() >= depth) continue;
-    if (best == 0 || slot.inflight.size() < slots_[best].inflight.size()) best = static_cast<int>(r);
+    const Slot& s = slots_[r];
+    bool usable = s.view.state == WorkerState::kIdle || s.view.state == WorkerState::kBusy;
+    if (!usable || s.inflight.size() >= depth) continue;  // starting, lost, or full
+    if (!best || s.inflight.size() < slot(*best).inflight.size()) best = s.view.rank;
   }
   return best;
 }
@@ -174,28 +168,28 @@ int Coordinator::PickWorker(size_t depth) const {
 bool Coordinator::PlaceTrials(Pending& p) {
   bool placed = false;
   auto it = queue_.begin();
-  while (it != queue_.end() && PickWorker(static_cast<size_t>(options_.max_pipeline)) != 0) {
+  while (it != queue_.end() && PickWorker(static_cast<size_t>(options_.max_pipeline))) {
     TrialId id = *it;
     ActiveSweep& sweep = sweeps_.at(id.sweep);
-    int rank = PickWorker(PipelineDepth(sweep));
-    if (rank == 0 ||
+    std::optional<WorkerRank> rank = PickWorker(PipelineDepth(sweep));
+    if (!rank ||
         (sweep.record.max_concurrent > 0 && sweep.running >= sweep.record.max_concurrent)) {
       it = queue_.lower_bound(TrialId{SweepId{id.sweep.value + 1}, 0});  // next sweep
       continue;
     }
     ++it;  // Transition erases `id` from the queue
     TrialRecord& t = trials_.at(id);
-    Status s = Transition(t, TrialEvent::kAssign, rank, "", p);
+    Status s = Transition(t, TrialEvent::kAssign, *rank, "", p);
     if (!s.ok()) {
       std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
       continue;
     }
-    Slot& slot = slots_[rank];
-    slot.view.state = "busy";
+    Slot& slot = this->slot(*rank);
+    slot.view.state = WorkerState::kBusy;
     slot.inflight.push_back(Inflight{id, t.attempts});
     slot.view.trial = slot.inflight.front().trial;
-    SendCheckpointIfNeeded(rank, t, p);
-    p.sends.emplace_back(rank, AssignMsg{id, t.attempts, t.config});
+    SendCheckpointIfNeeded(*rank, t, p);
+    p.sends.emplace_back(*rank, AssignMsg{id, t.attempts, t.config});
     metrics_->trials_dispatched.Increment();
     placed = true;
   }
@@ -203,40 +197,42 @@ bool Coordinator::PlaceTrials(Pending& p) {
 }
 
 bool Coordinator::CheckLiveness(Pending& p) {
-  int64_t now = NowMillis();
+  int64_t now = Now();
   bool changed = false;
   for (size_t r = 1; r < slots_.size(); ++r) {
     Slot& slot = slots_[r];
-    if (slot.view.state == "lost" || now - slot.view.last_seen_ms <= options_.worker_timeout_ms) {
+    if (slot.view.state == WorkerState::kLost ||
+        now - slot.view.last_seen_ms <= options_.worker_timeout_ms) {
       continue;
     }
-    std::fprintf(stderr, "coordinator: worker w%zu silent for %lld ms: declared lost\n", r,
-                 static_cast<long long>(now - slot.view.last_seen_ms));
-    p.batch.AppendEvent("worker_lost", {{"rank", r}});
+    const WorkerRank rank = slot.view.rank;
+    std::fprintf(stderr, "coordinator: worker %s silent for %lld ms: declared lost\n",
+                 rank.ToString().c_str(), static_cast<long long>(now - slot.view.last_seen_ms));
+    p.batch.AppendEvent("worker_lost", {{"rank", rank.value}});
     for (const Inflight& f : slot.inflight) {
       auto it = trials_.find(f.trial);
       if (it != trials_.end() && it->second.state == TrialState::kRunning &&
           it->second.attempts == f.attempt) {
-        Status s = Transition(it->second, TrialEvent::kWorkerLost, static_cast<int>(r),
-                              "worker w" + std::to_string(r) + " lost", p);
+        Status s = Transition(it->second, TrialEvent::kWorkerLost, rank,
+                              "worker " + rank.ToString() + " lost", p);
         if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
       }
     }
     slot.inflight.clear();
     slot.view.trial.reset();
-    slot.view.state = "lost";
+    slot.view.state = WorkerState::kLost;
     changed = true;
   }
   return changed;
 }
 
-Status Coordinator::Transition(TrialRecord& trial, TrialEvent event, int worker,
+Status Coordinator::Transition(TrialRecord& trial, TrialEvent event, WorkerRank worker,
                                const std::string& error, Pending& p) {
   ActiveSweep& sweep = sweeps_.at(trial.id.sweep);
   TrialState before = trial.state;
   LATTICE_ASSIGN_OR_RETURN(
       trial, scheduler::ApplyTrialEvent(trial, event, sweep.record.max_attempts, worker,
-                                        NowMillis(), error));
+                                        Now(), error));
   if (before == TrialState::kQueued) queue_.erase(trial.id);
   if (before == TrialState::kRunning) --sweep.running;
   if (trial.state == TrialState::kQueued) queue_.insert(trial.id);
@@ -270,19 +266,23 @@ void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
   SweepRecord& sweep = active.record;
   if (sweep.state == SweepState::kRunning) {
     bool all_ok = active.completed == sweep.num_trials;
-    if (sweep.kind == "embed" && all_ok && options_.index_builder != nullptr) {
+    if (sweep.kind == JobKind::kEmbed && all_ok && options_.index_builder != nullptr) {
       StartIndexBuild(sweep, p);
       return;  // the sweep ends when its index is built (CollectIndexBuilds)
     }
     // Completed unless every trial failed (an embed sweep needs every shard).
     sweep.state = active.completed > 0 ? SweepState::kCompleted : SweepState::kFailed;
     if (active.completed == 0) sweep.message = "every trial failed";
-    if (sweep.kind == "embed" && !all_ok) {
+    if (sweep.kind == JobKind::kEmbed && !all_ok) {
       sweep.state = SweepState::kFailed;
       sweep.message = "a shard failed: no index was built";
     }
   }
-  sweep.finished_ms = NowMillis();
+  if (sweep.kind == JobKind::kEmbed) {  // failed or cancelled: no index will use its blocks
+    VectorBlockStore::Delete(p.batch, sweep.id);
+    p.reclaim_blocks.push_back(sweep.id);
+  }
+  sweep.finished_ms = Now();
   p.batch.PutSweep(sweep);
   p.batch.AppendEvent("sweep_finished", {{"sweep", sweep.id.ToString()},
                                          {"state", SweepStateName(sweep.state)}});
@@ -298,9 +298,9 @@ void Coordinator::UpdateGauges() {
   for (size_t r = 1; r < slots_.size(); ++r) {
     const auto& v = slots_[r].view;
     running += slots_[r].inflight.size();
-    idle += v.state == "idle";
-    busy += v.state == "busy";
-    lost += v.state == "lost";
+    idle += v.state == WorkerState::kIdle;
+    busy += v.state == WorkerState::kBusy;
+    lost += v.state == WorkerState::kLost;
     views.push_back(v);
   }
   int64_t max_rss = 0, max_vram = 0;

@@ -155,10 +155,13 @@ Status ParseIdentity(const OrderedJson& doc, SweepSpec* out) {
   }
   out->name = doc["name"].get<std::string>();
   if (!doc.contains("kind")) return Status::InvalidArgument("kind: required");
-  if (!doc["kind"].is_string() || !jobs::IsKnownJobKind(doc["kind"].get<std::string>())) {
-    return Status::InvalidArgument("kind: unknown job kind " + doc["kind"].dump());
+  std::optional<JobKind> kind =
+      doc["kind"].is_string() ? ParseJobKind(doc["kind"].get<std::string>()) : std::nullopt;
+  if (!kind) {
+    return Status::InvalidArgument("kind: unknown job kind " + doc["kind"].dump() +
+                                   " (train, embed or noop)");
   }
-  out->kind = doc["kind"].get<std::string>();
+  out->kind = *kind;
   LATTICE_ASSIGN_OR_RETURN(auto seed, OptionalInt(doc, "seed", "seed", INT64_MIN, INT64_MAX));
   (void)seed;
   for (const char* section : {"dataset", "model", "train"}) {
@@ -297,7 +300,7 @@ StatusOr<SweepSpec> ParseSweepSpec(const std::string& text) {
   SweepSpec out;
   LATTICE_RETURN_IF_ERROR(ParseIdentity(doc, &out));
   LATTICE_RETURN_IF_ERROR(ParseLimits(&doc, &out));
-  if (out.kind == "embed") {
+  if (out.kind == JobKind::kEmbed) {
     LATTICE_RETURN_IF_ERROR(ExpandEmbedSweep(&doc, JobConfigBase(doc), &out));
     out.spec = nlohmann::json(doc);
     return out;
@@ -309,11 +312,11 @@ StatusOr<SweepSpec> ParseSweepSpec(const std::string& text) {
   }
   if (doc.contains("search")) {
     LATTICE_RETURN_IF_ERROR(ParseSearch(&doc["search"], &out));
-  } else if (out.kind == "noop") {
+  } else if (out.kind == JobKind::kNoop) {
     out.metric = kDefaultMetric;
     out.points.push_back(nlohmann::json::object());
   } else {
-    return Status::InvalidArgument("search: required for kind " + out.kind);
+    return Status::InvalidArgument(std::string("search: required for kind ") + JobKindName(out.kind));
   }
   LATTICE_RETURN_IF_ERROR(BuildTrialConfigs(doc, &out));
   out.spec = nlohmann::json(doc);

@@ -1,7 +1,7 @@
 // Sweep specs: parse a YAML or JSON sweep document, validate it, expand it into trials.
 //
 //   name: digits-probe-grid            # required, [A-Za-z0-9_.-]{1,64}
-//   kind: train                        # required, jobs::IsKnownJobKind
+//   kind: train                        # required: train | embed | noop
 //   seed: 42                           # optional int
 //   dataset: {...}  model: {...}  train: {...}   # job sections, passed to the job config
 //   search:                            # required, except for kind noop (one trial)
@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "common/job_kind.h"
 #include "common/status.h"
 
 namespace lattice::scheduler {
@@ -45,7 +46,7 @@ inline constexpr const char* kDefaultMetric = "val_accuracy";
 
 struct SweepSpec {
   std::string name;
-  std::string kind;
+  JobKind kind = JobKind::kTrain;
   // The validated spec, normalised to JSON with defaults filled in (search.metric,
   // search.seed for random, max_attempts). nlohmann::json sorts object keys, so the
   // parameter order is NOT kept here: re-expanding spec.dump() may order grid points

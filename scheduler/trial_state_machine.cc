@@ -60,7 +60,10 @@ TrialEvent EventForResult(StatusCode code) {
       return TrialEvent::kSucceed;
     case StatusCode::kFailedPrecondition:
     case StatusCode::kInvalidArgument:
+    case StatusCode::kNotFound:
       return TrialEvent::kFailPermanent;
+    case StatusCode::kCancelled:
+      return TrialEvent::kWorkerLost;
     default:
       return TrialEvent::kFail;
   }
@@ -78,7 +81,7 @@ bool IsLegalTransition(TrialState from, TrialState to) {
   }
 }
 
-StatusOr<TrialRecord> ApplyTrialEvent(TrialRecord t, TrialEvent e, int max_attempts, int worker,
+StatusOr<TrialRecord> ApplyTrialEvent(TrialRecord t, TrialEvent e, int max_attempts, WorkerRank worker,
                                       int64_t now_ms, const std::string& error) {
   max_attempts = std::max(max_attempts, 1);
   const bool queued = t.state == TrialState::kQueued;

@@ -37,9 +37,13 @@ enum class TrialEvent { kAssign, kSucceed, kFail, kFailPermanent, kWorkerLost, k
 // "assign", "succeed", "fail", "fail_permanent", "worker_lost", "recover", "cancel".
 const char* TrialEventName(TrialEvent e);
 
-// The event for a task that ended with error `code`: FailedPrecondition and
-// InvalidArgument (bad config, NaN loss, ...) are permanent -> kFailPermanent; every other
-// error is retryable -> kFail. kOk -> kSucceed.
+// The one failure classification: the event for a task whose attempt ended with `code`
+// (the worker reports the job's status code; the coordinator applies this event).
+//   kOk -> kSucceed;
+//   InvalidArgument, FailedPrecondition, NotFound (bad config, NaN loss, a missing file or
+//   checkpoint: fails again anywhere) -> kFailPermanent;
+//   Cancelled (the worker stopped it: cancel or shutdown) -> kWorkerLost (queued again);
+//   anything else (I/O, internal, unavailable) -> kFail (retried up to max_attempts).
 TrialEvent EventForResult(StatusCode code);
 
 // Whether a trial may move from `from` to `to` by some event (same-state is not a move).
@@ -48,7 +52,7 @@ bool IsLegalTransition(TrialState from, TrialState to);
 // Applies `e` to `t` (see the table). `max_attempts` < 1 counts as 1. `worker` is used by
 // kAssign only; `now_ms` is unix epoch milliseconds; `error` is the failure or cancel
 // reason (kept unless empty for kCancel). Illegal -> FailedPrecondition naming the trial.
-StatusOr<TrialRecord> ApplyTrialEvent(TrialRecord t, TrialEvent e, int max_attempts, int worker,
+StatusOr<TrialRecord> ApplyTrialEvent(TrialRecord t, TrialEvent e, int max_attempts, WorkerRank worker,
                                       int64_t now_ms, const std::string& error);
 
 // kCompleted when every trial is terminal (also when there are none), else kRunning.

@@ -124,7 +124,13 @@ StatusOr<SweepRecord> SweepFromJson(const json& j) {
   if (!id) return Status::InvalidArgument("id: not a sweep id: " + text);
   r.id = *id;
   LATTICE_RETURN_IF_ERROR(ReadString(j, "name", &r.name));
-  LATTICE_RETURN_IF_ERROR(ReadString(j, "kind", &r.kind));
+  text.clear();
+  LATTICE_RETURN_IF_ERROR(ReadString(j, "kind", &text));
+  if (!text.empty()) {
+    auto kind = ParseJobKind(text);
+    if (!kind) return Status::InvalidArgument("kind: unknown job kind: " + text);
+    r.kind = *kind;
+  }
   LATTICE_RETURN_IF_ERROR(ReadJson(j, "spec", &r.spec));
   LATTICE_RETURN_IF_ERROR(ReadString(j, "state", &text, /*required=*/true));
   auto state = ParseSweepState(text);
@@ -165,7 +171,7 @@ StatusOr<TrialRecord> TrialFromJson(const json& j) {
   if (!state) return Status::InvalidArgument("state: unknown trial state: " + text);
   r.state = *state;
   LATTICE_RETURN_IF_ERROR(ReadInt(j, "attempts", &r.attempts));
-  LATTICE_RETURN_IF_ERROR(ReadInt(j, "worker", &r.worker));
+  LATTICE_RETURN_IF_ERROR(ReadInt(j, "worker", &r.worker.value));
   LATTICE_RETURN_IF_ERROR(ReadJson(j, "metrics", &r.metrics));
   LATTICE_RETURN_IF_ERROR(ReadObjective(j, &r.objective));
   LATTICE_RETURN_IF_ERROR(ReadInt(j, "epochs_done", &r.epochs_done));
@@ -244,7 +250,7 @@ std::optional<TrialState> ParseTrialState(const std::string& s) {
 nlohmann::json SweepRecord::ToJson() const {
   return json{{"id", id.ToString()},
               {"name", name},
-              {"kind", kind},
+              {"kind", JobKindName(kind)},
               {"spec", spec},
               {"state", SweepStateName(state)},
               {"metric", metric},
@@ -268,7 +274,7 @@ nlohmann::json TrialRecord::ToJson() const {
       {"id", id.ToString()},        {"sweep", id.sweep.ToString()},
       {"index", id.index},          {"params", params},
       {"config", config},           {"state", TrialStateName(state)},
-      {"attempts", attempts},       {"worker", worker},
+      {"attempts", attempts},       {"worker", worker.value},
       {"metrics", metrics},         {"objective", objective ? json(*objective) : json(nullptr)},
       {"epochs_done", epochs_done}, {"error", error},
       {"started_ms", started_ms},   {"finished_ms", finished_ms},

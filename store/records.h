@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/ids.h"
+#include "common/job_kind.h"
 #include "common/status.h"
 
 namespace lattice {
@@ -31,7 +32,7 @@ inline bool IsTerminal(TrialState s) {
 struct SweepRecord {
   SweepId id;
   std::string name;
-  std::string kind;          // "train", "noop", "embed", ...
+  JobKind kind = JobKind::kTrain;
   nlohmann::json spec;       // the validated spec as submitted (normalised to JSON)
   SweepState state = SweepState::kRunning;
   std::string metric;        // e.g. "val_accuracy"
@@ -53,7 +54,7 @@ struct TrialRecord {
   nlohmann::json config;          // the full job config with params applied
   TrialState state = TrialState::kQueued;
   int attempts = 0;               // number of times it was assigned to a worker
-  int worker = -1;                // rank running it now (or last), -1 = none
+  WorkerRank worker;               // rank running it now (or last); -1 = none
   nlohmann::json metrics = nlohmann::json::object();  // final and best metrics
   std::optional<double> objective;  // value of the sweep metric, when known
   int epochs_done = 0;

@@ -76,7 +76,8 @@ struct StateWriteBatch::Pending {
   struct Op {
     const char* cf;
     std::string key;
-    std::string value;
+    std::string value;        // kDeleteRange: the range's end (exclusive)
+    bool delete_range = false;
   };
   std::vector<Op> ops;
   std::vector<json> events;  // sequence numbers are assigned in StateStore::Commit
@@ -114,6 +115,23 @@ void StateWriteBatch::PutRaw(const std::string& column_family, const std::string
     return;
   }
   pending_->ops.push_back({cf, key, std::move(value)});
+}
+
+void StateWriteBatch::DeleteRawRange(const std::string& column_family, const std::string& begin,
+                                     const std::string& end) {
+  const char* cf = nullptr;
+  for (const char* name : kRawWritableCfs) {
+    if (column_family == name) cf = name;
+  }
+  if (cf == nullptr || !(begin < end)) {
+    if (pending_->error.ok()) {
+      pending_->error = Status::InvalidArgument(
+          cf == nullptr ? "batch delete: column family '" + column_family + "' is not writable raw"
+                        : "batch delete: empty range in " + column_family);
+    }
+    return;
+  }
+  pending_->ops.push_back({cf, begin, end, /*delete_range=*/true});
 }
 
 void StateWriteBatch::PutEpochMetrics(const EpochMetrics& metrics) {
@@ -334,8 +352,9 @@ Status StateStore::Commit(StateWriteBatch& batch, bool sync) {
   }
   rocksdb::WriteBatch wb;
   for (const auto& op : p.ops) {
-    rocksdb::Status s = wb.Put(impl_->cfs.at(op.cf), op.key, op.value);
-    if (!s.ok()) return impl_->Error(std::string("batch put ") + op.cf + "/" + op.key, s);
+    rocksdb::Status s = op.delete_range ? wb.DeleteRange(impl_->cfs.at(op.cf), op.key, op.value)
+                                        : wb.Put(impl_->cfs.at(op.cf), op.key, op.value);
+    if (!s.ok()) return impl_->Error(std::string("batch write ") + op.cf + "/" + op.key, s);
   }
   uint64_t seq = impl_->last_event_seq;
   for (const auto& event : p.events) {
@@ -482,6 +501,30 @@ Status StateStore::Delete(const std::string& column_family, const std::string& k
   rocksdb::Status s = impl_->db->Delete(impl_->WriteOpts(impl_->options.sync_writes), handle, key);
   if (!s.ok()) return impl_->Error("delete " + column_family + "/" + key, s);
   return Status::Ok();
+}
+
+Status StateStore::CompactRaw(const std::string& column_family, const std::string& begin,
+                              const std::string& end) {
+  LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle,
+                           impl_->RawWritableCf(column_family));
+  rocksdb::Slice b(begin), e(end);
+  rocksdb::CompactRangeOptions options;
+  // Rewrite the bottom level too, so that deleted ranges (and their blobs) really go.
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  rocksdb::Status s = impl_->db->CompactRange(options, handle, &b, &e);
+  if (!s.ok()) return impl_->Error("compact " + column_family + " [" + begin + ", " + end + ")", s);
+  return Status::Ok();
+}
+
+StatusOr<int64_t> StateStore::DiskBytes() const {
+  int64_t total = 0;
+  for (const auto& [name, handle] : impl_->cfs) {
+    for (const char* property : {"rocksdb.total-sst-files-size", "rocksdb.total-blob-file-size"}) {
+      uint64_t v = 0;
+      if (impl_->db->GetIntProperty(handle, property, &v)) total += static_cast<int64_t>(v);
+    }
+  }
+  return total;
 }
 
 StatusOr<std::vector<std::pair<std::string, std::string>>> StateStore::Scan(

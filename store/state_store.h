@@ -48,6 +48,9 @@ class StateWriteBatch {
   void PutEpochMetrics(const EpochMetrics& metrics);
   // A raw value in "checkpoints", "indexes" or "items" (others make Commit fail).
   void PutRaw(const std::string& column_family, const std::string& key, std::string value);
+  // Deletes the keys in [begin, end) of "checkpoints", "indexes" or "items".
+  void DeleteRawRange(const std::string& column_family, const std::string& begin,
+                      const std::string& end);
   // Appends {"ts_ms":..., "type": type, ...fields} to the events log.
   void AppendEvent(const std::string& type, const nlohmann::json& fields);
 
@@ -89,6 +92,12 @@ class StateStore {
   Status Put(const std::string& column_family, const std::string& key, const std::string& value);
   StatusOr<std::string> Get(const std::string& column_family, const std::string& key) const;
   Status Delete(const std::string& column_family, const std::string& key);
+  // Compacts [begin, end) of a raw column family down to the last level, so that the space
+  // of deleted keys (and of their blob files) is given back. Blocks while it runs.
+  Status CompactRaw(const std::string& column_family, const std::string& begin,
+                    const std::string& end);
+  // Bytes of live SST and blob files over all column families (what RocksDB reports).
+  StatusOr<int64_t> DiskBytes() const;
   // All (key, value) pairs whose key starts with prefix, ascending.
   StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(
       const std::string& column_family, const std::string& prefix) const;

@@ -21,16 +21,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-ResultCode CodeFor(const Status& s) {
-  switch (s.code()) {
-    case StatusCode::kCancelled: return ResultCode::kCancelled;
-    case StatusCode::kInvalidArgument:
-    case StatusCode::kFailedPrecondition:
-    case StatusCode::kNotFound: return ResultCode::kPermanent;
-    default: return ResultCode::kRetryable;
-  }
-}
-
 // Runs assigned tasks one at a time, in order, on its own thread; results go to a
 // thread-safe outbox.
 class TaskRunner {
@@ -59,7 +49,7 @@ class TaskRunner {
     if (current_ && *current_ == trial) cancel_ = true;
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {
       if (it->trial != trial) continue;
-      outbox_.push_back(ResultMsg{it->trial, it->attempt, ResultCode::kCancelled, {}, 0,
+      outbox_.push_back(ResultMsg{it->trial, it->attempt, StatusCode::kCancelled, {}, 0,
                                   "cancelled before it started", 0});
       pending_.erase(it);
       break;
@@ -127,7 +117,7 @@ class TaskRunner {
       std::lock_guard<std::mutex> lock(mu_);
       outbox_.push_back(ProgressMsg{task.trial, task.attempt, epoch, metrics});
     };
-    ResultMsg result{task.trial, task.attempt, ResultCode::kOk, {}, 0, "", 0};
+    ResultMsg result{task.trial, task.attempt, StatusCode::kOk, {}, 0, "", 0};
     auto outcome = jobs::RunJob(task.config, ctx);
     if (outcome.ok()) {
       result.metrics = outcome->metrics;
@@ -143,7 +133,7 @@ class TaskRunner {
         outbox_.push_back(CheckpointMsg{task.trial, task.attempt, std::move(*outcome->checkpoint)});
       }
     } else {
-      result.code = CodeFor(outcome.status());
+      result.code = outcome.status().code();
       result.error = outcome.status().message();
     }
     result.run_seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -174,8 +164,8 @@ std::string HostName() {
 }  // namespace
 
 int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
-  DeviceInfo device = DiscoverDevice(channel.rank());
-  if (!channel.Send(0, RegisterMsg{HostName(), options.num_threads, device.Describe()}).ok()) {
+  DeviceInfo device = DiscoverDevice(channel.rank().value);
+  if (!channel.Send(kCoordinatorRank, RegisterMsg{HostName(), options.num_threads, device.Describe()}).ok()) {
     return 1;
   }
   TaskRunner runner(options.num_threads);
@@ -188,7 +178,7 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
     while (auto polled = channel.Poll()) {
       did_work = true;
       if (!polled->ok()) {
-        std::fprintf(stderr, "worker %d: %s\n", channel.rank(), polled->status().ToString().c_str());
+        std::fprintf(stderr, "worker %d: %s\n", channel.rank().value, polled->status().ToString().c_str());
         continue;
       }
       Message& m = polled->value().message;
@@ -210,7 +200,7 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
     }
     while (!outgoing.empty()) {
       did_work = true;
-      if (!channel.Send(0, outgoing.front()).ok()) return 1;
+      if (!channel.Send(kCoordinatorRank, outgoing.front()).ok()) return 1;
       outgoing.pop_front();
     }
     if (options.stop != nullptr && options.stop->load()) running = false;

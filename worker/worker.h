@@ -1,6 +1,6 @@
 // The worker process (MPI ranks 1..N): runs one task at a time for the coordinator.
 //
-// Protocol (see worker/protocol.h):
+// Protocol (see control/messages.h, control/channel.h):
 //   1. Send Register to rank 0 (host, threads, device).
 //   2. Loop until Shutdown, a stop signal, or loss of the coordinator:
 //      - Checkpoint -> keep it for the embed jobs that use it (sent before their Assign).
@@ -19,7 +19,7 @@
 
 #include <atomic>
 
-#include "worker/protocol.h"
+#include "control/channel.h"
 
 namespace lattice {
 

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/http_client.h"
+#include "http/client.h"
 #include "common/status.h"
 
 namespace lattice::cli::internal {

@@ -54,8 +54,9 @@ StatusOr<CheckpointModel> CheckpointModel::Decode(const std::string& blob) {
   LATTICE_ASSIGN_OR_RETURN(m.header_, ReadCheckpointHeader(blob, &offset));
   auto config = ParseJobConfig(m.header_.config);
   if (!config.ok()) return config.status().WithContext("checkpoint: config");
-  if (config->kind != "train") {
-    return Status::InvalidArgument("checkpoint: config is of kind " + config->kind + ", not train");
+  if (config->kind != JobKind::kTrain) {
+    return Status::InvalidArgument(std::string("checkpoint: config is of kind ") +
+                                   JobKindName(config->kind) + ", not train");
   }
   const ModelConfig& mc = config->model;
   m.model_ = BuildModel(mc, m.header_.in_dim, m.header_.classes);

@@ -9,8 +9,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "scheduler/http_server.h"
-#include "tests/cli/http_test_util.h"
+#include "http/server.h"
+#include "tests/http/http_test_util.h"
 #include "tests/testutil/testutil.h"
 
 namespace lattice::cli {

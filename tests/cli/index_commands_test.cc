@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "scheduler/index_search_request.h"
+#include "index/search_request.h"
 #include "tests/testutil/testutil.h"
 
 namespace lattice::cli {

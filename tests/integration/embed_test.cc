@@ -15,7 +15,7 @@
 #include <set>
 #include <sstream>
 
-#include "cli/http_client.h"
+#include "http/client.h"
 #include "jobs/dataset.h"
 #include "store/index_catalog.h"
 #include "store/retrieval_metrics.h"

@@ -167,10 +167,13 @@ TEST(JobConfigTest, NoopKind) {
   ExpectInvalid({{"kind", "distill"}}, {"kind", "unknown job kind"});
   ExpectInvalid({{"seed", 1}}, {"kind", "required"});
   ExpectInvalid(json::array(), {"expected an object"});
-  EXPECT_TRUE(IsKnownJobKind("train"));
-  EXPECT_TRUE(IsKnownJobKind("noop"));
-  EXPECT_TRUE(IsKnownJobKind("embed"));
-  EXPECT_FALSE(IsKnownJobKind("distill"));
+  EXPECT_EQ(ParseJobKind("train"), JobKind::kTrain);
+  EXPECT_EQ(ParseJobKind("noop"), JobKind::kNoop);
+  EXPECT_EQ(ParseJobKind("embed"), JobKind::kEmbed);
+  EXPECT_EQ(ParseJobKind("distill"), std::nullopt);
+  for (JobKind k : {JobKind::kTrain, JobKind::kEmbed, JobKind::kNoop}) {
+    EXPECT_EQ(ParseJobKind(JobKindName(k)), k);
+  }
 }
 
 TEST(JobConfigTest, ResolveParameterPath) {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "store/checkpoint_store.h"
 #include "tests/testutil/testutil.h"
 
 namespace lattice {
@@ -38,7 +39,7 @@ class ResolveTrialEncoderTest : public ::testing::Test {
     SweepRecord s;
     s.id = SweepId{id};
     s.name = name;
-    s.kind = "train";
+    s.kind = JobKind::kTrain;
     s.state = state;
     s.metric = "val_loss";
     s.maximize = maximize;
@@ -54,7 +55,7 @@ class ResolveTrialEncoderTest : public ::testing::Test {
       if (objectives[i]) {
         const std::string blob = Blob({{"type", "mlp"}, {"hidden", {16, 8}}});
         t.checkpoint_bytes = static_cast<int64_t>(blob.size());
-        b.PutRaw("checkpoints", CheckpointKey(t.id), blob);
+        CheckpointStore::PutFinal(b, t.id, blob);
       }
       b.PutTrial(t);
     }
@@ -91,7 +92,7 @@ TEST_F(ResolveTrialEncoderTest, TrialIdSweepIdAndSweepName) {
   json lineage = CheckpointLineage(by_name);
   EXPECT_EQ(lineage["trial"], "s2-t1");
   EXPECT_EQ(lineage["sweep"], "s2");
-  EXPECT_EQ(lineage["key"], CheckpointKey(by_name.trial));
+  EXPECT_EQ(lineage["key"], CheckpointStore::FinalKey(by_name.trial));
   EXPECT_EQ(lineage["metrics"]["val_accuracy"], 0.5);
   ASSERT_OK_AND_ASSIGN(TrialEncoder logits, Resolve("s1-t0", -1));
   EXPECT_EQ(logits.layer, 3);
@@ -118,7 +119,7 @@ TEST_F(ResolveTrialEncoderTest, BadReferences) {
   t.state = TrialState::kCompleted;
   t.config = {{"kind", "train"}};
   b.PutTrial(t);
-  b.PutRaw("checkpoints", CheckpointKey(TrialId{SweepId{1}, 6}), "not a checkpoint");
+  CheckpointStore::PutFinal(b, TrialId{SweepId{1}, 6}, "not a checkpoint");
   t.id = TrialId{SweepId{1}, 6};
   b.PutTrial(t);
   ASSERT_OK(store_->Commit(b));

@@ -58,7 +58,7 @@ class SweepSpecTest : public ::testing::Test {
 TEST_F(SweepSpecTest, GridExpandsInSpecOrderLastParameterFastest) {
   ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec(TrainSpec(kGrid27)));
   EXPECT_EQ(spec.name, "digits-probe-grid");
-  EXPECT_EQ(spec.kind, "train");
+  EXPECT_EQ(spec.kind, JobKind::kTrain);
   EXPECT_EQ(spec.method, "grid");
   EXPECT_EQ(spec.metric, "val_accuracy");
   EXPECT_TRUE(spec.maximize);

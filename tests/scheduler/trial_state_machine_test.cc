@@ -24,7 +24,7 @@ TrialRecord Trial(TrialState state, int attempts = 1) {
   t.id = TrialId{SweepId{1}, 3};
   t.state = state;
   t.attempts = attempts;
-  t.worker = state == TrialState::kRunning ? 2 : -1;
+  t.worker = WorkerRank{state == TrialState::kRunning ? 2 : -1};
   return t;
 }
 
@@ -32,7 +32,7 @@ class TrialStateMachineTest : public ::testing::Test {
  protected:
   static StatusOr<TrialRecord> Apply(TrialState from, TrialEvent e, int attempts = 1,
                                      const std::string& error = "") {
-    return ApplyTrialEvent(Trial(from, attempts), e, kMaxAttempts, 4, kNow, error);
+    return ApplyTrialEvent(Trial(from, attempts), e, kMaxAttempts, WorkerRank{4}, kNow, error);
   }
 };
 
@@ -112,7 +112,7 @@ TEST_F(TrialStateMachineTest, AssignCountsAttemptAndRecordsWorker) {
   ASSERT_OK_AND_ASSIGN(TrialRecord t, Apply(TrialState::kQueued, TrialEvent::kAssign, 0));
   EXPECT_EQ(t.state, TrialState::kRunning);
   EXPECT_EQ(t.attempts, 1);
-  EXPECT_EQ(t.worker, 4);
+  EXPECT_EQ(t.worker.value, 4);
   EXPECT_EQ(t.started_ms, kNow);
   EXPECT_EQ(t.finished_ms, 0);
 }
@@ -121,11 +121,11 @@ TEST_F(TrialStateMachineTest, SucceedFinishesAndClearsError) {
   TrialRecord t = Trial(TrialState::kRunning);
   t.error = "earlier attempt: worker lost";
   ASSERT_OK_AND_ASSIGN(TrialRecord done,
-                       ApplyTrialEvent(t, TrialEvent::kSucceed, kMaxAttempts, -1, kNow, ""));
+                       ApplyTrialEvent(t, TrialEvent::kSucceed, kMaxAttempts, WorkerRank{}, kNow, ""));
   EXPECT_EQ(done.state, TrialState::kCompleted);
   EXPECT_EQ(done.error, "");
   EXPECT_EQ(done.finished_ms, kNow);
-  EXPECT_EQ(done.worker, 2);  // last rank kept
+  EXPECT_EQ(done.worker.value, 2);  // last rank kept
 }
 
 TEST_F(TrialStateMachineTest, RetryableFailureRequeuesUntilMaxAttempts) {
@@ -147,7 +147,7 @@ TEST_F(TrialStateMachineTest, RetryableFailureRequeuesUntilMaxAttempts) {
 
 TEST_F(TrialStateMachineTest, MaxAttemptsBelowOneCountsAsOne) {
   ASSERT_OK_AND_ASSIGN(TrialRecord t, ApplyTrialEvent(Trial(TrialState::kRunning, 1),
-                                                      TrialEvent::kFail, 0, -1, kNow, "x"));
+                                                      TrialEvent::kFail, 0, WorkerRank{}, kNow, "x"));
   EXPECT_EQ(t.state, TrialState::kFailed);
 }
 
@@ -190,8 +190,11 @@ TEST_F(TrialStateMachineTest, EventForResultClassifiesErrors) {
   EXPECT_EQ(EventForResult(StatusCode::kOk), TrialEvent::kSucceed);
   EXPECT_EQ(EventForResult(StatusCode::kInvalidArgument), TrialEvent::kFailPermanent);
   EXPECT_EQ(EventForResult(StatusCode::kFailedPrecondition), TrialEvent::kFailPermanent);
+  EXPECT_EQ(EventForResult(StatusCode::kNotFound), TrialEvent::kFailPermanent);
+  // The worker stopped the task (cancel, shutdown): not the trial's fault, queued again.
+  EXPECT_EQ(EventForResult(StatusCode::kCancelled), TrialEvent::kWorkerLost);
   for (StatusCode c : {StatusCode::kIoError, StatusCode::kInternal, StatusCode::kUnavailable,
-                       StatusCode::kNotFound, StatusCode::kCancelled}) {
+                       StatusCode::kAlreadyExists, StatusCode::kUnauthenticated}) {
     EXPECT_EQ(EventForResult(c), TrialEvent::kFail) << StatusCodeName(c);
   }
 }

@@ -16,7 +16,7 @@ SweepRecord SampleSweep() {
   SweepRecord s;
   s.id = SweepId{7};
   s.name = "bolt-probe-grid";
-  s.kind = "train";
+  s.kind = JobKind::kTrain;
   s.spec = json{{"search", {{"method", "grid"}, {"parameters", {{"lr", {0.001, 0.0003}}}}}}};
   s.state = SweepState::kCancelled;
   s.metric = "val_accuracy";
@@ -37,7 +37,7 @@ TrialRecord SampleTrial() {
   t.config = json{{"train", {{"epochs", 500}}}, {"lr", 0.001}};
   t.state = TrialState::kFailed;
   t.attempts = 2;
-  t.worker = 3;
+  t.worker = WorkerRank{3};
   t.metrics = json{{"best_val_accuracy", 0.837}};
   t.objective = 0.837;
   t.epochs_done = 41;
@@ -116,7 +116,7 @@ TEST(RecordsTest, TrialJsonShapeAndRoundTrip) {
   EXPECT_EQ(back.config, t.config);
   EXPECT_EQ(back.state, t.state);
   EXPECT_EQ(back.attempts, t.attempts);
-  EXPECT_EQ(back.worker, t.worker);
+  EXPECT_EQ(back.worker.value, t.worker.value);
   EXPECT_EQ(back.metrics, t.metrics);
   ASSERT_TRUE(back.objective.has_value());
   EXPECT_DOUBLE_EQ(*back.objective, *t.objective);
@@ -136,7 +136,7 @@ TEST(RecordsTest, TrialWithoutObjectiveIsNull) {
   EXPECT_EQ(j["worker"], -1);
   ASSERT_OK_AND_ASSIGN(TrialRecord back, TrialRecord::FromJson(j));
   EXPECT_FALSE(back.objective.has_value());
-  EXPECT_EQ(back.worker, -1);
+  EXPECT_EQ(back.worker.value, -1);
 }
 
 TEST(RecordsTest, EpochMetricsRoundTripKeepsNonFiniteAsNan) {

@@ -18,7 +18,7 @@ SweepRecord MakeSweep(uint64_t id, const std::string& name) {
   SweepRecord s;
   s.id = SweepId{id};
   s.name = name;
-  s.kind = "train";
+  s.kind = JobKind::kTrain;
   s.spec = json{{"name", name}, {"search", {{"method", "grid"}}}};
   s.metric = "val_accuracy";
   s.num_trials = 3;
@@ -34,7 +34,7 @@ TrialRecord MakeTrial(uint64_t sweep, uint32_t index) {
   t.config = json{{"epochs", 5}};
   t.state = TrialState::kRunning;
   t.attempts = 1;
-  t.worker = 2;
+  t.worker = WorkerRank{2};
   t.objective = 0.5 + index / 100.0;
   return t;
 }

@@ -1,4 +1,4 @@
-#include "worker/protocol.h"
+#include "control/messages.h"
 
 #include <cstring>
 #include <type_traits>
@@ -126,8 +126,10 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
     case MessageType::kResult: {
       LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
       int code = j.at("code").get<int>();
-      if (code < 0 || code > 3) return Status::InvalidArgument("message: bad result code");
-      return Message(ResultMsg{id, j.at("attempt").get<int>(), static_cast<ResultCode>(code),
+      if (code < 0 || code > static_cast<int>(StatusCode::kInternal)) {
+        return Status::InvalidArgument("message: bad result code " + std::to_string(code));
+      }
+      return Message(ResultMsg{id, j.at("attempt").get<int>(), static_cast<StatusCode>(code),
                                j.at("metrics").get<std::map<std::string, double>>(),
                                j.at("epochs_done").get<int>(), j.at("error").get<std::string>(),
                                j.value("run_seconds", 0.0)});
@@ -184,38 +186,6 @@ StatusOr<Message> DecodeMessage(MessageType type, const std::string& payload) {
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("message: cannot decode: ") + e.what());
   }
-}
-
-ControlChannel::ControlChannel(MPI_Comm comm) : comm_(comm) {
-  MPI_Comm_rank(comm_, &rank_);
-  MPI_Comm_size(comm_, &size_);
-}
-
-Status ControlChannel::Send(int dest, const Message& m) {
-  std::string payload = EncodeMessage(m);
-  int rc = MPI_Send(payload.data(), static_cast<int>(payload.size()), MPI_CHAR, dest,
-                    static_cast<int>(TypeOf(m)), comm_);
-  if (rc != MPI_SUCCESS) {
-    return Status::Unavailable("MPI_Send to rank " + std::to_string(dest) + " failed");
-  }
-  return Status::Ok();
-}
-
-std::optional<StatusOr<Envelope>> ControlChannel::Poll() {
-  int flag = 0;
-  MPI_Status st;
-  MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, &st);
-  if (!flag) return std::nullopt;
-  int count = 0;
-  MPI_Get_count(&st, MPI_CHAR, &count);
-  std::string payload(static_cast<size_t>(count), '\0');
-  MPI_Recv(payload.data(), count, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, comm_, MPI_STATUS_IGNORE);
-  auto decoded = DecodeMessage(static_cast<MessageType>(st.MPI_TAG), payload);
-  if (!decoded.ok()) {
-    return StatusOr<Envelope>(
-        decoded.status().WithContext("from rank " + std::to_string(st.MPI_SOURCE)));
-  }
-  return StatusOr<Envelope>(Envelope{st.MPI_SOURCE, std::move(decoded).value()});
 }
 
 }  // namespace lattice

@@ -1,18 +1,20 @@
 // Builds, evaluates and publishes the vector index of a finished embed sweep.
 //
 // Protocol (one background thread per build, so the scheduling loop never waits):
-//   1. read the sweep's vector blocks from the "items" column family (one block per
-//      shard, key VectorBlockKey) and check that they cover rows [0, n) exactly;
+//   1. read the sweep's vector blocks (store/vector_block_store.h; one block per shard)
+//      and check that they cover rows [0, n) exactly;
 //   2. build the index the spec names (index.type / metric / params), ids = corpus rows;
 //   3. measure recall@10 and MRR@10 on index.eval.queries corpus rows sampled with a fixed
 //      seed, against exact (flat) search;
 //   4. if index.require.recall@10 is set and not met, stop: the version is not published;
 //   5. publish to the catalog (new version, CURRENT switched atomically).
-// The outcome is collected by the coordinator (TakeFinished) which finishes the sweep.
+// The outcome is collected by the coordinator (TakeFinished) which finishes the sweep and
+// deletes the sweep's vector blocks (the published index holds them from then on).
 //
-// Thread-safety: Start and TakeFinished may be called from any thread.
+// Thread-safety: Start, ReclaimBlocks and TakeFinished may be called from any thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,14 +28,6 @@
 
 namespace lattice {
 
-// RocksDB key of the vectors of an embed shard: "<sweep key>/<begin, 12 digits>".
-std::string VectorBlockKey(SweepId sweep, int64_t begin);
-// Value: int64 begin, int64 rows, int32 dim, then rows*dim float32 (little-endian).
-// The shard's item metadata, when its corpus has any, is a JSON array of per-row JSON
-// object texts under MetadataBlockKey (a separate key range: "<sweep key>#meta/<begin>").
-std::string MetadataBlockKey(SweepId sweep, int64_t begin);
-std::string EncodeVectorBlock(int64_t begin, int64_t rows, int dim, const std::vector<float>& data);
-
 struct IndexBuildOutcome {
   SweepId sweep;
   Status status;                 // OK: published
@@ -43,19 +37,31 @@ struct IndexBuildOutcome {
 
 class IndexBuilder {
  public:
+  // What the index records about where its vectors came from, beyond the sweep, its name
+  // and its encoder (e.g. {"checkpoint": {...}} for an encoder that is a train trial).
+  // Called on the build thread.
+  using LineageFn = std::function<nlohmann::json(const SweepRecord&)>;
+
   // `store` must outlive the builder; indexes are published under `catalog_root`.
-  IndexBuilder(StateStore* store, std::string catalog_root);
+  // `lineage` may be empty.
+  IndexBuilder(StateStore* store, std::string catalog_root, LineageFn lineage = {});
   ~IndexBuilder();  // waits for running builds
 
   void Start(const SweepRecord& sweep);
+  // After the deletion of a finished sweep's vector blocks was committed: compacts their
+  // key range in the background so that the disk space is given back (errors are logged).
+  void ReclaimBlocks(SweepId sweep);
   std::vector<IndexBuildOutcome> TakeFinished();
   bool Busy() const;
 
  private:
   IndexBuildOutcome Build(const SweepRecord& sweep);
+  // "built_from" of the published version: sweep, name, encoder, plus lineage_.
+  nlohmann::json BuiltFrom(const SweepRecord& sweep) const;
 
   StateStore* const store_;
   const std::string catalog_root_;
+  const LineageFn lineage_;
   mutable std::mutex mu_;
   std::vector<std::thread> threads_;
   std::vector<IndexBuildOutcome> finished_;

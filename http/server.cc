@@ -1,4 +1,4 @@
-#include "scheduler/http_server.h"
+#include "http/server.h"
 
 #include <algorithm>
 #include <chrono>

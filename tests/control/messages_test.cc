@@ -1,4 +1,4 @@
-#include "worker/protocol.h"
+#include "control/messages.h"
 
 #include <gtest/gtest.h>
 
@@ -16,7 +16,7 @@ T RoundTrip(const T& msg) {
   return std::get<T>(decoded.value());
 }
 
-TEST(ProtocolTest, EveryMessageRoundTrips) {
+TEST(MessagesTest, EveryMessageRoundTrips) {
   TrialId id{SweepId{3}, 17};
   auto assign = RoundTrip(AssignMsg{id, 2, {{"kind", "train"}, {"train", {{"lr", 0.001}}}}});
   EXPECT_EQ(assign.trial, id);
@@ -27,8 +27,8 @@ TEST(ProtocolTest, EveryMessageRoundTrips) {
   EXPECT_EQ(progress.epoch, 5);
   EXPECT_DOUBLE_EQ(progress.metrics.at("val_accuracy"), 0.75);
 
-  auto result = RoundTrip(ResultMsg{id, 1, ResultCode::kPermanent, {{"x", 1.5}}, 3, "NaN loss"});
-  EXPECT_EQ(result.code, ResultCode::kPermanent);
+  auto result = RoundTrip(ResultMsg{id, 1, StatusCode::kInvalidArgument, {{"x", 1.5}}, 3, "NaN loss"});
+  EXPECT_EQ(result.code, StatusCode::kInvalidArgument);
   EXPECT_EQ(result.error, "NaN loss");
   EXPECT_EQ(result.epochs_done, 3);
 
@@ -47,12 +47,12 @@ TEST(ProtocolTest, EveryMessageRoundTrips) {
   RoundTrip(ShutdownMsg{});
 }
 
-TEST(ProtocolTest, MalformedPayloadsAreErrorsNotCrashes) {
+TEST(MessagesTest, MalformedPayloadsAreErrorsNotCrashes) {
   EXPECT_FALSE(DecodeMessage(MessageType::kAssign, "{not json").ok());
   EXPECT_FALSE(DecodeMessage(MessageType::kAssign, R"({"trial":"bogus","attempt":1,"config":{}})").ok());
   EXPECT_FALSE(DecodeMessage(MessageType::kResult, R"({"trial":"s1-t1","attempt":1})").ok());
   EXPECT_FALSE(DecodeMessage(MessageType::kResult,
-                             R"({"trial":"s1-t1","attempt":1,"code":9,"metrics":{},"epochs_done":0,"error":""})")
+                             R"({"trial":"s1-t1","attempt":1,"code":42,"metrics":{},"epochs_done":0,"error":""})")
                    .ok());
   EXPECT_FALSE(DecodeMessage(static_cast<MessageType>(99), "{}").ok());
 }
@@ -63,7 +63,7 @@ TEST(ProtocolTest, MalformedPayloadsAreErrorsNotCrashes) {
 namespace lattice {
 namespace {
 
-TEST(ProtocolTest, VectorsTravelAsBinary) {
+TEST(MessagesTest, VectorsTravelAsBinary) {
   VectorsMsg m{TrialId{SweepId{2}, 5}, 1, 1000, 3, 2, {1.5f, -2.0f, 0.0f, 3.25f, 1e-7f, -1e30f}, {}};
   Message msg = m;
   std::string wire = EncodeMessage(msg);
@@ -86,7 +86,7 @@ TEST(ProtocolTest, VectorsTravelAsBinary) {
   EXPECT_FALSE(DecodeMessage(MessageType::kVectors, EncodeMessage(Message(m))).ok());
 }
 
-TEST(ProtocolTest, CheckpointBytesTravelUnchanged) {
+TEST(MessagesTest, CheckpointBytesTravelUnchanged) {
   std::string bytes = "{\"format\":\"x\"}\n";
   for (int i = 0; i < 1000; ++i) bytes.push_back(static_cast<char>(i % 256));  // NULs, newlines
   CheckpointMsg m{TrialId{SweepId{4}, 11}, 2, bytes};

@@ -1,4 +1,4 @@
-#include "scheduler/index_builder.h"
+#include "index/builder.h"
 
 #include <chrono>
 #include <cstdio>
@@ -6,62 +6,13 @@
 #include <cstring>
 #include <random>
 
-#include "scheduler/checkpoints.h"
 #include "store/index_catalog.h"
 #include "store/retrieval_metrics.h"
+#include "store/vector_block_store.h"
 #include "store/vector_index.h"
 
 namespace lattice {
 namespace {
-
-constexpr size_t kBlockHeader = 8 + 8 + 4;
-
-StatusOr<store::FloatMatrix> ReadBlocks(StateStore* store, SweepId sweep) {
-  LATTICE_ASSIGN_OR_RETURN(auto blocks, store->Scan("items", sweep.Key() + "/"));
-  store::FloatMatrix m;
-  for (const auto& [key, value] : blocks) {
-    if (value.size() < kBlockHeader) return Status::Internal("vector block " + key + ": truncated");
-    int64_t begin = 0, rows = 0;
-    int32_t dim = 0;
-    std::memcpy(&begin, value.data(), 8);
-    std::memcpy(&rows, value.data() + 8, 8);
-    std::memcpy(&dim, value.data() + 16, 4);
-    size_t floats = static_cast<size_t>(rows) * static_cast<size_t>(dim);
-    if (value.size() != kBlockHeader + floats * sizeof(float)) {
-      return Status::Internal("vector block " + key + ": size does not match its header");
-    }
-    if (begin != m.rows) {
-      return Status::Internal("vector blocks: rows " + std::to_string(m.rows) + ".." +
-                              std::to_string(begin) + " are missing");
-    }
-    if (m.dim != 0 && dim != m.dim) {
-      return Status::FailedPrecondition("vector blocks: dimension changed from " +
-                                        std::to_string(m.dim) + " to " + std::to_string(dim));
-    }
-    m.dim = dim;
-    size_t at = m.data.size();
-    m.data.resize(at + floats);
-    std::memcpy(m.data.data() + at, value.data() + kBlockHeader, floats * sizeof(float));
-    m.rows += rows;
-  }
-  if (m.rows == 0) return Status::FailedPrecondition("embed sweep produced no vectors");
-  return m;
-}
-
-// Item metadata of the sweep's rows (row id -> JSON object text); empty when none.
-StatusOr<store::ItemMetadata> ReadMetadata(StateStore* store, SweepId sweep) {
-  LATTICE_ASSIGN_OR_RETURN(auto blocks, store->Scan("items", sweep.Key() + "#meta/"));
-  store::ItemMetadata items;
-  for (const auto& [key, value] : blocks) {
-    int64_t begin = std::strtoll(key.substr(key.rfind('/') + 1).c_str(), nullptr, 10);
-    nlohmann::json rows = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
-    if (!rows.is_array()) return Status::Internal("metadata block " + key + ": not a JSON array");
-    for (size_t i = 0; i < rows.size(); ++i) {
-      if (rows[i].is_string()) items[begin + static_cast<int64_t>(i)] = rows[i].get<std::string>();
-    }
-  }
-  return items;
-}
 
 // Recall@k and MRR@k of `index` on `queries` sampled rows of `base` vs exact search.
 StatusOr<nlohmann::json> Evaluate(const store::VectorIndex& index, const store::FloatMatrix& base,
@@ -88,46 +39,18 @@ StatusOr<nlohmann::json> Evaluate(const store::VectorIndex& index, const store::
                         {"eval_queries", queries}, {"eval", "sampled corpus rows vs exact search"}};
 }
 
-// The index's lineage: the sweep, its encoder and, for encoder {type: trial}, the
-// checkpoint (trial, its params and metrics, the layer used).
-nlohmann::json BuiltFrom(const StateStore& store, const SweepRecord& sweep) {
-  const nlohmann::json encoder = sweep.spec.value("encoder", nlohmann::json());
-  nlohmann::json out = {{"sweep", sweep.id.ToString()}, {"name", sweep.name}, {"encoder", encoder}};
-  if (encoder.is_object() && encoder.value("type", "") == "trial") {
-    auto resolved = ResolveTrialEncoder(store, encoder);
-    out["checkpoint"] = resolved.ok() ? CheckpointLineage(*resolved)
-                                      : nlohmann::json{{"trial", encoder.value("trial", "")},
-                                                       {"error", resolved.status().message()}};
-  }
-  return out;
-}
-
 }  // namespace
 
-std::string VectorBlockKey(SweepId sweep, int64_t begin) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "%012lld", static_cast<long long>(begin));
-  return sweep.Key() + "/" + buf;
-}
+IndexBuilder::IndexBuilder(StateStore* store, std::string catalog_root, LineageFn lineage)
+    : store_(store), catalog_root_(std::move(catalog_root)), lineage_(std::move(lineage)) {}
 
-std::string MetadataBlockKey(SweepId sweep, int64_t begin) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "%012lld", static_cast<long long>(begin));
-  return sweep.Key() + "#meta/" + buf;
-}
-
-std::string EncodeVectorBlock(int64_t begin, int64_t rows, int dim, const std::vector<float>& data) {
-  std::string out(kBlockHeader + data.size() * sizeof(float), '\0');
-  int32_t d = dim;
-  std::memcpy(out.data(), &begin, 8);
-  std::memcpy(out.data() + 8, &rows, 8);
-  std::memcpy(out.data() + 16, &d, 4);
-  std::memcpy(out.data() + kBlockHeader, data.data(), data.size() * sizeof(float));
+nlohmann::json IndexBuilder::BuiltFrom(const SweepRecord& sweep) const {
+  nlohmann::json out = {{"sweep", sweep.id.ToString()},
+                        {"name", sweep.name},
+                        {"encoder", sweep.spec.value("encoder", nlohmann::json())}};
+  if (lineage_) out.update(lineage_(sweep));
   return out;
 }
-
-IndexBuilder::IndexBuilder(StateStore* store, std::string catalog_root)
-    : store_(store), catalog_root_(std::move(catalog_root)) {}
 
 IndexBuilder::~IndexBuilder() {
   for (auto& t : threads_) t.join();
@@ -141,6 +64,17 @@ void IndexBuilder::Start(const SweepRecord& sweep) {
     std::lock_guard<std::mutex> lock(mu_);
     finished_.push_back(std::move(outcome));
     --running_;
+  });
+}
+
+void IndexBuilder::ReclaimBlocks(SweepId sweep) {
+  std::lock_guard<std::mutex> lock(mu_);
+  threads_.emplace_back([this, sweep] {
+    Status s = VectorBlockStore(store_).Compact(sweep);
+    if (!s.ok()) {
+      std::fprintf(stderr, "index builder: sweep %s: reclaiming vector blocks: %s\n",
+                   sweep.ToString().c_str(), s.ToString().c_str());
+    }
   });
 }
 
@@ -165,7 +99,8 @@ IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
     return out;
   };
   auto start = std::chrono::steady_clock::now();
-  auto base = ReadBlocks(store_, sweep.id);
+  VectorBlockStore blocks(store_);
+  auto base = blocks.ReadAll(sweep.id);
   if (!base.ok()) return fail(base.status());
   auto params = store::ParamsFromJson({{"type", spec.at("type")}, {"metric", spec.at("metric")},
                                        {"dim", base->dim}, {"build", spec.at("params")}});
@@ -184,7 +119,7 @@ IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
   out.meta.update({{"vectors", base->rows}, {"dim", base->dim}, {"type", params->type},
                    {"metric", spec.at("metric")}, {"backend", (*index)->backend()},
                    {"params", spec.at("params")}, {"build_seconds", build_s},
-                   {"built_from", BuiltFrom(*store_, sweep)}, {"created_ms", NowMillis()}});
+                   {"built_from", BuiltFrom(sweep)}, {"created_ms", NowMillis()}});
   if (spec.contains("require") && spec["require"].contains("recall@10") && out.meta.contains("recall@10")) {
     double need = spec["require"]["recall@10"].get<double>();
     double got = out.meta["recall@10"].get<double>();
@@ -199,7 +134,7 @@ IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
   copts.keep_versions = spec.value("keep_versions", 3);
   auto catalog = store::IndexCatalog::Open(catalog_root_, copts);
   if (!catalog.ok()) return fail(catalog.status());
-  auto items = ReadMetadata(store_, sweep.id);
+  auto items = blocks.ReadMetadata(sweep.id);
   if (!items.ok()) return fail(items.status());
   auto version = (*catalog)->Publish(name, **index, out.meta, &*items);
   if (!version.ok()) return fail(version.status());

@@ -1,7 +1,8 @@
 // The coordinator <-> worker control protocol, shared by scheduler/ and worker/.
 //
-// Typed messages travel as MPI point-to-point messages on the cluster communicator:
-// the MPI tag is the MessageType, the payload is the message encoded as compact JSON.
+// Typed messages, each encoded on its own (EncodeMessage / DecodeMessage): the transport
+// (control/channel.h; over MPI: control/mpi_channel.h) carries the MessageType beside the
+// payload, which is compact JSON (Vectors / Checkpoint: a JSON header line + raw bytes).
 //
 //   worker -> coordinator: Register (once, at start), Heartbeat (every interval),
 //                          Progress (per epoch), Result (once per assignment);
@@ -18,8 +19,6 @@
 // Every Progress/Result carries the trial id and the attempt number it belongs to, so
 // the coordinator can drop messages of an attempt it has already given up on.
 //
-// Threading: a ControlChannel is owned by exactly one thread (the thread that owns MPI
-// in its process, MPI_THREAD_FUNNELED). Other threads hand it work through queues.
 #pragma once
 
 #include <map>
@@ -28,7 +27,6 @@
 #include <variant>
 #include <vector>
 
-#include <mpi.h>
 #include <nlohmann/json.hpp>
 
 #include "common/ids.h"
@@ -67,17 +65,12 @@ struct ProgressMsg {
   std::map<std::string, double> metrics;
 };
 
-enum class ResultCode : int {
-  kOk = 0,
-  kRetryable = 1,            // may succeed on another attempt (internal error, I/O)
-  kPermanent = 2,            // will fail again (NaN loss, bad config): do not retry
-  kCancelled = 3,
-};
-
 struct ResultMsg {
   TrialId trial;
   int attempt = 0;
-  ResultCode code = ResultCode::kOk;
+  // The task's outcome as a status code: kOk, kCancelled (the worker stopped it), or the
+  // error. The coordinator classifies it (scheduler::EventForResult): one classification.
+  StatusCode code = StatusCode::kOk;
   std::map<std::string, double> metrics;
   int epochs_done = 0;
   std::string error;
@@ -128,29 +121,8 @@ std::string EncodeMessage(const Message& m);
 StatusOr<Message> DecodeMessage(MessageType type, const std::string& payload);
 
 struct Envelope {
-  int source = -1;  // MPI rank of the sender
+  WorkerRank source;  // the sender (the coordinator is kCoordinatorRank)
   Message message;
-};
-
-// MPI transport of the protocol over one communicator. Not thread-safe: one owner thread.
-class ControlChannel {
- public:
-  explicit ControlChannel(MPI_Comm comm);
-
-  int rank() const { return rank_; }
-  int size() const { return size_; }
-
-  // Sends `m` to `dest` (small messages complete eagerly).
-  Status Send(int dest, const Message& m);
-
-  // Returns the next pending message from any rank, or nullopt if none is waiting.
-  // A message that fails to decode is returned as an error (and consumed).
-  std::optional<StatusOr<Envelope>> Poll();
-
- private:
-  MPI_Comm comm_;
-  int rank_ = 0;
-  int size_ = 1;
 };
 
 }  // namespace lattice

@@ -1,4 +1,4 @@
-#include "scheduler/index_search_request.h"
+#include "index/search_request.h"
 
 #include <algorithm>
 #include <charconv>

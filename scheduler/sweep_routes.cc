@@ -1,8 +1,9 @@
-#include "scheduler/api.h"
+#include "scheduler/sweep_routes.h"
 
 #include "monitoring/metrics.h"
 #include "scheduler/checkpoints.h"
-#include "scheduler/index_api.h"
+#include "store/checkpoint_store.h"
+#include "index/routes.h"
 #include "scheduler/sweep_spec.h"
 #include "scheduler/trial_state_machine.h"
 
@@ -28,9 +29,9 @@ HttpResponse SweepResponse(StateStore* store, const SweepRecord& sweep, int stat
 }
 
 json WorkerJson(const WorkerView& w) {
-  return {{"rank", w.rank},
+  return {{"rank", w.rank.value},
           {"host", w.host},
-          {"state", w.state},
+          {"state", WorkerStateName(w.state)},
           {"trial", w.trial ? json(w.trial->ToString()) : json(nullptr)},
           {"threads", w.threads},
           {"device", w.device},
@@ -101,7 +102,7 @@ void AddTrialRoutes(Router& r, StateStore* store) {
     if (!id.ok()) return HttpResponse::FromStatus(id.status());
     auto trial = store->GetTrial(*id);
     if (!trial.ok()) return HttpResponse::FromStatus(trial.status());
-    auto blob = store->Get("checkpoints", CheckpointKey(*id));
+    auto blob = CheckpointStore(store).GetFinal(*id);
     if (!blob.ok()) {
       if (blob.status().code() != StatusCode::kNotFound) return HttpResponse::FromStatus(blob.status());
       return HttpResponse::FromStatus(Status::NotFound(

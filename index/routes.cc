@@ -1,4 +1,4 @@
-#include "scheduler/index_api.h"
+#include "index/routes.h"
 
 #include <algorithm>
 #include <charconv>
@@ -14,7 +14,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 
-#include "scheduler/index_search_request.h"
+#include "index/search_request.h"
 
 namespace lattice {
 namespace {

@@ -6,7 +6,7 @@
 //        entry = the version's meta.json (vectors, dim, type, metric, backend, params,
 //        recall@10, mrr@10, built_from, created_ms, ...) + {"name", "version"}
 //   POST /v1/indexes/{name}/search
-//        body (see scheduler/index_search_request.h):
+//        body (see index/search_request.h):
 //          {"vectors": [[...], ...]} | {"items": [id, ...]}, "k": 10,
 //          "params": {"ef_search": 64, "nprobe": 8}
 //        -> {"results": [{"ids": [...], "distances": [...]}, ...], "took_ms": 0.21}
@@ -43,7 +43,7 @@
 
 #include <prometheus/registry.h>
 
-#include "scheduler/http_server.h"
+#include "http/server.h"
 #include "store/index_catalog.h"
 
 namespace lattice {

@@ -1,6 +1,6 @@
 // IndexApiTest: the index query routes over a real IndexCatalog in a temp dir, served by a
 // real HttpServer on a free port and called through the CLI's HttpClient.
-#include "scheduler/index_api.h"
+#include "index/routes.h"
 
 #include <cmath>
 #include <cstdio>
@@ -13,9 +13,9 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
-#include "cli/http_client.h"
+#include "http/client.h"
 #include "monitoring/metrics.h"
-#include "scheduler/index_search_request.h"
+#include "index/search_request.h"
 #include "tests/testutil/testutil.h"
 
 namespace lattice {

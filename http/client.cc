@@ -1,4 +1,4 @@
-#include "cli/http_client.h"
+#include "http/client.h"
 
 #include <limits>
 #include <optional>

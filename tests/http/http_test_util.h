@@ -11,7 +11,7 @@
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
-#include "scheduler/http_server.h"
+#include "http/server.h"
 #include "tests/testutil/testutil.h"
 
 namespace lattice::testing {

@@ -1,5 +1,5 @@
 // `lattice serve-index`: a standalone, read-only server of the index query routes
-// (scheduler/index_api.h) plus GET /healthz and GET /metrics, over the catalog that a
+// (index/routes.h) plus GET /healthz and GET /metrics, over the catalog that a
 // coordinator publishes to (<data-dir>/indexes). Run several next to one coordinator to
 // scale searches out; each picks up newly published versions on its own (IndexCatalog
 // reloads when CURRENT changes). Needs no MPI and no token (it has no mutating route).
@@ -16,7 +16,9 @@
 #include <cstdint>
 #include <string>
 
-#include "scheduler/index_api.h"
+#include <CLI/CLI.hpp>
+
+#include "index/routes.h"
 
 namespace lattice {
 
@@ -32,6 +34,10 @@ struct IndexServerOptions {
   // Limits of the search route (registry is ignored: the server has its own). Default: {}.
   IndexApiOptions api;
 };
+
+// Adds --data-dir, --address, --port and --threads to `command` (`lattice serve-index`
+// and the standalone `lattice-index` binary share them).
+void AddIndexServerFlags(CLI::App* command, IndexServerOptions* options);
 
 // Serves until *stop becomes true (polled every 100 ms). Returns the process exit code:
 // 0 after a clean stop, 1 when the catalog cannot be opened or the address not bound

@@ -1,4 +1,4 @@
-#include "scheduler/index_server.h"
+#include "index/server.h"
 
 #include <unistd.h>
 
@@ -12,10 +12,21 @@
 #include <prometheus/registry.h>
 
 #include "monitoring/metrics.h"
-#include "scheduler/http_server.h"
+#include "http/server.h"
 #include "store/index_catalog.h"
 
 namespace lattice {
+
+void AddIndexServerFlags(CLI::App* command, IndexServerOptions* options) {
+  command->add_option("--data-dir", options->data_dir, "Data directory whose indexes/ are served")
+      ->capture_default_str();
+  command->add_option("--address", options->address, "HTTP address")->capture_default_str();
+  command->add_option("--port", options->port, "HTTP port (0 = any free port)")
+      ->capture_default_str();
+  command->add_option("--threads", options->threads, "HTTP server threads")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+}
 
 int RunIndexServer(const IndexServerOptions& options, const std::atomic<bool>* stop) {
   auto fail = [](const Status& s) {

@@ -1,4 +1,4 @@
-#include "scheduler/http_server.h"
+#include "http/server.h"
 
 #include <algorithm>
 #include <atomic>
@@ -12,8 +12,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "cli/http_client.h"
-#include "tests/cli/http_test_util.h"
+#include "http/client.h"
+#include "tests/http/http_test_util.h"
 #include "tests/testutil/testutil.h"
 
 namespace lattice {

@@ -8,7 +8,7 @@
 //   GET  /v1/trials/{id}[/metrics]
 //   GET  /v1/trials/{id}/checkpoint     the stored checkpoint (application/octet-stream)
 //   GET  /v1/workers
-//   GET  /v1/indexes[/{name}], POST /v1/indexes/{name}/search   see scheduler/index_api.h
+//   GET  /v1/indexes[/{name}], POST /v1/indexes/{name}/search   see index/routes.h
 //   GET  /metrics                       Prometheus text format
 // Mutating routes need "Authorization: Bearer <token>". Errors are
 // {"error": {"code": ..., "message": ...}} with the matching status code.
@@ -23,7 +23,7 @@
 #include <prometheus/registry.h>
 
 #include "scheduler/coordinator.h"
-#include "scheduler/http_server.h"
+#include "http/server.h"
 #include "store/index_catalog.h"
 #include "store/state_store.h"
 

@@ -1,0 +1,21 @@
+#include "common/job_kind.h"
+
+namespace lattice {
+
+const char* JobKindName(JobKind kind) {
+  switch (kind) {
+    case JobKind::kTrain: return "train";
+    case JobKind::kEmbed: return "embed";
+    case JobKind::kNoop: return "noop";
+  }
+  return "unknown";
+}
+
+std::optional<JobKind> ParseJobKind(std::string_view text) {
+  for (JobKind k : {JobKind::kTrain, JobKind::kEmbed, JobKind::kNoop}) {
+    if (text == JobKindName(k)) return k;
+  }
+  return std::nullopt;
+}
+
+}  // namespace lattice

@@ -1,0 +1,432 @@
+// The coordinator's scheduling logic, driven one RunOnce() at a time through an in-memory
+// control channel and a fake clock: placement, pipelining, max_concurrent_trials, worker
+// loss, stale attempts, failure classification, recovery and cancel. No MPI, no threads,
+// no waiting on real time; the state store is a real RocksDB.
+#include "scheduler/coordinator.h"
+
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "scheduler/sweep_spec.h"
+#include "tests/testutil/fake_channel.h"
+#include "tests/testutil/fake_clock.h"
+#include "tests/testutil/testutil.h"
+
+namespace lattice {
+namespace {
+
+using testutil::FakeChannel;
+using testutil::FakeClock;
+
+constexpr int kWorkers = 3;
+constexpr int kTimeoutMs = 5000;
+
+WorkerRank W(int r) { return WorkerRank{r}; }
+
+// A noop sweep of `trials` grid points (seed 0..trials-1) plus `extra` spec lines.
+std::string NoopSpec(const std::string& name, int trials, const std::string& extra = "") {
+  std::string seeds;
+  for (int i = 0; i < trials; ++i) seeds += (i ? ", " : "") + std::to_string(i);
+  return "name: " + name + "\nkind: noop\n" + extra +
+         "search: {method: grid, parameters: {seed: [" + seeds + "]}}\n";
+}
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = StateStore::Open({dir_.Join("state"), /*sync_writes=*/false});
+    ASSERT_OK(store);
+    store_ = std::move(store).value();
+    StartCoordinator();
+  }
+
+  // A fresh coordinator (and channel) over the same store, as after a restart.
+  void StartCoordinator() {
+    coordinator_.reset();
+    channel_ = std::make_unique<FakeChannel>(kWorkers + 1);
+    registry_ = std::make_unique<prometheus::Registry>();
+    metrics_ = std::make_unique<SchedulerMetrics>(*registry_);
+    CoordinatorOptions options;
+    options.worker_timeout_ms = kTimeoutMs;
+    options.clock = &clock_;
+    coordinator_ = std::make_unique<Coordinator>(options, store_.get(), channel_.get(), metrics_.get());
+  }
+
+  void Step(int iterations = 1) {
+    for (int i = 0; i < iterations; ++i) coordinator_->RunOnce();
+  }
+
+  void RegisterWorkers(int n = kWorkers) {
+    for (int r = 1; r <= n; ++r) channel_->Deliver(W(r), RegisterMsg{"host" + std::to_string(r), 1, "cpu"});
+    Step();
+  }
+
+  SweepRecord Submit(const std::string& spec_text) {
+    auto spec = scheduler::ParseSweepSpec(spec_text);
+    EXPECT_OK(spec);
+    auto future = coordinator_->SubmitAsync(std::move(spec).value());
+    Step();  // commits the sweep and places what fits
+    auto result = future.get();
+    EXPECT_OK(result);
+    return result.ok() ? *result : SweepRecord{};
+  }
+
+  std::vector<std::pair<WorkerRank, AssignMsg>> Assigns() { return channel_->TakeSentOf<AssignMsg>(); }
+
+  void Finish(WorkerRank rank, const AssignMsg& a, StatusCode code = StatusCode::kOk,
+              double run_seconds = 1.0) {
+    ResultMsg r;
+    r.trial = a.trial;
+    r.attempt = a.attempt;
+    r.code = code;
+    r.run_seconds = run_seconds;
+    if (code == StatusCode::kOk) r.metrics = {{"loss", 0.5}};
+    if (code != StatusCode::kOk) r.error = std::string("failed: ") + StatusCodeName(code);
+    channel_->Deliver(rank, r);
+  }
+
+  TrialRecord Trial(SweepId sweep, uint32_t index) {
+    auto t = store_->GetTrial(TrialId{sweep, index});
+    EXPECT_OK(t);
+    return t.ok() ? *t : TrialRecord{};
+  }
+
+  SweepRecord Sweep(SweepId id) {
+    auto s = store_->GetSweep(id);
+    EXPECT_OK(s);
+    return s.ok() ? *s : SweepRecord{};
+  }
+
+  WorkerView View(int rank) {
+    for (const auto& v : coordinator_->Workers()) {
+      if (v.rank == W(rank)) return v;
+    }
+    ADD_FAILURE() << "no worker view for rank " << rank;
+    return {};
+  }
+
+  testutil::TempDir dir_;
+  FakeClock clock_;
+  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<FakeChannel> channel_;
+  std::unique_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<SchedulerMetrics> metrics_;
+  std::unique_ptr<Coordinator> coordinator_;
+};
+
+TEST_F(CoordinatorTest, NothingIsAssignedToWorkersThatHaveNotRegistered) {
+  SweepRecord sweep = Submit(NoopSpec("wait", 2));
+  Step(3);
+  EXPECT_TRUE(Assigns().empty());
+  EXPECT_EQ(View(1).state, WorkerState::kStarting);
+  RegisterWorkers(1);
+  auto assigns = Assigns();
+  ASSERT_EQ(assigns.size(), 1u);
+  EXPECT_EQ(assigns[0].first, W(1));
+  EXPECT_EQ(assigns[0].second.trial, (TrialId{sweep.id, 0}));
+}
+
+TEST_F(CoordinatorTest, PlacesOneTrialPerIdleWorkerInGridOrderAndCommitsBeforeSending) {
+  RegisterWorkers();
+  SweepRecord sweep = Submit(NoopSpec("grid", 5));
+  auto assigns = Assigns();
+  ASSERT_EQ(assigns.size(), 3u);
+  std::set<int> ranks;
+  for (uint32_t i = 0; i < 3; ++i) {
+    ranks.insert(assigns[i].first.value);
+    EXPECT_EQ(assigns[i].second.trial, (TrialId{sweep.id, i}));
+    EXPECT_EQ(assigns[i].second.attempt, 1);
+    // What was sent is already durable: the store says running there, attempt 1.
+    TrialRecord t = Trial(sweep.id, i);
+    EXPECT_EQ(t.state, TrialState::kRunning);
+    EXPECT_EQ(t.attempts, 1);
+    EXPECT_EQ(t.worker, assigns[i].first);
+  }
+  EXPECT_EQ(ranks, (std::set<int>{1, 2, 3}));
+  EXPECT_EQ(Trial(sweep.id, 3).state, TrialState::kQueued);
+
+  // A result frees its worker, which gets the next trial in grid order.
+  Finish(assigns[1].first, assigns[1].second);
+  Step();
+  auto next = Assigns();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].first, assigns[1].first);
+  EXPECT_EQ(next[0].second.trial, (TrialId{sweep.id, 3}));
+  EXPECT_EQ(Trial(sweep.id, 1).state, TrialState::kCompleted);
+  EXPECT_EQ(Trial(sweep.id, 1).metrics.at("loss"), 0.5);
+}
+
+TEST_F(CoordinatorTest, MaxConcurrentTrialsCapsRunningTrialsOfTheSweep) {
+  RegisterWorkers();
+  SweepRecord sweep = Submit(NoopSpec("capped", 6, "max_concurrent_trials: 2\n"));
+  int completed = 0;
+  auto running = Assigns();
+  while (completed < 6) {
+    ASSERT_LE(running.size(), 2u);
+    ASSERT_FALSE(running.empty()) << "nothing running after " << completed << " completed";
+    // A third idle worker exists, but the cap holds it back.
+    Finish(running[0].first, running[0].second);
+    running.erase(running.begin());
+    ++completed;
+    Step();
+    for (auto& a : Assigns()) running.push_back(a);
+  }
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+}
+
+TEST_F(CoordinatorTest, ShortTrialsArePipelinedLongOnesAreNot) {
+  RegisterWorkers(1);
+  SweepRecord fast = Submit(NoopSpec("fast", 30));
+  std::vector<AssignMsg> inflight;
+  size_t max_inflight = 0;
+  int done = 0;
+  for (int round = 0; round < 60 && done < 30; ++round) {
+    for (auto& [rank, a] : Assigns()) {
+      EXPECT_EQ(rank, W(1));
+      inflight.push_back(a);
+    }
+    max_inflight = std::max(max_inflight, inflight.size());
+    ASSERT_FALSE(inflight.empty());
+    Finish(W(1), inflight.front(), StatusCode::kOk, /*run_seconds=*/0.001);
+    inflight.erase(inflight.begin());
+    ++done;
+    Step();
+  }
+  EXPECT_EQ(done, 30);
+  EXPECT_EQ(Sweep(fast.id).state, SweepState::kCompleted);
+  // 1 ms trials: once three samples say so, the worker holds up to max_pipeline (8).
+  EXPECT_EQ(max_inflight, 8u);
+
+  SweepRecord slow = Submit(NoopSpec("slow", 6));
+  for (int i = 0; i < 6; ++i) {
+    auto assigns = Assigns();
+    ASSERT_EQ(assigns.size(), 1u) << "a 1 s trial must never wait behind another";
+    Finish(W(1), assigns[0].second, StatusCode::kOk, /*run_seconds=*/1.0);
+    Step();
+  }
+  EXPECT_EQ(Sweep(slow.id).state, SweepState::kCompleted);
+}
+
+TEST_F(CoordinatorTest, SilentWorkerIsLostAfterTheTimeoutAndItsTrialRunsElsewhere) {
+  RegisterWorkers(2);
+  SweepRecord sweep = Submit(NoopSpec("lost", 2));
+  auto assigns = Assigns();
+  ASSERT_EQ(assigns.size(), 2u);
+  auto on_w1 = assigns[0].first == W(1) ? assigns[0].second : assigns[1].second;
+  auto on_w2 = assigns[0].first == W(2) ? assigns[0].second : assigns[1].second;
+  Finish(W(2), on_w2);
+  Step();
+
+  // Just below the timeout nothing happens; w2 keeps talking, w1 stays silent.
+  clock_.Advance(std::chrono::milliseconds(kTimeoutMs - 10));
+  channel_->Deliver(W(2), HeartbeatMsg{});
+  Step();
+  EXPECT_EQ(View(1).state, WorkerState::kBusy);
+  EXPECT_TRUE(Assigns().empty());
+
+  clock_.Advance(std::chrono::milliseconds(20));
+  Step();
+  EXPECT_EQ(View(1).state, WorkerState::kLost);
+  auto retry = Assigns();
+  ASSERT_EQ(retry.size(), 1u);
+  EXPECT_EQ(retry[0].first, W(2));
+  EXPECT_EQ(retry[0].second.trial, on_w1.trial);
+  EXPECT_EQ(retry[0].second.attempt, 2);
+  EXPECT_EQ(metrics_->trials_retried.Value(), 1);
+  TrialRecord t = Trial(sweep.id, on_w1.trial.index);
+  EXPECT_EQ(t.state, TrialState::kRunning);
+  EXPECT_EQ(t.worker, W(2));
+  EXPECT_EQ(t.error, "worker w1 lost");
+}
+
+TEST_F(CoordinatorTest, LateMessagesOfAnAbandonedAttemptAreDropped) {
+  RegisterWorkers(2);
+  SweepRecord sweep = Submit(NoopSpec("late", 1));
+  auto first = Assigns();
+  ASSERT_EQ(first.size(), 1u);
+  const WorkerRank slow = first[0].first;
+  const WorkerRank other = slow == W(1) ? W(2) : W(1);
+  clock_.Advance(std::chrono::milliseconds(kTimeoutMs + 1));
+  channel_->Deliver(other, HeartbeatMsg{});
+  Step();
+  auto second = Assigns();
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].first, other);
+  EXPECT_EQ(second[0].second.attempt, 2);
+
+  // The lost worker wakes up and reports attempt 1: progress and a failed result.
+  channel_->Deliver(slow, ProgressMsg{first[0].second.trial, 1, 7, {{"loss", 9.0}}});
+  Finish(slow, first[0].second, StatusCode::kInvalidArgument);
+  Step();
+  TrialRecord t = Trial(sweep.id, 0);
+  EXPECT_EQ(t.state, TrialState::kRunning) << "a stale permanent failure must not fail the trial";
+  EXPECT_EQ(t.attempts, 2);
+  EXPECT_EQ(t.epochs_done, 0) << "stale progress must not be recorded";
+  EXPECT_EQ(View(slow.value).state, WorkerState::kIdle) << "a lost worker that speaks is back";
+
+  // Its own report of attempt 1 succeeding is just as stale.
+  Finish(slow, first[0].second, StatusCode::kOk);
+  Step();
+  EXPECT_EQ(Trial(sweep.id, 0).state, TrialState::kRunning);
+
+  Finish(other, second[0].second);
+  Step();
+  EXPECT_EQ(Trial(sweep.id, 0).state, TrialState::kCompleted);
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+}
+
+TEST_F(CoordinatorTest, HeartbeatForATaskTheCoordinatorDoesNotWantGetsACancel) {
+  RegisterWorkers(1);
+  SweepRecord sweep = Submit(NoopSpec("hb", 1));
+  auto assigns = Assigns();
+  ASSERT_EQ(assigns.size(), 1u);
+  channel_->Deliver(W(1), HeartbeatMsg{assigns[0].second.trial, 1000, 0});
+  Step();
+  EXPECT_TRUE(channel_->TakeSentOf<CancelMsg>().empty());
+  TrialId unknown{sweep.id, 99};
+  channel_->Deliver(W(1), HeartbeatMsg{unknown, 1000, 0});
+  Step();
+  auto cancels = channel_->TakeSentOf<CancelMsg>();
+  ASSERT_EQ(cancels.size(), 1u);
+  EXPECT_EQ(cancels[0].first, W(1));
+  EXPECT_EQ(cancels[0].second.trial, unknown);
+}
+
+TEST_F(CoordinatorTest, ResultCodesFollowTheStateMachinesClassification) {
+  RegisterWorkers(1);
+  SweepRecord sweep = Submit(NoopSpec("codes", 3, "max_attempts: 2\n"));
+  // t0: permanent (bad config) -> failed at once.
+  auto a = Assigns();
+  ASSERT_EQ(a.size(), 1u);
+  Finish(W(1), a[0].second, StatusCode::kInvalidArgument);
+  Step();
+  EXPECT_EQ(Trial(sweep.id, 0).state, TrialState::kFailed);
+  EXPECT_EQ(Trial(sweep.id, 0).attempts, 1);
+  EXPECT_EQ(Trial(sweep.id, 0).error, "failed: InvalidArgument");
+
+  // t1: retryable (I/O) -> queued again until max_attempts, then failed.
+  a = Assigns();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].second.trial, (TrialId{sweep.id, 1}));
+  Finish(W(1), a[0].second, StatusCode::kIoError);
+  Step();
+  a = Assigns();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].second.trial, (TrialId{sweep.id, 1}));
+  EXPECT_EQ(a[0].second.attempt, 2);
+  Finish(W(1), a[0].second, StatusCode::kIoError);
+  Step();
+  EXPECT_EQ(Trial(sweep.id, 1).state, TrialState::kFailed);
+
+  // t2: the worker stopped it (cancelled, e.g. shutdown) -> queued again.
+  a = Assigns();
+  ASSERT_EQ(a.size(), 1u);
+  Finish(W(1), a[0].second, StatusCode::kCancelled);
+  Step();
+  a = Assigns();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].second.trial, (TrialId{sweep.id, 2}));
+  EXPECT_EQ(a[0].second.attempt, 2);
+  Finish(W(1), a[0].second);
+  Step();
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+  EXPECT_EQ(metrics_->trials_failed.Value(), 2);
+}
+
+TEST_F(CoordinatorTest, MalformedMessagesAreDroppedAndTheLoopGoesOn) {
+  RegisterWorkers(1);
+  channel_->DeliverRaw(W(1), MessageType::kResult, "{not json");
+  channel_->DeliverRaw(W(1), static_cast<MessageType>(77), "{}");
+  SweepRecord sweep = Submit(NoopSpec("garbage", 1));
+  auto a = Assigns();
+  ASSERT_EQ(a.size(), 1u);
+  Finish(W(1), a[0].second);
+  Step();
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+}
+
+TEST_F(CoordinatorTest, RecoveryRequeuesInterruptedTrialsAndNeverRerunsFinishedOnes) {
+  RegisterWorkers(2);
+  SweepRecord sweep = Submit(NoopSpec("restart", 4));
+  auto a = Assigns();
+  ASSERT_EQ(a.size(), 2u);
+  Finish(a[0].first, a[0].second);  // t0 completes; t1 is running when the coordinator dies
+  Step();
+  auto b = Assigns();  // t2 goes to the freed worker
+  ASSERT_EQ(b.size(), 1u);
+
+  StartCoordinator();  // "crash": nothing of the old coordinator's memory survives
+  ASSERT_OK(coordinator_->Recover());
+  EXPECT_EQ(Trial(sweep.id, 0).state, TrialState::kCompleted);
+  for (uint32_t i : {1u, 2u}) {
+    TrialRecord t = Trial(sweep.id, i);
+    EXPECT_EQ(t.state, TrialState::kQueued) << i;
+    EXPECT_EQ(t.attempts, 1) << i;
+    EXPECT_EQ(t.error, "coordinator restarted");
+  }
+  RegisterWorkers(2);
+  std::map<uint32_t, int> attempts;
+  for (int round = 0; round < 10; ++round) {
+    for (auto& [rank, m] : Assigns()) {
+      attempts[m.trial.index] = m.attempt;
+      Finish(rank, m);
+    }
+    Step();
+  }
+  EXPECT_EQ(attempts, (std::map<uint32_t, int>{{1, 2}, {2, 2}, {3, 1}}))
+      << "t0 must not run again; t1 and t2 run as attempt 2";
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+}
+
+TEST_F(CoordinatorTest, CancelStopsRunningTrialsDropsQueuedOnesAndIgnoresTheirLateResults) {
+  RegisterWorkers(2);
+  SweepRecord sweep = Submit(NoopSpec("cancel", 5));
+  auto running = Assigns();
+  ASSERT_EQ(running.size(), 2u);
+  auto future = coordinator_->CancelAsync(sweep.id);
+  Step();
+  auto cancelled = future.get();
+  ASSERT_OK(cancelled);
+  EXPECT_EQ(cancelled->state, SweepState::kCancelled);
+  auto cancels = channel_->TakeSentOf<CancelMsg>();
+  ASSERT_EQ(cancels.size(), 2u);
+  std::set<int> cancelled_ranks = {cancels[0].first.value, cancels[1].first.value};
+  EXPECT_EQ(cancelled_ranks, (std::set<int>{1, 2}));
+  for (uint32_t i = 0; i < 5; ++i) EXPECT_EQ(Trial(sweep.id, i).state, TrialState::kCancelled) << i;
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kCancelled);
+
+  // The workers answer with Cancelled results: nothing is re-queued or re-assigned.
+  for (auto& [rank, m] : running) Finish(rank, m, StatusCode::kCancelled);
+  Step(3);
+  EXPECT_TRUE(Assigns().empty());
+  EXPECT_EQ(View(1).state, WorkerState::kIdle);
+  EXPECT_EQ(View(2).state, WorkerState::kIdle);
+  EXPECT_EQ(metrics_->trials_cancelled.Value(), 5);
+
+  // A second cancel names the state it is already in.
+  auto again = coordinator_->CancelAsync(sweep.id);
+  Step();
+  auto second = again.get();
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("already cancelled"), std::string::npos);
+}
+
+TEST_F(CoordinatorTest, StopSendsShutdownToEveryWorkerAndRefusesNewCommands) {
+  RegisterWorkers();
+  coordinator_->Stop();
+  auto shutdowns = channel_->TakeSentOf<ShutdownMsg>();
+  EXPECT_EQ(shutdowns.size(), static_cast<size_t>(kWorkers));
+  auto spec = scheduler::ParseSweepSpec(NoopSpec("late", 1));
+  ASSERT_OK(spec);
+  auto refused = coordinator_->SubmitAsync(std::move(spec).value()).get();
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace lattice

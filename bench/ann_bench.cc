@@ -185,11 +185,19 @@ int main(int argc, char** argv) {
   }
   const int d = base->dim;
   const std::vector<int> efs = {10, 16, 24, 32, 48, 64, 128};
+  auto params = [d](IndexType type, nlohmann::json build) {
+    IndexParams p;
+    p.type = type;
+    p.metric = Metric::kL2;
+    p.dim = d;
+    p.build = std::move(build);
+    return p;
+  };
   const std::vector<Config> configs = {
-      {"lattice-hnswlib", {"hnsw", Metric::kL2, d, {{"backend", "hnswlib"}, {"M", 16}, {"ef_construction", 100}}}, "ef_search", efs},
-      {"lattice-hnswlib", {"hnsw", Metric::kL2, d, {{"backend", "hnswlib"}, {"M", 32}, {"ef_construction", 100}}}, "ef_search", efs},
-      {"lattice-faiss", {"hnsw", Metric::kL2, d, {{"backend", "faiss"}, {"M", 32}, {"ef_construction", 100}}}, "ef_search", efs},
-      {"lattice-ivf_flat", {"ivf_flat", Metric::kL2, d, {{"nlist", 100}}}, "nprobe", {1, 2, 4, 8, 16}},
+      {"lattice-hnswlib", params(IndexType::kHnsw, {{"backend", "hnswlib"}, {"M", 16}, {"ef_construction", 100}}), "ef_search", efs},
+      {"lattice-hnswlib", params(IndexType::kHnsw, {{"backend", "hnswlib"}, {"M", 32}, {"ef_construction", 100}}), "ef_search", efs},
+      {"lattice-faiss", params(IndexType::kHnsw, {{"backend", "faiss"}, {"M", 32}, {"ef_construction", 100}}), "ef_search", efs},
+      {"lattice-ivf_flat", params(IndexType::kIvfFlat, {{"nlist", 100}}), "nprobe", {1, 2, 4, 8, 16}},
   };
   std::printf("# ann_bench: %lld base x %d, %lld queries, k=%d, 1 thread\n",
               static_cast<long long>(base->rows), d, static_cast<long long>(queries->rows), kK);
@@ -198,7 +206,7 @@ int main(int argc, char** argv) {
     const std::string key = c.name + " " + c.params.build.dump();
     if (!opt.only.empty() && key.find(opt.only) == std::string::npos) continue;
     std::vector<Point> pts = RunConfig(c, *base, *queries, gt, opt);
-    for (Point& p : pts) p.index = c.name + (c.params.type == "hnsw" ? "-M" + c.params.build["M"].dump() : "");
+    for (Point& p : pts) p.index = c.name + (c.params.type == IndexType::kHnsw ? "-M" + c.params.build["M"].dump() : "");
     all.insert(all.end(), pts.begin(), pts.end());
   }
   PrintTargets(all);

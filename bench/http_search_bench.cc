@@ -234,7 +234,7 @@ double TransportP50Ms(uint16_t port, const FeatureMatrix& q, int per_call, bool 
 std::shared_ptr<const VectorIndex> BuildAndPublish(IndexCatalog* catalog,
                                                    const FeatureMatrix& base) {
   IndexParams params;
-  params.type = "hnsw";
+  params.type = IndexType::kHnsw;
   params.dim = static_cast<int>(base.cols);
   params.build = {
       {"backend", "hnswlib"}, {"M", 16}, {"ef_construction", 100}, {"ef_search", kEfSearch}};

@@ -116,7 +116,7 @@ IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
                        spec["eval"]["k"].get<int>(), params->metric);
   if (!eval.ok()) return fail(eval.status());
   out.meta = *eval;
-  out.meta.update({{"vectors", base->rows}, {"dim", base->dim}, {"type", params->type},
+  out.meta.update({{"vectors", base->rows}, {"dim", base->dim}, {"type", store::IndexTypeName(params->type)},
                    {"metric", spec.at("metric")}, {"backend", (*index)->backend()},
                    {"params", spec.at("params")}, {"build_seconds", build_s},
                    {"built_from", BuiltFrom(sweep)}, {"created_ms", NowMillis()}});

@@ -32,17 +32,22 @@ Status ValidateIndex(OrderedJson* doc, const std::string& sweep_name) {
     return Status::InvalidArgument("index.name: must be a non-empty string");
   }
   if (!index.contains("type")) index["type"] = "hnsw";
-  static const std::set<std::string> kTypes = {"flat", "ivf_flat", "ivf_pq", "hnsw"};
-  if (!index["type"].is_string() || !kTypes.count(index["type"].get<std::string>())) {
+  if (!index["type"].is_string()) {
     return Status::InvalidArgument("index.type: must be flat, ivf_flat, ivf_pq or hnsw, got " +
                                    index["type"].dump());
   }
+  LATTICE_ASSIGN_OR_RETURN(store::IndexType type,
+                           store::ParseIndexType(index["type"].get<std::string>()));
   if (!index.contains("metric")) index["metric"] = "l2";
   if (!index["metric"].is_string() || !store::ParseMetric(index["metric"].get<std::string>()).ok()) {
     return Status::InvalidArgument("index.metric: must be l2 or ip, got " + index["metric"].dump());
   }
   if (!index.contains("params")) index["params"] = OrderedJson::object();
   if (!index["params"].is_object()) return Status::InvalidArgument("index.params: must be a mapping");
+  // The backend's own check, before a whole corpus is embedded for an index that cannot be
+  // built (a typo such as ef_serch). The dimension is not known yet (dim 0).
+  LATTICE_RETURN_IF_ERROR(store::ValidateIndexParams(
+      store::IndexParams{type, store::Metric::kL2, /*dim=*/0, nlohmann::json::parse(index["params"].dump())}));
   if (index.contains("require")) {
     const OrderedJson& req = index["require"];
     if (!req.is_object()) return Status::InvalidArgument("index.require: must be a mapping");

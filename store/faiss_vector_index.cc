@@ -30,8 +30,8 @@ faiss::MetricType ToFaiss(Metric metric) {
 std::unique_ptr<faiss::Index> BuildInner(const IndexParams& p) {
   using internal::BuildInt;
   const faiss::MetricType metric = ToFaiss(p.metric);
-  if (p.type == "flat") return std::make_unique<faiss::IndexFlat>(p.dim, metric);
-  if (p.type == "hnsw") {
+  if (p.type == IndexType::kFlat) return std::make_unique<faiss::IndexFlat>(p.dim, metric);
+  if (p.type == IndexType::kHnsw) {
     auto h = std::make_unique<faiss::IndexHNSWFlat>(p.dim, *BuildInt(p, "M", 16, 2, 512), metric);
     h->hnsw.efConstruction = static_cast<int>(*BuildInt(p, "ef_construction", 100, 1, 1 << 20));
     h->hnsw.efSearch = static_cast<int>(*BuildInt(p, "ef_search", 32, 1, 1 << 20));
@@ -40,7 +40,7 @@ std::unique_ptr<faiss::Index> BuildInner(const IndexParams& p) {
   const size_t nlist = static_cast<size_t>(*BuildInt(p, "nlist", 100, 1, 1 << 20));
   auto quantizer = std::make_unique<faiss::IndexFlat>(p.dim, metric);
   std::unique_ptr<faiss::IndexIVF> ivf;
-  if (p.type == "ivf_flat") {
+  if (p.type == IndexType::kIvfFlat) {
     ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), p.dim, nlist, metric);
   } else {
     const size_t m = static_cast<size_t>(*BuildInt(p, "m", 8, 1, p.dim));
@@ -69,11 +69,11 @@ Status CheckLoaded(const faiss::IndexIDMap2* idmap, const IndexParams& p) {
                            " / another metric than the sidecar's params");
   }
   const faiss::Index* inner = idmap->index;
-  bool ok = (p.type == "flat" && dynamic_cast<const faiss::IndexFlat*>(inner)) ||
-            (p.type == "hnsw" && dynamic_cast<const faiss::IndexHNSWFlat*>(inner)) ||
-            (p.type == "ivf_flat" && dynamic_cast<const faiss::IndexIVFFlat*>(inner)) ||
-            (p.type == "ivf_pq" && dynamic_cast<const faiss::IndexIVFPQ*>(inner));
-  if (!ok) return Status::IoError("file's index class does not match type " + p.type);
+  bool ok = (p.type == IndexType::kFlat && dynamic_cast<const faiss::IndexFlat*>(inner)) ||
+            (p.type == IndexType::kHnsw && dynamic_cast<const faiss::IndexHNSWFlat*>(inner)) ||
+            (p.type == IndexType::kIvfFlat && dynamic_cast<const faiss::IndexIVFFlat*>(inner)) ||
+            (p.type == IndexType::kIvfPq && dynamic_cast<const faiss::IndexIVFPQ*>(inner));
+  if (!ok) return Status::IoError(std::string("file's index class does not match type ") + IndexTypeName(p.type));
   return Status::Ok();
 }
 
@@ -96,7 +96,7 @@ Status FaissVectorIndex::ReadDefaults() {
   default_nprobe_ = static_cast<int>(nprobe);
   default_ef_search_ = static_cast<int>(ef);
   min_train_ = nlist;
-  if (p.type == "ivf_pq") min_train_ = std::max<int64_t>(nlist, int64_t{1} << nbits);
+  if (p.type == IndexType::kIvfPq) min_train_ = std::max<int64_t>(nlist, int64_t{1} << nbits);
   return Status::Ok();
 }
 
@@ -143,9 +143,9 @@ Status FaissVectorIndex::TrainIfNeeded(const float* x, int64_t n) {
   if (inner->is_trained) return Status::Ok();
   if (n < min_train_) {
     return Status::FailedPrecondition(
-        "add: " + params_.type + " index must be trained on at least " +
+        std::string("add: ") + IndexTypeName(params_.type) + " index must be trained on at least " +
         std::to_string(min_train_) + " vectors (nlist" +
-        (params_.type == "ivf_pq" ? std::string(", 2^nbits") : std::string()) +
+        (params_.type == IndexType::kIvfPq ? std::string(", 2^nbits") : std::string()) +
         "); the first Add brought " + std::to_string(n));
   }
   const int64_t nt = train_size_ > 0 ? std::max(min_train_, std::min(n, train_size_)) : n;
@@ -168,7 +168,7 @@ Status FaissVectorIndex::Add(const float* x, int64_t n, const int64_t* ids) {
     LATTICE_RETURN_IF_ERROR(TrainIfNeeded(x, n));
     index_->add_with_ids(n, x, ids);
   } catch (const std::exception& e) {
-    return Status::Internal("add: faiss " + params_.type + ": " + e.what());
+    return Status::Internal(std::string("add: faiss ") + IndexTypeName(params_.type) + ": " + e.what());
   }
   return Status::Ok();
 }
@@ -182,10 +182,10 @@ StatusOr<SearchResult> FaissVectorIndex::Search(const float* queries, int64_t nq
   faiss::SearchParametersIVF ivf;
   faiss::SearchParametersHNSW hnsw;
   const faiss::SearchParameters* sp = nullptr;
-  if (params_.type == "ivf_flat" || params_.type == "ivf_pq") {
+  if (params_.type == IndexType::kIvfFlat || params_.type == IndexType::kIvfPq) {
     ivf.nprobe = static_cast<size_t>(params.nprobe > 0 ? params.nprobe : default_nprobe_);
     sp = &ivf;
-  } else if (params_.type == "hnsw") {
+  } else if (params_.type == IndexType::kHnsw) {
     hnsw.efSearch = std::max(k, params.ef_search > 0 ? params.ef_search : default_ef_search_);
     sp = &hnsw;
   }
@@ -202,7 +202,7 @@ StatusOr<SearchResult> FaissVectorIndex::Search(const float* queries, int64_t nq
       index_->index->search(nq, queries, k, result.distances.data(), result.ids.data(), sp);
     }
   } catch (const std::exception& e) {
-    return Status::Internal("search: faiss " + params_.type + ": " + e.what());
+    return Status::Internal(std::string("search: faiss ") + IndexTypeName(params_.type) + ": " + e.what());
   }
   // Positions -> caller ids (what IndexIDMap2::search would do, but it refuses params).
   const float pad = params_.metric == Metric::kL2 ? std::numeric_limits<float>::infinity()
@@ -228,7 +228,7 @@ StatusOr<std::vector<float>> FaissVectorIndex::Reconstruct(int64_t id) const {
   try {
     index_->index->reconstruct(it->second, out.data());
   } catch (const std::exception& e) {
-    return Status::Internal("reconstruct: faiss " + params_.type + ": " + e.what());
+    return Status::Internal(std::string("reconstruct: faiss ") + IndexTypeName(params_.type) + ": " + e.what());
   }
   return out;
 }

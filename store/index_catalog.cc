@@ -119,7 +119,7 @@ Status IndexCatalog::WriteVersion(const std::string& name, int64_t version,
   }
   meta["name"] = name;
   meta["version"] = version;
-  meta["type"] = index.params().type;
+  meta["type"] = IndexTypeName(index.params().type);
   meta["backend"] = index.backend();
   meta["created_unix"] = std::chrono::duration_cast<std::chrono::seconds>(
                              std::chrono::system_clock::now().time_since_epoch())

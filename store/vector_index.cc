@@ -30,35 +30,39 @@ constexpr int kMaxDim = 65536;
 constexpr const char* kSidecarFormat = "lattice.vector_index";
 constexpr int kSidecarVersion = 1;
 
-const std::set<std::string>& AllowedKeys(const std::string& type) {
+const std::set<std::string>& AllowedKeys(IndexType type) {
   static const std::set<std::string> kFlat = {};
   static const std::set<std::string> kIvfFlat = {"nlist", "nprobe", "train_size"};
   static const std::set<std::string> kIvfPq = {"nlist", "nprobe", "train_size", "m", "nbits"};
   static const std::set<std::string> kHnsw = {"M",         "ef_construction", "ef_search",
                                               "backend",   "max_elements",    "seed"};
-  if (type == "ivf_flat") return kIvfFlat;
-  if (type == "ivf_pq") return kIvfPq;
-  if (type == "hnsw") return kHnsw;
+  switch (type) {
+    case IndexType::kIvfFlat: return kIvfFlat;
+    case IndexType::kIvfPq: return kIvfPq;
+    case IndexType::kHnsw: return kHnsw;
+    case IndexType::kFlat: break;
+  }
   return kFlat;
 }
 
 Status ValidateTypeParams(const IndexParams& p) {
   using internal::BuildInt;
-  if (p.type == "ivf_flat" || p.type == "ivf_pq") {
+  if (p.type == IndexType::kIvfFlat || p.type == IndexType::kIvfPq) {
     LATTICE_RETURN_IF_ERROR(BuildInt(p, "nlist", 100, 1, 1 << 20).status());
     LATTICE_RETURN_IF_ERROR(BuildInt(p, "nprobe", 8, 1, 1 << 20).status());
     LATTICE_RETURN_IF_ERROR(
         BuildInt(p, "train_size", 0, 1, std::numeric_limits<int64_t>::max()).status());
   }
-  if (p.type == "ivf_pq") {
-    LATTICE_ASSIGN_OR_RETURN(int64_t m, BuildInt(p, "m", 8, 1, p.dim));
-    if (p.dim % m != 0) {
+  if (p.type == IndexType::kIvfPq) {
+    const bool dim_known = p.dim > 0;
+    LATTICE_ASSIGN_OR_RETURN(int64_t m, BuildInt(p, "m", 8, 1, dim_known ? p.dim : kMaxDim));
+    if (dim_known && p.dim % m != 0) {
       return Status::InvalidArgument("index.params.m: must divide dim " +
                                      std::to_string(p.dim) + ", got " + std::to_string(m));
     }
     LATTICE_RETURN_IF_ERROR(BuildInt(p, "nbits", 8, 1, 16).status());
   }
-  if (p.type == "hnsw") {
+  if (p.type == IndexType::kHnsw) {
     LATTICE_RETURN_IF_ERROR(BuildInt(p, "M", 16, 2, 512).status());
     LATTICE_RETURN_IF_ERROR(BuildInt(p, "ef_construction", 100, 1, 1 << 20).status());
     LATTICE_RETURN_IF_ERROR(BuildInt(p, "ef_search", 32, 1, 1 << 20).status());
@@ -80,9 +84,37 @@ Status ValidateParams(const IndexParams& p) {
     return Status::InvalidArgument("index.dim: must be in [1, " + std::to_string(kMaxDim) +
                                    "], got " + std::to_string(p.dim));
   }
-  if (p.type != "flat" && p.type != "ivf_flat" && p.type != "ivf_pq" && p.type != "hnsw") {
-    return Status::InvalidArgument(
-        "index.type: must be one of flat, ivf_flat, ivf_pq, hnsw; got \"" + p.type + "\"");
+  return ValidateIndexParams(p);
+}
+
+std::string UseHnswlib(const IndexParams& p) {
+  return internal::BuildString(p, "backend", kDefaultHnswBackend);
+}
+
+}  // namespace
+
+const char* IndexTypeName(IndexType type) {
+  switch (type) {
+    case IndexType::kFlat: return "flat";
+    case IndexType::kIvfFlat: return "ivf_flat";
+    case IndexType::kIvfPq: return "ivf_pq";
+    case IndexType::kHnsw: return "hnsw";
+  }
+  return "unknown";
+}
+
+StatusOr<IndexType> ParseIndexType(const std::string& text) {
+  for (IndexType t : {IndexType::kFlat, IndexType::kIvfFlat, IndexType::kIvfPq, IndexType::kHnsw}) {
+    if (text == IndexTypeName(t)) return t;
+  }
+  return Status::InvalidArgument("index.type: must be one of flat, ivf_flat, ivf_pq, hnsw; got \"" +
+                                 text + "\"");
+}
+
+Status ValidateIndexParams(const IndexParams& p) {
+  if (p.dim < 0 || p.dim > kMaxDim) {
+    return Status::InvalidArgument("index.dim: must be in [1, " + std::to_string(kMaxDim) +
+                                   "], got " + std::to_string(p.dim));
   }
   if (!p.build.is_object() && !p.build.is_null()) {  // null = no build params
     return Status::InvalidArgument("index.params: must be an object, got " + p.build.dump());
@@ -91,17 +123,11 @@ Status ValidateParams(const IndexParams& p) {
   for (auto it = p.build.begin(); it != p.build.end(); ++it) {
     if (!allowed.count(it.key())) {
       return Status::InvalidArgument("index.params." + it.key() + ": unknown key for type " +
-                                     p.type);
+                                     IndexTypeName(p.type));
     }
   }
   return ValidateTypeParams(p);
 }
-
-std::string UseHnswlib(const IndexParams& p) {
-  return internal::BuildString(p, "backend", kDefaultHnswBackend);
-}
-
-}  // namespace
 
 const char* MetricName(Metric metric) { return metric == Metric::kL2 ? "l2" : "ip"; }
 
@@ -112,7 +138,7 @@ StatusOr<Metric> ParseMetric(const std::string& text) {
 }
 
 nlohmann::json ParamsToJson(const IndexParams& params) {
-  return {{"type", params.type},
+  return {{"type", IndexTypeName(params.type)},
           {"metric", MetricName(params.metric)},
           {"dim", params.dim},
           {"build", params.build}};
@@ -124,7 +150,7 @@ StatusOr<IndexParams> ParamsFromJson(const nlohmann::json& json) {
   if (!json.contains("type") || !json["type"].is_string()) {
     return Status::InvalidArgument("index.type: required string");
   }
-  p.type = json["type"].get<std::string>();
+  LATTICE_ASSIGN_OR_RETURN(p.type, ParseIndexType(json["type"].get<std::string>()));
   if (!json.contains("dim") || !json["dim"].is_number_integer()) {
     return Status::InvalidArgument("index.dim: required integer");
   }
@@ -139,7 +165,7 @@ StatusOr<IndexParams> ParamsFromJson(const nlohmann::json& json) {
 
 StatusOr<std::unique_ptr<VectorIndex>> MakeVectorIndex(const IndexParams& params) {
   LATTICE_RETURN_IF_ERROR(ValidateParams(params));
-  if (params.type == "hnsw" && UseHnswlib(params) == "hnswlib") {
+  if (params.type == IndexType::kHnsw && UseHnswlib(params) == "hnswlib") {
     return HnswVectorIndex::Create(params);
   }
   return FaissVectorIndex::Create(params);

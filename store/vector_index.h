@@ -54,8 +54,14 @@ inline constexpr int kMaxSearchK = 10000;
 //             max_elements [grows automatically; hnswlib only], seed [100; hnswlib only]
 //   ivf_*     nprobe [8] (default at query time)
 // Unknown keys are rejected so that typos do not silently fall back to defaults.
+enum class IndexType { kFlat, kIvfFlat, kIvfPq, kHnsw };
+
+// "flat", "ivf_flat", "ivf_pq", "hnsw".
+const char* IndexTypeName(IndexType type);
+StatusOr<IndexType> ParseIndexType(const std::string& text);  // errors name index.type
+
 struct IndexParams {
-  std::string type = "flat";  // flat | ivf_flat | ivf_pq | hnsw
+  IndexType type = IndexType::kFlat;
   Metric metric = Metric::kL2;
   int dim = 0;
   nlohmann::json build = nlohmann::json::object();  // null is treated as {}
@@ -64,6 +70,12 @@ struct IndexParams {
 nlohmann::json ParamsToJson(const IndexParams& params);
 // Parses {"type":..,"metric":"l2"|"ip","dim":..,"build":{..}}; does not validate ranges.
 StatusOr<IndexParams> ParamsFromJson(const nlohmann::json& json);
+
+// Checks `params.build` for `params.type` (known keys, types, ranges) exactly as
+// MakeVectorIndex does; errors name the key ("index.params.ef_serch: unknown key for type
+// hnsw"). `params.dim` 0 means "not known yet" (a sweep spec at submit time, before
+// anything was embedded): the checks that need the dimension are skipped.
+Status ValidateIndexParams(const IndexParams& params);
 
 // Per-request search knobs; 0 = the index's default (build param nprobe / ef_search).
 struct SearchParams {

@@ -41,8 +41,8 @@ class IndexApiTest : public testing::Test {
     for (float& x : *base_) x = normal(rng);
     std::vector<int64_t> ids(kRows);
     for (int64_t i = 0; i < kRows; ++i) ids[i] = 10 * i;  // ids are not positions
-    Publish("flat16", {"flat", store::Metric::kL2, kDim, json::object()}, ids);
-    Publish("hnsw16", {"hnsw", store::Metric::kL2, kDim, {{"M", 16}, {"ef_search", 64}}}, ids);
+    Publish("flat16", {store::IndexType::kFlat, store::Metric::kL2, kDim, json::object()}, ids);
+    Publish("hnsw16", {store::IndexType::kHnsw, store::Metric::kL2, kDim, {{"M", 16}, {"ef_search", 64}}}, ids);
 
     registry_ = new prometheus::Registry;
     auto router = std::make_shared<Router>();
@@ -441,7 +441,7 @@ TEST_F(IndexApiTest, HitsCarryItemMetadata) {
     if (i % 2 == 0) items[10 * i] = "{\"path\":\"img/" + std::to_string(i) + ".png\"}";
   }
   for (bool with_meta : {true, false}) {
-    auto index = store::MakeVectorIndex({"flat", store::Metric::kL2, kDim, json::object()});
+    auto index = store::MakeVectorIndex({store::IndexType::kFlat, store::Metric::kL2, kDim, json::object()});
     ASSERT_OK(index);
     ASSERT_OK((*index)->Add(base_->data(), kRows, ids.data()));
     ASSERT_OK(catalog->Publish(with_meta ? "withmeta" : "plain", **index, json::object(),

@@ -19,6 +19,7 @@
 #include "jobs/dataset.h"
 #include "store/index_catalog.h"
 #include "store/retrieval_metrics.h"
+#include "store/state_store.h"
 #include "tests/integration/cluster_fixture.h"
 
 namespace lattice {
@@ -197,6 +198,12 @@ TEST_F(EmbedTest, EmbedResumesAfterSigkill) {
     wrong += !std::equal(v.begin(), v.end(), corpus.data.begin() + row * corpus.cols);
   }
   EXPECT_EQ(wrong, 0) << "items whose vector is not their corpus row";
+
+  // The published index holds the vectors now: the sweep's blocks left the state store.
+  cluster_->Stop();
+  ASSERT_OK_AND_ASSIGN(auto state, StateStore::Open({DataDir() + "/state", true}));
+  ASSERT_OK_AND_ASSIGN(auto items, state->Scan("items", ""));
+  EXPECT_TRUE(items.empty()) << items.size() << " vector/metadata blocks left after publishing";
 }
 
 // Bad embed specs are rejected with a message naming the key, and nothing is
@@ -209,6 +216,8 @@ TEST_F(EmbedTest, BadEmbedSpecs) {
       {head + "corpus: {format: idx, images: /nonexistent/train.gz}\n", "corpus.images"},
       {head + corpus + "shard_size: 0\n", "shard_size"},
       {head + corpus + "index: {type: bogus}\n", "index.type"},
+      {head + corpus + "index: {params: {ef_serch: 64}}\n", "index.params.ef_serch"},
+      {head + corpus + "index: {type: ivf_pq, params: {nbits: 17}}\n", "index.params.nbits"},
       {head + corpus + "index: {require: {recall@10: 1.5}}\n", "index.require.recall@10"},
   };
   for (const auto& [spec, key] : cases) {

@@ -104,6 +104,24 @@ TEST_F(SweepSpecTest, NormalisedSpecHasDefaults) {
   EXPECT_FALSE(spec.spec.contains("max_concurrent_trials"));
 }
 
+// index.params is checked at submit by the index backend's own validation, so a typo is
+// found before a whole corpus is embedded.
+TEST_F(SweepSpecTest, EmbedIndexParamsAreValidatedLikeTheBackendDoes) {
+  const std::string head =
+      "name: e\nkind: embed\nencoder: {type: flatten}\n"
+      "corpus: {format: idx, images: /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz}\n";
+  ExpectInvalid(head + "index: {params: {ef_serch: 64}}\n", "index.params.ef_serch: unknown key");
+  ExpectInvalid(head + "index: {type: hnsw, params: {M: 1}}\n", "index.params.M");
+  ExpectInvalid(head + "index: {type: ivf_flat, params: {nlist: 0}}\n", "index.params.nlist");
+  ExpectInvalid(head + "index: {type: ivf_pq, params: {nbits: 99}}\n", "index.params.nbits");
+  ExpectInvalid(head + "index: {type: flat, params: {nlist: 4}}\n", "index.params.nlist");
+  ExpectInvalid(head + "index: {type: annoy}\n", "index.type");
+  ASSERT_OK_AND_ASSIGN(SweepSpec ok, ParseSweepSpec(head + "index: {params: {ef_search: 64, M: 32}}\n"));
+  EXPECT_EQ(ok.spec["index"]["params"]["M"], 32);
+  // m must divide the dimension: only checked at build time, when the dimension is known.
+  EXPECT_OK(ParseSweepSpec(head + "index: {type: ivf_pq, params: {m: 7}}\n"));
+}
+
 TEST_F(SweepSpecTest, JsonAndYamlGiveTheSameSweep) {
   const json j = {{"name", "digits-probe-grid"},
                   {"kind", "train"},

@@ -14,7 +14,7 @@ constexpr int kDim = 4;
 
 // A flat index with `n` vectors; its size tells versions apart.
 std::unique_ptr<VectorIndex> IndexOfSize(int n) {
-  auto index = MakeVectorIndex({"flat", Metric::kL2, kDim, {}});
+  auto index = MakeVectorIndex({IndexType::kFlat, Metric::kL2, kDim, {}});
   EXPECT_TRUE(index.ok());
   std::vector<float> x(static_cast<size_t>(n) * kDim);
   std::vector<int64_t> ids(n);

@@ -42,7 +42,7 @@ FloatMatrix Clustered(std::mt19937_64& rng, int64_t rows, const std::vector<floa
 
 struct Case {
   std::string label;
-  std::string type;
+  IndexType type;
   nlohmann::json build;
   Metric metric;
   double min_recall;  // recall@10 against exact search with default SearchParams
@@ -56,12 +56,12 @@ std::vector<Case> AllCases() {
   std::vector<Case> cases;
   for (Metric m : {Metric::kL2, Metric::kInnerProduct}) {
     const std::string mt = MetricName(m);
-    cases.push_back({"flat_" + mt, "flat", nlohmann::json::object(), m, 1.0});
-    cases.push_back({"ivf_flat_" + mt, "ivf_flat", {{"nlist", 32}, {"nprobe", 8}}, m, 0.90});
-    cases.push_back({"ivf_pq_" + mt, "ivf_pq", {{"nlist", 32}, {"nprobe", 8}, {"m", 16}, {"nbits", 6}, {"train_size", 2000}}, m, 0.50});
-    cases.push_back({"hnsw_faiss_" + mt, "hnsw",
+    cases.push_back({"flat_" + mt, IndexType::kFlat, nlohmann::json::object(), m, 1.0});
+    cases.push_back({"ivf_flat_" + mt, IndexType::kIvfFlat, {{"nlist", 32}, {"nprobe", 8}}, m, 0.90});
+    cases.push_back({"ivf_pq_" + mt, IndexType::kIvfPq, {{"nlist", 32}, {"nprobe", 8}, {"m", 16}, {"nbits", 6}, {"train_size", 2000}}, m, 0.50});
+    cases.push_back({"hnsw_faiss_" + mt, IndexType::kHnsw,
                      {{"backend", "faiss"}, {"M", 16}, {"ef_search", 64}}, m, 0.90});
-    cases.push_back({"hnsw_hnswlib_" + mt, "hnsw",
+    cases.push_back({"hnsw_hnswlib_" + mt, IndexType::kHnsw,
                      {{"backend", "hnswlib"}, {"M", 16}, {"ef_search", 64}}, m, 0.90});
   }
   return cases;
@@ -163,7 +163,7 @@ TEST_P(VectorIndexTest, RecallAgainstExactSearchAndCallerIds) {
           EXPECT_GE(r.distances[at - 1] + 1e-3f, r.distances[at]);
         }
       }
-      if (GetParam().type == "ivf_pq") continue;  // PQ distances are approximate
+      if (GetParam().type == IndexType::kIvfPq) continue;  // PQ distances are approximate
       // Reported distance matches the metric on the stored vector.
       const float* x = base_->data.data() + ((r.ids[at] - 1000) / 7) * kDim;
       const float* y = queries_->data.data() + q * kDim;
@@ -245,7 +245,7 @@ TEST_P(VectorIndexTest, PerRequestParamsAndConcurrentSearches) {
   ASSERT_OK_AND_ASSIGN(SearchResult w, index->Search(queries_->data.data(), kQueries, kK, wide));
   ASSERT_OK_AND_ASSIGN(SearchResult n, index->Search(queries_->data.data(), kQueries, kK, narrow));
   EXPECT_GE(Recall(w) + 1e-9, Recall(n));
-  if (GetParam().type != "ivf_pq") {
+  if (GetParam().type != IndexType::kIvfPq) {
     EXPECT_GE(Recall(w), 0.97);
   }
   // Two threads with different params at once reproduce the serial answers.
@@ -261,7 +261,7 @@ TEST_P(VectorIndexTest, PerRequestParamsAndConcurrentSearches) {
 TEST_P(VectorIndexTest, ReconstructReturnsTheStoredVector) {
   std::shared_ptr<VectorIndex> index = Built();
   ASSERT_NE(index, nullptr);
-  const bool approximate = GetParam().type == "ivf_pq";
+  const bool approximate = GetParam().type == IndexType::kIvfPq;
   double err = 0, norm = 0;
   for (int64_t row : {int64_t{0}, int64_t{17}, kBase / 2, kBase - 1}) {
     ASSERT_OK_AND_ASSIGN(std::vector<float> v, index->Reconstruct(ItemId(row)));
@@ -295,7 +295,7 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, VectorIndexTest, testing::ValuesIn(AllCases()
 
 // ---- factory, validation and persistence errors (not per type) ----
 
-IndexParams Ivf(nlohmann::json build) { return {"ivf_flat", Metric::kL2, 8, std::move(build)}; }
+IndexParams Ivf(nlohmann::json build) { return {IndexType::kIvfFlat, Metric::kL2, 8, std::move(build)}; }
 
 void ExpectInvalid(const IndexParams& p, const std::string& key) {
   auto r = MakeVectorIndex(p);
@@ -305,22 +305,28 @@ void ExpectInvalid(const IndexParams& p, const std::string& key) {
 }
 
 TEST(VectorIndexFactoryTest, RejectsBadParamsNamingTheKey) {
-  ExpectInvalid({"annoy", Metric::kL2, 8, {}}, "index.type");
-  ExpectInvalid({"flat", Metric::kL2, 0, {}}, "index.dim");
+  ExpectInvalid({IndexType::kFlat, Metric::kL2, 0, {}}, "index.dim");
+  EXPECT_EQ(ParseIndexType("annoy").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParamsFromJson({{"type", "annoy"}, {"dim", 8}}).status().code(),
+            StatusCode::kInvalidArgument);
+  for (IndexType t : {IndexType::kFlat, IndexType::kIvfFlat, IndexType::kIvfPq, IndexType::kHnsw}) {
+    ASSERT_OK_AND_ASSIGN(IndexType back, ParseIndexType(IndexTypeName(t)));
+    EXPECT_EQ(back, t);
+  }
   ExpectInvalid(Ivf({{"nlist", 0}}), "index.params.nlist");
   ExpectInvalid(Ivf({{"nlist", "many"}}), "index.params.nlist");
   ExpectInvalid(Ivf({{"nlsit", 4}}), "index.params.nlsit");
-  ExpectInvalid({"ivf_pq", Metric::kL2, 10, {{"m", 4}}}, "index.params.m");
-  ExpectInvalid({"ivf_pq", Metric::kL2, 8, {{"nbits", 17}}}, "index.params.nbits");
-  ExpectInvalid({"hnsw", Metric::kL2, 8, {{"M", 1}}}, "index.params.M");
-  ExpectInvalid({"hnsw", Metric::kL2, 8, {{"backend", "annoy"}}}, "index.params.backend");
+  ExpectInvalid({IndexType::kIvfPq, Metric::kL2, 10, {{"m", 4}}}, "index.params.m");
+  ExpectInvalid({IndexType::kIvfPq, Metric::kL2, 8, {{"nbits", 17}}}, "index.params.nbits");
+  ExpectInvalid({IndexType::kHnsw, Metric::kL2, 8, {{"M", 1}}}, "index.params.M");
+  ExpectInvalid({IndexType::kHnsw, Metric::kL2, 8, {{"backend", "annoy"}}}, "index.params.backend");
   EXPECT_EQ(ParseMetric("cosine").status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(VectorIndexFactoryTest, DefaultHnswBackendIsHnswlib) {
-  ASSERT_OK_AND_ASSIGN(auto index, MakeVectorIndex({"hnsw", Metric::kL2, 8, {}}));
+  ASSERT_OK_AND_ASSIGN(auto index, MakeVectorIndex({IndexType::kHnsw, Metric::kL2, 8, {}}));
   EXPECT_STREQ(index->backend(), "hnswlib");
-  ASSERT_OK_AND_ASSIGN(auto flat, MakeVectorIndex({"flat", Metric::kL2, 8, {}}));
+  ASSERT_OK_AND_ASSIGN(auto flat, MakeVectorIndex({IndexType::kFlat, Metric::kL2, 8, {}}));
   EXPECT_STREQ(flat->backend(), "faiss");
 }
 
@@ -336,7 +342,7 @@ TEST(VectorIndexFactoryTest, IvfNeedsEnoughTrainingVectors) {
   EXPECT_OK(index->Add(x.data(), 20, ids.data()));
   EXPECT_EQ(index->size(), 20);
   // ivf_pq also needs 2^nbits vectors for its codebooks.
-  ASSERT_OK_AND_ASSIGN(auto pq, MakeVectorIndex({"ivf_pq", Metric::kL2, 8, {{"nlist", 4}}}));
+  ASSERT_OK_AND_ASSIGN(auto pq, MakeVectorIndex({IndexType::kIvfPq, Metric::kL2, 8, {{"nlist", 4}}}));
   EXPECT_EQ(pq->Add(x.data(), 20, ids.data()).code(), StatusCode::kFailedPrecondition);
 }
 
@@ -356,7 +362,7 @@ TEST(VectorIndexFactoryTest, LoadErrorsAreStatuses) {
   EXPECT_EQ(LoadVectorIndex(dir.Join("missing.bin")).status().code(), StatusCode::kNotFound);
   for (const char* backend : {"faiss", "hnswlib"}) {
     ASSERT_OK_AND_ASSIGN(auto index,
-                         MakeVectorIndex({"hnsw", Metric::kL2, 4, {{"backend", backend}}}));
+                         MakeVectorIndex({IndexType::kHnsw, Metric::kL2, 4, {{"backend", backend}}}));
     std::vector<float> x(400);
     std::vector<int64_t> ids(100);
     for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 37) % 101);

@@ -1,0 +1,125 @@
+// VectorBlockStore and CheckpointStore on a real RocksDB: what goes in comes out, blocks
+// must cover rows [0, n), a deleted sweep's blocks are gone (and their disk space given
+// back) while other sweeps' blocks stay.
+#include "store/vector_block_store.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <random>
+
+#include "store/checkpoint_store.h"
+#include "tests/testutil/testutil.h"
+
+namespace lattice {
+namespace {
+
+class VectorBlockStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(store_, StateStore::Open({dir_.Join("state"), /*sync_writes=*/false}));
+  }
+
+  // Rows [begin, begin + rows) of a dim-`dim` corpus whose values encode (row, column).
+  static VectorBlock Block(int64_t begin, int64_t rows, int dim, bool with_metadata = false) {
+    VectorBlock b{begin, rows, dim, {}, {}};
+    for (int64_t r = begin; r < begin + rows; ++r) {
+      for (int c = 0; c < dim; ++c) b.data.push_back(static_cast<float>(r * 1000 + c));
+      if (with_metadata) b.metadata.push_back("{\"row\":" + std::to_string(r) + "}");
+    }
+    return b;
+  }
+
+  void Put(SweepId sweep, const VectorBlock& block) {
+    StateWriteBatch batch;
+    VectorBlockStore::Put(batch, sweep, block);
+    ASSERT_OK(store_->Commit(batch));
+  }
+
+  testutil::TempDir dir_;
+  std::unique_ptr<StateStore> store_;
+};
+
+TEST_F(VectorBlockStoreTest, BlocksInAnyOrderReadBackAsOneMatrixWithMetadata) {
+  const SweepId sweep{4};
+  Put(sweep, Block(6, 4, 3, /*with_metadata=*/true));
+  Put(sweep, Block(0, 6, 3, /*with_metadata=*/true));
+  VectorBlockStore blocks(store_.get());
+  ASSERT_OK_AND_ASSIGN(store::FloatMatrix m, blocks.ReadAll(sweep));
+  ASSERT_EQ(m.rows, 10);
+  ASSERT_EQ(m.dim, 3);
+  for (int64_t r = 0; r < 10; ++r) {
+    for (int c = 0; c < 3; ++c) EXPECT_EQ(m.data[r * 3 + c], static_cast<float>(r * 1000 + c));
+  }
+  ASSERT_OK_AND_ASSIGN(auto items, blocks.ReadMetadata(sweep));
+  ASSERT_EQ(items.size(), 10u);
+  EXPECT_EQ(items.at(7), "{\"row\":7}");
+}
+
+TEST_F(VectorBlockStoreTest, MissingRowsAndChangedDimensionsAreErrors) {
+  VectorBlockStore blocks(store_.get());
+  Put(SweepId{1}, Block(0, 5, 2));
+  Put(SweepId{1}, Block(8, 2, 2));  // rows 5..8 missing
+  auto gap = blocks.ReadAll(SweepId{1});
+  EXPECT_EQ(gap.status().code(), StatusCode::kInternal);
+  EXPECT_NE(gap.status().message().find("rows 5..8 are missing"), std::string::npos);
+
+  Put(SweepId{2}, Block(0, 5, 2));
+  Put(SweepId{2}, Block(5, 5, 3));
+  EXPECT_EQ(blocks.ReadAll(SweepId{2}).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(blocks.ReadAll(SweepId{3}).status().code(), StatusCode::kFailedPrecondition)
+      << "a sweep without vectors";
+}
+
+TEST_F(VectorBlockStoreTest, DeleteRemovesOneSweepsBlocksAndCompactionGivesTheSpaceBack) {
+  // Two sweeps of ~4 MB of incompressible floats each; sweep 10 is deleted.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (SweepId sweep : {SweepId{10}, SweepId{11}}) {
+    for (int64_t begin = 0; begin < 8000; begin += 1000) {
+      VectorBlock b = Block(begin, 1000, 128, /*with_metadata=*/true);
+      for (float& x : b.data) x = u(rng);
+      Put(sweep, b);
+    }
+  }
+  VectorBlockStore blocks(store_.get());
+  ASSERT_OK(blocks.Compact(SweepId{10}));  // flush to SST files, so that sizes are on disk
+  ASSERT_OK(blocks.Compact(SweepId{11}));
+  ASSERT_OK_AND_ASSIGN(int64_t before, store_->DiskBytes());
+  EXPECT_GT(before, 2 * 8000 * 128 * 4 * 9 / 10);
+
+  StateWriteBatch batch;
+  VectorBlockStore::Delete(batch, SweepId{10});
+  ASSERT_OK(store_->Commit(batch));
+  EXPECT_EQ(blocks.ReadAll(SweepId{10}).status().code(), StatusCode::kFailedPrecondition);
+  ASSERT_OK_AND_ASSIGN(auto gone_items, blocks.ReadMetadata(SweepId{10}));
+  EXPECT_TRUE(gone_items.empty());
+  ASSERT_OK_AND_ASSIGN(store::FloatMatrix kept, blocks.ReadAll(SweepId{11}));
+  EXPECT_EQ(kept.rows, 8000);
+  ASSERT_OK_AND_ASSIGN(auto kept_items, blocks.ReadMetadata(SweepId{11}));
+  EXPECT_EQ(kept_items.size(), 8000u);
+
+  ASSERT_OK(blocks.Compact(SweepId{10}));
+  ASSERT_OK_AND_ASSIGN(int64_t after, store_->DiskBytes());
+  EXPECT_LT(after, before * 6 / 10) << "before " << before << " after " << after;
+  EXPECT_GT(after, 8000 * 128 * 4 * 9 / 10) << "sweep 11's blocks must stay";
+}
+
+TEST(CheckpointStoreTest, FinalCheckpointRoundTripsAndIsNotFoundWhenAbsent) {
+  testutil::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto store, StateStore::Open({dir.Join("state"), false}));
+  const TrialId trial{SweepId{3}, 7};
+  std::string bytes(100000, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 31);
+  StateWriteBatch batch;
+  CheckpointStore::PutFinal(batch, trial, bytes);
+  ASSERT_OK(store->Commit(batch));
+  CheckpointStore checkpoints(store.get());
+  ASSERT_OK_AND_ASSIGN(std::string back, checkpoints.GetFinal(trial));
+  EXPECT_EQ(back, bytes);
+  EXPECT_EQ(checkpoints.GetFinal(TrialId{SweepId{3}, 8}).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(CheckpointStore::FinalKey(trial), trial.Key() + "/final");
+}
+
+}  // namespace
+}  // namespace lattice

@@ -317,6 +317,9 @@ StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& 
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
+  // Bound the write-ahead log: past this, the column families holding the oldest log are
+  // flushed (embed shards write hundreds of MB of vectors through it).
+  db_options.max_total_wal_size = 256ull << 20;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = Descriptors(options.path);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
@@ -513,6 +516,12 @@ Status StateStore::CompactRaw(const std::string& column_family, const std::strin
   options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
   rocksdb::Status s = impl_->db->CompactRange(options, handle, &b, &e);
   if (!s.ok()) return impl_->Error("compact " + column_family + " [" + begin + ", " + end + ")", s);
+  // The range's writes are also in write-ahead log files, which stay as long as any column
+  // family still has unflushed data in them: flush them all so that those files go too.
+  std::vector<rocksdb::ColumnFamilyHandle*> all;
+  for (const auto& [name, h] : impl_->cfs) all.push_back(h);
+  s = impl_->db->Flush(rocksdb::FlushOptions(), all);
+  if (!s.ok()) return impl_->Error("flush after compacting " + column_family, s);
   return Status::Ok();
 }
 

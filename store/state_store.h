@@ -92,8 +92,9 @@ class StateStore {
   Status Put(const std::string& column_family, const std::string& key, const std::string& value);
   StatusOr<std::string> Get(const std::string& column_family, const std::string& key) const;
   Status Delete(const std::string& column_family, const std::string& key);
-  // Compacts [begin, end) of a raw column family down to the last level, so that the space
-  // of deleted keys (and of their blob files) is given back. Blocks while it runs.
+  // Compacts [begin, end) of a raw column family down to the last level and flushes every
+  // column family, so that the space of deleted keys (their SST and blob files, and the
+  // write-ahead log files that held them) is given back. Blocks while it runs.
   Status CompactRaw(const std::string& column_family, const std::string& begin,
                     const std::string& end);
   // Bytes of live SST and blob files over all column families (what RocksDB reports).

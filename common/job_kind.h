@@ -1,4 +1,5 @@
-// The job kinds workers run. Text forms (specs, records, the API): "train", "embed", "noop".
+// The job kinds workers run. Text forms (specs, records, the API): "train", "embed", "noop",
+// "distill".
 #pragma once
 
 #include <optional>
@@ -9,7 +10,8 @@ namespace lattice {
 enum class JobKind {
   kTrain,  // trains a model on a dataset (jobs/train_config.h)
   kEmbed,  // one shard of a corpus through an encoder (jobs/embed_config.h)
-  kNoop,   // sleeps sleep_ms; measures dispatch
+  kNoop,     // sleeps sleep_ms; measures dispatch
+  kDistill,  // trains a student on a dataset against a frozen teacher's logits
 };
 
 const char* JobKindName(JobKind kind);

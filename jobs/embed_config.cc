@@ -272,6 +272,10 @@ std::string CorpusConfig::CacheKey() const {
   return key.dump();
 }
 
+StatusOr<EncoderConfig> ParseEncoderConfig(const json& encoder, const std::string& path) {
+  return ParseEncoder(encoder, path);
+}
+
 StatusOr<EmbedConfig> ParseEmbedConfig(const json& config) {
   EmbedConfig c;
   if (!config.is_object()) return Bad("config", "expected an object, got " + TypeName(config));

@@ -104,6 +104,10 @@ struct EmbedConfig {
 // Parses a whole job config of kind "embed" (no file-system access). Errors: InvalidArgument.
 StatusOr<EmbedConfig> ParseEmbedConfig(const nlohmann::json& config);
 
+// Parses one encoder object (the schema above); `path` prefixes errors ("encoder",
+// "teacher"). Also used for a distill job's teacher.
+StatusOr<EncoderConfig> ParseEncoderConfig(const nlohmann::json& encoder, const std::string& path);
+
 // Checks that the encoder file (torchscript), the corpus file and the labels file exist and
 // are regular files, or that the images folder is a directory. Error: InvalidArgument
 // "encoder.path: file not found: x.pt", "corpus.dir: not a directory: /x".

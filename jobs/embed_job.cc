@@ -1,5 +1,6 @@
 // The embed job kind (see jobs/embed_job.h). Includes LibTorch with TorchScript.
 #include "jobs/embed_job.h"
+#include "jobs/internal/device.h"
 #include "jobs/internal/model.h"
 #include "jobs/internal/threads.h"
 
@@ -39,16 +40,16 @@ namespace internal {
 struct EncoderCacheAccess {
   // The module for `path`, loaded (and put in eval mode) unless cached for the file's
   // current mtime and size.
-  static StatusOr<std::shared_ptr<const Module>> Get(EncoderCache* cache,
-                                                     const std::string& path) {
+  static StatusOr<std::shared_ptr<const Module>> Get(EncoderCache* cache, const std::string& path,
+                                                     const torch::Device& device) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
       return Status::InvalidArgument("encoder.path: file not found: " + path);
     }
     const int64_t mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
                              static_cast<int64_t>(st.st_mtim.tv_nsec);
-    const std::string key =
-        path + "\n" + std::to_string(mtime_ns) + "\n" + std::to_string(st.st_size);
+    const std::string key = path + "\n" + std::to_string(mtime_ns) + "\n" +
+                            std::to_string(st.st_size) + "\n" + device.str();
     EncoderCache::Impl& impl = *cache->impl_;
     std::lock_guard<std::mutex> lock(impl.mu);
     for (auto it = impl.lru.begin(); it != impl.lru.end(); ++it) {
@@ -62,7 +63,7 @@ struct EncoderCacheAccess {
     ++impl.loads;
     std::shared_ptr<Module> module;
     try {
-      module = std::make_shared<Module>(torch::jit::load(path));
+      module = std::make_shared<Module>(torch::jit::load(path, device));
       module->eval();
     } catch (const c10::Error& e) {
       return Status::InvalidArgument("encoder.path: " + path +
@@ -79,17 +80,20 @@ struct EncoderCacheAccess {
 
   // The model decoded from `blob`, decoded unless cached for this very blob.
   static StatusOr<std::shared_ptr<CheckpointModel>> Checkpoint(
-      EncoderCache* cache, const std::shared_ptr<const std::string>& blob) {
+      EncoderCache* cache, const std::shared_ptr<const std::string>& blob,
+      const torch::Device& device) {
     EncoderCache::Impl& impl = *cache->impl_;
     std::lock_guard<std::mutex> lock(impl.mu);
     for (auto it = impl.checkpoints.begin(); it != impl.checkpoints.end(); ++it) {
       if (it->first == blob) {
         impl.checkpoints.splice(impl.checkpoints.begin(), impl.checkpoints, it);
+        impl.checkpoints.front().second->To(device);  // no-op unless the device changed
         return impl.checkpoints.front().second;
       }
     }
     ++impl.loads;
     LATTICE_ASSIGN_OR_RETURN(CheckpointModel model, CheckpointModel::Decode(*blob));
+    model.To(device);
     impl.checkpoints.emplace_front(blob, std::make_shared<CheckpointModel>(std::move(model)));
     while (impl.checkpoints.size() > impl.max_entries) impl.checkpoints.pop_back();
     return impl.checkpoints.front().second;
@@ -207,9 +211,9 @@ Status AppendFinite(const float* src, int64_t rows, int64_t dim, int64_t first_r
 using BatchForward = std::function<StatusOr<torch::Tensor>(const torch::Tensor& input, int64_t len)>;
 
 Status EncodeBatches(const EmbedConfig& config, const FeatureMatrix& corpus, int64_t begin,
-                     int64_t end, const EmbedOptions& options, const std::string& where,
-                     const std::vector<int64_t>& row_shape, const BatchForward& forward,
-                     EmbeddingBlock* block) {
+                     int64_t end, const torch::Device& device, const EmbedOptions& options,
+                     const std::string& where, const std::vector<int64_t>& row_shape,
+                     const BatchForward& forward, EmbeddingBlock* block) {
   std::vector<int64_t> shape = {0};
   shape.insert(shape.end(), row_shape.begin(), row_shape.end());
   torch::InferenceMode inference;
@@ -222,7 +226,7 @@ Status EncodeBatches(const EmbedConfig& config, const FeatureMatrix& corpus, int
     shape[0] = len;
     LATTICE_ASSIGN_OR_RETURN(
         torch::Tensor pooled,
-        forward(torch::from_blob(data + start * corpus.cols, shape, torch::kFloat), len));
+        forward(torch::from_blob(data + start * corpus.cols, shape, torch::kFloat).to(device), len));
     if (block->dim == 0) {
       block->dim = static_cast<int>(pooled.size(1));
       block->vectors.reserve(static_cast<size_t>(block->rows * block->dim));
@@ -232,8 +236,9 @@ Status EncodeBatches(const EmbedConfig& config, const FeatureMatrix& corpus, int
                                      std::to_string(pooled.size(1)) + " differs from " +
                                      std::to_string(block->dim) + " of the first batch");
     }
-    // No-ops for the usual contiguous float32 output; a copy for other dtypes or strides.
-    pooled = pooled.to(torch::kFloat).contiguous();
+    // No-ops for the usual contiguous float32 CPU output; a copy for other devices, dtypes
+    // or strides.
+    pooled = pooled.to(torch::kCPU, torch::kFloat).contiguous();
     LATTICE_RETURN_IF_ERROR(AppendFinite(pooled.data_ptr<float>(), len, block->dim, start,
                                          where, &block->vectors));
   }
@@ -245,13 +250,14 @@ Status EmbedWithTorchScript(const EmbedConfig& config, const FeatureMatrix& corp
                             int64_t end, const EmbedOptions& options, EmbeddingBlock* block) {
   const std::string where = "encoder " + config.encoder.path;
   EncoderCache* cache = options.encoders ? options.encoders : EncoderCache::ProcessDefault();
+  LATTICE_ASSIGN_OR_RETURN(torch::Device device, internal::JobDevice(options.device));
   LATTICE_ASSIGN_OR_RETURN(std::shared_ptr<const Module> shared,
-                           internal::EncoderCacheAccess::Get(cache, config.encoder.path));
+                           internal::EncoderCacheAccess::Get(cache, config.encoder.path, device));
   Module module = *shared;  // shallow: shares parameters and methods; forward is non-const
   std::vector<int64_t> row_shape = config.encoder.input_shape;
   if (row_shape.empty()) row_shape.push_back(corpus.cols);
   std::vector<torch::jit::IValue> inputs(1);
-  return EncodeBatches(config, corpus, begin, end, options, where, row_shape,
+  return EncodeBatches(config, corpus, begin, end, device, options, where, row_shape,
                        [&](const torch::Tensor& input, int64_t len) {
                          inputs[0] = input;
                          return Pool(module.forward(inputs), config.pooling, len, where);
@@ -271,7 +277,8 @@ Status EmbedWithCheckpoint(const EmbedConfig& config, const FeatureMatrix& corpu
                                       " was given to this worker");
   }
   EncoderCache* cache = options.encoders ? options.encoders : EncoderCache::ProcessDefault();
-  auto model = internal::EncoderCacheAccess::Checkpoint(cache, blob);
+  LATTICE_ASSIGN_OR_RETURN(torch::Device device, internal::JobDevice(options.device));
+  auto model = internal::EncoderCacheAccess::Checkpoint(cache, blob, device);
   if (!model.ok()) return model.status().WithContext(where);
   LATTICE_ASSIGN_OR_RETURN(int64_t layer, ResolveLayer(config.encoder.layer,
                                                        (*model)->hidden_layers(), "encoder.layer"));
@@ -281,7 +288,7 @@ Status EmbedWithCheckpoint(const EmbedConfig& config, const FeatureMatrix& corpu
                                    " features per row, the corpus has " +
                                    std::to_string(corpus.cols) + " columns");
   }
-  return EncodeBatches(config, corpus, begin, end, options, where, {corpus.cols},
+  return EncodeBatches(config, corpus, begin, end, device, options, where, {corpus.cols},
                        [&](const torch::Tensor& input, int64_t) -> StatusOr<torch::Tensor> {
                          return (*model)->Forward(input, layer);
                        },
@@ -386,6 +393,7 @@ StatusOr<JobResult> RunEmbed(const EmbedConfig& config, JobContext& ctx) {
   options.cancelled = ctx.cancelled;
   options.encoders = ctx.encoders;
   options.checkpoint = ctx.checkpoint;
+  options.device = ctx.device;
   const auto start = std::chrono::steady_clock::now();
   StatusOr<EmbeddingBlock> embedded = EmbedRows(config, *shard.matrix, shard.begin - shard.offset,
                                                shard.end - shard.offset, options);

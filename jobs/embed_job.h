@@ -84,6 +84,9 @@ struct EmbedOptions {
   EncoderCache* encoders = nullptr;
   // Checkpoints for encoder {type: trial}, as JobContext::checkpoint. May be empty.
   std::function<std::shared_ptr<const std::string>(const std::string& trial)> checkpoint;
+  // Where the encoder runs (JobContext::device); vectors always come back on the CPU.
+  // Encoders are cached per process, so one process uses one device. Default: "cpu".
+  std::string device = "cpu";
 };
 
 // Embeds rows [begin, end) of `corpus` with config.encoder / pooling / normalize /

@@ -1,5 +1,7 @@
 #include "jobs/job_config.h"
 
+#include <sys/stat.h>
+
 #include <map>
 
 #include "jobs/embed_config.h"
@@ -9,8 +11,15 @@ namespace lattice::jobs {
 
 Status ValidateJobConfig(const nlohmann::json& config) {
   LATTICE_ASSIGN_OR_RETURN(JobConfig parsed, ParseJobConfig(config));
-  if (parsed.kind == JobKind::kTrain) {
+  if (parsed.kind == JobKind::kTrain || parsed.kind == JobKind::kDistill) {
     LATTICE_RETURN_IF_ERROR(CheckDatasetFilesExist(parsed.dataset, "dataset"));
+  }
+  if (parsed.distill && parsed.distill->teacher.type == TeacherConfig::Type::kTorchScript) {
+    struct stat st;
+    const std::string& path = parsed.distill->teacher.path;
+    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return Status::InvalidArgument("teacher.path: file not found: " + path);
+    }
   } else if (parsed.kind == JobKind::kEmbed) {
     LATTICE_RETURN_IF_ERROR(CheckEmbedFilesExist(*parsed.embed));
   }
@@ -35,6 +44,8 @@ std::optional<std::string> ResolveParameterPath(const std::string& name) {
       {"sleep_ms", "sleep_ms"},  // noop jobs (dispatch benchmarks)
       {"pooling", "pooling"},    // embed jobs
       {"normalize", "normalize"},
+      {"temperature", "distill.temperature"},  // distill jobs
+      {"alpha", "distill.alpha"},
   };
   auto it = kAliases.find(name);
   if (it == kAliases.end()) return std::nullopt;

@@ -216,6 +216,44 @@ Status CheckDatasetFilesExist(const DatasetConfig& dataset, const std::string& p
   return Status::Ok();
 }
 
+namespace {
+
+StatusOr<DistillConfig> ParseDistill(const json& config) {
+  DistillConfig d;
+  const json* teacher = Find(config, "teacher");
+  if (!teacher) {
+    return Bad("teacher", "required ({type: trial, trial: s3-t4} or {type: torchscript, path: t.pt})");
+  }
+  LATTICE_ASSIGN_OR_RETURN(EncoderConfig e, ParseEncoderConfig(*teacher, "teacher"));
+  switch (e.type) {
+    case EncoderType::kTrial:
+      if (Find(*teacher, "layer")) {
+        return Bad("teacher.layer", "a teacher gives its logits; no layer");
+      }
+      d.teacher.type = TeacherConfig::Type::kTrial;
+      d.teacher.trial = e.trial;
+      break;
+    case EncoderType::kTorchScript:
+      d.teacher.type = TeacherConfig::Type::kTorchScript;
+      d.teacher.path = e.path;
+      d.teacher.input_shape = e.input_shape;
+      break;
+    case EncoderType::kFlatten:
+      return Bad("teacher.type", "must be trial or torchscript");
+  }
+  if (const json* s = Find(config, "distill"); s && !s->is_null()) {
+    if (!s->is_object()) return Bad("distill", "expected an object, got " + TypeName(*s));
+    LATTICE_RETURN_IF_ERROR(CheckObject(*s, "distill", {"temperature", "alpha"}));
+    LATTICE_RETURN_IF_ERROR(GetNumber(*s, "temperature", "distill", &d.temperature, Bound::kOpen, 0,
+                                      Bound::kClosed, 1000));
+    LATTICE_RETURN_IF_ERROR(
+        GetNumber(*s, "alpha", "distill", &d.alpha, Bound::kClosed, 0, Bound::kClosed, 1));
+  }
+  return d;
+}
+
+}  // namespace
+
 StatusOr<JobConfig> ParseJobConfig(const json& config) {
   JobConfig c;
   if (!config.is_object()) return Bad("config", "expected an object, got " + TypeName(config));
@@ -241,8 +279,14 @@ StatusOr<JobConfig> ParseJobConfig(const json& config) {
     c.embed = std::make_shared<const EmbedConfig>(std::move(embed));
     return c;
   }
-  LATTICE_RETURN_IF_ERROR(
-      CheckObject(config, "", {"kind", "name", "seed", "dataset", "model", "train"}));
+  if (c.kind == JobKind::kDistill) {
+    LATTICE_RETURN_IF_ERROR(CheckObject(
+        config, "", {"kind", "name", "seed", "dataset", "model", "train", "teacher", "distill"}));
+    LATTICE_ASSIGN_OR_RETURN(c.distill, ParseDistill(config));
+  } else {
+    LATTICE_RETURN_IF_ERROR(
+        CheckObject(config, "", {"kind", "name", "seed", "dataset", "model", "train"}));
+  }
   const json* dataset = Find(config, "dataset");
   if (!dataset) return Bad("dataset", "required");
   LATTICE_ASSIGN_OR_RETURN(c.dataset, ParseDatasetConfig(*dataset, "dataset"));

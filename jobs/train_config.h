@@ -6,7 +6,7 @@
 // It does NOT touch the file system; ValidateJobConfig adds the file-existence checks.
 //
 // Schema (every key optional unless marked):
-//   kind: "train" | "noop" | "embed" (required; the embed schema is in jobs/embed_config.h)
+//   kind: "train" | "distill" | "noop" | "embed" (required; embed: jobs/embed_config.h)
 //   seed: int >= 0 (default 0)    name: string (ignored)
 //   noop:  sleep_ms: int >= 0 (default 0)
 //   dataset (required for train):
@@ -28,6 +28,15 @@
 //                            min_delta: >=0 = 0},
 //           threads: >=1 (intra-op threads; default: JobContext::num_threads),
 //           checkpoint: bool = true (keep the final weights: JobResult::checkpoint)}
+//   distill: dataset, model (the student), train as for train, plus
+//     teacher (required): {type: trial, trial: s3-t4}    a finished train (or distill) trial's
+//                           checkpoint: its own input preparation, its logits; a sweep id or
+//                           name means its best trial (the coordinator resolves it at submit)
+//                       | {type: torchscript, path: t.pt, input_shape: [1, 28, 28]}
+//                           fed the rows as loaded (after dataset.scale, before
+//                           standardisation); its output [B, classes] are the logits
+//     distill: {temperature: > 0 = 4, alpha: [0, 1] = 0.5}
+//       loss = alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))
 #pragma once
 
 #include <cstdint>
@@ -110,13 +119,29 @@ struct TrainConfig {
 
 struct EmbedConfig;  // jobs/embed_config.h
 
+// The frozen teacher of a distill job (eval mode, no autograd).
+struct TeacherConfig {
+  enum class Type { kTrial, kTorchScript };
+  Type type = Type::kTrial;
+  std::string trial;                 // kTrial: the trial id; bytes via JobContext::checkpoint
+  std::string path;                  // kTorchScript: the module file
+  std::vector<int64_t> input_shape;  // kTorchScript: per-row input shape; empty = [cols]
+};
+
+struct DistillConfig {
+  TeacherConfig teacher;
+  double temperature = 4.0;  // T: softens both distributions
+  double alpha = 0.5;        // weight of the hard-label cross-entropy
+};
+
 struct JobConfig {
   JobKind kind = JobKind::kTrain;
   uint64_t seed = 0;
   int64_t sleep_ms = 0;  // noop only
-  DatasetConfig dataset;  // train only
-  ModelConfig model;      // train only
+  DatasetConfig dataset;  // train, distill
+  ModelConfig model;      // train, distill (the student)
   TrainConfig train;      // train only
+  std::optional<DistillConfig> distill;  // distill only (then dataset/model/train as train)
   std::shared_ptr<const EmbedConfig> embed;  // embed only (set iff kind == kEmbed)
 };
 

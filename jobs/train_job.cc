@@ -12,8 +12,10 @@
 
 #include "jobs/embed_config.h"
 #include "jobs/embed_job.h"
+#include "jobs/internal/device.h"
 #include "jobs/internal/flat_optimizer.h"
 #include "jobs/internal/model.h"
+#include "jobs/internal/teacher.h"
 
 namespace lattice::jobs {
 namespace {
@@ -24,6 +26,7 @@ namespace F = torch::nn::functional;
 struct PreparedData {
   torch::Tensor x_train, y_train, x_val, y_val;  // [n, d] float32, [n] int64
   torch::Tensor mean, std;  // [d] standardisation fitted on x_train; undefined without
+  torch::Tensor raw_train, raw_val;  // before standardisation (distill's teacher input)
   int64_t num_classes = 0;
 };
 
@@ -43,7 +46,8 @@ torch::Tensor IndexTensor(const std::vector<int64_t>& idx) {
 
 // Splits (or takes the explicit validation part) and standardizes. The returned tensors
 // own their memory unless they alias `data` read-only (explicit validation, no scaling).
-StatusOr<PreparedData> Prepare(const LoadedDataset& data, const DatasetConfig& cfg) {
+StatusOr<PreparedData> Prepare(const LoadedDataset& data, const DatasetConfig& cfg,
+                               bool keep_raw) {
   PreparedData p;
   p.num_classes = data.num_classes;
   torch::Tensor x = FeaturesTensor(data.train.features);
@@ -63,6 +67,10 @@ StatusOr<PreparedData> Prepare(const LoadedDataset& data, const DatasetConfig& c
     p.x_val = x.index_select(0, vi);
     p.y_val = y.index_select(0, vi);
   }
+  if (keep_raw) {
+    p.raw_train = p.x_train;
+    p.raw_val = p.x_val;
+  }
   if (cfg.standardize) {
     torch::Tensor mean = p.x_train.mean(0);
     torch::Tensor std = p.x_train.std(0, /*unbiased=*/false);
@@ -78,6 +86,15 @@ StatusOr<PreparedData> Prepare(const LoadedDataset& data, const DatasetConfig& c
   return p;
 }
 
+// Moves the tensors the loop reads to `device` (no-ops on the CPU). The standardisation
+// stays on the CPU: it only goes into the checkpoint.
+void MoveTo(PreparedData& p, const torch::Device& device) {
+  p.x_train = p.x_train.to(device);
+  p.y_train = p.y_train.to(device);
+  p.x_val = p.x_val.to(device);
+  p.y_val = p.y_val.to(device);
+}
+
 // Inverse-frequency weights n / (k * count_c) over the k classes present in `y`;
 // classes absent from the training split get weight 1.
 torch::Tensor InverseFrequencyWeights(const torch::Tensor& y, int64_t num_classes) {
@@ -90,26 +107,43 @@ torch::Tensor InverseFrequencyWeights(const torch::Tensor& y, int64_t num_classe
 struct EvalResult {
   double loss = 0;
   double accuracy = 0;
+  double agreement = 0;  // share of rows where argmax equals the teacher's (distill)
 };
 
-// Plain cross-entropy and accuracy on the validation split, in chunks.
-EvalResult Evaluate(torch::nn::Sequential& model, const torch::Tensor& x, const torch::Tensor& y) {
+// Plain cross-entropy and accuracy on the validation split, in chunks; with
+// `teacher_logits` (distill), also the argmax agreement with the teacher.
+EvalResult Evaluate(torch::nn::Sequential& model, const torch::Tensor& x, const torch::Tensor& y,
+                    const torch::Tensor& teacher_logits = {}) {
   torch::InferenceMode inference;
   model->eval();
   constexpr int64_t kChunk = 8192;
   const int64_t n = x.size(0);
   double loss_sum = 0;
-  int64_t correct = 0;
+  int64_t correct = 0, agree = 0;
   for (int64_t start = 0; start < n; start += kChunk) {
     int64_t len = std::min(kChunk, n - start);
     torch::Tensor logits = model->forward(x.narrow(0, start, len));
     torch::Tensor yb = y.narrow(0, start, len);
     loss_sum += F::cross_entropy(logits, yb, F::CrossEntropyFuncOptions().reduction(torch::kSum))
                     .item<double>();
-    correct += logits.argmax(1).eq(yb).sum().item<int64_t>();
+    torch::Tensor predicted = logits.argmax(1);
+    correct += predicted.eq(yb).sum().item<int64_t>();
+    if (teacher_logits.defined()) {
+      agree += predicted.eq(teacher_logits.narrow(0, start, len).argmax(1)).sum().item<int64_t>();
+    }
   }
   model->train();
-  return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n)};
+  const double rows = static_cast<double>(n);
+  return {loss_sum / rows, static_cast<double>(correct) / rows, static_cast<double>(agree) / rows};
+}
+
+// The teacher's own cross-entropy and accuracy on the validation rows (once per run).
+EvalResult EvaluateLogits(const torch::Tensor& logits, const torch::Tensor& y) {
+  torch::InferenceMode inference;
+  const double rows = static_cast<double>(y.size(0));
+  return {F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum))
+                  .item<double>() / rows,
+          logits.argmax(1).eq(y).sum().item<double>() / rows, 1.0};
 }
 
 // Tracks best values and the early-stopping counter.
@@ -152,10 +186,16 @@ class Progress {
 // The state of one training run.
 class Trainer {
  public:
-  Trainer(const JobConfig& cfg, const nlohmann::json& config, PreparedData data, JobContext& ctx)
-      : cfg_(cfg), config_(config), data_(std::move(data)), ctx_(ctx), rng_(cfg.seed) {
+  // `teacher`: distill only (the teacher's logits for the training and validation rows).
+  Trainer(const JobConfig& cfg, const nlohmann::json& config, PreparedData data,
+          torch::Device device, std::optional<internal::TeacherLogits> teacher, JobContext& ctx)
+      : cfg_(cfg), config_(config), data_(std::move(data)), device_(device),
+        teacher_(std::move(teacher)), ctx_(ctx), rng_(cfg.seed) {
     const int64_t n = data_.x_train.size(0);
+    // Built (and initialised from the seeded CPU generator) on the CPU, then moved: the
+    // initial weights are the same on every device.
     model_ = internal::BuildModel(cfg.model, data_.x_train.size(1), data_.num_classes);
+    model_->to(device_);
     // One contiguous buffer for the parameters and one for the gradients, updated by a
     // fused optimizer: a few ops per step instead of ~10 per parameter tensor.
     flat_ = std::make_unique<internal::FlatParameters>(model_->parameters());
@@ -167,13 +207,16 @@ class Trainer {
     }
     order_.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) order_[i] = i;
-    perm_ = torch::empty({n}, torch::kLong);
+    perm_ = torch::empty({n}, torch::kLong);  // filled on the CPU, copied to device_
     x_epoch_ = torch::empty_like(data_.x_train);
     y_epoch_ = torch::empty_like(data_.y_train);
-    // Views of x_epoch_ / y_epoch_, which index_select_out refills in place every epoch.
+    if (teacher_) t_epoch_ = torch::empty_like(teacher_->train);
+    // Views of x_epoch_ / y_epoch_ (/ t_epoch_), which index_select_out refills in place
+    // every epoch.
     for (int64_t start = 0; start < n; start += cfg.train.batch_size) {
       const int64_t len = std::min(cfg.train.batch_size, n - start);
       batches_.push_back({x_epoch_.narrow(0, start, len), y_epoch_.narrow(0, start, len)});
+      if (teacher_) teacher_batches_.push_back(t_epoch_.narrow(0, start, len));
     }
   }
 
@@ -181,10 +224,15 @@ class Trainer {
 
  private:
   StatusOr<double> TrainEpoch(int epoch);
+  // distill: alpha * hard + (1 - alpha) * T^2 * KL(teacher || student) at temperature T.
+  torch::Tensor DistillLoss(const torch::Tensor& hard, const torch::Tensor& student,
+                            const torch::Tensor& teacher) const;
 
   const JobConfig& cfg_;
   const nlohmann::json& config_;  // as submitted: goes into the checkpoint
   PreparedData data_;
+  const torch::Device device_;
+  const std::optional<internal::TeacherLogits> teacher_;
   JobContext& ctx_;
   std::mt19937_64 rng_;
   torch::nn::Sequential model_{nullptr};
@@ -192,8 +240,9 @@ class Trainer {
   std::unique_ptr<internal::FlatOptimizer> optimizer_;
   F::CrossEntropyFuncOptions loss_options_;
   std::vector<int64_t> order_;
-  torch::Tensor perm_, x_epoch_, y_epoch_;  // reused every epoch
+  torch::Tensor perm_, x_epoch_, y_epoch_, t_epoch_;  // reused every epoch
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches_;  // (x, y) views, in order
+  std::vector<torch::Tensor> teacher_batches_;  // distill: the teacher's logits per batch
 };
 
 // One pass over the shuffled training rows; returns the mean batch loss.
@@ -203,11 +252,14 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
     std::swap(order_[i], order_[rng_() % static_cast<uint64_t>(i + 1)]);
   }
   std::memcpy(perm_.data_ptr<int64_t>(), order_.data(), order_.size() * sizeof(int64_t));
-  torch::index_select_out(x_epoch_, data_.x_train, 0, perm_);
-  torch::index_select_out(y_epoch_, data_.y_train, 0, perm_);
+  const torch::Tensor perm = perm_.to(device_);  // perm_ itself on the CPU
+  torch::index_select_out(x_epoch_, data_.x_train, 0, perm);
+  torch::index_select_out(y_epoch_, data_.y_train, 0, perm);
+  if (teacher_) torch::index_select_out(t_epoch_, teacher_->train, 0, perm);
   double loss_sum = 0;
   int64_t seen = 0;
-  for (const auto& [xb, yb] : batches_) {
+  for (size_t b = 0; b < batches_.size(); ++b) {
+    const auto& [xb, yb] = batches_[b];
     if (ctx_.cancelled && ctx_.cancelled()) {
       return Status::Cancelled("cancelled in epoch " + std::to_string(epoch));
     }
@@ -216,6 +268,7 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
     optimizer_->ZeroGrad();
     torch::Tensor logits = model_->forward(xb);
     torch::Tensor loss = F::cross_entropy(logits, yb, loss_options_);
+    if (teacher_) loss = DistillLoss(loss, logits, teacher_batches_[b]);
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
       return Status::FailedPrecondition("epoch " + std::to_string(epoch) + ": training loss is " +
@@ -229,15 +282,41 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
   return seen > 0 ? loss_sum / static_cast<double>(seen) : 0.0;
 }
 
+torch::Tensor Trainer::DistillLoss(const torch::Tensor& hard, const torch::Tensor& student,
+                                   const torch::Tensor& teacher) const {
+  const double t = cfg_.distill->temperature;
+  const double alpha = cfg_.distill->alpha;
+  // KL(softmax(teacher/T) || softmax(student/T)), mean over the batch; T^2 keeps the soft
+  // term's gradients on the scale of the hard term's (Hinton et al., 2015).
+  torch::Tensor kl = F::kl_div(F::log_softmax(student / t, 1), F::log_softmax(teacher / t, 1),
+                               F::KLDivFuncOptions().reduction(torch::kBatchMean).log_target(true));
+  return alpha * hard + (1.0 - alpha) * t * t * kl;
+}
+
 StatusOr<JobResult> Trainer::Run() {
   JobResult result;
   Progress progress(cfg_.train.early_stopping);
   model_->train();
   std::map<std::string, double> last;
+  std::map<std::string, double> teacher_metrics;
+  if (teacher_) {
+    EvalResult t = EvaluateLogits(teacher_->val, data_.y_val);
+    int64_t student_params = 0;
+    for (const auto& p : model_->parameters()) student_params += p.numel();
+    teacher_metrics = {{"teacher_val_loss", t.loss},
+                       {"teacher_val_accuracy", t.accuracy},
+                       {"teacher_params", static_cast<double>(teacher_->params)},
+                       {"student_params", static_cast<double>(student_params)}};
+  }
   for (int epoch = 1; epoch <= cfg_.train.epochs; ++epoch) {
     LATTICE_ASSIGN_OR_RETURN(double train_loss, TrainEpoch(epoch));
-    EvalResult eval = Evaluate(model_, data_.x_val, data_.y_val);
+    EvalResult eval = Evaluate(model_, data_.x_val, data_.y_val,
+                               teacher_ ? teacher_->val : torch::Tensor());
     last = {{"train_loss", train_loss}, {"val_loss", eval.loss}, {"val_accuracy", eval.accuracy}};
+    if (teacher_) {
+      last["agreement"] = eval.agreement;
+      last.insert(teacher_metrics.begin(), teacher_metrics.end());
+    }
     result.epochs_done = epoch;
     if (ctx_.on_epoch) ctx_.on_epoch(epoch, last);
     if (progress.Record(epoch, eval.loss, eval.accuracy)) break;
@@ -254,6 +333,7 @@ StatusOr<JobResult> Trainer::Run() {
     header.classes = data_.num_classes;
     header.epochs = result.epochs_done;
     header.metrics = result.metrics;
+    model_->to(torch::kCPU);  // training is over; a checkpoint loads anywhere
     result.checkpoint = internal::EncodeCheckpoint(model_, header, data_.mean, data_.std);
   }
   return result;
@@ -268,10 +348,23 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
     LATTICE_ASSIGN_OR_RETURN(LoadedDataset loaded, LoadDataset(cfg.dataset));
     data = std::make_shared<const LoadedDataset>(std::move(loaded));
   }
+  LATTICE_ASSIGN_OR_RETURN(torch::Device device, internal::JobDevice(ctx.device));
   internal::SetJobThreads(cfg.train.threads.value_or(ctx.num_threads));
+  LATTICE_ASSIGN_OR_RETURN(PreparedData prepared,
+                           Prepare(*data, cfg.dataset, /*keep_raw=*/cfg.distill.has_value()));
+  std::optional<internal::TeacherLogits> teacher;
+  if (cfg.distill) {
+    LATTICE_ASSIGN_OR_RETURN(
+        teacher, internal::ComputeTeacherLogits(cfg.distill->teacher, prepared.raw_train,
+                                                prepared.raw_val, prepared.num_classes,
+                                                cfg.dataset.scale, device, ctx.checkpoint));
+    prepared.raw_train = prepared.raw_val = torch::Tensor();  // only the teacher reads them
+  }
+  MoveTo(prepared, device);
+  // Seeded after the teacher was built (its rebuild draws initial weights), so the student
+  // starts exactly as the same model would in a train job.
   torch::manual_seed(cfg.seed);
-  LATTICE_ASSIGN_OR_RETURN(PreparedData prepared, Prepare(*data, cfg.dataset));
-  Trainer trainer(cfg, config, std::move(prepared), ctx);
+  Trainer trainer(cfg, config, std::move(prepared), device, std::move(teacher), ctx);
   // `data` stays alive until here: prepared tensors may alias it.
   return trainer.Run();
 }
@@ -288,6 +381,14 @@ StatusOr<JobResult> RunNoop(const JobConfig& cfg, JobContext& ctx) {
 }
 
 }  // namespace
+
+Status CheckJobDevice(const std::string& device) {
+  try {
+    return internal::JobDevice(device).status();
+  } catch (const std::exception& e) {
+    return Status::FailedPrecondition("device " + device + ": " + e.what());
+  }
+}
 
 StatusOr<JobResult> RunJob(const nlohmann::json& config, JobContext& ctx) {
   LATTICE_ASSIGN_OR_RETURN(JobConfig cfg, ParseJobConfig(config));

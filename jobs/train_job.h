@@ -65,6 +65,10 @@ struct JobContext {
   DatasetCache* cache = nullptr;
   // Intra-op threads when the config has no train.threads. Default: 1.
   int num_threads = 1;
+  // The device models and batches live on: a torch device string, "cpu" or "cuda:N" (the
+  // worker's own GPU). Results (metrics, vectors, checkpoints) always come back on the CPU.
+  // Default: "cpu".
+  std::string device = "cpu";
   // Loaded TorchScript encoders for embed jobs (not owned; must outlive RunJob).
   // Null: the process-wide EncoderCache::ProcessDefault().
   EncoderCache* encoders = nullptr;
@@ -72,6 +76,11 @@ struct JobContext {
   // {type: trial}; returns null when this process does not have it. May be empty.
   std::function<std::shared_ptr<const std::string>(const std::string& trial)> checkpoint;
 };
+
+// Checks that this process can run jobs on `device` ("cpu", "cuda:0"): FailedPrecondition
+// naming what is missing (a CPU-only LibTorch, no GPU, an ordinal past the device count).
+// A worker calls it once at start and exits when it fails.
+Status CheckJobDevice(const std::string& device);
 
 // The vectors of one embedded shard: rows [begin, begin + rows) of the corpus.
 struct EmbeddingBlock {

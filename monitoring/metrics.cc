@@ -39,6 +39,10 @@ SchedulerMetrics::SchedulerMetrics(prometheus::Registry& r)
       workers_lost(Gauges(r, "lattice_workers", kWorkersHelp).Add({{"state", "lost"}})),
       worker_rss_bytes_max(Gauges(r, "lattice_worker_rss_bytes_max", "Largest worker resident memory").Add({})),
       worker_vram_bytes_max(Gauges(r, "lattice_worker_vram_bytes_max", "Largest worker GPU memory in use").Add({})),
+      trial_peak_device_memory_bytes(
+          Gauges(r, "lattice_trial_peak_device_memory_bytes",
+                 "Peak GPU memory the allocator held during the last trial that ran on a GPU")
+              .Add({})),
       coordinator_rss_bytes(Gauges(r, "lattice_process_resident_memory_bytes", "Coordinator resident memory").Add({})),
       trial_seconds(prometheus::BuildHistogram()
                         .Name("lattice_trial_duration_seconds")

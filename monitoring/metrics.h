@@ -31,6 +31,9 @@ struct SchedulerMetrics {
   prometheus::Gauge& workers_lost;             // lattice_workers{state="lost"}
   prometheus::Gauge& worker_rss_bytes_max;     // lattice_worker_rss_bytes_max
   prometheus::Gauge& worker_vram_bytes_max;    // lattice_worker_vram_bytes_max (GPU memory)
+  // lattice_trial_peak_device_memory_bytes: the allocator's peak of the last trial that
+  // finished on a GPU (0 until one did).
+  prometheus::Gauge& trial_peak_device_memory_bytes;
   prometheus::Gauge& coordinator_rss_bytes;    // lattice_process_resident_memory_bytes
   prometheus::Histogram& trial_seconds;        // lattice_trial_duration_seconds
   prometheus::Histogram& commit_seconds;       // lattice_state_commit_seconds (synced batch)

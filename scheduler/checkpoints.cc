@@ -12,16 +12,16 @@ namespace lattice {
 namespace {
 
 // The completed trial of `sweep` with the best objective (ties: the lowest index).
-StatusOr<TrialId> BestTrial(const StateStore& store, SweepId sweep) {
+StatusOr<TrialId> BestTrial(const StateStore& store, SweepId sweep, const std::string& key) {
   auto record = store.GetSweep(sweep);
   if (!record.ok()) {
     if (record.status().code() == StatusCode::kNotFound) {
-      return Status::InvalidArgument("encoder.trial: no sweep " + sweep.ToString());
+      return Status::InvalidArgument(key + ".trial: no sweep " + sweep.ToString());
     }
     return record.status();
   }
   if (record->state == SweepState::kRunning) {
-    return Status::InvalidArgument("encoder.trial: sweep " + sweep.ToString() +
+    return Status::InvalidArgument(key + ".trial: sweep " + sweep.ToString() +
                                    " is still running; its best trial is not known yet");
   }
   LATTICE_ASSIGN_OR_RETURN(std::vector<TrialRecord> trials, store.ListTrials(sweep));
@@ -30,7 +30,7 @@ StatusOr<TrialId> BestTrial(const StateStore& store, SweepId sweep) {
                trials.end());
   std::optional<size_t> best = scheduler::BestTrial(trials, record->maximize);
   if (!best) {
-    return Status::InvalidArgument("encoder.trial: sweep " + sweep.ToString() +
+    return Status::InvalidArgument(key + ".trial: sweep " + sweep.ToString() +
                                    " has no completed trial with a checkpoint and a " +
                                    record->metric + " value");
   }
@@ -39,7 +39,8 @@ StatusOr<TrialId> BestTrial(const StateStore& store, SweepId sweep) {
 
 }  // namespace
 
-StatusOr<TrialEncoder> ResolveTrialEncoder(const StateStore& store, const nlohmann::json& encoder) {
+StatusOr<TrialEncoder> ResolveTrialEncoder(const StateStore& store, const nlohmann::json& encoder,
+                                           const std::string& key) {
   std::string text = encoder.value("trial", "");
   std::optional<TrialId> id = TrialId::Parse(text);
   if (!id) {
@@ -50,28 +51,28 @@ StatusOr<TrialEncoder> ResolveTrialEncoder(const StateStore& store, const nlohma
         if (r.name == text && r.state != SweepState::kRunning) sweep = r.id;
       }
       if (!sweep) {
-        return Status::InvalidArgument("encoder.trial: \"" + text + "\" is neither a trial id "
+        return Status::InvalidArgument(key + ".trial: \"" + text + "\" is neither a trial id "
                                        "(s3-t4), a sweep id (s3) nor the name of a finished sweep");
       }
     }
-    LATTICE_ASSIGN_OR_RETURN(id, BestTrial(store, *sweep));
+    LATTICE_ASSIGN_OR_RETURN(id, BestTrial(store, *sweep, key));
     text = id->ToString();
   }
   auto trial = store.GetTrial(*id);
   if (!trial.ok()) {
     if (trial.status().code() == StatusCode::kNotFound) {
-      return Status::InvalidArgument("encoder.trial: no trial " + text);
+      return Status::InvalidArgument(key + ".trial: no trial " + text);
     }
     return trial.status();
   }
   if (trial->state != TrialState::kCompleted) {
-    return Status::InvalidArgument("encoder.trial: " + text + " is " + TrialStateName(trial->state) +
+    return Status::InvalidArgument(key + ".trial: " + text + " is " + TrialStateName(trial->state) +
                                    "; only a completed train trial has a checkpoint");
   }
   auto blob = CheckpointStore(&store).GetFinal(*id);
   if (!blob.ok()) {
     if (blob.status().code() == StatusCode::kNotFound) {
-      return Status::InvalidArgument("encoder.trial: " + text + " has no checkpoint (kind " +
+      return Status::InvalidArgument(key + ".trial: " + text + " has no checkpoint (kind " +
                                      trial->config.value("kind", "?") +
                                      ", or train.checkpoint: false)");
     }
@@ -82,13 +83,13 @@ StatusOr<TrialEncoder> ResolveTrialEncoder(const StateStore& store, const nlohma
   out.bytes = static_cast<int64_t>(blob->size());
   out.params = trial->params;
   auto header = jobs::ReadCheckpointHeader(*blob);
-  if (!header.ok()) return header.status().WithContext("encoder.trial: " + text);
+  if (!header.ok()) return header.status().WithContext(key + ".trial: " + text);
   out.header = std::move(header).value();
   auto config = jobs::ParseJobConfig(out.header.config);
-  if (!config.ok()) return config.status().WithContext("encoder.trial: " + text + ": checkpoint");
+  if (!config.ok()) return config.status().WithContext(key + ".trial: " + text + ": checkpoint");
   LATTICE_ASSIGN_OR_RETURN(out.layer, jobs::ResolveLayer(encoder.value("layer", int64_t{-2}),
                                                          config->model.HiddenLayers(),
-                                                         "encoder.layer"));
+                                                         key + ".layer"));
   return out;
 }
 

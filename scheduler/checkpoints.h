@@ -27,10 +27,12 @@ struct TrialEncoder {
 // finished sweep of that name): then the sweep's completed trial with the best objective
 // (by its metric and goal) that has a checkpoint.
 // Errors name the key: InvalidArgument "encoder.trial: no trial s9-t0",
-// "encoder.trial: s3-t1 is failed; only a completed train trial has a checkpoint",
+// "encoder.trial: s3-t1 is failed; only a completed train or distill trial has a checkpoint",
 // "encoder.trial: s3-t1 has no checkpoint (kind noop, or train.checkpoint: false)",
 // "encoder.trial: sweep s3 is still running; ...", "encoder.layer: 5 is out of range ...".
-StatusOr<TrialEncoder> ResolveTrialEncoder(const StateStore& store, const nlohmann::json& encoder);
+// `key` names the spec section in errors: "encoder" (embed) or "teacher" (distill).
+StatusOr<TrialEncoder> ResolveTrialEncoder(const StateStore& store, const nlohmann::json& encoder,
+                                           const std::string& key = "encoder");
 
 // What an index records about the checkpoint it was embedded with ("built_from.checkpoint"):
 // {"trial", "sweep", "key", "layer", "epochs", "bytes", "params", "metrics"}.

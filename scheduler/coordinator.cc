@@ -211,13 +211,19 @@ bool Coordinator::RunCommands(Pending& p) {
 }
 
 StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending& p) {
-  if (spec.kind == JobKind::kEmbed && spec.spec.contains("encoder") &&
-      spec.spec["encoder"].value("type", "") == "trial") {
-    // Checked against the store now; a sweep id ("s3") becomes its best trial's id.
-    LATTICE_ASSIGN_OR_RETURN(TrialEncoder encoder, ResolveTrialEncoder(*store_, spec.spec["encoder"]));
+  // A trial's checkpoint as an embed encoder or a distill teacher: checked against the store
+  // now; a sweep id ("s3") or name becomes its best trial's id in every trial's config.
+  const char* source = spec.kind == JobKind::kEmbed     ? "encoder"
+                       : spec.kind == JobKind::kDistill ? "teacher"
+                                                        : nullptr;
+  if (source != nullptr && spec.spec.contains(source) &&
+      spec.spec[source].value("type", "") == "trial") {
+    nlohmann::json reference = spec.spec[source];
+    if (spec.kind == JobKind::kDistill) reference["layer"] = -1;  // the teacher's logits
+    LATTICE_ASSIGN_OR_RETURN(TrialEncoder encoder, ResolveTrialEncoder(*store_, reference, source));
     const std::string trial = encoder.trial.ToString();
-    spec.spec["encoder"]["trial"] = trial;
-    for (nlohmann::json& config : spec.trial_configs) config["encoder"]["trial"] = trial;
+    spec.spec[source]["trial"] = trial;
+    for (nlohmann::json& config : spec.trial_configs) config[source]["trial"] = trial;
   }
   LATTICE_ASSIGN_OR_RETURN(SweepId id, store_->AllocateSweepId());
   SweepRecord sweep;

@@ -27,7 +27,8 @@ void Coordinator::StoreCheckpoint(TrialRecord& t, int attempt, Pending& p) {
 }
 
 void Coordinator::SendCheckpointIfNeeded(WorkerRank rank, const TrialRecord& t, Pending& p) {
-  const nlohmann::json* encoder = t.config.contains("encoder") ? &t.config["encoder"] : nullptr;
+  const char* key = t.config.contains("teacher") ? "teacher" : "encoder";
+  const nlohmann::json* encoder = t.config.contains(key) ? &t.config[key] : nullptr;
   if (encoder == nullptr || !encoder->is_object() || encoder->value("type", "") != "trial") return;
   auto source = TrialId::Parse(encoder->value("trial", ""));
   if (!source || slot(rank).checkpoints_sent.count(*source)) return;

@@ -103,11 +103,15 @@ void Coordinator::OnResult(WorkerRank rank, const ResultMsg& m, Pending& p) {
   if (event == TrialEvent::kSucceed) {
     Status stored = sweep.kind == JobKind::kEmbed ? StoreVectors(t, m.attempt, p) : Status::Ok();
     if (stored.ok()) {
-      if (sweep.kind == JobKind::kTrain) StoreCheckpoint(t, m.attempt, p);
+      if (sweep.kind == JobKind::kTrain || sweep.kind == JobKind::kDistill) {
+        StoreCheckpoint(t, m.attempt, p);
+      }
       t.metrics = m.metrics;
       t.epochs_done = m.epochs_done;
       auto value = m.metrics.find(sweep.metric);
       if (value != m.metrics.end()) t.objective = value->second;
+      auto peak = m.metrics.find("peak_device_memory_bytes");
+      if (peak != m.metrics.end()) metrics_->trial_peak_device_memory_bytes.Set(peak->second);
     } else {
       event = scheduler::EventForResult(stored.code());
       std::fprintf(stderr, "coordinator: %s\n", stored.ToString().c_str());

@@ -25,9 +25,9 @@ using OrderedJson = nlohmann::ordered_json;
 
 // Keys a trial's job config is made of; everything else at the top level is scheduler-only.
 // (sleep_ms is the noop kind's one setting.)
-const char* const kJobKeys[] = {"kind",    "seed",    "dataset",   "model",     "train",
-                                "sleep_ms", "encoder", "corpus",    "pooling",   "normalize",
-                                "batch_size"};
+const char* const kJobKeys[] = {"kind",      "seed",    "dataset", "model",   "train",
+                                "sleep_ms",  "encoder", "corpus",  "pooling", "normalize",
+                                "batch_size", "teacher", "distill"};
 const char* const kSchedulerKeys[] = {"name", "search", "max_concurrent_trials", "max_attempts",
                                       "resources", "shard_size", "index"};
 const char* const kSearchKeys[] = {"method", "metric", "parameters", "seed", "max_trials"};
@@ -312,7 +312,7 @@ StatusOr<SweepSpec> ParseSweepSpec(const std::string& text) {
   }
   if (doc.contains("search")) {
     LATTICE_RETURN_IF_ERROR(ParseSearch(&doc["search"], &out));
-  } else if (out.kind == JobKind::kNoop) {
+  } else if (out.kind == JobKind::kNoop || out.kind == JobKind::kDistill) {  // one trial
     out.metric = kDefaultMetric;
     out.points.push_back(nlohmann::json::object());
   } else {

@@ -4,7 +4,7 @@
 //   kind: train                        # required: train | embed | noop
 //   seed: 42                           # optional int
 //   dataset: {...}  model: {...}  train: {...}   # job sections, passed to the job config
-//   search:                            # required, except for kind noop (one trial)
+//   search:                            # required, except for kinds noop and distill (one trial)
 //     method: grid | random
 //     metric: {name: val_accuracy, goal: maximize | minimize}   # this is the default
 //     parameters: {lr: [1.0e-3, 7.0e-4], hidden: [[128], [256, 128]]}

@@ -1,13 +1,18 @@
 // Device discovery for a worker: the GPU it owns (one worker per GPU) or the CPU.
 //
 // The CPU build (device_cpu.cc) always reports the CPU. With -DLATTICE_WITH_CUDA=ON the
-// CUDA backend (worker/cuda/device_cuda.cc) is linked instead: worker k on a node uses
-// GPU (k-1) mod <GPUs on the node>, and reports its name and memory. VRAM in use is sent
-// with every heartbeat and exported as lattice_worker_vram_bytes_max.
+// CUDA backend (worker/cuda/device_cuda.cc, built against a CUDA LibTorch) is linked
+// instead: worker k on a node uses GPU (k-1) mod <GPUs on the node>, and reports its name
+// and memory; a CUDA build that sees no GPU is an error (the worker says so and exits).
+// VRAM in use is sent with every heartbeat and exported as lattice_worker_vram_bytes_max;
+// the caching allocator's peak per task goes into the trial's results.
+// The two backends are the only place that differs between the builds (no #if elsewhere).
 #pragma once
 
 #include <cstdint>
 #include <string>
+
+#include "common/status.h"
 
 namespace lattice {
 
@@ -19,10 +24,18 @@ struct DeviceInfo {
 
   // "cpu" or "cuda:0 NVIDIA H100 80GB HBM3 (79.1 GiB)".
   std::string Describe() const;
+  // The torch device string jobs run on: "cpu" or "cuda:0".
+  std::string TorchDevice() const;
 };
 
 // The device of the worker with this node-local rank (1-based among workers).
-DeviceInfo DiscoverDevice(int local_worker_rank);
+// CUDA build without a usable GPU: FailedPrecondition saying so.
+StatusOr<DeviceInfo> DiscoverDevice(int local_worker_rank);
+
+// The allocator's peak of device memory allocated since the last reset, bytes (0 on the
+// CPU). The worker resets it before each task and reports the peak with the task's result.
+void ResetPeakDeviceMemory(const DeviceInfo& device);
+int64_t PeakDeviceMemory(const DeviceInfo& device);
 
 // Device memory in use now, bytes (0 for the CPU or when unknown).
 int64_t DeviceMemoryInUse(const DeviceInfo& device);

@@ -5,8 +5,14 @@ namespace lattice {
 
 std::string DeviceInfo::Describe() const { return kind; }
 
-DeviceInfo DiscoverDevice(int /*local_worker_rank*/) { return DeviceInfo{}; }
+std::string DeviceInfo::TorchDevice() const { return "cpu"; }
+
+StatusOr<DeviceInfo> DiscoverDevice(int /*local_worker_rank*/) { return DeviceInfo{}; }
 
 int64_t DeviceMemoryInUse(const DeviceInfo& /*device*/) { return 0; }
+
+void ResetPeakDeviceMemory(const DeviceInfo& /*device*/) {}
+
+int64_t PeakDeviceMemory(const DeviceInfo& /*device*/) { return 0; }
 
 }  // namespace lattice

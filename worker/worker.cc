@@ -25,7 +25,8 @@ using Clock = std::chrono::steady_clock;
 // thread-safe outbox.
 class TaskRunner {
  public:
-  explicit TaskRunner(int num_threads) : num_threads_(num_threads), thread_([this] { Loop(); }) {}
+  TaskRunner(int num_threads, DeviceInfo device)
+      : num_threads_(num_threads), device_(std::move(device)), thread_([this] { Loop(); }) {}
 
   ~TaskRunner() {
     {
@@ -107,6 +108,7 @@ class TaskRunner {
     jobs::JobContext ctx;
     ctx.cache = &cache_;
     ctx.num_threads = num_threads_;
+    ctx.device = device_.TorchDevice();
     ctx.cancelled = [this] { return cancel_.load(std::memory_order_relaxed); };
     ctx.checkpoint = [this](const std::string& trial) -> std::shared_ptr<const std::string> {
       std::lock_guard<std::mutex> lock(mu_);
@@ -118,9 +120,13 @@ class TaskRunner {
       outbox_.push_back(ProgressMsg{task.trial, task.attempt, epoch, metrics});
     };
     ResultMsg result{task.trial, task.attempt, StatusCode::kOk, {}, 0, "", 0};
+    ResetPeakDeviceMemory(device_);
     auto outcome = jobs::RunJob(task.config, ctx);
     if (outcome.ok()) {
       result.metrics = outcome->metrics;
+      if (device_.kind != "cpu") {
+        result.metrics["peak_device_memory_bytes"] = static_cast<double>(PeakDeviceMemory(device_));
+      }
       result.epochs_done = outcome->epochs_done;
       if (outcome->embeddings) {
         jobs::EmbeddingBlock& block = *outcome->embeddings;
@@ -141,6 +147,7 @@ class TaskRunner {
   }
 
   const int num_threads_;
+  const DeviceInfo device_;
   jobs::DatasetCache cache_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -164,11 +171,19 @@ std::string HostName() {
 }  // namespace
 
 int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
-  DeviceInfo device = DiscoverDevice(channel.rank().value);
-  if (!channel.Send(kCoordinatorRank, RegisterMsg{HostName(), options.num_threads, device.Describe()}).ok()) {
+  StatusOr<DeviceInfo> discovered = DiscoverDevice(channel.rank().value);
+  Status usable = discovered.ok() ? jobs::CheckJobDevice(discovered->TorchDevice())
+                                  : discovered.status();
+  if (!usable.ok()) {
+    // Exiting takes the MPI job down, which is what a misconfigured GPU allocation wants:
+    // the operator sees why at once instead of trials failing one by one.
+    std::fprintf(stderr, "worker %d: error: %s\n", channel.rank().value, usable.message().c_str());
     return 1;
   }
-  TaskRunner runner(options.num_threads);
+  const DeviceInfo device = *discovered;
+  RegisterMsg hello{HostName(), options.num_threads, device.Describe()};
+  if (!channel.Send(kCoordinatorRank, hello).ok()) return 1;
+  TaskRunner runner(options.num_threads, device);
   auto next_heartbeat = Clock::now();
   auto idle_sleep = std::chrono::microseconds(20);
   bool running = true;

@@ -54,9 +54,9 @@ StatusOr<CheckpointModel> CheckpointModel::Decode(const std::string& blob) {
   LATTICE_ASSIGN_OR_RETURN(m.header_, ReadCheckpointHeader(blob, &offset));
   auto config = ParseJobConfig(m.header_.config);
   if (!config.ok()) return config.status().WithContext("checkpoint: config");
-  if (config->kind != JobKind::kTrain) {
+  if (config->kind != JobKind::kTrain && config->kind != JobKind::kDistill) {
     return Status::InvalidArgument(std::string("checkpoint: config is of kind ") +
-                                   JobKindName(config->kind) + ", not train");
+                                   JobKindName(config->kind) + ", not train or distill");
   }
   const ModelConfig& mc = config->model;
   m.model_ = BuildModel(mc, m.header_.in_dim, m.header_.classes);
@@ -85,12 +85,33 @@ StatusOr<CheckpointModel> CheckpointModel::Decode(const std::string& blob) {
   return m;
 }
 
-torch::Tensor CheckpointModel::Forward(const torch::Tensor& x, int64_t layer) {
+int64_t CheckpointModel::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : model_->parameters()) n += p.numel();
+  return n;
+}
+
+void CheckpointModel::To(const torch::Device& device) {
+  if (device == device_) return;
+  model_->to(device);
+  if (mean_.defined()) mean_ = mean_.to(device);
+  if (std_.defined()) std_ = std_.to(device);
+  device_ = device;
+}
+
+torch::Tensor CheckpointModel::Forward(const torch::Tensor& x, int64_t layer,
+                                       std::optional<double> input_scale) {
   // The same operations as training (scale, then (h - mean) / std: bit-identical values),
   // in place on one temporary.
   torch::Tensor h = x;
-  if (scale_) h = h * *scale_;
-  if (mean_.defined()) h = (scale_ ? h.sub_(mean_) : h - mean_).div_(std_);
+  std::optional<double> scale = scale_;
+  if (input_scale && scale_ == input_scale) {
+    scale.reset();  // already scaled exactly as in training
+  } else if (input_scale) {
+    scale = scale_.value_or(1.0) / *input_scale;
+  }
+  if (scale) h = h * *scale;
+  if (mean_.defined()) h = (scale ? h.sub_(mean_) : h - mean_).div_(std_);
   const size_t end = layer_ends_.at(static_cast<size_t>(layer));
   size_t i = 0;
   for (auto it = model_->begin(); it != model_->end() && i < end; ++it, ++i) {

@@ -2,6 +2,7 @@
 // includes LibTorch). The checkpoint format is described in jobs/checkpoint.h.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,16 @@ class CheckpointModel {
 
   // The output of `layer` (0 .. hidden_layers() + 1, see jobs::ResolveLayer) for raw input
   // rows `x` [B, in_dim]: scale and standardisation as in training, then the blocks.
-  torch::Tensor Forward(const torch::Tensor& x, int64_t layer);
+  // `input_scale`: the rows were already multiplied by this (a distill job's own
+  // dataset.scale); only what the trial's scale still lacks is applied.
+  torch::Tensor Forward(const torch::Tensor& x, int64_t layer,
+                        std::optional<double> input_scale = std::nullopt);
+
+  // Number of trainable parameters of the network.
+  int64_t parameter_count() const;
+
+  // Moves the network and the input preparation to `device` (no-op when already there).
+  void To(const torch::Device& device);
 
  private:
   CheckpointHeader header_;
@@ -41,6 +51,7 @@ class CheckpointModel {
   std::optional<double> scale_;
   torch::Tensor mean_, std_;        // undefined unless the trial standardised
   std::vector<size_t> layer_ends_;  // layer l = the first layer_ends_[l] modules
+  torch::Device device_ = torch::kCPU;
 };
 
 }  // namespace lattice::jobs::internal

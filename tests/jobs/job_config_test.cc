@@ -164,14 +164,15 @@ TEST(JobConfigTest, NoopKind) {
   ExpectInvalid({{"kind", "noop"}, {"sleep_ms", -1}}, {"sleep_ms"});
   ExpectInvalid({{"kind", "noop"}, {"dataset", json::object()}}, {"dataset", "unknown key"});
   ExpectInvalid({{"kind", "embed"}}, {"encoder", "required"});
-  ExpectInvalid({{"kind", "distill"}}, {"kind", "unknown job kind"});
+  ExpectInvalid({{"kind", "pretrain"}}, {"kind", "unknown job kind"});
   ExpectInvalid({{"seed", 1}}, {"kind", "required"});
   ExpectInvalid(json::array(), {"expected an object"});
   EXPECT_EQ(ParseJobKind("train"), JobKind::kTrain);
   EXPECT_EQ(ParseJobKind("noop"), JobKind::kNoop);
   EXPECT_EQ(ParseJobKind("embed"), JobKind::kEmbed);
-  EXPECT_EQ(ParseJobKind("distill"), std::nullopt);
-  for (JobKind k : {JobKind::kTrain, JobKind::kEmbed, JobKind::kNoop}) {
+  EXPECT_EQ(ParseJobKind("distill"), JobKind::kDistill);
+  EXPECT_EQ(ParseJobKind("pretrain"), std::nullopt);
+  for (JobKind k : {JobKind::kTrain, JobKind::kEmbed, JobKind::kNoop, JobKind::kDistill}) {
     EXPECT_EQ(ParseJobKind(JobKindName(k)), k);
   }
 }

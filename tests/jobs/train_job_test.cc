@@ -89,6 +89,23 @@ TEST_F(TrainJobTest, SameConfigAndSeedGiveBitIdenticalMetrics) {
   EXPECT_NE(different.metrics["train_loss"], results[0].metrics["train_loss"]);
 }
 
+// Jobs run on JobContext::device. This machine's LibTorch (Debian's) is CPU-only, so a CUDA
+// device is a clear, permanent error here (the GPU path runs on the device machine).
+TEST_F(TrainJobTest, DeviceIsCheckedAndAGpuWithoutCudaIsAClearError) {
+  EXPECT_OK(CheckJobDevice("cpu"));
+  EXPECT_EQ(CheckJobDevice("tpu:0").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckJobDevice("banana").code(), StatusCode::kInvalidArgument);
+  Status cuda = CheckJobDevice("cuda:0");
+  if (cuda.ok()) GTEST_SKIP() << "this LibTorch has a CUDA device";
+  EXPECT_EQ(cuda.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(cuda.message().find("sees no CUDA device"), std::string::npos) << cuda.ToString();
+  JobContext ctx = Context();
+  ctx.device = "cuda:0";
+  auto r = RunJob(DigitsConfig(1), ctx);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status().ToString();
+}
+
 TEST_F(TrainJobTest, HugeLearningRateFailsWithNonFiniteLoss) {
   json c = DigitsConfig(30);
   c["train"]["optimizer"] = "sgd";

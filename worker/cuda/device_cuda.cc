@@ -1,4 +1,7 @@
-// CUDA build (-DLATTICE_WITH_CUDA=ON): one GPU per worker, through the CUDA runtime API.
+// CUDA build (-DLATTICE_WITH_CUDA=ON): one GPU per worker, through the CUDA runtime API;
+// per-task peaks from LibTorch's CUDA caching allocator (so this backend needs a CUDA
+// LibTorch, as the jobs do).
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
@@ -15,11 +18,19 @@ std::string DeviceInfo::Describe() const {
   return buf;
 }
 
-DeviceInfo DiscoverDevice(int local_worker_rank) {
+std::string DeviceInfo::TorchDevice() const {
+  return kind == "cuda" ? "cuda:" + std::to_string(index) : "cpu";
+}
+
+StatusOr<DeviceInfo> DiscoverDevice(int local_worker_rank) {
   int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-    cudaGetLastError();  // clear the sticky "no device" error
-    return DeviceInfo{};  // no usable GPU: run on the CPU
+  cudaError_t rc = cudaGetDeviceCount(&count);
+  if (rc != cudaSuccess || count == 0) {
+    std::string why = rc != cudaSuccess ? cudaGetErrorString(rc) : "no CUDA device";
+    cudaGetLastError();  // clear the sticky error
+    return Status::FailedPrecondition(
+        "this worker was built with CUDA but sees no GPU (" + why +
+        "); run it on a GPU node, or use a CPU build (-DLATTICE_WITH_CUDA=OFF)");
   }
   DeviceInfo info;
   info.kind = "cuda";
@@ -31,6 +42,18 @@ DeviceInfo DiscoverDevice(int local_worker_rank) {
   }
   cudaSetDevice(info.index);
   return info;
+}
+
+void ResetPeakDeviceMemory(const DeviceInfo& device) {
+  if (device.kind != "cuda") return;
+  c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device.index));
+}
+
+int64_t PeakDeviceMemory(const DeviceInfo& device) {
+  if (device.kind != "cuda") return 0;
+  auto stats =
+      c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device.index));
+  return stats.allocated_bytes[0].peak;  // [0]: the aggregate over pool kinds
 }
 
 int64_t DeviceMemoryInUse(const DeviceInfo& device) {

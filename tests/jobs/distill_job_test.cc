@@ -1,0 +1,176 @@
+// The distill job kind on Fashion-MNIST (Debian's dataset-fashion-mnist): a teacher train
+// trial's checkpoint distilled into a student with a fraction of its parameters.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "jobs/job_config.h"
+#include "jobs/train_config.h"
+#include "jobs/train_job.h"
+#include "tests/jobs/npy_writer.h"
+#include "tests/testutil/testutil.h"
+
+namespace lattice::jobs {
+namespace {
+
+using nlohmann::json;
+
+json Dataset() {
+  const std::string dir = testing::kFashionDir;
+  return {{"format", "idx"},
+          {"images", dir + "/train-images-idx3-ubyte.gz"},
+          {"labels", dir + "/train-labels-idx1-ubyte.gz"},
+          {"scale", 1.0 / 255},
+          {"standardize", true},
+          {"limit", 8000},
+          {"split", {{"validation_fraction", 0.25}, {"seed", 7}}}};
+}
+
+json TeacherConfig() {
+  return {{"kind", "train"},
+          {"seed", 1},
+          {"dataset", Dataset()},
+          {"model", {{"type", "mlp"}, {"hidden", {256, 128}}}},
+          {"train", {{"epochs", 6}, {"batch_size", 64}, {"lr", 1e-3}, {"threads", 1}}}};
+}
+
+json StudentConfig(double alpha, double temperature) {
+  return {{"kind", "distill"},
+          {"seed", 2},
+          {"dataset", Dataset()},
+          {"model", {{"type", "mlp"}, {"hidden", {32}}}},
+          {"teacher", {{"type", "trial"}, {"trial", "s1-t0"}}},
+          {"distill", {{"temperature", temperature}, {"alpha", alpha}}},
+          {"train", {{"epochs", 6}, {"batch_size", 64}, {"lr", 2e-3}, {"threads", 1}}}};
+}
+
+class DistillJobTest : public ::testing::Test {
+ protected:
+  // The teacher is trained once for the suite.
+  static void SetUpTestSuite() {
+    JobContext ctx;
+    auto r = RunJob(TeacherConfig(), ctx);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_TRUE(r->checkpoint.has_value());
+    teacher_ = new JobResult(std::move(r).value());
+  }
+  static void TearDownTestSuite() {
+    delete teacher_;
+    teacher_ = nullptr;
+  }
+
+  JobContext Context() {
+    JobContext ctx;
+    ctx.cache = &cache_;
+    auto blob = std::make_shared<const std::string>(*teacher_->checkpoint);
+    ctx.checkpoint = [blob](const std::string& trial) -> std::shared_ptr<const std::string> {
+      return trial == "s1-t0" ? blob : nullptr;
+    };
+    return ctx;
+  }
+
+  static JobResult* teacher_;
+  DatasetCache cache_;
+};
+
+JobResult* DistillJobTest::teacher_ = nullptr;
+
+TEST_F(DistillJobTest, StudentWithAQuarterOfTheParametersReachesTheTeachersAccuracy) {
+  std::vector<std::map<std::string, double>> epochs;
+  JobContext ctx = Context();
+  ctx.on_epoch = [&](int, const std::map<std::string, double>& m) { epochs.push_back(m); };
+  ASSERT_OK_AND_ASSIGN(JobResult r, RunJob(StudentConfig(0.5, 4.0), ctx));
+  const auto& m = r.metrics;
+  const double teacher_accuracy = teacher_->metrics.at("val_accuracy");
+  std::printf("[ info ] teacher %.4f (%g params), student %.4f (%g params), agreement %.4f\n",
+              teacher_accuracy, m.at("teacher_params"), m.at("val_accuracy"),
+              m.at("student_params"), m.at("agreement"));
+  // Same dataset config and split: the teacher's accuracy on the student's validation rows
+  // is exactly the teacher trial's own.
+  EXPECT_DOUBLE_EQ(m.at("teacher_val_accuracy"), teacher_accuracy);
+  EXPECT_NEAR(m.at("teacher_val_loss"), teacher_->metrics.at("val_loss"), 1e-5);
+  EXPECT_LE(4 * m.at("student_params"), m.at("teacher_params"));
+  EXPECT_GE(m.at("val_accuracy"), 0.95 * teacher_accuracy);
+  EXPECT_GT(m.at("agreement"), 0.8);
+  EXPECT_LE(m.at("agreement"), 1.0);
+  ASSERT_EQ(epochs.size(), 6u);
+  for (const auto& e : epochs) {
+    for (const char* key : {"train_loss", "val_loss", "val_accuracy", "agreement",
+                            "teacher_val_accuracy"}) {
+      EXPECT_TRUE(e.count(key)) << key;
+    }
+  }
+  // The student's checkpoint loads like a train trial's (embed encoder, download).
+  ASSERT_TRUE(r.checkpoint.has_value());
+}
+
+// alpha = 1 leaves only the hard-label term: the run is bit-identical to a train job.
+TEST_F(DistillJobTest, AlphaOneIsExactlyPlainTraining) {
+  json distill = StudentConfig(1.0, 4.0);
+  json train = distill;
+  train["kind"] = "train";
+  train.erase("teacher");
+  train.erase("distill");
+  JobContext ctx = Context();
+  ASSERT_OK_AND_ASSIGN(JobResult d, RunJob(distill, ctx));
+  ASSERT_OK_AND_ASSIGN(JobResult t, RunJob(train, ctx));
+  for (const char* key : {"train_loss", "val_loss", "val_accuracy"}) {
+    EXPECT_EQ(d.metrics.at(key), t.metrics.at(key)) << key;
+  }
+  // ... and a soft term changes it.
+  ASSERT_OK_AND_ASSIGN(JobResult soft, RunJob(StudentConfig(0.0, 2.0), ctx));
+  EXPECT_NE(soft.metrics.at("train_loss"), t.metrics.at("train_loss"));
+}
+
+TEST_F(DistillJobTest, TeacherProblemsAreClearErrors) {
+  JobContext none;  // no checkpoint given to this "worker"
+  auto missing = RunJob(StudentConfig(0.5, 4.0), none);
+  EXPECT_EQ(missing.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(missing.status().message().find("no checkpoint of trial s1-t0"), std::string::npos);
+
+  json narrow = StudentConfig(0.5, 4.0);
+  narrow["dataset"] = {{"format", "csv"}, {"path", testing::kDigitsCsv}};  // 64 columns
+  JobContext ctx = Context();
+  auto shape = RunJob(narrow, ctx);
+  EXPECT_EQ(shape.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(shape.status().message().find("takes 784 features per row, the dataset has 64"),
+            std::string::npos)
+      << shape.status().ToString();
+}
+
+TEST(DistillConfigTest, BadDistillConfigsNameTheKey) {
+  auto expect = [](json c, const std::string& needle) {
+    Status s = ValidateJobConfig(c);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << c.dump();
+    EXPECT_NE(s.message().find(needle), std::string::npos) << s.ToString();
+  };
+  json ok = StudentConfig(0.5, 4.0);
+  EXPECT_OK(ValidateJobConfig(ok));
+  json c = ok;
+  c.erase("teacher");
+  expect(c, "teacher: required");
+  c = ok;
+  c["teacher"] = {{"type", "flatten"}};
+  expect(c, "teacher.type");
+  c = ok;
+  c["teacher"]["layer"] = -2;
+  expect(c, "teacher.layer");
+  c = ok;
+  c["teacher"] = {{"type", "torchscript"}, {"path", "/nonexistent/teacher.pt"}};
+  expect(c, "teacher.path: file not found");
+  c = ok;
+  c["distill"]["alpha"] = 1.5;
+  expect(c, "distill.alpha");
+  c = ok;
+  c["distill"]["temperature"] = 0;
+  expect(c, "distill.temperature");
+  c = ok;
+  c["distill"]["beta"] = 1;
+  expect(c, "distill.beta: unknown key");
+  EXPECT_EQ(ResolveParameterPath("temperature"), "distill.temperature");
+  EXPECT_EQ(ResolveParameterPath("alpha"), "distill.alpha");
+}
+
+}  // namespace
+}  // namespace lattice::jobs

@@ -26,7 +26,7 @@ namespace lattice::jobs {
 Status ValidateJobConfig(const nlohmann::json& config);
 
 // Maps a search parameter name to the config path it sets: a dotted name is a path
-// already ("model.hidden"); short aliases: lr, weight_decay, batch_size, epochs, momentum,
+// already ("model.hidden", "train.schedule.type", "train.clip_grad_norm"); short aliases: lr, weight_decay, batch_size, epochs, momentum,
 // label_smoothing, optimizer -> "train.<name>"; dropout, hidden, batchnorm -> "model.<name>";
 // model -> "model.type"; seed, sleep_ms (noop), pooling, normalize (embed) -> top level.
 // Note: "batch_size" always maps to train.batch_size, so an embed job's top-level

@@ -93,12 +93,63 @@ StatusOr<EarlyStoppingConfig> ParseEarlyStopping(const json& e, const std::strin
   return c;
 }
 
+// `lr` is train.lr, already parsed: min_lr may not exceed it.
+StatusOr<LrScheduleConfig> ParseSchedule(const json& s, const std::string& path, double lr) {
+  LrScheduleConfig c;
+  // Every key of some type first, so a typo reads "unknown key" rather than "not a key of".
+  LATTICE_RETURN_IF_ERROR(CheckObject(s, path,
+                                      {"type", "warmup_steps", "step_size", "gamma", "patience",
+                                       "factor", "min_lr"}));
+  if (!Find(s, "type")) return Bad(Join(path, "type"), "required");
+  LATTICE_RETURN_IF_ERROR(GetEnum<LrScheduleType>(s, "type", path,
+                                                  {{"step", LrScheduleType::kStep},
+                                                   {"cosine", LrScheduleType::kCosine},
+                                                   {"plateau", LrScheduleType::kPlateau}},
+                                                  &c.type));
+  const std::string type = s["type"].get<std::string>();
+  std::set<std::string> own;
+  switch (c.type) {
+    case LrScheduleType::kStep: own = {"step_size", "gamma"}; break;
+    case LrScheduleType::kCosine: own = {"min_lr"}; break;
+    case LrScheduleType::kPlateau: own = {"patience", "factor", "min_lr"}; break;
+  }
+  own.insert({"type", "warmup_steps"});
+  // A key of another type would be silently ignored; reject it so that a config says what
+  // it does (gamma: 0.5 on a cosine schedule is almost certainly a mistake).
+  for (auto it = s.begin(); it != s.end(); ++it) {
+    if (own.count(it.key())) continue;
+    std::string keys;
+    for (const std::string& k : own) keys += (keys.empty() ? "" : ", ") + k;
+    return Bad(Join(path, it.key()),
+               "not a key of schedule type " + type + " (its keys: " + keys + ")");
+  }
+  LATTICE_RETURN_IF_ERROR(GetInt(s, "warmup_steps", path, &c.warmup_steps, 0));
+  if (c.type == LrScheduleType::kStep) {
+    if (!Find(s, "step_size")) return Bad(Join(path, "step_size"), "required");
+    LATTICE_RETURN_IF_ERROR(GetInt(s, "step_size", path, &c.step_size, 1));
+    LATTICE_RETURN_IF_ERROR(
+        GetNumber(s, "gamma", path, &c.gamma, Bound::kOpen, 0.0, Bound::kClosed, 1.0));
+  }
+  if (c.type == LrScheduleType::kPlateau) {
+    LATTICE_RETURN_IF_ERROR(GetInt(s, "patience", path, &c.patience, 0));
+    LATTICE_RETURN_IF_ERROR(
+        GetNumber(s, "factor", path, &c.factor, Bound::kOpen, 0.0, Bound::kOpen, 1.0));
+  }
+  LATTICE_RETURN_IF_ERROR(GetNumber(s, "min_lr", path, &c.min_lr, Bound::kClosed, 0.0));
+  if (c.min_lr > lr) {
+    return Bad(Join(path, "min_lr"), "must be <= train.lr (" + internal::FormatNumber(lr) +
+                                         "), got " + internal::FormatNumber(c.min_lr));
+  }
+  return c;
+}
+
 StatusOr<TrainConfig> ParseTrain(const json& t, const std::string& path) {
   TrainConfig c;
   LATTICE_RETURN_IF_ERROR(CheckObject(
       t, path,
       {"epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "label_smoothing",
-       "class_weights", "early_stopping", "threads", "checkpoint"}));
+       "class_weights", "early_stopping", "threads", "checkpoint", "clip_grad_norm",
+       "schedule"}));
   LATTICE_RETURN_IF_ERROR(GetInt(t, "epochs", path, &c.epochs, 1));
   LATTICE_RETURN_IF_ERROR(GetInt(t, "batch_size", path, &c.batch_size, 1));
   LATTICE_RETURN_IF_ERROR(GetNumber(t, "lr", path, &c.lr, Bound::kOpen, 0.0));
@@ -123,6 +174,14 @@ StatusOr<TrainConfig> ParseTrain(const json& t, const std::string& path) {
     int64_t threads = 1;
     LATTICE_RETURN_IF_ERROR(GetInt(t, "threads", path, &threads, 1, 1024));
     c.threads = static_cast<int>(threads);
+  }
+  if (Find(t, "clip_grad_norm")) {
+    double clip = 1.0;
+    LATTICE_RETURN_IF_ERROR(GetNumber(t, "clip_grad_norm", path, &clip, Bound::kOpen, 0.0));
+    c.clip_grad_norm = clip;
+  }
+  if (const json* s = Find(t, "schedule")) {
+    LATTICE_ASSIGN_OR_RETURN(c.schedule, ParseSchedule(*s, Join(path, "schedule"), c.lr));
   }
   return c;
 }

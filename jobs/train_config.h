@@ -27,7 +27,20 @@
 //           early_stopping: {patience: >=1 (required), metric: val_loss|val_accuracy,
 //                            min_delta: >=0 = 0},
 //           threads: >=1 (intra-op threads; default: JobContext::num_threads),
-//           checkpoint: bool = true (keep the final weights: JobResult::checkpoint)}
+//           checkpoint: bool = true (keep the final weights: JobResult::checkpoint),
+//           clip_grad_norm: >0 (optional; clip the global L2 norm of all gradients to this
+//                           value before every optimizer step),
+//           schedule: (optional; none = constant lr) the learning-rate schedule, see
+//                     jobs/internal/lr_schedule.h for the exact formulas:
+//             {type: step|cosine|plateau (required), warmup_steps: >=0 = 0,
+//              step:    step_size: >=1 (required), gamma: (0,1] = 0.1
+//                       (lr * gamma^floor(epoch / step_size), epochs from 0),
+//              cosine:  min_lr: [0, lr] = 0 (cosine from lr to min_lr over the optimizer
+//                       steps of the whole run after the warmup),
+//              plateau: patience: >=0 = 10, factor: (0,1) = 0.1, min_lr: [0, lr] = 0
+//                       (ReduceLROnPlateau, mode min on val_loss)}
+//             A key of another type ("gamma" with type cosine) is rejected, so a sweep over
+//             train.schedule.type must keep type-specific keys out of the base config.}
 //   distill: dataset, model (the student), train as for train, plus
 //     teacher (required): {type: trial, trial: s3-t4}    a finished train (or distill) trial's
 //                           checkpoint: its own input preparation, its logits; a sweep id or
@@ -103,6 +116,19 @@ struct EarlyStoppingConfig {
   double min_delta = 0.0;  // an improvement must exceed this
 };
 
+enum class LrScheduleType { kStep, kCosine, kPlateau };
+
+// train.schedule; the semantics of each field are in jobs/internal/lr_schedule.h.
+struct LrScheduleConfig {
+  LrScheduleType type = LrScheduleType::kStep;
+  int64_t warmup_steps = 0;  // linear warmup over the first optimizer steps; 0: none
+  int64_t step_size = 1;     // step: epochs between decays
+  double gamma = 0.1;        // step: decay factor, (0, 1]
+  int64_t patience = 10;     // plateau: epochs without improvement tolerated
+  double factor = 0.1;       // plateau: lr *= factor on a plateau, (0, 1)
+  double min_lr = 0.0;       // cosine: final lr; plateau: floor
+};
+
 struct TrainConfig {
   int64_t epochs = 10;
   int64_t batch_size = 32;
@@ -115,6 +141,8 @@ struct TrainConfig {
   std::optional<EarlyStoppingConfig> early_stopping;
   std::optional<int> threads;  // unset: use JobContext::num_threads
   bool save_checkpoint = true;  // "checkpoint": return the final weights
+  std::optional<double> clip_grad_norm;     // max global gradient L2 norm; unset: no clipping
+  std::optional<LrScheduleConfig> schedule;  // unset: constant lr
 };
 
 struct EmbedConfig;  // jobs/embed_config.h

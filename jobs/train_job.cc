@@ -14,6 +14,7 @@
 #include "jobs/embed_job.h"
 #include "jobs/internal/device.h"
 #include "jobs/internal/flat_optimizer.h"
+#include "jobs/internal/lr_schedule.h"
 #include "jobs/internal/model.h"
 #include "jobs/internal/teacher.h"
 
@@ -215,9 +216,16 @@ class Trainer {
     // every epoch.
     for (int64_t start = 0; start < n; start += cfg.train.batch_size) {
       const int64_t len = std::min(cfg.train.batch_size, n - start);
+      if (len < 2 && cfg.model.batchnorm && cfg.model.type == ModelType::kMlp) {
+        continue;  // BatchNorm needs 2 rows; skipping it here keeps the step count exact
+      }
       batches_.push_back({x_epoch_.narrow(0, start, len), y_epoch_.narrow(0, start, len)});
       if (teacher_) teacher_batches_.push_back(t_epoch_.narrow(0, start, len));
     }
+    // The cosine schedule spans the planned run's steps: one per batch, every epoch.
+    schedule_ = std::make_unique<internal::LrSchedule>(
+        cfg.train.schedule, cfg.train.lr,
+        cfg.train.epochs * static_cast<int64_t>(batches_.size()));
   }
 
   StatusOr<JobResult> Run();
@@ -238,6 +246,8 @@ class Trainer {
   torch::nn::Sequential model_{nullptr};
   std::unique_ptr<internal::FlatParameters> flat_;  // aliases model_'s parameters
   std::unique_ptr<internal::FlatOptimizer> optimizer_;
+  std::unique_ptr<internal::LrSchedule> schedule_;
+  double last_lr_ = 0;  // lr of the latest optimizer step: the per-epoch metric "lr"
   F::CrossEntropyFuncOptions loss_options_;
   std::vector<int64_t> order_;
   torch::Tensor perm_, x_epoch_, y_epoch_, t_epoch_;  // reused every epoch
@@ -264,7 +274,6 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
       return Status::Cancelled("cancelled in epoch " + std::to_string(epoch));
     }
     const int64_t len = xb.size(0);
-    if (len < 2 && cfg_.model.batchnorm && cfg_.model.type == ModelType::kMlp) continue;
     optimizer_->ZeroGrad();
     torch::Tensor logits = model_->forward(xb);
     torch::Tensor loss = F::cross_entropy(logits, yb, loss_options_);
@@ -275,7 +284,11 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
                                         (std::isnan(value) ? "NaN" : "Inf"));
     }
     loss.backward();
+    if (cfg_.train.clip_grad_norm) flat_->ClipGradNorm(*cfg_.train.clip_grad_norm);
+    last_lr_ = schedule_->lr();
+    optimizer_->set_lr(last_lr_);
     optimizer_->Step();
+    schedule_->OnStep();
     loss_sum += value * static_cast<double>(len);
     seen += len;
   }
@@ -308,11 +321,16 @@ StatusOr<JobResult> Trainer::Run() {
                        {"teacher_params", static_cast<double>(teacher_->params)},
                        {"student_params", static_cast<double>(student_params)}};
   }
+  last_lr_ = schedule_->lr();  // reported as is if an epoch had no step at all
   for (int epoch = 1; epoch <= cfg_.train.epochs; ++epoch) {
     LATTICE_ASSIGN_OR_RETURN(double train_loss, TrainEpoch(epoch));
     EvalResult eval = Evaluate(model_, data_.x_val, data_.y_val,
                                teacher_ ? teacher_->val : torch::Tensor());
-    last = {{"train_loss", train_loss}, {"val_loss", eval.loss}, {"val_accuracy", eval.accuracy}};
+    schedule_->OnEpochEnd(eval.loss);
+    last = {{"train_loss", train_loss},
+            {"val_loss", eval.loss},
+            {"val_accuracy", eval.accuracy},
+            {"lr", last_lr_}};
     if (teacher_) {
       last["agreement"] = eval.agreement;
       last.insert(teacher_metrics.begin(), teacher_metrics.end());

@@ -11,8 +11,14 @@
 //     3. seed the torch RNG with config["seed"] (model init, dropout) and shuffle the
 //        training rows each epoch with std::mt19937_64(seed);
 //     4. per epoch: mini-batch steps (cancellation checked before each), then an eval
-//        pass under NoGradGuard; ctx.on_epoch(epoch, {train_loss, val_loss, val_accuracy})
-//        with epoch counted from 1; early stopping if configured.
+//        pass under NoGradGuard; ctx.on_epoch(epoch, {train_loss, val_loss, val_accuracy,
+//        lr}) with epoch counted from 1; early stopping if configured.
+//     Each step: backward; if train.clip_grad_norm is set, scale the gradients to that
+//     global L2 norm (FlatParameters::ClipGradNorm, as torch's clip_grad_norm_); set the
+//     optimizer's lr from the train.schedule (internal::LrSchedule; constant lr without
+//     one) and step. After each eval the schedule sees val_loss (plateau). The cosine
+//     schedule spans epochs * (steps per epoch) steps, the run as planned: early stopping
+//     ends it before the lr reaches min_lr.
 //   Loss: cross-entropy with label smoothing and class weights (inverse frequency on the
 //   training split: n / (k * count_c)). train_loss is the mean training-batch loss of the
 //   epoch (with dropout, smoothing and weights); val_loss is the plain unweighted,
@@ -23,7 +29,10 @@
 // weights in the format of jobs/checkpoint.h (header with `config` as given, LibTorch
 // archive), which an embed job with encoder {type: trial} loads.
 //
-// Result metrics: train_loss, val_loss, val_accuracy (= final epoch's values),
+// Per-epoch metric lr: the learning rate of the epoch's last optimizer step (after warmup
+// and decay), so a sweep's curves show the schedule that produced them.
+//
+// Result metrics: train_loss, val_loss, val_accuracy, lr (= final epoch's values),
 // final_train_loss, final_val_loss, final_val_accuracy, best_val_accuracy (max over
 // epochs), best_val_loss (min over epochs), best_epoch (epoch with the best value of the
 // early-stopping metric; val_loss when early stopping is off).

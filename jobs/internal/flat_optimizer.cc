@@ -32,6 +32,17 @@ FlatParameters::FlatParameters(const std::vector<torch::Tensor>& params) {
   }
 }
 
+double FlatParameters::ClipGradNorm(double max_norm) {
+  LATTICE_CHECK(max_norm > 0);
+  torch::NoGradGuard no_grad;
+  const double norm = grads_.norm().item<double>();
+  const double coef = max_norm / (norm + 1e-6);
+  // A NaN norm leaves the gradients as they are and an Inf one zeroes the finite ones; either
+  // way the next step's loss is non-finite and the trainer stops the run.
+  if (coef < 1) grads_.mul_(coef);
+  return norm;
+}
+
 FlatOptimizerOptions FlatOptimizerOptions::FromTrainConfig(const TrainConfig& t) {
   FlatOptimizerOptions o;
   o.type = t.optimizer;
@@ -46,6 +57,11 @@ FlatOptimizer::FlatOptimizer(FlatParameters& flat, FlatOptimizerOptions options)
   exp_avg_ = torch::zeros_like(flat_.params());
   if (options_.type != OptimizerType::kSgd) exp_avg_sq_ = torch::zeros_like(flat_.params());
   scratch_ = torch::empty_like(flat_.params());
+}
+
+void FlatOptimizer::set_lr(double lr) {
+  LATTICE_CHECK(lr >= 0 && std::isfinite(lr));
+  options_.lr = lr;
 }
 
 void FlatOptimizer::Step() {

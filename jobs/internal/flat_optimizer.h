@@ -53,6 +53,13 @@ class FlatParameters {
   // Zeroes every gradient with one op.
   void ZeroGrad() { grads_.zero_(); }
 
+  // Scales the gradients so that their global L2 norm (over all parameters) is at most
+  // max_norm, as torch::nn::utils::clip_grad_norm_: coef = max_norm / (norm + 1e-6),
+  // applied only when coef < 1. The flat buffer makes this one norm and one scale instead
+  // of one of each per parameter. Returns the norm before clipping (a device sync: .item).
+  // max_norm must be > 0.
+  double ClipGradNorm(double max_norm);
+
  private:
   torch::Tensor params_, grads_;
 };
@@ -78,6 +85,12 @@ class FlatOptimizer {
   void Step();
   void ZeroGrad() { flat_.ZeroGrad(); }
   int64_t steps() const { return step_; }
+
+  // The learning rate of the following Step()s; a schedule sets it before every step. As
+  // with a torch optimizer's param-group lr, AdamW's decoupled decay (p *= 1 - lr * wd)
+  // follows it too. Must be finite and >= 0.
+  void set_lr(double lr);
+  double lr() const { return options_.lr; }
 
  private:
   void StepAdam(bool decoupled);

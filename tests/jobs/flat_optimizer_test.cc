@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -145,6 +146,82 @@ TEST_F(FlatOptimizerTest, SgdWithoutMomentumMatchesTorchSgd) {
     return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(o.lr));
   });
   EXPECT_LT(diff, 1e-5);
+}
+
+// Backpropagates the cross-entropy of a fixed batch, multiplied by `scale`, into `flat`.
+void Backward(torch::nn::Sequential& model, FlatParameters& flat, double scale) {
+  torch::manual_seed(5);
+  flat.ZeroGrad();
+  torch::Tensor loss = torch::nn::functional::cross_entropy(
+      model->forward(torch::randn({16, 12})), torch::randint(0, 5, {16}, torch::kLong));
+  (loss * scale).backward();
+}
+
+// The global L2 norm over every parameter's own .grad (not the flat buffer), so the test
+// also checks that the parameters still see the clipped gradients.
+double ParameterGradNorm(torch::nn::Sequential& model) {
+  double sq = 0;
+  for (const torch::Tensor& p : model->parameters()) sq += p.grad().pow(2).sum().item<double>();
+  return std::sqrt(sq);
+}
+
+TEST_F(FlatOptimizerTest, ClipGradNormBoundsTheGlobalNormAndKeepsTheDirection) {
+  torch::manual_seed(1);
+  torch::nn::Sequential model = MakeModel();
+  FlatParameters flat(model->parameters());
+  Backward(model, flat, /*scale=*/1e6);
+  const torch::Tensor before = flat.grads().clone();
+  const double norm_before = ParameterGradNorm(model);
+  const double clip = 1.0;
+  ASSERT_GT(norm_before, 1e3 * clip);  // far above the clip value, or the test proves nothing
+  const double returned = flat.ClipGradNorm(clip);
+  EXPECT_NEAR(returned, norm_before, 1e-4 * norm_before);
+  const double norm_after = ParameterGradNorm(model);
+  EXPECT_LE(norm_after, clip + 1e-5);
+  EXPECT_GE(norm_after, clip - 1e-4);  // scaled to the bound, not just shrunk
+  // Same direction: after == before * (clip / norm).
+  const double max_err =
+      (flat.grads() - before * (clip / returned)).abs().max().item<double>();
+  EXPECT_LT(max_err, 1e-6);
+}
+
+TEST_F(FlatOptimizerTest, ClipGradNormIsANoOpBelowTheBound) {
+  torch::manual_seed(1);
+  torch::nn::Sequential model = MakeModel();
+  FlatParameters flat(model->parameters());
+  Backward(model, flat, /*scale=*/1.0);
+  const torch::Tensor before = flat.grads().clone();
+  const double norm = ParameterGradNorm(model);
+  ASSERT_GT(norm, 0);
+  EXPECT_NEAR(flat.ClipGradNorm(2 * norm), norm, 1e-5 * norm);
+  EXPECT_TRUE(torch::equal(flat.grads(), before));  // bit-identical
+  // Just above the norm is still a no-op; just below scales.
+  flat.ClipGradNorm(norm * (1 + 1e-3));
+  EXPECT_TRUE(torch::equal(flat.grads(), before));
+  flat.ClipGradNorm(norm / 2);
+  EXPECT_FALSE(torch::equal(flat.grads(), before));
+  EXPECT_NEAR(ParameterGradNorm(model), norm / 2, 1e-5);
+}
+
+TEST_F(FlatOptimizerTest, SetLrChangesTheNextStepsSize) {
+  torch::manual_seed(1);
+  torch::nn::Sequential model = MakeModel();
+  FlatParameters flat(model->parameters());
+  FlatOptimizerOptions o;
+  o.type = OptimizerType::kSgd;
+  o.lr = 0.1;
+  o.momentum = 0;
+  FlatOptimizer opt(flat, o);
+  for (double lr : {0.1, 0.025, 0.5}) {
+    Backward(model, flat, 1.0);
+    const torch::Tensor p0 = flat.params().clone();
+    const torch::Tensor g = flat.grads().clone();
+    opt.set_lr(lr);
+    EXPECT_EQ(opt.lr(), lr);
+    opt.Step();
+    // Plain SGD: p1 = p0 - lr * g.
+    EXPECT_LT((flat.params() - (p0 - lr * g)).abs().max().item<double>(), 1e-7) << lr;
+  }
 }
 
 }  // namespace

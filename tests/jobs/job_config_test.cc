@@ -139,6 +139,78 @@ TEST(JobConfigTest, RejectsBadRanges) {
   ExpectInvalid(c, {"dataset.limit"});
 }
 
+TEST(JobConfigTest, ParsesSchedulesAndClipping) {
+  json c = DigitsConfig();
+  ASSERT_OK_AND_ASSIGN(JobConfig none, ParseJobConfig(c));
+  EXPECT_FALSE(none.train.schedule.has_value());
+  EXPECT_FALSE(none.train.clip_grad_norm.has_value());
+
+  c["train"]["clip_grad_norm"] = 2.5;
+  c["train"]["schedule"] = {{"type", "step"}, {"step_size", 3}, {"warmup_steps", 100}};
+  ASSERT_OK_AND_ASSIGN(JobConfig step, ParseJobConfig(c));
+  EXPECT_EQ(step.train.clip_grad_norm, 2.5);
+  ASSERT_TRUE(step.train.schedule.has_value());
+  EXPECT_EQ(step.train.schedule->type, LrScheduleType::kStep);
+  EXPECT_EQ(step.train.schedule->step_size, 3);
+  EXPECT_DOUBLE_EQ(step.train.schedule->gamma, 0.1);  // default
+  EXPECT_EQ(step.train.schedule->warmup_steps, 100);
+
+  c["train"]["schedule"] = {{"type", "cosine"}, {"min_lr", 1e-5}};
+  ASSERT_OK_AND_ASSIGN(JobConfig cosine, ParseJobConfig(c));
+  EXPECT_EQ(cosine.train.schedule->type, LrScheduleType::kCosine);
+  EXPECT_DOUBLE_EQ(cosine.train.schedule->min_lr, 1e-5);
+  EXPECT_EQ(cosine.train.schedule->warmup_steps, 0);
+
+  c["train"]["schedule"] = {{"type", "plateau"}, {"patience", 0}, {"factor", 0.3}};
+  ASSERT_OK_AND_ASSIGN(JobConfig plateau, ParseJobConfig(c));
+  EXPECT_EQ(plateau.train.schedule->type, LrScheduleType::kPlateau);
+  EXPECT_EQ(plateau.train.schedule->patience, 0);
+  EXPECT_DOUBLE_EQ(plateau.train.schedule->factor, 0.3);
+  EXPECT_DOUBLE_EQ(plateau.train.schedule->min_lr, 0.0);
+  EXPECT_OK(ValidateJobConfig(c));
+}
+
+TEST(JobConfigTest, RejectsBadSchedulesNamingTheKey) {
+  struct Case {
+    json schedule;
+    const char* expect;
+  };
+  const std::vector<Case> cases = {
+      {{{"type", "cosine"}, {"decay", 1}}, "train.schedule.decay: unknown key"},
+      {{{"type", "cosine"}, {"gamma", 0.5}},
+       "train.schedule.gamma: not a key of schedule type cosine"},
+      {{{"type", "step"}, {"step_size", 1}, {"min_lr", 0.0}},
+       "train.schedule.min_lr: not a key of schedule type step"},
+      {{{"type", "plateau"}, {"step_size", 2}}, "train.schedule.step_size: not a key"},
+      {{{"warmup_steps", 10}}, "train.schedule.type: required"},
+      {{{"type", "linear"}}, "train.schedule.type: must be one of step|cosine|plateau"},
+      {{{"type", "step"}}, "train.schedule.step_size: required"},
+      {{{"type", "step"}, {"step_size", 0}}, "train.schedule.step_size: must be >= 1, got 0"},
+      {{{"type", "step"}, {"step_size", 1}, {"gamma", -1}},
+       "train.schedule.gamma: must be in (0, 1], got -1"},
+      {{{"type", "step"}, {"step_size", 1}, {"gamma", 1.5}}, "train.schedule.gamma"},
+      {{{"type", "step"}, {"step_size", 1.5}}, "train.schedule.step_size: expected an integer"},
+      {{{"type", "cosine"}, {"warmup_steps", -1}},
+       "train.schedule.warmup_steps: must be >= 0, got -1"},
+      {{{"type", "cosine"}, {"min_lr", -0.1}}, "train.schedule.min_lr: must be >= 0"},
+      {{{"type", "cosine"}, {"min_lr", 0.01}},
+       "train.schedule.min_lr: must be <= train.lr (0.001), got 0.01"},
+      {{{"type", "plateau"}, {"factor", 1.0}}, "train.schedule.factor: must be in (0, 1)"},
+      {{{"type", "plateau"}, {"patience", -1}}, "train.schedule.patience: must be >= 0"},
+      {"cosine", "train.schedule: expected an object"},
+  };
+  for (const Case& c : cases) {
+    json config = DigitsConfig();
+    config["train"]["schedule"] = c.schedule;
+    ExpectInvalid(config, {c.expect});
+  }
+  json c = DigitsConfig();
+  c["train"]["clip_grad_norm"] = 0;
+  ExpectInvalid(c, {"train.clip_grad_norm: must be > 0, got 0"});
+  c["train"]["clip_grad_norm"] = "big";
+  ExpectInvalid(c, {"train.clip_grad_norm: expected a number"});
+}
+
 TEST(JobConfigTest, RejectsMissingFiles) {
   json c = {{"kind", "train"},
             {"dataset", {{"features", "/nonexistent/x.npy"}, {"labels", "/nonexistent/y.npy"}}}};
@@ -186,6 +258,8 @@ TEST(JobConfigTest, ResolveParameterPath) {
   EXPECT_EQ(ResolveParameterPath("batchnorm"), "model.batchnorm");
   EXPECT_EQ(ResolveParameterPath("model"), "model.type");
   EXPECT_EQ(ResolveParameterPath("dataset.split.seed"), "dataset.split.seed");
+  EXPECT_EQ(ResolveParameterPath("train.schedule.type"), "train.schedule.type");
+  EXPECT_EQ(ResolveParameterPath("train.clip_grad_norm"), "train.clip_grad_norm");
   EXPECT_EQ(ResolveParameterPath("nonsense"), std::nullopt);
 }
 

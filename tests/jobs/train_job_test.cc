@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <random>
 
 #include "jobs/job_config.h"
@@ -48,6 +50,8 @@ TEST_F(TrainJobTest, DigitsMlpReachesNinetyFivePercent) {
     EXPECT_EQ(m.count("train_loss"), 1u);
     EXPECT_EQ(m.count("val_loss"), 1u);
     EXPECT_EQ(m.count("val_accuracy"), 1u);
+    ASSERT_EQ(m.count("lr"), 1u);
+    EXPECT_EQ(m.at("lr"), 1e-3);  // no schedule: constant
   };
   auto start = std::chrono::steady_clock::now();
   ASSERT_OK_AND_ASSIGN(JobResult r, RunJob(DigitsConfig(), ctx));
@@ -201,6 +205,139 @@ TEST_F(TrainJobTest, BadConfigAndMissingFilesAreInvalidArgument) {
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("dataset.path: file not found"), std::string::npos)
       << r.status().ToString();
+}
+
+// A small, fast variant: 500 digits rows -> 400 training rows -> 13 batches of 32 (the
+// last of 16), no batchnorm.
+constexpr int kStepsPerEpoch = 13;
+
+json SmallConfig(int epochs) {
+  json c = DigitsConfig(epochs);
+  c["dataset"]["limit"] = 500;
+  c["model"]["batchnorm"] = false;
+  c["model"]["hidden"] = 64;
+  return c;
+}
+
+// Runs `c` and returns each epoch's metrics, in order.
+std::vector<std::map<std::string, double>> EpochMetrics(const json& c, DatasetCache* cache,
+                                                        JobResult* result = nullptr) {
+  std::vector<std::map<std::string, double>> out;
+  JobContext ctx;
+  ctx.cache = cache;
+  ctx.on_epoch = [&](int, const std::map<std::string, double>& m) { out.push_back(m); };
+  StatusOr<JobResult> r = RunJob(c, ctx);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  if (r.ok() && result) *result = *r;
+  return out;
+}
+
+TEST_F(TrainJobTest, StepScheduleLrPerEpoch) {
+  json c = SmallConfig(5);
+  c["train"]["lr"] = 0.01;
+  c["train"]["schedule"] = {{"type", "step"}, {"step_size", 2}, {"gamma", 0.5}};
+  JobResult r;
+  auto epochs = EpochMetrics(c, &cache_, &r);
+  ASSERT_EQ(epochs.size(), 5u);
+  const std::vector<double> expected = {0.01, 0.01, 0.005, 0.005, 0.0025};
+  for (size_t e = 0; e < epochs.size(); ++e) EXPECT_DOUBLE_EQ(epochs[e]["lr"], expected[e]) << e;
+  EXPECT_EQ(r.metrics["lr"], epochs.back()["lr"]);
+  EXPECT_GE(r.metrics["val_accuracy"], 0.8);
+
+  // The optimizer really uses it: up to the first decay the run is bit-identical to one
+  // without a schedule, after it the losses differ.
+  c["train"].erase("schedule");
+  auto constant = EpochMetrics(c, &cache_);
+  ASSERT_EQ(constant.size(), 5u);
+  for (size_t e = 0; e < 2; ++e) EXPECT_EQ(epochs[e], constant[e]) << e;
+  for (size_t e = 2; e < 5; ++e) {
+    EXPECT_NE(epochs[e]["train_loss"], constant[e]["train_loss"]) << e;
+    EXPECT_EQ(constant[e]["lr"], 0.01);
+  }
+}
+
+TEST_F(TrainJobTest, CosineScheduleWithWarmupLrPerEpochFollowsTheFormula) {
+  const int epochs = 4, warmup = 20;
+  const double base = 0.01, min_lr = 1e-4;
+  json c = SmallConfig(epochs);
+  c["train"]["lr"] = base;
+  c["train"]["schedule"] = {{"type", "cosine"}, {"warmup_steps", warmup}, {"min_lr", min_lr}};
+  auto metrics = EpochMetrics(c, &cache_);
+  ASSERT_EQ(metrics.size(), static_cast<size_t>(epochs));
+  const int total = epochs * kStepsPerEpoch;
+  const double pi = std::acos(-1.0);
+  for (int e = 0; e < epochs; ++e) {
+    const int t = (e + 1) * kStepsPerEpoch - 1;  // the epoch's last step
+    const double expected =
+        t < warmup ? base * (t + 1) / warmup
+                   : min_lr + (base - min_lr) *
+                                  (1 + std::cos(pi * (t - warmup) / (total - warmup))) / 2;
+    EXPECT_NEAR(metrics[e]["lr"], expected, 1e-15) << "epoch " << e + 1;
+  }
+  EXPECT_LT(metrics[0]["lr"], base);  // still warming up after 13 of 20 steps
+  EXPECT_LT(metrics[3]["lr"], 2 * min_lr);
+}
+
+TEST_F(TrainJobTest, PlateauScheduleReducesLrWhenValLossStalls) {
+  // A high lr and zero patience: val_loss bounces, and each bounce halves the lr.
+  json c = SmallConfig(8);
+  c["train"]["lr"] = 0.05;
+  c["train"]["schedule"] = {{"type", "plateau"}, {"patience", 0}, {"factor", 0.5},
+                            {"min_lr", 0.01}};
+  auto metrics = EpochMetrics(c, &cache_);
+  ASSERT_EQ(metrics.size(), 8u);
+  // Replay the rule on the reported val_loss values.
+  double lr = 0.05, best = std::numeric_limits<double>::infinity();
+  int reductions = 0;
+  for (size_t e = 0; e < metrics.size(); ++e) {
+    EXPECT_DOUBLE_EQ(metrics[e]["lr"], lr) << "epoch " << e + 1;
+    if (metrics[e]["val_loss"] < best) {
+      best = metrics[e]["val_loss"];
+    } else {
+      lr = std::max(lr * 0.5, 0.01);
+      ++reductions;
+    }
+  }
+  EXPECT_GE(reductions, 1);
+}
+
+TEST_F(TrainJobTest, ScheduleAndClippingAreDeterministic) {
+  json c = SmallConfig(3);
+  c["train"]["schedule"] = {{"type", "cosine"}, {"warmup_steps", 5}};
+  c["train"]["clip_grad_norm"] = 0.5;
+  JobResult a, b;
+  auto ma = EpochMetrics(c, &cache_, &a);
+  auto mb = EpochMetrics(c, &cache_, &b);
+  EXPECT_EQ(ma, mb);
+  EXPECT_EQ(a.metrics, b.metrics);
+}
+
+TEST_F(TrainJobTest, ClippingKeepsAHugeLearningRateFinite) {
+  // Without clipping this diverges to a NaN loss (HugeLearningRateFailsWithNonFiniteLoss);
+  // clipped, each plain-SGD step moves the weights by at most lr * clip = 1e-3.
+  json c = SmallConfig(2);
+  c["train"]["optimizer"] = "sgd";
+  c["train"]["momentum"] = 0.0;
+  c["train"]["lr"] = 1e6;
+  c["model"]["dropout"] = 0.0;
+  JobContext ctx = Context();
+  EXPECT_EQ(RunJob(c, ctx).status().code(), StatusCode::kFailedPrecondition);
+  c["train"]["clip_grad_norm"] = 1e-9;
+  ASSERT_OK_AND_ASSIGN(JobResult r, RunJob(c, ctx));
+  EXPECT_TRUE(std::isfinite(r.metrics["train_loss"]));
+  EXPECT_EQ(r.metrics["lr"], 1e6);
+}
+
+TEST_F(TrainJobTest, ClippingAboveTheGradientNormChangesNothing) {
+  json c = SmallConfig(2);
+  JobResult plain, clipped, tight;
+  EpochMetrics(c, &cache_, &plain);
+  c["train"]["clip_grad_norm"] = 1e9;
+  EpochMetrics(c, &cache_, &clipped);
+  EXPECT_EQ(plain.metrics, clipped.metrics);  // bit-identical
+  c["train"]["clip_grad_norm"] = 1e-3;
+  EpochMetrics(c, &cache_, &tight);
+  EXPECT_NE(plain.metrics["train_loss"], tight.metrics["train_loss"]);
 }
 
 TEST_F(TrainJobTest, NoopRunsAndCancels) {

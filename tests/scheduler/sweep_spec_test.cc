@@ -345,6 +345,23 @@ TEST_F(SweepSpecTest, TrialConfigErrorsNameTheTrialAndParameters) {
   ExpectInvalid(Grid("    train.bogus: [1]\n"), "trial 0 (train.bogus=1): train.bogus");
 }
 
+TEST_F(SweepSpecTest, ScheduleKeysAreSweepableByTheirDottedPath) {
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec,
+                       ParseSweepSpec(Grid("    train.schedule.type: [cosine, plateau]\n"
+                                           "    train.schedule.warmup_steps: [0, 50]\n"
+                                           "    train.clip_grad_norm: [1.0]\n")));
+  ASSERT_EQ(spec.trial_configs.size(), 4u);
+  const json& c = spec.trial_configs[3];
+  EXPECT_EQ(c["train"]["schedule"], (json{{"type", "plateau"}, {"warmup_steps", 50}}));
+  EXPECT_EQ(c["train"]["clip_grad_norm"], 1.0);
+  EXPECT_EQ(c["train"]["epochs"], 2);  // the rest of the base train section stays
+  // A key of one type only is rejected for the others, naming the trial.
+  ExpectInvalid(Grid("    train.schedule.type: [plateau, step]\n"
+                     "    train.schedule.patience: [3]\n"),
+                "trial 1 (train.schedule.type=step, train.schedule.patience=3): "
+                "train.schedule.patience: not a key of schedule type step");
+}
+
 TEST_F(SweepSpecTest, MissingDatasetFileIsRejected) {
   std::string text = Grid("    lr: [0.1]\n");
   const std::string missing = "/nonexistent/lattice/digits.csv";

@@ -5,8 +5,10 @@ namespace lattice::jobs {
 using nlohmann::json;
 
 json CheckpointHeader::ToJson() const {
-  return {{"format", kCheckpointFormat}, {"config", config}, {"in_dim", in_dim},
-          {"classes", classes},          {"epochs", epochs}, {"metrics", metrics}};
+  json j = {{"format", kCheckpointFormat}, {"config", config}, {"in_dim", in_dim},
+            {"classes", classes},          {"epochs", epochs}, {"metrics", metrics}};
+  if (!resume.is_null()) j["resume"] = resume;
+  return j;
 }
 
 StatusOr<CheckpointHeader> ReadCheckpointHeader(const std::string& blob, size_t* archive_offset) {
@@ -25,6 +27,7 @@ StatusOr<CheckpointHeader> ReadCheckpointHeader(const std::string& blob, size_t*
     h.classes = j.at("classes").get<int64_t>();
     h.epochs = j.value("epochs", 0);
     h.metrics = j.value("metrics", json::object());
+    h.resume = j.value("resume", json());
   } catch (const json::exception& e) {
     return Status::InvalidArgument(std::string("checkpoint: bad header: ") + e.what());
   }

@@ -35,6 +35,10 @@ struct CheckpointHeader {
   int64_t classes = 0;
   int epochs = 0;
   nlohmann::json metrics = nlohmann::json::object();
+  // Step checkpoints only: where the run stood and the state it needs to continue exactly
+  // ({"step", "epoch", "batch", "rng", "schedule", "progress", ...}; see jobs/train_job.h,
+  // "Step checkpoints"). Null in a final checkpoint.
+  nlohmann::json resume;
 
   nlohmann::json ToJson() const;
 };

@@ -311,6 +311,24 @@ StatusOr<DistillConfig> ParseDistill(const json& config) {
   return d;
 }
 
+StatusOr<CheckpointPolicy> ParseCheckpointPolicy(const json& p) {
+  CheckpointPolicy c;
+  if (!p.is_object()) return Bad("checkpoint", "expected an object, got " + TypeName(p));
+  LATTICE_RETURN_IF_ERROR(CheckObject(
+      p, "checkpoint", {"every_steps", "every_seconds", "keep_last", "keep_best", "metric"}));
+  LATTICE_RETURN_IF_ERROR(GetInt(p, "every_steps", "checkpoint", &c.every_steps, 1));
+  LATTICE_RETURN_IF_ERROR(
+      GetNumber(p, "every_seconds", "checkpoint", &c.every_seconds, Bound::kOpen, 0));
+  if (c.every_steps == 0 && c.every_seconds == 0) {
+    return Bad("checkpoint", "needs every_steps or every_seconds");
+  }
+  LATTICE_RETURN_IF_ERROR(GetInt(p, "keep_last", "checkpoint", &c.keep_last, 1));
+  LATTICE_RETURN_IF_ERROR(GetInt(p, "keep_best", "checkpoint", &c.keep_best, 0));
+  LATTICE_RETURN_IF_ERROR(GetString(p, "metric", "checkpoint", &c.metric));
+  if (c.metric.empty()) c.metric = "val_loss";
+  return c;
+}
+
 }  // namespace
 
 StatusOr<JobConfig> ParseJobConfig(const json& config) {
@@ -339,12 +357,16 @@ StatusOr<JobConfig> ParseJobConfig(const json& config) {
     return c;
   }
   if (c.kind == JobKind::kDistill) {
-    LATTICE_RETURN_IF_ERROR(CheckObject(
-        config, "", {"kind", "name", "seed", "dataset", "model", "train", "teacher", "distill"}));
+    LATTICE_RETURN_IF_ERROR(CheckObject(config, "",
+                                        {"kind", "name", "seed", "dataset", "model", "train",
+                                         "teacher", "distill", "checkpoint"}));
     LATTICE_ASSIGN_OR_RETURN(c.distill, ParseDistill(config));
   } else {
-    LATTICE_RETURN_IF_ERROR(
-        CheckObject(config, "", {"kind", "name", "seed", "dataset", "model", "train"}));
+    LATTICE_RETURN_IF_ERROR(CheckObject(
+        config, "", {"kind", "name", "seed", "dataset", "model", "train", "checkpoint"}));
+  }
+  if (const json* p = Find(config, "checkpoint"); p && !p->is_null()) {
+    LATTICE_ASSIGN_OR_RETURN(c.checkpoints, ParseCheckpointPolicy(*p));
   }
   const json* dataset = Find(config, "dataset");
   if (!dataset) return Bad("dataset", "required");

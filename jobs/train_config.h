@@ -49,6 +49,8 @@
 //                           fed the rows as loaded (after dataset.scale, before
 //                           standardisation); its output [B, classes] are the logits
 //     distill: {temperature: > 0 = 4, alpha: [0, 1] = 0.5}
+//   checkpoint (train, distill; optional): {every_steps: >=1, every_seconds: >0 (at least one
+//     of them), keep_last: >=1 = 2, keep_best: >=0 = 0, metric: string = val_loss}
 //       loss = alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))
 #pragma once
 
@@ -145,6 +147,16 @@ struct TrainConfig {
   std::optional<LrScheduleConfig> schedule;  // unset: constant lr
 };
 
+// When a train / distill run writes step checkpoints (top-level "checkpoint" key). The
+// keep_* fields are the coordinator's retention policy; jobs only check them.
+struct CheckpointPolicy {
+  int64_t every_steps = 0;     // after every N optimizer steps; 0 = not by steps
+  double every_seconds = 0;    // after a step once this much time passed; 0 = not by time
+  int64_t keep_last = 2;       // the newest N are kept
+  int64_t keep_best = 0;       // plus the best N by `metric`
+  std::string metric = "val_loss";  // lower is better for *loss*, higher otherwise
+};
+
 struct EmbedConfig;  // jobs/embed_config.h
 
 // The frozen teacher of a distill job (eval mode, no autograd).
@@ -170,6 +182,7 @@ struct JobConfig {
   ModelConfig model;      // train, distill (the student)
   TrainConfig train;      // train only
   std::optional<DistillConfig> distill;  // distill only (then dataset/model/train as train)
+  std::optional<CheckpointPolicy> checkpoints;  // train, distill: step checkpoints
   std::shared_ptr<const EmbedConfig> embed;  // embed only (set iff kind == kEmbed)
 };
 

@@ -4,8 +4,12 @@
 
 #include <torch/torch.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <chrono>
 #include <cmath>
+#include <mutex>
+#include <sstream>
 #include <limits>
 #include <random>
 #include <thread>
@@ -22,6 +26,10 @@ namespace lattice::jobs {
 namespace {
 
 namespace F = torch::nn::functional;
+
+// Archive keys of a step checkpoint's state beyond the model (jobs/checkpoint.h).
+constexpr char kOrderKey[] = "resume.order";         // the epoch's shuffled row order
+constexpr char kTorchRngKey[] = "resume.torch_rng";  // the CPU generator (dropout)
 
 // Training and validation tensors, ready for the loop.
 struct PreparedData {
@@ -175,6 +183,24 @@ class Progress {
     (*m)["best_epoch"] = best_epoch_;
   }
 
+  // For step checkpoints (an infinite best_val_loss, before any epoch, is null).
+  nlohmann::json ToJson() const {
+    return {{"best_val_accuracy", best_val_accuracy_},
+            {"best_val_loss", std::isfinite(best_val_loss_) ? nlohmann::json(best_val_loss_)
+                                                            : nlohmann::json()},
+            {"best_score", best_score_},
+            {"best_epoch", best_epoch_},
+            {"stale", stale_}};
+  }
+  void Restore(const nlohmann::json& j) {
+    best_val_accuracy_ = j.at("best_val_accuracy").get<double>();
+    best_val_loss_ = j.at("best_val_loss").is_null() ? std::numeric_limits<double>::infinity()
+                                                     : j.at("best_val_loss").get<double>();
+    best_score_ = j.at("best_score").get<double>();
+    best_epoch_ = j.at("best_epoch").get<int>();
+    stale_ = j.at("stale").get<int64_t>();
+  }
+
  private:
   std::optional<EarlyStoppingConfig> es_;
   double best_val_accuracy_ = 0;
@@ -228,10 +254,19 @@ class Trainer {
         cfg.train.epochs * static_cast<int64_t>(batches_.size()));
   }
 
+  // Continues the run a step checkpoint of the same config was taken from (train.epochs
+  // may differ: a resumed run may be longer). Call before Run().
+  Status Restore(const std::string& blob);
+
   StatusOr<JobResult> Run();
 
  private:
   StatusOr<double> TrainEpoch(int epoch);
+  // Whether the checkpoint policy says "now", after an optimizer step.
+  bool CheckpointDue();
+  // The whole state in the middle of `epoch`, before batch `next_batch` (== batches_.size():
+  // the epoch's batches are done, its evaluation not).
+  std::string Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t seen);
   // distill: alpha * hard + (1 - alpha) * T^2 * KL(teacher || student) at temperature T.
   torch::Tensor DistillLoss(const torch::Tensor& hard, const torch::Tensor& student,
                             const torch::Tensor& teacher) const;
@@ -248,6 +283,17 @@ class Trainer {
   std::unique_ptr<internal::FlatOptimizer> optimizer_;
   std::unique_ptr<internal::LrSchedule> schedule_;
   double last_lr_ = 0;  // lr of the latest optimizer step: the per-epoch metric "lr"
+  Progress progress_{cfg_.train.early_stopping};
+  std::map<std::string, double> last_;  // the latest epoch's metrics
+  // Where Run starts (1, 0 for a fresh run; from the checkpoint when restored), and the
+  // epoch loss accumulated before the checkpoint's batch.
+  int start_epoch_ = 1;
+  size_t start_batch_ = 0;
+  double carried_loss_sum_ = 0;
+  int64_t carried_seen_ = 0;
+  bool order_restored_ = false;  // order_ is the restored epoch's shuffle: do not reshuffle
+  int64_t last_checkpoint_step_ = 0;
+  std::chrono::steady_clock::time_point last_checkpoint_time_ = std::chrono::steady_clock::now();
   F::CrossEntropyFuncOptions loss_options_;
   std::vector<int64_t> order_;
   torch::Tensor perm_, x_epoch_, y_epoch_, t_epoch_;  // reused every epoch
@@ -258,17 +304,20 @@ class Trainer {
 // One pass over the shuffled training rows; returns the mean batch loss.
 StatusOr<double> Trainer::TrainEpoch(int epoch) {
   const int64_t n = static_cast<int64_t>(order_.size());
-  for (int64_t i = n - 1; i > 0; --i) {  // Fisher-Yates, platform-independent
-    std::swap(order_[i], order_[rng_() % static_cast<uint64_t>(i + 1)]);
+  const bool resumed = order_restored_ && epoch == start_epoch_;
+  if (!resumed) {
+    for (int64_t i = n - 1; i > 0; --i) {  // Fisher-Yates, platform-independent
+      std::swap(order_[i], order_[rng_() % static_cast<uint64_t>(i + 1)]);
+    }
   }
   std::memcpy(perm_.data_ptr<int64_t>(), order_.data(), order_.size() * sizeof(int64_t));
   const torch::Tensor perm = perm_.to(device_);  // perm_ itself on the CPU
   torch::index_select_out(x_epoch_, data_.x_train, 0, perm);
   torch::index_select_out(y_epoch_, data_.y_train, 0, perm);
   if (teacher_) torch::index_select_out(t_epoch_, teacher_->train, 0, perm);
-  double loss_sum = 0;
-  int64_t seen = 0;
-  for (size_t b = 0; b < batches_.size(); ++b) {
+  double loss_sum = resumed ? carried_loss_sum_ : 0;
+  int64_t seen = resumed ? carried_seen_ : 0;
+  for (size_t b = resumed ? start_batch_ : 0; b < batches_.size(); ++b) {
     const auto& [xb, yb] = batches_[b];
     if (ctx_.cancelled && ctx_.cancelled()) {
       return Status::Cancelled("cancelled in epoch " + std::to_string(epoch));
@@ -291,6 +340,9 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
     schedule_->OnStep();
     loss_sum += value * static_cast<double>(len);
     seen += len;
+    if (CheckpointDue() && ctx_.on_checkpoint) {
+      ctx_.on_checkpoint(Snapshot(epoch, b + 1, loss_sum, seen), optimizer_->steps(), epoch);
+    }
   }
   return seen > 0 ? loss_sum / static_cast<double>(seen) : 0.0;
 }
@@ -306,11 +358,131 @@ torch::Tensor Trainer::DistillLoss(const torch::Tensor& hard, const torch::Tenso
   return alpha * hard + (1.0 - alpha) * t * t * kl;
 }
 
+bool Trainer::CheckpointDue() {
+  if (!cfg_.checkpoints) return false;
+  const auto now = std::chrono::steady_clock::now();
+  const int64_t steps = optimizer_->steps();
+  const bool by_steps = cfg_.checkpoints->every_steps > 0 &&
+                        steps - last_checkpoint_step_ >= cfg_.checkpoints->every_steps;
+  const bool by_time =
+      cfg_.checkpoints->every_seconds > 0 &&
+      std::chrono::duration<double>(now - last_checkpoint_time_).count() >=
+          cfg_.checkpoints->every_seconds;
+  if (!by_steps && !by_time) return false;
+  last_checkpoint_step_ = steps;
+  last_checkpoint_time_ = now;
+  return true;
+}
+
+std::string Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t seen) {
+  std::ostringstream rng;
+  rng << rng_;
+  CheckpointHeader header;
+  header.config = config_;
+  header.in_dim = data_.x_train.size(1);
+  header.classes = data_.num_classes;
+  header.epochs = epoch - 1;  // completed epochs
+  header.metrics = last_;
+  header.resume = {{"step", optimizer_->steps()},
+                   {"epoch", epoch},
+                   {"batch", next_batch},
+                   {"epoch_loss_sum", loss_sum},
+                   {"epoch_seen", seen},
+                   {"rng", rng.str()},
+                   {"schedule", schedule_->state().ToJson()},
+                   {"last_lr", last_lr_},
+                   {"progress", progress_.ToJson()},
+                   {"last", last_}};
+  torch::Tensor order = torch::from_blob(order_.data(), {static_cast<int64_t>(order_.size())},
+                                         torch::kLong);
+  torch::Tensor torch_rng;
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    torch_rng = gen.get_state();
+  }
+  return internal::EncodeCheckpoint(
+      model_, header, data_.mean, data_.std, [&](torch::serialize::OutputArchive& archive) {
+        optimizer_->Save(archive);
+        archive.write(kOrderKey, order.clone());
+        archive.write(kTorchRngKey, torch_rng);
+      });
+}
+
+Status Trainer::Restore(const std::string& blob) {
+  size_t offset = 0;
+  LATTICE_ASSIGN_OR_RETURN(CheckpointHeader header, ReadCheckpointHeader(blob, &offset));
+  if (header.resume.is_null()) {
+    return Status::InvalidArgument("resume: the checkpoint is a final one, not a step checkpoint");
+  }
+  // The same run, except that it may be given more (or fewer) epochs.
+  nlohmann::json theirs = header.config, ours = config_;
+  for (nlohmann::json* c : {&theirs, &ours}) {
+    if (c->contains("train")) (*c)["train"].erase("epochs");
+  }
+  if (theirs != ours) {
+    return Status::FailedPrecondition("resume: the checkpoint was written by a different config");
+  }
+  try {
+    const nlohmann::json& r = header.resume;
+    torch::serialize::InputArchive archive;
+    archive.load_from(blob.data() + offset, blob.size() - offset);
+    {
+      // Loaded into a twin, then copied in place: Module::load may replace a parameter's
+      // storage, and ours must keep aliasing the flat buffer the optimizer updates.
+      torch::nn::Sequential twin =
+          internal::BuildModel(cfg_.model, data_.x_train.size(1), data_.num_classes);
+      twin->load(archive);
+      torch::NoGradGuard no_grad;
+      auto dst = model_->parameters(), src = twin->parameters();
+      for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(src[i]);
+      auto dst_buffers = model_->buffers(), src_buffers = twin->buffers();
+      for (size_t i = 0; i < dst_buffers.size(); ++i) dst_buffers[i].copy_(src_buffers[i]);
+    }
+    LATTICE_RETURN_IF_ERROR(optimizer_->Load(archive));
+    torch::Tensor order, torch_rng;
+    archive.read(kOrderKey, order);
+    archive.read(kTorchRngKey, torch_rng);
+    if (order.numel() != static_cast<int64_t>(order_.size())) {
+      return Status::FailedPrecondition("resume: the checkpoint's data order has " +
+                                        std::to_string(order.numel()) + " rows, the run has " +
+                                        std::to_string(order_.size()));
+    }
+    std::memcpy(order_.data(), order.data_ptr<int64_t>(), order_.size() * sizeof(int64_t));
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(torch_rng);
+    }
+    std::istringstream rng(r.at("rng").get<std::string>());
+    rng >> rng_;
+    LATTICE_ASSIGN_OR_RETURN(internal::LrScheduleState schedule,
+                             internal::LrScheduleState::FromJson(r.at("schedule")));
+    LATTICE_RETURN_IF_ERROR(schedule_->Restore(schedule));
+    last_lr_ = r.at("last_lr").get<double>();
+    progress_.Restore(r.at("progress"));
+    last_ = r.at("last").get<std::map<std::string, double>>();
+    start_epoch_ = r.at("epoch").get<int>();
+    start_batch_ = r.at("batch").get<size_t>();
+    carried_loss_sum_ = r.at("epoch_loss_sum").get<double>();
+    carried_seen_ = r.at("epoch_seen").get<int64_t>();
+    last_checkpoint_step_ = optimizer_->steps();
+    order_restored_ = true;
+    if (start_batch_ > batches_.size()) {
+      return Status::FailedPrecondition("resume: batch " + std::to_string(start_batch_) +
+                                        " is past the epoch's " + std::to_string(batches_.size()));
+    }
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string("resume: bad step checkpoint: ") + e.what());
+  }
+  return Status::Ok();
+}
+
 StatusOr<JobResult> Trainer::Run() {
   JobResult result;
-  Progress progress(cfg_.train.early_stopping);
+  Progress& progress = progress_;
   model_->train();
-  std::map<std::string, double> last;
+  std::map<std::string, double>& last = last_;
   std::map<std::string, double> teacher_metrics;
   if (teacher_) {
     EvalResult t = EvaluateLogits(teacher_->val, data_.y_val);
@@ -321,8 +493,9 @@ StatusOr<JobResult> Trainer::Run() {
                        {"teacher_params", static_cast<double>(teacher_->params)},
                        {"student_params", static_cast<double>(student_params)}};
   }
-  last_lr_ = schedule_->lr();  // reported as is if an epoch had no step at all
-  for (int epoch = 1; epoch <= cfg_.train.epochs; ++epoch) {
+  if (!order_restored_) last_lr_ = schedule_->lr();  // as is if an epoch had no step at all
+  result.epochs_done = start_epoch_ - 1;
+  for (int epoch = start_epoch_; epoch <= cfg_.train.epochs; ++epoch) {
     LATTICE_ASSIGN_OR_RETURN(double train_loss, TrainEpoch(epoch));
     EvalResult eval = Evaluate(model_, data_.x_val, data_.y_val,
                                teacher_ ? teacher_->val : torch::Tensor());
@@ -383,6 +556,7 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
   // starts exactly as the same model would in a train job.
   torch::manual_seed(cfg.seed);
   Trainer trainer(cfg, config, std::move(prepared), device, std::move(teacher), ctx);
+  if (ctx.resume_from != nullptr) LATTICE_RETURN_IF_ERROR(trainer.Restore(*ctx.resume_from));
   // `data` stays alive until here: prepared tensors may alias it.
   return trainer.Run();
 }

@@ -27,7 +27,7 @@ using OrderedJson = nlohmann::ordered_json;
 // (sleep_ms is the noop kind's one setting.)
 const char* const kJobKeys[] = {"kind",      "seed",    "dataset", "model",   "train",
                                 "sleep_ms",  "encoder", "corpus",  "pooling", "normalize",
-                                "batch_size", "teacher", "distill"};
+                                "batch_size", "teacher", "distill", "checkpoint"};
 const char* const kSchedulerKeys[] = {"name", "search", "max_concurrent_trials", "max_attempts",
                                       "resources", "shard_size", "index"};
 const char* const kSearchKeys[] = {"method", "metric", "parameters", "seed", "max_trials"};

@@ -52,6 +52,29 @@ FlatOptimizerOptions FlatOptimizerOptions::FromTrainConfig(const TrainConfig& t)
   return o;
 }
 
+void FlatOptimizer::Save(torch::serialize::OutputArchive& archive) const {
+  archive.write("optimizer.step", torch::tensor({step_}, torch::kLong));
+  archive.write("optimizer.exp_avg", exp_avg_);
+  if (exp_avg_sq_.defined()) archive.write("optimizer.exp_avg_sq", exp_avg_sq_);
+}
+
+Status FlatOptimizer::Load(torch::serialize::InputArchive& archive) {
+  torch::Tensor step, exp_avg, exp_avg_sq;
+  archive.read("optimizer.step", step);
+  archive.read("optimizer.exp_avg", exp_avg);
+  if (exp_avg.numel() != exp_avg_.numel()) {
+    return Status::FailedPrecondition("optimizer state has " + std::to_string(exp_avg.numel()) +
+                                      " values, the model " + std::to_string(exp_avg_.numel()));
+  }
+  if (exp_avg_sq_.defined()) {
+    archive.read("optimizer.exp_avg_sq", exp_avg_sq);
+    exp_avg_sq_.copy_(exp_avg_sq);
+  }
+  exp_avg_.copy_(exp_avg);
+  step_ = step.item<int64_t>();
+  return Status::Ok();
+}
+
 FlatOptimizer::FlatOptimizer(FlatParameters& flat, FlatOptimizerOptions options)
     : flat_(flat), options_(options) {
   exp_avg_ = torch::zeros_like(flat_.params());

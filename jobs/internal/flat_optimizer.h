@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/status.h"
 #include "jobs/train_config.h"
 
 namespace lattice::jobs::internal {
@@ -85,6 +86,11 @@ class FlatOptimizer {
   void Step();
   void ZeroGrad() { flat_.ZeroGrad(); }
   int64_t steps() const { return step_; }
+
+  // The optimizer's state for a step checkpoint: the step count and the moment buffers
+  // (archive keys "optimizer.*"). Load checks that the buffers fit this optimizer.
+  void Save(torch::serialize::OutputArchive& archive) const;
+  Status Load(torch::serialize::InputArchive& archive);
 
   // The learning rate of the following Step()s; a schedule sets it before every step. As
   // with a torch optimizer's param-group lr, AdamW's decoupled decay (p *= 1 - lr * wd)

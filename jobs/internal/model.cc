@@ -34,14 +34,17 @@ torch::nn::Sequential BuildModel(const ModelConfig& m, int64_t in, int64_t out) 
   return seq;
 }
 
-std::string EncodeCheckpoint(torch::nn::Sequential& model, const CheckpointHeader& header,
-                             const torch::Tensor& input_mean, const torch::Tensor& input_std) {
+std::string EncodeCheckpoint(
+    torch::nn::Sequential& model, const CheckpointHeader& header, const torch::Tensor& input_mean,
+    const torch::Tensor& input_std,
+    const std::function<void(torch::serialize::OutputArchive&)>& extra) {
   torch::serialize::OutputArchive archive;
   model->save(archive);
   if (input_mean.defined()) {
     archive.write(kMeanKey, input_mean.contiguous());
     archive.write(kStdKey, input_std.contiguous());
   }
+  if (extra) extra(archive);
   std::ostringstream out;
   out << header.ToJson().dump() << '\n';
   archive.save_to(out);

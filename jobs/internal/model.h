@@ -2,6 +2,7 @@
 // includes LibTorch). The checkpoint format is described in jobs/checkpoint.h.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,8 +20,11 @@ torch::nn::Sequential BuildModel(const ModelConfig& m, int64_t in, int64_t out);
 
 // Serialises `model`'s parameters and buffers (and the standardisation tensors, when
 // defined) behind `header`. Throws c10::Error on LibTorch failures.
-std::string EncodeCheckpoint(torch::nn::Sequential& model, const CheckpointHeader& header,
-                             const torch::Tensor& input_mean, const torch::Tensor& input_std);
+// `extra`, when given, adds more entries to the archive (a step checkpoint's state).
+std::string EncodeCheckpoint(
+    torch::nn::Sequential& model, const CheckpointHeader& header, const torch::Tensor& input_mean,
+    const torch::Tensor& input_std,
+    const std::function<void(torch::serialize::OutputArchive&)>& extra = {});
 
 // A checkpoint loaded for inference (eval mode).
 class CheckpointModel {

@@ -1,12 +1,14 @@
 // The `lattice` command: `lattice cluster` runs a cluster under mpirun; `lattice
 // serve-index` a read-only index server (also its own MPI-free binary, index/main.cc);
-// every other subcommand is a client of the coordinator's HTTP API (see cli/commands.h).
+// every other subcommand is a client of the coordinator's HTTP API (see cli/commands.h,
+// cli/index_commands.h, cli/checkpoint_commands.h).
 #include <csignal>
 #include <cstdio>
 
 #include <CLI/CLI.hpp>
 #include <mpi.h>
 
+#include "cli/checkpoint_commands.h"
 #include "cli/commands.h"
 #include "cli/index_commands.h"
 #include "control/mpi_channel.h"
@@ -85,6 +87,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;  // set by the client subcommand that runs during parsing
   lattice::cli::RegisterClientCommands(app, &exit_code);
   lattice::cli::RegisterIndexCommands(app, &exit_code);
+  lattice::cli::RegisterCheckpointCommands(app, &exit_code);
 
   CLI11_PARSE(app, argc, argv);
   if (cluster->parsed()) return RunCluster(cluster_options);

@@ -13,9 +13,11 @@
 // The archive holds the network's parameters and buffers under Sequential's names ("0.weight",
 // "1.running_mean", ...) and, when the trial standardised its input, "input.mean" and
 // "input.std" (fitted on the trial's training split). Python reads the archive with
-// torch.jit.load(io.BytesIO(blob[blob.index(b"\n") + 1:])) (checked with Debian's
-// python3-torch 1.13: named_parameters() gives "0.weight", "0.bias", ...). The final weights are saved, i.e.
-// those of the last epoch run (with early stopping: the epoch that stopped it).
+// torch.jit.load(io.BytesIO(blob[blob.index(b"\n") + 1:])), or torch.jit.load(path) on the
+// file `lattice checkpoint download` writes (checked with Debian's python3-torch 1.13:
+// named_parameters() gives "0.weight", "0.bias", ..., and "input.mean"/"input.std", which
+// the archive stores as parameters; buffers are in named_buffers()). The final weights are
+// saved, i.e. those of the last epoch run (with early stopping: the epoch that stopped it).
 #pragma once
 
 #include <cstdint>

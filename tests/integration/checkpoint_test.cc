@@ -1,11 +1,14 @@
 // Integration test of train checkpoints as embed encoders on a real `mpirun -np 3` cluster:
 // a train sweep stores each trial's final weights with its completion; after a restart an
 // embed sweep with encoder {type: trial} embeds Fashion-MNIST test images through the best
-// trial's model, and the published index records which trial and checkpoint built it.
+// trial's model, and the published index records which trial and checkpoint built it. The
+// `lattice checkpoint download` / `lattice checkpoints` commands run as a user would run them,
+// and Debian's python3-torch loads the downloaded file.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <string>
 
 #include "jobs/dataset.h"
@@ -65,6 +68,90 @@ TEST_F(CheckpointEncoderTest, BestTrialEmbedsTestImagesWithLineage) {
       << download->body.substr(0, 80);
   json missing = Call("GET", "/v1/trials/s1-t9/checkpoint", "", 404);
   EXPECT_NE(missing.dump().find("not found"), std::string::npos) << missing.dump();
+
+  // `lattice checkpoint download` splits it: Debian's python3-torch loads the archive file
+  // as is, and its parameters are the header's model.
+  const std::string cli = testutil::LatticeBinary();
+  const std::string data_dir = " --data-dir " + DataDir();
+  const std::string pt = dir_.Join("best.pt");
+  std::string output;
+  ASSERT_EQ(testutil::RunCommand(cli + " checkpoint download " + best_id + " -o " + pt + data_dir,
+                                 &output),
+            0)
+      << output;
+  const std::string archive = download->body.substr(download->body.find('\n') + 1);
+  EXPECT_EQ(output.rfind("wrote " + pt + " (" + std::to_string(archive.size()) + " bytes", 0), 0u)
+      << output;
+  EXPECT_EQ(testutil::ReadFile(pt), archive) << "the file is the stored bytes after the header";
+  const json header = json::parse(testutil::ReadFile(pt + ".json"), nullptr, false);
+  ASSERT_TRUE(header.is_object()) << testutil::ReadFile(pt + ".json");
+  EXPECT_EQ(header["metrics"]["val_accuracy"], val_accuracy);
+  // Parameters of the header's MLP: a Linear (in * out + out) per hidden width, then the
+  // output Linear; batchnorm would add a scale and a shift per hidden unit.
+  const json& model = header.at("config").at("model");
+  const json& width_spec = model.at("hidden");
+  const json widths = width_spec.is_array() ? width_spec : json::array({width_spec});
+  const bool batchnorm = model.value("batchnorm", false);
+  int64_t in = header["in_dim"], expected_params = 0;
+  for (const json& w : widths) {
+    const int64_t width = w.get<int64_t>();
+    expected_params += in * width + width + (batchnorm ? 2 * width : 0);
+    in = width;
+  }
+  expected_params += in * header["classes"].get<int64_t>() + header["classes"].get<int64_t>();
+  EXPECT_EQ(expected_params, 784 * 64 + 64 + 64 * 10 + 10) << header.dump(2);
+  {
+    std::ofstream script(dir_.Join("load.py"));
+    script << "import sys, torch\n"
+              "m = torch.jit.load(sys.argv[1])\n"
+              "params = dict(m.named_parameters())\n"
+              "assert list(params['0.weight'].shape) == [int(sys.argv[2]), 784], "
+              "params['0.weight'].shape\n"
+              "# input.mean / input.std: the trial's input standardisation, not network weights\n"
+              "print('params', sum(p.numel() for k, p in params.items() "
+              "if not k.startswith('input.')))\n"
+              "print('input', params['input.mean'].numel(), params['input.std'].numel())\n"
+              "# The README's recipe: the weights load into the same nn.Sequential (strict).\n"
+              "h = int(sys.argv[2])\n"
+              "net = torch.nn.Sequential(torch.nn.Linear(784, h), torch.nn.ReLU(), "
+              "torch.nn.Linear(h, 10))\n"
+              "net.load_state_dict({k: v for k, v in m.state_dict().items() "
+              "if not k.startswith('input.')})\n"
+              "print('loaded', net(torch.zeros(2, 784)).shape[1])\n";
+  }
+  ASSERT_EQ(testutil::RunCommand("/usr/bin/python3 " + dir_.Join("load.py") + " " + pt + " " +
+                                     std::to_string(widths[0].get<int64_t>()),
+                                 &output),
+            0)
+      << output;
+  EXPECT_NE(output.find("params " + std::to_string(expected_params) + "\n"), std::string::npos)
+      << output;
+  EXPECT_NE(output.find("input 784 784\n"), std::string::npos) << output;
+  EXPECT_NE(output.find("loaded 10\n"), std::string::npos) << output;
+
+  // `lattice checkpoints`: one final row whose BYTES is the stored size (header line and
+  // archive), i.e. the trial's checkpoint_bytes and the size of the route's download.
+  ASSERT_EQ(testutil::RunCommand(cli + " checkpoints " + best_id + " --format json" + data_dir,
+                                 &output),
+            0)
+      << output;
+  const json rows = json::parse(output, nullptr, false);
+  ASSERT_TRUE(rows.is_array() && rows.size() == 1) << output;
+  EXPECT_EQ(rows[0]["kind"], "final");
+  EXPECT_EQ(rows[0]["bytes"], best["checkpoint_bytes"]);
+  EXPECT_EQ(rows[0]["bytes"].get<int64_t>(), static_cast<int64_t>(download->body.size()));
+  EXPECT_EQ(rows[0]["epoch"], best["epochs_done"]);
+  EXPECT_EQ(rows[0]["val_accuracy"], val_accuracy);
+
+  // No such trial: non-zero exit, the server's reason, no file.
+  EXPECT_NE(testutil::RunCommand(cli + " checkpoint download s1-t9 -o " + dir_.Join("none.pt") +
+                                     data_dir,
+                                 &output),
+            0);
+  EXPECT_NE(output.find("error: cannot download the checkpoint of s1-t9: "), std::string::npos)
+      << output;
+  EXPECT_NE(output.find("not found"), std::string::npos) << output;
+  EXPECT_FALSE(std::ifstream(dir_.Join("none.pt")).good());
 
   // Checkpoints are durable: a restarted cluster still embeds with them.
   cluster_->Stop();
@@ -147,6 +234,23 @@ TEST_F(CheckpointEncoderTest, BadTrialReferencesAreRejectedAtSubmit) {
         << err.dump();
   }
   EXPECT_EQ(Call("GET", "/v1/sweeps")["sweeps"].size(), 1u) << "nothing stored on error";
+
+  // A trial that ran but keeps no checkpoint: the CLI shows the coordinator's reason.
+  std::string output;
+  EXPECT_EQ(testutil::RunCommand(testutil::LatticeBinary() + " checkpoint download " + noop_trial +
+                                     " -o " + dir_.Join("n.pt") + " --data-dir " + DataDir(),
+                                 &output),
+            1);
+  EXPECT_NE(output.find("error: cannot download the checkpoint of " + noop_trial + ": trial " +
+                        noop_trial + " (completed) has no checkpoint"),
+            std::string::npos)
+      << output;
+  EXPECT_EQ(testutil::RunCommand(testutil::LatticeBinary() + " checkpoints " + noop_trial +
+                                     " --format json --data-dir " + DataDir(),
+                                 &output),
+            0)
+      << output;
+  EXPECT_EQ(json::parse(output, nullptr, false), json::array()) << output;
 }
 
 }  // namespace

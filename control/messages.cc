@@ -50,7 +50,8 @@ json Encode(const VectorsMsg& m) {
 }
 
 json Encode(const CheckpointMsg& m) {
-  return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"bytes", m.bytes.size()}};
+  return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"step", m.step},
+          {"bytes", m.bytes.size()}};
 }
 
 std::string EncodePayload(const Message& m) {
@@ -106,7 +107,8 @@ StatusOr<Message> DecodeCheckpoint(const std::string& payload) {
     return Status::InvalidArgument("checkpoint message: " + std::to_string(bytes) +
                                    " payload bytes, header says " + j.at("bytes").dump());
   }
-  return Message(CheckpointMsg{id, j.at("attempt").get<int>(), payload.substr(nl + 1)});
+  return Message(CheckpointMsg{id, j.at("attempt").get<int>(), payload.substr(nl + 1),
+                               j.value("step", int64_t{0})});
 }
 
 StatusOr<Message> Decode(MessageType type, const json& j) {

@@ -103,14 +103,21 @@ struct VectorsMsg {
   std::vector<std::string> metadata;
 };
 
-// The final weights of a train trial (jobs/checkpoint.h). Worker -> coordinator: sent just
-// before the attempt's Result. Coordinator -> worker: the stored checkpoint of `trial`,
-// sent once per worker before the first Assign whose encoder is {type: trial}; the worker
-// keeps it for the rest of its life (attempt is 0). Encoded as a JSON header line + the bytes.
+// A checkpoint (jobs/checkpoint.h). Encoded as a JSON header line + the bytes.
+//   step == 0, worker -> coordinator: the final weights of a train / distill attempt, sent
+//     just before its Result.
+//   step > 0, worker -> coordinator: a step checkpoint of the running attempt (after
+//     `step` optimizer steps), stored at once.
+//   step == 0, coordinator -> worker: the stored final checkpoint of `trial`, sent once per
+//     worker before the first Assign that uses it as an encoder or teacher; the worker keeps
+//     it for the rest of its life (attempt is 0).
+//   step > 0, coordinator -> worker: resume attempt `attempt` of `trial` from this step
+//     checkpoint; sent just before that Assign.
 struct CheckpointMsg {
   TrialId trial;
   int attempt = 0;
   std::string bytes;
+  int64_t step = 0;
 };
 
 using Message = std::variant<RegisterMsg, AssignMsg, ProgressMsg, ResultMsg, HeartbeatMsg,

@@ -167,7 +167,7 @@ class Coordinator {
   void OnResult(WorkerRank rank, const ResultMsg& m, Pending& p);
   void OnHeartbeat(WorkerRank rank, const HeartbeatMsg& m, Pending& p);
   void OnVectors(WorkerRank rank, VectorsMsg& m);
-  void OnCheckpoint(WorkerRank rank, CheckpointMsg& m);
+  void OnCheckpoint(WorkerRank rank, CheckpointMsg& m, Pending& p);
   // Whether a message about (trial, attempt) from `rank` belongs to the attempt running
   // there now (anything else is a stale report of an attempt already given up on).
   bool IsCurrentAttempt(WorkerRank rank, const TrialId& trial, int attempt) const;
@@ -176,6 +176,18 @@ class Coordinator {
   // Before assigning an embed shard whose encoder is a trial's checkpoint: queue the
   // checkpoint for the worker unless it already has it.
   void SendCheckpointIfNeeded(WorkerRank rank, const TrialRecord& t, Pending& p);
+  // A step checkpoint of a running attempt: stored at once, with retention's deletions in
+  // the same batch (keep_last newest + keep_best best by the policy's metric).
+  void StoreStepCheckpoint(const TrialRecord& t, CheckpointMsg& m, Pending& p);
+  // Before assigning an attempt of a trial that has step checkpoints: queue the latest for
+  // the worker, which resumes from it.
+  void SendResumeIfAny(WorkerRank rank, const TrialRecord& t, Pending& p);
+  struct StepCheckpoint {
+    int64_t step = 0;
+    double metric = 0;  // the policy's metric at that point; NaN when it had none yet
+  };
+  // The stored step checkpoints of `trial`, ascending (loaded from the store on first use).
+  std::vector<StepCheckpoint>& StepCheckpoints(const TrialId& trial);
   // Embed shard done: its vectors go into the same batch as its completion.
   Status StoreVectors(const TrialRecord& t, int attempt, Pending& p);
   // All shards of an embed sweep are done: build its index in the background.
@@ -215,6 +227,8 @@ class Coordinator {
   std::map<std::pair<TrialId, int>, VectorsMsg> vector_blocks_;
   // Checkpoints of train attempts whose Result has not arrived yet, by (trial, attempt).
   std::map<std::pair<TrialId, int>, std::string> checkpoint_blobs_;
+  // Step checkpoints per trial of the active sweeps (see StepCheckpoints).
+  std::map<TrialId, std::vector<StepCheckpoint>> step_checkpoints_;
   int64_t rss_sampled_ms_ = 0;  // last time the coordinator's RSS gauge was refreshed
   std::chrono::microseconds idle_sleep_{20};  // Run()'s back-off after idle iterations
 

@@ -1,5 +1,9 @@
 // Coordinator: embed sweeps — shard vectors and the index build that ends the sweep.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+
+#include "jobs/checkpoint.h"
 
 #include "scheduler/coordinator.h"
 #include "store/checkpoint_store.h"
@@ -13,8 +17,12 @@ void Coordinator::OnVectors(WorkerRank rank, VectorsMsg& m) {
   vector_blocks_[key] = std::move(m);
 }
 
-void Coordinator::OnCheckpoint(WorkerRank rank, CheckpointMsg& m) {
+void Coordinator::OnCheckpoint(WorkerRank rank, CheckpointMsg& m, Pending& p) {
   if (!IsCurrentAttempt(rank, m.trial, m.attempt)) return;  // stale
+  if (m.step > 0) {
+    StoreStepCheckpoint(trials_.at(m.trial), m, p);
+    return;
+  }
   checkpoint_blobs_[{m.trial, m.attempt}] = std::move(m.bytes);
 }
 
@@ -24,6 +32,93 @@ void Coordinator::StoreCheckpoint(TrialRecord& t, int attempt, Pending& p) {
   t.checkpoint_bytes = static_cast<int64_t>(it->second.size());
   CheckpointStore::PutFinal(p.batch, t.id, std::move(it->second));
   checkpoint_blobs_.erase(it);
+}
+
+std::vector<Coordinator::StepCheckpoint>& Coordinator::StepCheckpoints(const TrialId& trial) {
+  auto it = step_checkpoints_.find(trial);
+  if (it != step_checkpoints_.end()) return it->second;
+  std::vector<StepCheckpoint>& list = step_checkpoints_[trial];
+  CheckpointStore store(store_);
+  auto steps = store.ListSteps(trial);
+  if (!steps.ok()) {
+    std::fprintf(stderr, "coordinator: checkpoints of %s: %s\n", trial.ToString().c_str(),
+                 steps.status().ToString().c_str());
+    return list;
+  }
+  auto found = trials_.find(trial);
+  const std::string metric = found == trials_.end()
+                                 ? std::string("val_loss")
+                                 : found->second.config.value("checkpoint", nlohmann::json::object())
+                                       .value("metric", std::string("val_loss"));
+  for (int64_t step : *steps) {
+    double value = std::nan("");
+    if (auto blob = store.GetStep(trial, step); blob.ok()) {
+      if (auto header = jobs::ReadCheckpointHeader(*blob); header.ok()) {
+        value = header->metrics.value(metric, std::nan(""));
+      }
+    }
+    list.push_back({step, value});
+  }
+  return list;
+}
+
+void Coordinator::StoreStepCheckpoint(const TrialRecord& t, CheckpointMsg& m, Pending& p) {
+  const nlohmann::json policy = t.config.value("checkpoint", nlohmann::json::object());
+  const int64_t keep_last = policy.value("keep_last", int64_t{2});
+  const int64_t keep_best = policy.value("keep_best", int64_t{0});
+  const std::string metric = policy.value("metric", std::string("val_loss"));
+  const bool lower_is_better = metric.find("loss") != std::string::npos;
+  double value = std::nan("");
+  if (auto header = jobs::ReadCheckpointHeader(m.bytes); header.ok()) {
+    value = header->metrics.value(metric, std::nan(""));
+  }
+  std::vector<StepCheckpoint>& list = StepCheckpoints(t.id);
+  list.push_back({m.step, value});
+  CheckpointStore::PutStep(p.batch, t.id, m.step, std::move(m.bytes));
+  // Retention: the newest keep_last, plus the keep_best best that have a metric value.
+  std::vector<size_t> by_metric;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (!std::isnan(list[i].metric)) by_metric.push_back(i);
+  }
+  std::stable_sort(by_metric.begin(), by_metric.end(), [&](size_t a, size_t b) {
+    return lower_is_better ? list[a].metric < list[b].metric : list[a].metric > list[b].metric;
+  });
+  std::vector<bool> keep(list.size(), false);
+  for (size_t i = list.size() - std::min<size_t>(list.size(), static_cast<size_t>(keep_last));
+       i < list.size(); ++i) {
+    keep[i] = true;
+  }
+  for (size_t i = 0; i < by_metric.size() && i < static_cast<size_t>(keep_best); ++i) {
+    keep[by_metric[i]] = true;
+  }
+  std::vector<StepCheckpoint> kept;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (keep[i]) {
+      kept.push_back(list[i]);
+    } else {
+      CheckpointStore::DeleteStep(p.batch, t.id, list[i].step);
+    }
+  }
+  list = std::move(kept);
+  p.batch.AppendEvent("checkpoint", {{"trial", t.id.ToString()}, {"step", m.step}});
+}
+
+void Coordinator::SendResumeIfAny(WorkerRank rank, const TrialRecord& t, Pending& p) {
+  const std::vector<StepCheckpoint>& list = StepCheckpoints(t.id);
+  if (list.empty()) return;
+  const int64_t step = list.back().step;
+  auto blob = CheckpointStore(store_).GetStep(t.id, step);
+  if (!blob.ok()) {  // the attempt starts from scratch; nothing is lost but time
+    std::fprintf(stderr, "coordinator: trial %s: step checkpoint %lld unreadable (%s): starting over\n",
+                 t.id.ToString().c_str(), static_cast<long long>(step),
+                 blob.status().ToString().c_str());
+    return;
+  }
+  std::fprintf(stderr, "coordinator: trial %s attempt %d resumes from its checkpoint at step %lld\n",
+               t.id.ToString().c_str(), t.attempts, static_cast<long long>(step));
+  p.batch.AppendEvent("trial_resumed",
+                      {{"trial", t.id.ToString()}, {"attempt", t.attempts}, {"step", step}});
+  p.sends.emplace_back(rank, CheckpointMsg{t.id, t.attempts, std::move(blob).value(), step});
 }
 
 void Coordinator::SendCheckpointIfNeeded(WorkerRank rank, const TrialRecord& t, Pending& p) {

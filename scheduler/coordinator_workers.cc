@@ -41,7 +41,7 @@ bool Coordinator::PollWorkers(Pending& p) {
           if constexpr (std::is_same_v<T, ResultMsg>) OnResult(env.source, m, p);
           if constexpr (std::is_same_v<T, HeartbeatMsg>) OnHeartbeat(env.source, m, p);
           if constexpr (std::is_same_v<T, VectorsMsg>) OnVectors(env.source, m);
-          if constexpr (std::is_same_v<T, CheckpointMsg>) OnCheckpoint(env.source, m);
+          if constexpr (std::is_same_v<T, CheckpointMsg>) OnCheckpoint(env.source, m, p);
         },
         polled->value().message);
   }
@@ -193,6 +193,7 @@ bool Coordinator::PlaceTrials(Pending& p) {
     slot.inflight.push_back(Inflight{id, t.attempts});
     slot.view.trial = slot.inflight.front().trial;
     SendCheckpointIfNeeded(*rank, t, p);
+    SendResumeIfAny(*rank, t, p);
     p.sends.emplace_back(*rank, AssignMsg{id, t.attempts, t.config});
     metrics_->trials_dispatched.Increment();
     placed = true;
@@ -254,6 +255,7 @@ Status Coordinator::Transition(TrialRecord& trial, TrialEvent event, WorkerRank 
 }
 
 void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
+  step_checkpoints_.erase(trial.id);  // stored ones stay (retention already applied)
   switch (trial.state) {
     case TrialState::kCompleted: metrics_->trials_completed.Increment(); break;
     case TrialState::kFailed: metrics_->trials_failed.Increment(); break;

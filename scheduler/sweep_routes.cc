@@ -1,5 +1,6 @@
 #include "scheduler/sweep_routes.h"
 
+#include "jobs/checkpoint.h"
 #include "monitoring/metrics.h"
 #include "scheduler/checkpoints.h"
 #include "store/checkpoint_store.h"
@@ -95,6 +96,30 @@ void AddTrialRoutes(Router& r, StateStore* store) {
     auto trial = store->GetTrial(*id);
     if (!trial.ok()) return HttpResponse::FromStatus(trial.status());
     return HttpResponse::Json(200, trial->ToJson());
+  });
+  // The trial's stored checkpoints: its step checkpoints (after retention) and its final one.
+  r.Add("GET", "/v1/trials/{id}/checkpoints", [store, parse](HttpRequest& req) {
+    auto id = parse(req.path_params["id"]);
+    if (!id.ok()) return HttpResponse::FromStatus(id.status());
+    auto trial = store->GetTrial(*id);
+    if (!trial.ok()) return HttpResponse::FromStatus(trial.status());
+    CheckpointStore checkpoints(store);
+    auto steps = checkpoints.ListSteps(*id);
+    if (!steps.ok()) return HttpResponse::FromStatus(steps.status());
+    json out = json::array();
+    auto describe = [&](const std::string& kind, int64_t step, const std::string& blob) {
+      json row = {{"kind", kind}, {"step", step}, {"bytes", blob.size()}};
+      if (auto header = jobs::ReadCheckpointHeader(blob); header.ok()) {
+        row["epochs"] = header->epochs;
+        row["metrics"] = header->metrics;
+      }
+      out.push_back(std::move(row));
+    };
+    for (int64_t step : *steps) {
+      if (auto blob = checkpoints.GetStep(*id, step); blob.ok()) describe("step", step, *blob);
+    }
+    if (auto blob = checkpoints.GetFinal(*id); blob.ok()) describe("final", 0, *blob);
+    return HttpResponse::Json(200, {{"trial", id->ToString()}, {"checkpoints", out}});
   });
   // The stored checkpoint of a completed train trial (format: jobs/checkpoint.h).
   r.Add("GET", "/v1/trials/{id}/checkpoint", [store, parse](HttpRequest& req) {

@@ -6,7 +6,8 @@
 //   GET  /v1/sweeps/{id}/trials
 //   POST /v1/sweeps/{id}/cancel
 //   GET  /v1/trials/{id}[/metrics]
-//   GET  /v1/trials/{id}/checkpoint     the stored checkpoint (application/octet-stream)
+//   GET  /v1/trials/{id}/checkpoints    its step checkpoints (after retention) and final one
+//   GET  /v1/trials/{id}/checkpoint     the stored final checkpoint (application/octet-stream)
 //   GET  /v1/workers
 //   GET  /v1/indexes[/{name}], POST /v1/indexes/{name}/search   see index/routes.h
 //   GET  /metrics                       Prometheus text format

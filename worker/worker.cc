@@ -63,10 +63,17 @@ class TaskRunner {
     pending_.clear();
   }
 
-  // Keeps the checkpoint of `trial` for embed jobs with encoder {type: trial}.
+  // Keeps the checkpoint of `trial` for embed jobs with encoder {type: trial} and distill
+  // jobs with teacher {type: trial}.
   void AddCheckpoint(const TrialId& trial, std::string bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     checkpoints_[trial.ToString()] = std::make_shared<const std::string>(std::move(bytes));
+  }
+
+  // Keeps the step checkpoint that attempt `attempt` of `trial` resumes from.
+  void AddResume(const TrialId& trial, int attempt, std::string bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    resume_[{trial, attempt}] = std::make_shared<const std::string>(std::move(bytes));
   }
 
   std::optional<TrialId> current() {
@@ -115,6 +122,18 @@ class TaskRunner {
       auto it = checkpoints_.find(trial);
       return it == checkpoints_.end() ? nullptr : it->second;
     };
+    ctx.on_checkpoint = [this, &task](std::string bytes, int64_t step, int) {
+      std::lock_guard<std::mutex> lock(mu_);
+      outbox_.push_back(CheckpointMsg{task.trial, task.attempt, std::move(bytes), step});
+    };
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = resume_.find({task.trial, task.attempt});
+      if (it != resume_.end()) {
+        ctx.resume_from = it->second;
+        resume_.erase(it);
+      }
+    }
     ctx.on_epoch = [this, &task](int epoch, const std::map<std::string, double>& metrics) {
       std::lock_guard<std::mutex> lock(mu_);
       outbox_.push_back(ProgressMsg{task.trial, task.attempt, epoch, metrics});
@@ -157,6 +176,8 @@ class TaskRunner {
   // Checkpoints the coordinator sent, by trial id; kept for the worker's life (the
   // coordinator sends each one once per worker).
   std::map<std::string, std::shared_ptr<const std::string>> checkpoints_;
+  // Step checkpoints to resume from, by (trial, attempt); taken when that attempt starts.
+  std::map<std::pair<TrialId, int>, std::shared_ptr<const std::string>> resume_;
   std::atomic<bool> cancel_{false};
   bool quit_ = false;
   std::thread thread_;  // last: starts after the members above exist
@@ -200,7 +221,11 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
       if (auto* assign = std::get_if<AssignMsg>(&m)) {
         runner.Enqueue(std::move(*assign));
       } else if (auto* checkpoint = std::get_if<CheckpointMsg>(&m)) {
-        runner.AddCheckpoint(checkpoint->trial, std::move(checkpoint->bytes));
+        if (checkpoint->step > 0) {
+          runner.AddResume(checkpoint->trial, checkpoint->attempt, std::move(checkpoint->bytes));
+        } else {
+          runner.AddCheckpoint(checkpoint->trial, std::move(checkpoint->bytes));
+        }
       } else if (auto* cancel = std::get_if<CancelMsg>(&m)) {
         runner.Cancel(cancel->trial);
       } else if (std::holds_alternative<ShutdownMsg>(m)) {

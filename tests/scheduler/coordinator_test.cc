@@ -13,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "jobs/checkpoint.h"
 #include "scheduler/sweep_spec.h"
+#include "store/checkpoint_store.h"
 #include "tests/testutil/fake_channel.h"
 #include "tests/testutil/fake_clock.h"
 #include "tests/testutil/testutil.h"
@@ -70,7 +72,11 @@ class CoordinatorTest : public ::testing::Test {
   SweepRecord Submit(const std::string& spec_text) {
     auto spec = scheduler::ParseSweepSpec(spec_text);
     EXPECT_OK(spec);
-    auto future = coordinator_->SubmitAsync(std::move(spec).value());
+    return Submit(std::move(spec).value());
+  }
+
+  SweepRecord Submit(scheduler::SweepSpec spec) {
+    auto future = coordinator_->SubmitAsync(std::move(spec));
     Step();  // commits the sweep and places what fits
     auto result = future.get();
     EXPECT_OK(result);
@@ -415,6 +421,75 @@ TEST_F(CoordinatorTest, CancelStopsRunningTrialsDropsQueuedOnesAndIgnoresTheirLa
   auto second = again.get();
   EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(second.status().message().find("already cancelled"), std::string::npos);
+}
+
+// A step checkpoint with val_loss `loss` (the coordinator reads only the header).
+std::string StepCheckpoint(double loss) {
+  jobs::CheckpointHeader h;
+  h.config = {{"kind", "noop"}};
+  h.in_dim = 1;
+  h.classes = 2;
+  h.metrics = {{"val_loss", loss}};
+  h.resume = {{"step", 1}};
+  return h.ToJson().dump() + "\n" + "archive bytes";
+}
+
+TEST_F(CoordinatorTest, StepCheckpointsAreStoredPrunedAndResumedFrom) {
+  RegisterWorkers(2);
+  // The policy as a train or distill trial's config carries it (noop jobs take none).
+  ASSERT_OK_AND_ASSIGN(scheduler::SweepSpec spec, scheduler::ParseSweepSpec(NoopSpec("ckpt", 1)));
+  spec.trial_configs[0]["checkpoint"] = {{"every_steps", 10}, {"keep_last", 2}, {"keep_best", 1}};
+  SweepRecord sweep = Submit(std::move(spec));
+  auto a = Assigns();
+  ASSERT_EQ(a.size(), 1u);
+  const WorkerRank first = a[0].first;
+  const TrialId trial = a[0].second.trial;
+  // 20 checkpoints; the best val_loss (0.05) is at step 70.
+  for (int64_t i = 1; i <= 20; ++i) {
+    double loss = i == 7 ? 0.05 : 1.0 + 0.01 * static_cast<double>(i);
+    channel_->Deliver(first, CheckpointMsg{trial, 1, StepCheckpoint(loss), i * 10});
+    Step();
+  }
+  CheckpointStore checkpoints(store_.get());
+  ASSERT_OK_AND_ASSIGN(std::vector<int64_t> steps, checkpoints.ListSteps(trial));
+  EXPECT_EQ(steps, (std::vector<int64_t>{70, 190, 200})) << "keep_last 2 + keep_best 1";
+  ASSERT_OK_AND_ASSIGN(auto keys, store_->Scan("checkpoints", ""));
+  EXPECT_EQ(keys.size(), 3u) << "no orphaned checkpoint key";
+
+  // A stale attempt's checkpoint is dropped.
+  channel_->Deliver(first, CheckpointMsg{trial, 7, StepCheckpoint(0.01), 999});
+  Step();
+  ASSERT_OK_AND_ASSIGN(steps, checkpoints.ListSteps(trial));
+  EXPECT_EQ(steps.back(), 200);
+
+  // The worker goes silent: attempt 2 runs elsewhere and resumes from step 200.
+  const WorkerRank other = first == W(1) ? W(2) : W(1);
+  clock_.Advance(std::chrono::milliseconds(kTimeoutMs + 1));
+  channel_->Deliver(other, HeartbeatMsg{});
+  Step();
+  auto sent = channel_->TakeSent();
+  ASSERT_EQ(sent.size(), 2u);
+  auto* resume = std::get_if<CheckpointMsg>(&sent[0].second);
+  ASSERT_NE(resume, nullptr) << "the resume checkpoint goes before the Assign";
+  EXPECT_EQ(sent[0].first, other);
+  EXPECT_EQ(resume->step, 200);
+  EXPECT_EQ(resume->attempt, 2);
+  EXPECT_EQ(resume->bytes, StepCheckpoint(1.20));
+  auto* assign = std::get_if<AssignMsg>(&sent[1].second);
+  ASSERT_NE(assign, nullptr);
+  EXPECT_EQ(assign->attempt, 2);
+
+  // After a restart the stored checkpoints are found again.
+  StartCoordinator();
+  ASSERT_OK(coordinator_->Recover());
+  RegisterWorkers(1);
+  sent = channel_->TakeSent();
+  ASSERT_GE(sent.size(), 2u);
+  resume = std::get_if<CheckpointMsg>(&sent[0].second);
+  ASSERT_NE(resume, nullptr);
+  EXPECT_EQ(resume->step, 200);
+  EXPECT_EQ(resume->attempt, 3);
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kRunning);
 }
 
 TEST_F(CoordinatorTest, StopSendsShutdownToEveryWorkerAndRefusesNewCommands) {

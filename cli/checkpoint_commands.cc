@@ -144,18 +144,21 @@ std::string FormatDownloadSummary(const std::string& trial, const std::string& p
   return line;
 }
 
-std::string FormatCheckpointList(const json& trial, TrialsFormat format) {
-  const std::vector<std::string> header = {"KIND", "EPOCH", "BYTES", "val_accuracy", "val_loss"};
+std::string FormatCheckpointList(const json& trial, const json& checkpoints,
+                                 TrialsFormat format) {
+  const std::vector<std::string> header = {"KIND",  "STEP",         "EPOCH",
+                                           "BYTES", "val_accuracy", "val_loss"};
   std::vector<std::vector<json>> rows;
-  const int64_t bytes = internal::IntField(trial, "checkpoint_bytes", 0);
-  if (bytes > 0) {
-    const json& metrics = trial.is_object() && trial.contains("metrics") ? trial["metrics"]
-                                                                          : json::object();
+  for (const json& c : checkpoints.is_array() ? checkpoints : json::array()) {
+    if (!c.is_object()) continue;
+    const json& metrics = c.contains("metrics") ? c["metrics"] : json::object();
     auto metric = [&metrics](const char* name) {
       return metrics.is_object() && metrics.contains(name) ? metrics[name] : json(nullptr);
     };
-    const json& epoch = trial.contains("epochs_done") ? trial["epochs_done"] : json(nullptr);
-    rows.push_back({"final", epoch, bytes, metric("val_accuracy"), metric("val_loss")});
+    auto field = [&c](const char* name) { return c.contains(name) ? c[name] : json(nullptr); };
+    const bool final = internal::StringField(c, "kind", "") == "final";
+    rows.push_back({field("kind"), final ? json(nullptr) : field("step"), field("epochs"),
+                    field("bytes"), metric("val_accuracy"), metric("val_loss")});
   }
   if (format == TrialsFormat::kJson) {
     json out = json::array();
@@ -189,7 +192,8 @@ std::string FormatCheckpointList(const json& trial, TrialsFormat format) {
     return "trial " + internal::StringField(trial, "id", "?") + " (" +
            internal::StringField(trial, "state", "?") +
            ") has no stored checkpoint: completed train and distill trials keep their final "
-           "weights (unless train.checkpoint: false)\n";
+           "weights (unless train.checkpoint: false), and step checkpoints come with "
+           "checkpoint: {every_steps: N}\n";
   }
   TextTable table(header);
   for (const auto& row : rows) {
@@ -261,10 +265,12 @@ int RunCheckpoints(const ClientOptions& options, const CheckpointsArgs& args, Co
   if (!format.ok()) return PrintError(io, format.status().message(), 1);
   if (Status s = CheckTrialId(args.trial); !s.ok()) return PrintError(io, s.message(), 1);
   auto client = internal::MakeClient(options, "");
-  StatusOr<json> trial = internal::CallJson(
-      *client, "GET", "/v1/trials/" + internal::EncodePathSegment(args.trial), "", "");
+  const std::string target = "/v1/trials/" + internal::EncodePathSegment(args.trial);
+  StatusOr<json> trial = internal::CallJson(*client, "GET", target, "", "");
   if (!trial.ok()) return PrintError(io, trial.status().message(), 1);
-  io.out << FormatCheckpointList(*trial, *format);
+  StatusOr<json> listed = internal::CallJson(*client, "GET", target + "/checkpoints", "", "");
+  if (!listed.ok()) return PrintError(io, listed.status().message(), 1);
+  io.out << FormatCheckpointList(*trial, (*listed)["checkpoints"], *format);
   return 0;
 }
 
@@ -302,7 +308,8 @@ void RegisterCheckpointCommands(CLI::App& app, int* exit_code) {
 
   CLI::App* list = app.add_subcommand(
       "checkpoints",
-      "List a trial's stored checkpoints: KIND EPOCH BYTES val_accuracy val_loss.\n"
+      "List a trial's stored checkpoints (step checkpoints after retention, and the final\n"
+      "one): KIND STEP EPOCH BYTES val_accuracy val_loss.\n"
       "A trial keeps at most its final checkpoint; BYTES is its stored size (header line\n"
       "and archive, as GET /v1/trials/{id}/checkpoint sends it).");
   list->add_option("trial", st->list.trial, "trial id (e.g. s3-t4)")->required();

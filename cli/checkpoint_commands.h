@@ -84,10 +84,12 @@ Status WriteFileAtomically(const std::string& path, std::string_view data);
 std::string FormatDownloadSummary(const std::string& trial, const std::string& path,
                                   size_t archive_bytes, const nlohmann::json& header);
 
-// The rows of `checkpoints` for one trial (GET /v1/trials/{id}): one "final" row when
-// checkpoint_bytes > 0, else none. Columns KIND EPOCH BYTES val_accuracy val_loss; json is
-// an array of {"kind", "epoch", "bytes", "val_accuracy", "val_loss"} objects. An empty table
-// is a sentence saying why there is none.
-std::string FormatCheckpointList(const nlohmann::json& trial, TrialsFormat format);
+// The rows of `checkpoints` for one trial: `checkpoints` is GET /v1/trials/{id}/checkpoints'
+// array ({"kind": "step"|"final", "step", "epochs", "bytes", "metrics"}), `trial` the trial
+// (GET /v1/trials/{id}; names it when there is none). Columns KIND STEP EPOCH BYTES
+// val_accuracy val_loss; json is an array of objects with those keys in lower case. An
+// empty table is a sentence saying why there is none.
+std::string FormatCheckpointList(const nlohmann::json& trial, const nlohmann::json& checkpoints,
+                                 TrialsFormat format);
 
 }  // namespace lattice::cli

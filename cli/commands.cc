@@ -213,6 +213,24 @@ int RunCancel(const ClientOptions& options, const std::string& sweep, CommandIo&
   return 0;
 }
 
+int RunResume(const ClientOptions& options, const ResumeArgs& args, CommandIo& io) {
+  const TokenResult token = ReadToken(options.data_dir);
+  if (!token.ok) return PrintError(io, token.error, 1);
+  auto client = MakeClient(options, token.token);
+  json body = json::object();
+  if (args.from_step > 0) body["from_step"] = args.from_step;
+  if (args.epochs > 0) body["epochs"] = args.epochs;
+  StatusOr<json> sweep =
+      CallJson(*client, "POST", "/v1/trials/" + args.trial + "/resume", body.dump(), "");
+  if (!sweep.ok()) return PrintError(io, sweep.status().message(), 1);
+  io.out << "trial " << args.trial << " resumed "
+         << (args.from_step > 0 ? "from step " + std::to_string(args.from_step)
+                                : std::string("from its latest checkpoint"))
+         << " as a new attempt; sweep " << internal::StringField(*sweep, "id", "?") << " is "
+         << internal::StringField(*sweep, "state", "running") << "\n";
+  return 0;
+}
+
 int RunWorkers(const ClientOptions& options, CommandIo& io) {
   auto client = MakeClient(options, "");
   StatusOr<json> body = CallJson(*client, "GET", "/v1/workers", "", "");
@@ -231,6 +249,7 @@ struct CommandState {
   SubmitArgs submit;
   std::string sweep;  // status / cancel
   TrialsArgs trials;
+  ResumeArgs resume;
 };
 
 template <typename Fn>
@@ -278,6 +297,21 @@ void RegisterClientCommands(CLI::App& app, int* exit_code) {
   AddCommonOptions(cancel, &state->options);
   SetRunner(cancel, exit_code,
             [state](CommandIo& io) { return RunCancel(state->options, state->sweep, io); });
+
+  CLI::App* resume = app.add_subcommand(
+      "resume", "run a finished (completed, failed or cancelled) trial again as a new attempt, "
+                "continuing exactly from one of its step checkpoints");
+  resume->add_option("trial", state->resume.trial, "trial id (e.g. s3-t4)")->required();
+  resume->add_option("--from-step", state->resume.from_step,
+                     "the step checkpoint to continue from (default: the latest; "
+                     "`lattice checkpoints <trial>` lists them)")
+      ->check(CLI::PositiveNumber);
+  resume->add_option("--epochs", state->resume.epochs,
+                     "train this many epochs in all (e.g. more than the spec said)")
+      ->check(CLI::PositiveNumber);
+  AddCommonOptions(resume, &state->options);
+  SetRunner(resume, exit_code,
+            [state](CommandIo& io) { return RunResume(state->options, state->resume, io); });
 
   CLI::App* workers = app.add_subcommand("workers", "list the cluster's workers");
   AddCommonOptions(workers, &state->options);

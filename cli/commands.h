@@ -88,6 +88,14 @@ int RunSubmit(const ClientOptions& options, const SubmitArgs& args, CommandIo& i
 int RunStatus(const ClientOptions& options, const std::string& sweep, CommandIo& io);
 int RunTrials(const ClientOptions& options, const TrialsArgs& args, CommandIo& io);
 int RunCancel(const ClientOptions& options, const std::string& sweep, CommandIo& io);
+
+// `lattice resume <trial> [--from-step N] [--epochs N]` (POST /v1/trials/{id}/resume).
+struct ResumeArgs {
+  std::string trial;
+  int64_t from_step = 0;  // 0: the latest step checkpoint
+  int64_t epochs = 0;     // 0: as the spec said
+};
+int RunResume(const ClientOptions& options, const ResumeArgs& args, CommandIo& io);
 int RunWorkers(const ClientOptions& options, CommandIo& io);
 
 // Adds the submit, status, trials, cancel and workers subcommands (each with --host,

@@ -1,9 +1,11 @@
 #include "scheduler/coordinator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
 #include "scheduler/checkpoints.h"
+#include "store/checkpoint_store.h"
 #include "store/vector_block_store.h"
 
 namespace lattice {
@@ -189,6 +191,16 @@ StatusOr<SweepRecord> Coordinator::Submit(scheduler::SweepSpec spec) {
 
 StatusOr<SweepRecord> Coordinator::Cancel(SweepId id) { return CancelAsync(id).get(); }
 
+std::future<StatusOr<SweepRecord>> Coordinator::ResumeAsync(ResumeRequest request) {
+  auto cmd = std::make_shared<Command>();
+  cmd->resume = std::move(request);
+  return Enqueue(std::move(cmd));
+}
+
+StatusOr<SweepRecord> Coordinator::Resume(ResumeRequest request) {
+  return ResumeAsync(std::move(request)).get();
+}
+
 std::vector<WorkerView> Coordinator::Workers() const {
   std::lock_guard<std::mutex> lock(mu_);
   return worker_views_;
@@ -203,8 +215,9 @@ bool Coordinator::RunCommands(Pending& p) {
     cmds.swap(commands_);
   }
   for (auto& cmd : cmds) {
-    StatusOr<SweepRecord> result =
-        cmd->submit ? DoSubmit(*cmd->submit, p) : DoCancel(*cmd->cancel, p);
+    StatusOr<SweepRecord> result = cmd->submit   ? DoSubmit(*cmd->submit, p)
+                                   : cmd->resume ? DoResume(*cmd->resume, p)
+                                                 : DoCancel(*cmd->cancel, p);
     p.replies.emplace_back(cmd, std::move(result));
   }
   return !cmds.empty();
@@ -278,6 +291,59 @@ StatusOr<SweepRecord> Coordinator::DoCancel(SweepId id, Pending& p) {
   if (sweeps_.count(id)) p.batch.PutSweep(sweeps_.at(id).record);
   result.finished_ms = Now();
   return result;
+}
+
+StatusOr<SweepRecord> Coordinator::DoResume(const ResumeRequest& request, Pending& p) {
+  const TrialId id = request.trial;
+  const std::string name = id.ToString();
+  if (trials_.count(id)) {
+    return Status::FailedPrecondition("trial " + name + " is " +
+                                      TrialStateName(trials_.at(id).state) +
+                                      ": only a finished trial can be resumed");
+  }
+  LATTICE_ASSIGN_OR_RETURN(TrialRecord trial, store_->GetTrial(id));
+  LATTICE_ASSIGN_OR_RETURN(std::vector<int64_t> steps, CheckpointStore(store_).ListSteps(id));
+  if (steps.empty()) {
+    return Status::FailedPrecondition("trial " + name + " has no step checkpoint to resume from "
+                                      "(its spec needs checkpoint: {every_steps: N})");
+  }
+  const int64_t step = request.from_step.value_or(steps.back());
+  if (std::find(steps.begin(), steps.end(), step) == steps.end()) {
+    std::string stored;
+    for (int64_t s : steps) stored += (stored.empty() ? "" : ", ") + std::to_string(s);
+    return Status::FailedPrecondition("trial " + name + ": no checkpoint at step " +
+                                      std::to_string(step) + " (pruned or never written); " +
+                                      "stored steps: " + stored);
+  }
+  if (request.epochs) {
+    if (*request.epochs < 1) return Status::InvalidArgument("epochs: must be >= 1");
+    if (!trial.config.contains("train")) {
+      return Status::InvalidArgument("epochs: trial " + name + " is no train or distill trial");
+    }
+    trial.config["train"]["epochs"] = *request.epochs;
+  }
+  // The sweep runs again until this trial ends (counters from the stored trials).
+  auto active = sweeps_.find(id.sweep);
+  if (active == sweeps_.end()) {
+    LATTICE_ASSIGN_OR_RETURN(SweepRecord sweep, store_->GetSweep(id.sweep));
+    LATTICE_ASSIGN_OR_RETURN(std::vector<TrialRecord> all, store_->ListTrials(id.sweep));
+    ActiveSweep& a = sweeps_[id.sweep];
+    for (const TrialRecord& t : all) a.completed += t.state == TrialState::kCompleted && t.id != id;
+    sweep.state = SweepState::kRunning;
+    sweep.message = "trial " + name + " resumed";
+    sweep.finished_ms = 0;
+    a.record = sweep;
+    active = sweeps_.find(id.sweep);
+    p.batch.PutSweep(sweep);
+  }
+  ++active->second.unfinished;
+  trials_[id] = std::move(trial);
+  LATTICE_RETURN_IF_ERROR(Transition(trials_[id], TrialEvent::kResume, WorkerRank{},
+                                     "resumed from step " + std::to_string(step), p));
+  resume_from_step_[id] = step;
+  step_checkpoints_.erase(id);  // reloaded from the store at the next Assign
+  p.batch.AppendEvent("trial_resume_requested", {{"trial", name}, {"step", step}});
+  return active->second.record;
 }
 
 }  // namespace lattice

@@ -117,6 +117,19 @@ class Coordinator {
   // The same without blocking: the future is ready after the iteration that commits it.
   std::future<StatusOr<SweepRecord>> SubmitAsync(scheduler::SweepSpec spec);
   std::future<StatusOr<SweepRecord>> CancelAsync(SweepId id);
+
+  // `lattice resume`: a finished (completed, failed or cancelled) trial runs again as a new
+  // attempt from one of its step checkpoints: `from_step`, or the latest. `epochs` (> 0)
+  // changes train.epochs (e.g. to train longer). Its sweep runs again until the trial ends.
+  // FailedPrecondition naming what is wrong: a trial that is not finished, one without step
+  // checkpoints, a step that was pruned or never written (the stored ones are listed).
+  struct ResumeRequest {
+    TrialId trial;
+    std::optional<int64_t> from_step;
+    std::optional<int64_t> epochs;
+  };
+  StatusOr<SweepRecord> Resume(ResumeRequest request);
+  std::future<StatusOr<SweepRecord>> ResumeAsync(ResumeRequest request);
   std::vector<WorkerView> Workers() const;
   void RequestStop();
 
@@ -143,6 +156,7 @@ class Coordinator {
   struct Command {
     std::optional<scheduler::SweepSpec> submit;
     std::optional<SweepId> cancel;
+    std::optional<ResumeRequest> resume;
     std::promise<StatusOr<SweepRecord>> done;
   };
   // Side effects that wait for the iteration's commit.
@@ -195,6 +209,7 @@ class Coordinator {
   bool CollectIndexBuilds(Pending& p);
   StatusOr<SweepRecord> DoSubmit(scheduler::SweepSpec& spec, Pending& p);
   StatusOr<SweepRecord> DoCancel(SweepId id, Pending& p);
+  StatusOr<SweepRecord> DoResume(const ResumeRequest& request, Pending& p);
 
   // Applies a state-machine event to a live trial, persists it and keeps the
   // queue / counters / sweep completion in step.
@@ -229,6 +244,8 @@ class Coordinator {
   std::map<std::pair<TrialId, int>, std::string> checkpoint_blobs_;
   // Step checkpoints per trial of the active sweeps (see StepCheckpoints).
   std::map<TrialId, std::vector<StepCheckpoint>> step_checkpoints_;
+  // Trials a user resumed from a chosen step (not the latest): used by their next Assign.
+  std::map<TrialId, int64_t> resume_from_step_;
   int64_t rss_sampled_ms_ = 0;  // last time the coordinator's RSS gauge was refreshed
   std::chrono::microseconds idle_sleep_{20};  // Run()'s back-off after idle iterations
 

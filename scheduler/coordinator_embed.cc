@@ -106,7 +106,11 @@ void Coordinator::StoreStepCheckpoint(const TrialRecord& t, CheckpointMsg& m, Pe
 void Coordinator::SendResumeIfAny(WorkerRank rank, const TrialRecord& t, Pending& p) {
   const std::vector<StepCheckpoint>& list = StepCheckpoints(t.id);
   if (list.empty()) return;
-  const int64_t step = list.back().step;
+  int64_t step = list.back().step;
+  if (auto chosen = resume_from_step_.find(t.id); chosen != resume_from_step_.end()) {
+    step = chosen->second;  // `lattice resume --from-step`
+    resume_from_step_.erase(chosen);
+  }
   auto blob = CheckpointStore(store_).GetStep(t.id, step);
   if (!blob.ok()) {  // the attempt starts from scratch; nothing is lost but time
     std::fprintf(stderr, "coordinator: trial %s: step checkpoint %lld unreadable (%s): starting over\n",

@@ -75,6 +75,33 @@ void AddSweepRoutes(Router& r, Coordinator* coordinator, StateStore* store) {
     for (const auto& t : *trials) out.push_back(t.ToJson());
     return HttpResponse::Json(200, {{"sweep", sweep->ToJson()}, {"trials", out}});
   });
+  // Body (optional): {"from_step": N, "epochs": M}; see Coordinator::Resume.
+  r.Add("POST", "/v1/trials/{id}/resume", [coordinator, store](HttpRequest& req) {
+    auto id = TrialId::Parse(req.path_params["id"]);
+    if (!id) {
+      return HttpResponse::FromStatus(Status::InvalidArgument(
+          "bad trial id '" + req.path_params["id"] + "' (expected e.g. s3-t12)"));
+    }
+    json body = req.body.empty() ? json::object()
+                                 : json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object()) {
+      return HttpResponse::FromStatus(
+          Status::InvalidArgument("resume: body must be a JSON object {from_step, epochs}"));
+    }
+    Coordinator::ResumeRequest request{*id, std::nullopt, std::nullopt};
+    for (const char* key : {"from_step", "epochs"}) {
+      if (!body.contains(key) || body[key].is_null()) continue;
+      if (!body[key].is_number_integer() || body[key].get<int64_t>() < 1) {
+        return HttpResponse::FromStatus(
+            Status::InvalidArgument(std::string(key) + ": must be an integer >= 1"));
+      }
+      (std::string(key) == "from_step" ? request.from_step : request.epochs) =
+          body[key].get<int64_t>();
+    }
+    auto resumed = coordinator->Resume(request);
+    if (!resumed.ok()) return HttpResponse::FromStatus(resumed.status());
+    return SweepResponse(store, *resumed);
+  }, /*mutating=*/true);
   r.Add("POST", "/v1/sweeps/{id}/cancel", [coordinator, store](HttpRequest& req) {
     auto sweep = FindSweep(store, req.path_params["id"]);
     if (!sweep.ok()) return HttpResponse::FromStatus(sweep.status());

@@ -5,6 +5,7 @@
 //   GET  /v1/sweeps[/{id}]              {id} is "s7", "7" or a sweep name (latest)
 //   GET  /v1/sweeps/{id}/trials
 //   POST /v1/sweeps/{id}/cancel
+//   POST /v1/trials/{id}/resume         {"from_step": N, "epochs": M} (both optional)
 //   GET  /v1/trials/{id}[/metrics]
 //   GET  /v1/trials/{id}/checkpoints    its step checkpoints (after retention) and final one
 //   GET  /v1/trials/{id}/checkpoint     the stored final checkpoint (application/octet-stream)

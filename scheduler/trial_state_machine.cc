@@ -19,6 +19,7 @@ TrialState NominalTarget(TrialEvent e) {
       return TrialState::kFailed;
     case TrialEvent::kWorkerLost:
     case TrialEvent::kRecover:
+    case TrialEvent::kResume:
       return TrialState::kQueued;
     case TrialEvent::kCancel:
       return TrialState::kCancelled;
@@ -50,6 +51,8 @@ const char* TrialEventName(TrialEvent e) {
       return "recover";
     case TrialEvent::kCancel:
       return "cancel";
+    case TrialEvent::kResume:
+      return "resume";
   }
   return "unknown";
 }
@@ -77,7 +80,7 @@ bool IsLegalTransition(TrialState from, TrialState to) {
       return to == TrialState::kCompleted || to == TrialState::kFailed ||
              to == TrialState::kQueued || to == TrialState::kCancelled;
     default:
-      return false;  // terminal
+      return to == TrialState::kQueued;  // terminal: only a resume (kResume) moves it
   }
 }
 
@@ -114,6 +117,12 @@ StatusOr<TrialRecord> ApplyTrialEvent(TrialRecord t, TrialEvent e, int max_attem
       if (!running) return Illegal(t, e);
       t.state = TrialState::kQueued;
       t.error = error;
+      return t;
+    case TrialEvent::kResume:
+      if (!IsTerminal(t.state)) return Illegal(t, e);
+      t.state = TrialState::kQueued;
+      t.error.clear();
+      t.finished_ms = 0;
       return t;
     case TrialEvent::kCancel:
       if (!queued && !running) return Illegal(t, e);

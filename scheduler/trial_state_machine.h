@@ -12,10 +12,13 @@
 //   kRecover        running   queued   (coordinator restarted)     error
 //   kCancel         queued,   cancelled                            finished_ms, error (reason)
 //                   running
+//   kResume         completed, queued                              error, finished_ms cleared
+//                   failed,                                        (`lattice resume`: a new
+//                   cancelled                                      attempt from a checkpoint)
 //
 // Anything else is illegal and returns FailedPrecondition
 //   "trial s1-t3: illegal transition completed→running (assign)".
-// Terminal states (completed, failed, cancelled) never change. kWorkerLost and kRecover
+// Terminal states (completed, failed, cancelled) change only by kResume, which a user asks for. kWorkerLost and kRecover
 // re-queue without looking at attempts (the attempt was not the trial's fault), so the
 // attempts counter may exceed max_attempts after lost workers. `worker` keeps the last
 // rank after a trial leaves running; it only means "running there" while state is running.
@@ -32,9 +35,11 @@
 
 namespace lattice::scheduler {
 
-enum class TrialEvent { kAssign, kSucceed, kFail, kFailPermanent, kWorkerLost, kRecover, kCancel };
+enum class TrialEvent {
+  kAssign, kSucceed, kFail, kFailPermanent, kWorkerLost, kRecover, kCancel, kResume
+};
 
-// "assign", "succeed", "fail", "fail_permanent", "worker_lost", "recover", "cancel".
+// "assign", "succeed", "fail", "fail_permanent", "worker_lost", "recover", "cancel", "resume".
 const char* TrialEventName(TrialEvent e);
 
 // The one failure classification: the event for a task whose attempt ended with `code`

@@ -123,28 +123,40 @@ TEST(FormatDownloadSummaryTest, NamesFilesBytesEpochsAndKeyMetrics) {
             "1 epoch, a 0.5, b 2");
 }
 
-json TrialJson(int64_t checkpoint_bytes) {
-  return {{"id", "s3-t4"},           {"state", checkpoint_bytes ? "completed" : "failed"},
-          {"epochs_done", 3},        {"checkpoint_bytes", checkpoint_bytes},
-          {"metrics", {{"val_accuracy", 0.85121}, {"val_loss", 0.41234}}}};
+json TrialJson(bool finished) {
+  return {{"id", "s3-t4"}, {"state", finished ? "completed" : "failed"}, {"epochs_done", 3}};
 }
 
-TEST(FormatCheckpointListTest, OneFinalRowInEachFormat) {
-  EXPECT_EQ(FormatCheckpointList(TrialJson(204901), TrialsFormat::kTable),
-            "KIND   EPOCH  BYTES   val_accuracy  val_loss\n"
-            "final  3      204901  0.8512        0.4123\n");
-  EXPECT_EQ(FormatCheckpointList(TrialJson(204901), TrialsFormat::kCsv),
-            "KIND,EPOCH,BYTES,val_accuracy,val_loss\nfinal,3,204901,0.85121,0.41234\n");
-  json rows = json::parse(FormatCheckpointList(TrialJson(204901), TrialsFormat::kJson));
-  EXPECT_EQ(rows, json::parse(R"([{"kind": "final", "epoch": 3, "bytes": 204901,
-                                   "val_accuracy": 0.85121, "val_loss": 0.41234}])"));
+// GET /v1/trials/{id}/checkpoints' array: a step checkpoint and the final one.
+json Checkpoints() {
+  return json::parse(R"([
+    {"kind": "step", "step": 400, "epochs": 2, "bytes": 614000,
+     "metrics": {"val_accuracy": 0.8, "val_loss": 0.5}},
+    {"kind": "final", "step": 0, "epochs": 3, "bytes": 204901,
+     "metrics": {"val_accuracy": 0.85121, "val_loss": 0.41234}}])");
+}
+
+TEST(FormatCheckpointListTest, StepAndFinalRowsInEachFormat) {
+  EXPECT_EQ(FormatCheckpointList(TrialJson(true), Checkpoints(), TrialsFormat::kTable),
+            "KIND   STEP  EPOCH  BYTES   val_accuracy  val_loss\n"
+            "step   400   2      614000  0.8           0.5\n"
+            "final  -     3      204901  0.8512        0.4123\n");
+  EXPECT_EQ(FormatCheckpointList(TrialJson(true), Checkpoints(), TrialsFormat::kCsv),
+            "KIND,STEP,EPOCH,BYTES,val_accuracy,val_loss\n"
+            "step,400,2,614000,0.8,0.5\nfinal,,3,204901,0.85121,0.41234\n");
+  json rows = json::parse(FormatCheckpointList(TrialJson(true), Checkpoints(), TrialsFormat::kJson));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1], json::parse(R"({"kind": "final", "step": null, "epoch": 3, "bytes": 204901,
+                                     "val_accuracy": 0.85121, "val_loss": 0.41234})"));
+  EXPECT_EQ(rows[0]["step"], 400);
 }
 
 TEST(FormatCheckpointListTest, NoCheckpointIsNoRow) {
-  EXPECT_EQ(json::parse(FormatCheckpointList(TrialJson(0), TrialsFormat::kJson)), json::array());
-  EXPECT_EQ(FormatCheckpointList(TrialJson(0), TrialsFormat::kCsv),
-            "KIND,EPOCH,BYTES,val_accuracy,val_loss\n");
-  const std::string table = FormatCheckpointList(TrialJson(0), TrialsFormat::kTable);
+  EXPECT_EQ(json::parse(FormatCheckpointList(TrialJson(false), json::array(), TrialsFormat::kJson)),
+            json::array());
+  EXPECT_EQ(FormatCheckpointList(TrialJson(false), json::array(), TrialsFormat::kCsv),
+            "KIND,STEP,EPOCH,BYTES,val_accuracy,val_loss\n");
+  const std::string table = FormatCheckpointList(TrialJson(false), json::array(), TrialsFormat::kTable);
   EXPECT_EQ(table.rfind("trial s3-t4 (failed) has no stored checkpoint", 0), 0u) << table;
 }
 

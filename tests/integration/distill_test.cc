@@ -10,6 +10,7 @@
 #include <string>
 
 #include "tests/integration/cluster_fixture.h"
+#include "tests/testutil/cluster.h"
 
 namespace lattice {
 namespace {
@@ -141,6 +142,27 @@ TEST_F(DistillTest, KilledDistillationResumesFromItsCheckpointBitIdentically) {
   ASSERT_EQ(b->status, 200);
   EXPECT_EQ(a->body.size(), b->body.size());
   EXPECT_TRUE(a->body == b->body) << "the resumed run's final checkpoint differs";
+
+  // `lattice resume` continues the finished trial from its latest checkpoint, 2 more epochs.
+  std::string output;
+  ASSERT_EQ(testutil::RunCommand(testutil::LatticeBinary() + " resume " + trial +
+                                     " --epochs 27 --data-dir " + DataDir(),
+                                 &output),
+            0)
+      << output;
+  EXPECT_NE(output.find("resumed from its latest checkpoint"), std::string::npos) << output;
+  done = WaitForSweep(sweep["id"], std::chrono::seconds(600));
+  ASSERT_EQ(done["state"], "completed") << done.dump(2) << cluster_->Log();
+  t = Call("GET", "/v1/trials/" + trial);
+  EXPECT_EQ(t["attempts"], 3);
+  EXPECT_EQ(t["epochs_done"], 27);
+  EXPECT_EQ(t["config"]["train"]["epochs"], 27);
+  std::string refused;
+  EXPECT_NE(testutil::RunCommand(testutil::LatticeBinary() + " resume " + trial +
+                                     " --from-step 1 --data-dir " + DataDir(),
+                                 &refused),
+            0);
+  EXPECT_NE(refused.find("no checkpoint at step 1"), std::string::npos) << refused;
 }
 
 }  // namespace

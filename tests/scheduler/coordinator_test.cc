@@ -492,6 +492,59 @@ TEST_F(CoordinatorTest, StepCheckpointsAreStoredPrunedAndResumedFrom) {
   EXPECT_EQ(Sweep(sweep.id).state, SweepState::kRunning);
 }
 
+TEST_F(CoordinatorTest, ResumeRunsAFinishedTrialAgainFromAChosenStepCheckpoint) {
+  RegisterWorkers(1);
+  ASSERT_OK_AND_ASSIGN(scheduler::SweepSpec spec, scheduler::ParseSweepSpec(NoopSpec("again", 1)));
+  spec.trial_configs[0]["checkpoint"] = {{"every_steps", 10}, {"keep_last", 2}};
+  SweepRecord sweep = Submit(std::move(spec));
+  auto a = Assigns();
+  ASSERT_EQ(a.size(), 1u);
+  const TrialId trial = a[0].second.trial;
+  for (int64_t step : {10, 20, 30, 40, 50}) {
+    channel_->Deliver(W(1), CheckpointMsg{trial, 1, StepCheckpoint(1.0), step});
+  }
+  Finish(W(1), a[0].second);
+  Step();
+  ASSERT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+  channel_->TakeSent();
+
+  auto resume = [&](std::optional<int64_t> from, std::optional<int64_t> epochs) {
+    auto future = coordinator_->ResumeAsync({trial, from, epochs});
+    Step();
+    return future.get();
+  };
+  auto pruned = resume(10, std::nullopt);
+  EXPECT_EQ(pruned.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(pruned.status().message().find("no checkpoint at step 10 (pruned or never written); "
+                                           "stored steps: 40, 50"),
+            std::string::npos)
+      << pruned.status().ToString();
+  EXPECT_EQ(resume(40, 5).status().code(), StatusCode::kInvalidArgument) << "noop: no epochs";
+  EXPECT_TRUE(channel_->TakeSent().empty());
+
+  auto resumed = resume(40, std::nullopt);
+  ASSERT_OK(resumed);
+  EXPECT_EQ(resumed->state, SweepState::kRunning);
+  auto sent = channel_->TakeSent();
+  ASSERT_EQ(sent.size(), 2u);
+  auto* from = std::get_if<CheckpointMsg>(&sent[0].second);
+  ASSERT_NE(from, nullptr);
+  EXPECT_EQ(from->step, 40);
+  EXPECT_EQ(from->attempt, 2);
+  auto* assign = std::get_if<AssignMsg>(&sent[1].second);
+  ASSERT_NE(assign, nullptr);
+  EXPECT_EQ(assign->attempt, 2);
+  EXPECT_EQ(Trial(sweep.id, 0).state, TrialState::kRunning);
+
+  auto busy = resume(std::nullopt, std::nullopt);
+  EXPECT_EQ(busy.status().code(), StatusCode::kFailedPrecondition) << "it is running now";
+
+  Finish(W(1), *assign);
+  Step();
+  EXPECT_EQ(Trial(sweep.id, 0).state, TrialState::kCompleted);
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+}
+
 TEST_F(CoordinatorTest, StopSendsShutdownToEveryWorkerAndRefusesNewCommands) {
   RegisterWorkers();
   coordinator_->Stop();

@@ -17,7 +17,7 @@ const TrialState kAllStates[] = {TrialState::kQueued, TrialState::kRunning, Tria
                                  TrialState::kFailed, TrialState::kCancelled};
 const TrialEvent kAllEvents[] = {
     TrialEvent::kAssign,     TrialEvent::kSucceed, TrialEvent::kFail,  TrialEvent::kFailPermanent,
-    TrialEvent::kWorkerLost, TrialEvent::kRecover, TrialEvent::kCancel};
+    TrialEvent::kWorkerLost, TrialEvent::kRecover, TrialEvent::kCancel,  TrialEvent::kResume};
 
 TrialRecord Trial(TrialState state, int attempts = 1) {
   TrialRecord t;
@@ -61,9 +61,12 @@ std::optional<TrialState> Expected(TrialState from, TrialEvent e) {
         return S::kQueued;
       case E::kCancel:
         return S::kCancelled;
+      case E::kResume:
+        return std::nullopt;
     }
   }
-  return std::nullopt;  // terminal states never change
+  // Terminal states change only when a user resumes the trial.
+  return e == E::kResume ? std::optional<S>(S::kQueued) : std::nullopt;
 }
 
 TEST_F(TrialStateMachineTest, EveryStateEventPair) {
@@ -101,7 +104,8 @@ TEST_F(TrialStateMachineTest, IsLegalTransitionTable) {
   for (S from : kAllStates) {
     for (S to : kAllStates) {
       const bool want = (from == S::kQueued && (to == S::kRunning || to == S::kCancelled)) ||
-                        (from == S::kRunning && to != S::kRunning);
+                        (from == S::kRunning && to != S::kRunning) ||
+                        (IsTerminal(from) && to == S::kQueued);  // resume
       EXPECT_EQ(IsLegalTransition(from, to), want)
           << TrialStateName(from) << "→" << TrialStateName(to);
     }
@@ -178,12 +182,20 @@ TEST_F(TrialStateMachineTest, CancelQueuedOrRunning) {
   }
 }
 
-TEST_F(TrialStateMachineTest, TerminalStatesNeverChange) {
+TEST_F(TrialStateMachineTest, TerminalStatesChangeOnlyByResume) {
   for (TrialState from : {TrialState::kCompleted, TrialState::kFailed, TrialState::kCancelled}) {
     for (TrialEvent e : kAllEvents) {
+      if (e == TrialEvent::kResume) continue;
       EXPECT_FALSE(Apply(from, e).ok()) << TrialStateName(from) << " " << TrialEventName(e);
     }
+    ASSERT_OK_AND_ASSIGN(TrialRecord t, Apply(from, TrialEvent::kResume, 2, "x"));
+    EXPECT_EQ(t.state, TrialState::kQueued);
+    EXPECT_EQ(t.attempts, 2) << "the next Assign counts the new attempt";
+    EXPECT_EQ(t.error, "");
+    EXPECT_EQ(t.finished_ms, 0);
   }
+  EXPECT_FALSE(Apply(TrialState::kRunning, TrialEvent::kResume).ok());
+  EXPECT_FALSE(Apply(TrialState::kQueued, TrialEvent::kResume).ok());
 }
 
 TEST_F(TrialStateMachineTest, EventForResultClassifiesErrors) {

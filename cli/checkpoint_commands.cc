@@ -221,7 +221,8 @@ int RunCheckpointDownload(const ClientOptions& options, const CheckpointDownload
   if (Status s = CheckTrialId(args.trial); !s.ok()) return PrintError(io, s.message(), 1);
   auto client = internal::MakeClient(options, "");
   const std::string target =
-      "/v1/trials/" + internal::EncodePathSegment(args.trial) + "/checkpoint";
+      "/v1/trials/" + internal::EncodePathSegment(args.trial) + "/checkpoint" +
+      (args.step > 0 ? "?step=" + std::to_string(args.step) : std::string());
   StatusOr<ClientResponse> response = client->Request("GET", target);
   if (!response.ok()) return PrintError(io, response.status().message(), 1);
   if (response->status < 200 || response->status >= 300) {
@@ -299,6 +300,10 @@ void RegisterCheckpointCommands(CLI::App& app, int* exit_code) {
       "\"input.mean\"/\"input.std\" when the\ntrial standardised its input) and the header "
       "(config, in_dim, classes, epochs, metrics)\nto FILE.json. Both are replaced atomically.");
   download->add_option("trial", st->download.trial, "trial id (e.g. s3-t4)")->required();
+  download->add_option("--step", st->download.step,
+                       "a step checkpoint (`lattice checkpoints <trial>` lists them) instead of "
+                       "the final weights")
+      ->check(CLI::PositiveNumber);
   download->add_option("-o,--output", st->download.output,
                        "archive file (default: <trial>.pt; a directory: <dir>/<trial>.pt)");
   internal::AddCommonOptions(download, &st->options);

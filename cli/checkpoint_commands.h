@@ -36,6 +36,8 @@ struct CheckpointDownloadArgs {
   // Where the archive goes (-o); an existing directory means <dir>/<trial>.pt.
   // Default: "" (= "<trial>.pt" in the current directory).
   std::string output;
+  // --step N: that step checkpoint instead of the final weights. Default: 0 (final).
+  int64_t step = 0;
 };
 
 struct CheckpointsArgs {

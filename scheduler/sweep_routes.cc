@@ -1,12 +1,14 @@
 #include "scheduler/sweep_routes.h"
 
+#include <cstdlib>
+
+#include "index/routes.h"
 #include "jobs/checkpoint.h"
 #include "monitoring/metrics.h"
 #include "scheduler/checkpoints.h"
-#include "store/checkpoint_store.h"
-#include "index/routes.h"
 #include "scheduler/sweep_spec.h"
 #include "scheduler/trial_state_machine.h"
+#include "store/checkpoint_store.h"
 
 namespace lattice {
 namespace {
@@ -154,12 +156,25 @@ void AddTrialRoutes(Router& r, StateStore* store) {
     if (!id.ok()) return HttpResponse::FromStatus(id.status());
     auto trial = store->GetTrial(*id);
     if (!trial.ok()) return HttpResponse::FromStatus(trial.status());
-    auto blob = CheckpointStore(store).GetFinal(*id);
+    // ?step=N: that step checkpoint (see /checkpoints) instead of the final one.
+    int64_t step = 0;
+    if (auto q = req.query.find("step"); q != req.query.end()) {
+      char* end = nullptr;
+      step = std::strtoll(q->second.c_str(), &end, 10);
+      if (q->second.empty() || *end != '\0' || step < 1) {
+        return HttpResponse::FromStatus(
+            Status::InvalidArgument("step: must be an integer >= 1, got '" + q->second + "'"));
+      }
+    }
+    CheckpointStore checkpoints(store);
+    auto blob = step > 0 ? checkpoints.GetStep(*id, step) : checkpoints.GetFinal(*id);
     if (!blob.ok()) {
       if (blob.status().code() != StatusCode::kNotFound) return HttpResponse::FromStatus(blob.status());
       return HttpResponse::FromStatus(Status::NotFound(
-          "trial " + id->ToString() + " (" + TrialStateName(trial->state) +
-          ") has no checkpoint: only completed train trials keep one"));
+          step > 0 ? "trial " + id->ToString() + " has no checkpoint at step " +
+                         std::to_string(step) + " (pruned or never written; see its /checkpoints)"
+                   : "trial " + id->ToString() + " (" + TrialStateName(trial->state) +
+                         ") has no checkpoint: only completed train and distill trials keep one"));
     }
     HttpResponse out = HttpResponse::Text(200, std::move(blob).value(), "application/octet-stream");
     out.headers.emplace_back("Content-Disposition",

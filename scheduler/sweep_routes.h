@@ -8,7 +8,8 @@
 //   POST /v1/trials/{id}/resume         {"from_step": N, "epochs": M} (both optional)
 //   GET  /v1/trials/{id}[/metrics]
 //   GET  /v1/trials/{id}/checkpoints    its step checkpoints (after retention) and final one
-//   GET  /v1/trials/{id}/checkpoint     the stored final checkpoint (application/octet-stream)
+//   GET  /v1/trials/{id}/checkpoint     the stored final checkpoint (application/octet-stream);
+//                                       ?step=N: that step checkpoint
 //   GET  /v1/workers
 //   GET  /v1/indexes[/{name}], POST /v1/indexes/{name}/search   see index/routes.h
 //   GET  /metrics                       Prometheus text format

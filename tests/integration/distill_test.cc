@@ -131,6 +131,26 @@ TEST_F(DistillTest, KilledDistillationResumesFromItsCheckpointBitIdentically) {
   json kept = Call("GET", "/v1/trials/" + trial + "/checkpoints")["checkpoints"];
   ASSERT_EQ(kept.size(), 3u) << "keep_last 2 step checkpoints + the final one: " << kept.dump();
 
+  // A kept step checkpoint downloads like the final one (its header says where it stood);
+  // a pruned one is a clear error.
+  const std::string pt = DataDir() + "/../step.pt";
+  std::string out;
+  const int64_t kept_step = kept[0]["step"];
+  ASSERT_EQ(testutil::RunCommand(testutil::LatticeBinary() + " checkpoint download " + trial +
+                                     " --step " + std::to_string(kept_step) + " -o " + pt +
+                                     " --data-dir " + DataDir(),
+                                 &out),
+            0)
+      << out;
+  std::ifstream header_file(pt + ".json");
+  json header = json::parse(header_file, nullptr, false);
+  EXPECT_EQ(header["resume"]["step"], kept_step) << header.dump();
+  EXPECT_NE(testutil::RunCommand(testutil::LatticeBinary() + " checkpoint download " + trial +
+                                     " --step 100 -o " + pt + " --data-dir " + DataDir(),
+                                 &out),
+            0);
+  EXPECT_NE(out.find("no checkpoint at step 100"), std::string::npos) << out;
+
   // The same config, never interrupted: the same final weights, byte for byte.
   json whole = Call("POST", "/v1/sweeps", Spec("student-whole", distill), 201);
   ASSERT_EQ(WaitForSweep(whole["id"], std::chrono::seconds(600))["state"], "completed");

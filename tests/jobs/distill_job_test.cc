@@ -2,6 +2,8 @@
 // trial's checkpoint distilled into a student with a fraction of its parameters.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -137,6 +139,41 @@ TEST_F(DistillJobTest, TeacherProblemsAreClearErrors) {
   EXPECT_NE(shape.status().message().find("takes 784 features per row, the dataset has 64"),
             std::string::npos)
       << shape.status().ToString();
+}
+
+// A TorchScript teacher (scripted by Debian's python3-torch): fed the rows as loaded, its
+// output taken as logits; a teacher with the wrong number of classes is a clear error.
+TEST(DistillTorchScriptTest, TorchScriptTeacherRunsAndItsClassesAreChecked) {
+  testutil::TempDir dir;
+  const std::string script = dir.Join("make.py");
+  {
+    std::ofstream py(script);
+    py << "import sys, torch\n"
+          "torch.manual_seed(0)\n"
+          "for classes in (10, 3):\n"
+          "    m = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),\n"
+          "                            torch.nn.Linear(32, classes))\n"
+          "    torch.jit.script(m).save(sys.argv[1] + '/teacher%d.pt' % classes)\n";
+  }
+  if (std::system(("/usr/bin/python3 " + script + " " + dir.path()).c_str()) != 0) {
+    GTEST_SKIP() << "python3 with torch is not available";
+  }
+  json config = {{"kind", "distill"},
+                 {"seed", 1},
+                 {"dataset", {{"format", "csv"}, {"path", testing::kDigitsCsv}}},
+                 {"model", {{"type", "mlp"}, {"hidden", {16}}}},
+                 {"teacher", {{"type", "torchscript"}, {"path", dir.Join("teacher10.pt")}}},
+                 {"train", {{"epochs", 2}, {"threads", 1}}}};
+  JobContext ctx;
+  ASSERT_OK_AND_ASSIGN(JobResult r, RunJob(config, ctx));
+  EXPECT_EQ(r.metrics.at("teacher_params"), 64 * 32 + 32 + 32 * 10 + 10);
+  EXPECT_EQ(r.metrics.at("student_params"), 64 * 16 + 16 + 16 * 10 + 10);
+  EXPECT_GE(r.metrics.at("agreement"), 0.0);
+  config["teacher"]["path"] = dir.Join("teacher3.pt");
+  auto wrong = RunJob(config, ctx);
+  EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong.status().message().find("gives 3 classes, the dataset has 10"), std::string::npos)
+      << wrong.status().ToString();
 }
 
 TEST(DistillConfigTest, BadDistillConfigsNameTheKey) {

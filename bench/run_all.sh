@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark, each against its peer in the same run. Takes ~10 minutes
+# `make bench`: every benchmark, each against its peer in the same run. Takes ~12 minutes
 # on 2 cores. Results and how to read them: docs/BENCHMARKS.md.
 # Usage: bench/run_all.sh [build-dir]
 set -euo pipefail
@@ -10,6 +10,9 @@ bash bench/sweep_bench.sh "$BUILD"
 echo
 echo "######## embedding: embed sweep end to end (2 workers) + embed job vs plain LibTorch loop"
 bash bench/embed_sweep_bench.sh "$BUILD"
+echo
+echo "######## long training: step checkpoints, resume, distillation vs plain LibTorch"
+"$BUILD/bench/checkpoint_bench"
 echo
 echo "######## vector search in process vs FAISS and hnswlib (python peers)"
 bash bench/ann_peers.sh "$BUILD" 1000

@@ -629,6 +629,11 @@ Options ParseArgs(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::printf("usage: checkpoint_bench [--data DIR] [--dir TMPDIR] [--min-seconds S] "
+                  "[--steps N] ...\n(see the comment at the top of bench/checkpoint_bench.cc)\n");
+      std::exit(0);
+    }
     if (i + 1 >= argc) Die(Status::InvalidArgument(flag + " needs a value"));
     const char* v = argv[i + 1];
     if (flag == "--data")

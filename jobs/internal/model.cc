@@ -1,6 +1,5 @@
 #include "jobs/internal/model.h"
 
-#include <sstream>
 
 namespace lattice::jobs::internal {
 namespace {
@@ -45,10 +44,20 @@ std::string EncodeCheckpoint(
     archive.write(kStdKey, input_std.contiguous());
   }
   if (extra) extra(archive);
-  std::ostringstream out;
-  out << header.ToJson().dump() << '\n';
-  archive.save_to(out);
-  return std::move(out).str();
+  // Appended to one string reserved up front: an ostringstream would grow by reallocation
+  // and then copy everything once more in str() (a 70 MB step checkpoint: ~200 ms -> ~65 ms,
+  // bench/checkpoint_bench.cc). The reserve covers weights, two optimizer moments and slack.
+  int64_t tensor_bytes = 0;
+  for (const auto& t : model->parameters()) tensor_bytes += t.numel() * t.element_size();
+  for (const auto& t : model->buffers()) tensor_bytes += t.numel() * t.element_size();
+  std::string out = header.ToJson().dump();
+  out.reserve(out.size() + 1 + static_cast<size_t>(3 * tensor_bytes) + (size_t{1} << 20));
+  out.push_back('\n');
+  archive.save_to([&out](const void* data, size_t size) {
+    out.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  return out;
 }
 
 StatusOr<CheckpointModel> CheckpointModel::Decode(const std::string& blob) {

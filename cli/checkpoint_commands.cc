@@ -283,11 +283,7 @@ void RegisterCheckpointCommands(CLI::App& app, int* exit_code) {
   };
   auto st = std::make_shared<State>();
   auto set_runner = [exit_code](CLI::App* sub, auto fn) {
-    sub->callback([exit_code, fn] {
-      CommandIo io{std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0};
-      *exit_code = fn(io);
-      std::cout.flush();
-    });
+    internal::SetRunner(sub, exit_code, std::move(fn));
   };
 
   CLI::App* checkpoint = app.add_subcommand("checkpoint", "download a trial's model checkpoint");

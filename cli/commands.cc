@@ -252,14 +252,7 @@ struct CommandState {
   ResumeArgs resume;
 };
 
-template <typename Fn>
-void SetRunner(CLI::App* sub, int* exit_code, Fn fn) {
-  sub->callback([exit_code, fn] {
-    CommandIo io{std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0};
-    *exit_code = fn(io);
-    std::cout.flush();
-  });
-}
+using internal::SetRunner;
 
 }  // namespace
 

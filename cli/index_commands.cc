@@ -339,15 +339,6 @@ struct IndexCommandState {
   std::string ks = "1,5,10";
 };
 
-template <typename Fn>
-void SetIndexRunner(CLI::App* sub, int* exit_code, Fn fn) {
-  sub->callback([exit_code, fn] {
-    CommandIo io{std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0};
-    *exit_code = fn(io);
-    std::cout.flush();
-  });
-}
-
 void AddSearchKnobs(CLI::App* sub, int* ef_search, int* nprobe) {
   sub->add_option("--ef-search", *ef_search, "HNSW candidate list size (0: index default)")
       ->check(CLI::NonNegativeNumber);
@@ -364,7 +355,7 @@ void RegisterIndexCommands(CLI::App& app, int* exit_code) {
 
   CLI::App* list = index->add_subcommand("list", "list published indexes");
   internal::AddCommonOptions(list, &st->options);
-  SetIndexRunner(list, exit_code, [st](CommandIo& io) { return RunIndexList(st->options, io); });
+  internal::SetRunner(list, exit_code, [st](CommandIo& io) { return RunIndexList(st->options, io); });
 
   CLI::App* search = index->add_subcommand("search", "k nearest neighbours of vectors or an item");
   search->add_option("name", st->search.name, "index name")->required();
@@ -378,7 +369,7 @@ void RegisterIndexCommands(CLI::App& app, int* exit_code) {
   search->add_option("--format", st->search.format, "table | json")
       ->check(CLI::IsMember({"table", "json"}))->capture_default_str();
   internal::AddCommonOptions(search, &st->options);
-  SetIndexRunner(search, exit_code,
+  internal::SetRunner(search, exit_code,
                  [st](CommandIo& io) { return RunIndexSearch(st->options, st->search, io); });
 
   CLI::App* eval = index->add_subcommand("eval", "recall/MRR/MAP/NDCG and latency of an index");
@@ -394,7 +385,7 @@ void RegisterIndexCommands(CLI::App& app, int* exit_code) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   AddSearchKnobs(eval, &st->eval.ef_search, &st->eval.nprobe);
   internal::AddCommonOptions(eval, &st->options);
-  SetIndexRunner(eval, exit_code, [st](CommandIo& io) {
+  internal::SetRunner(eval, exit_code, [st](CommandIo& io) {
     auto ks = ParseKList(st->ks);
     if (!ks.ok()) return PrintError(io, ks.status().message(), 1);
     st->eval.ks = *ks;

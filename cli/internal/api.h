@@ -1,9 +1,14 @@
 // Helpers shared by the client commands (cli/commands.cc, cli/submit_command.cc).
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <iostream>
 #include <memory>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +17,17 @@
 #include "common/status.h"
 
 namespace lattice::cli::internal {
+
+// Makes `fn(io)` the subcommand's action, with the process's streams; its return value is
+// the exit code `main` returns.
+template <typename Fn>
+void SetRunner(CLI::App* sub, int* exit_code, Fn fn) {
+  sub->callback([exit_code, fn] {
+    CommandIo io{std::cout, std::cerr, ::isatty(STDERR_FILENO) != 0};
+    *exit_code = fn(io);
+    std::cout.flush();
+  });
+}
 
 // Wall clock, ms since the Unix epoch (the coordinator's *_ms fields use the same).
 int64_t NowMs();

@@ -8,10 +8,10 @@
 
 #include <chrono>
 #include <cmath>
-#include <mutex>
-#include <sstream>
 #include <limits>
+#include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "jobs/embed_config.h"
@@ -260,13 +260,19 @@ class Trainer {
 
   StatusOr<JobResult> Run();
 
+  ~Trainer() { (void)WaitForSnapshot(); }
+
  private:
   StatusOr<double> TrainEpoch(int epoch);
   // Whether the checkpoint policy says "now", after an optimizer step.
   bool CheckpointDue();
-  // The whole state in the middle of `epoch`, before batch `next_batch` (== batches_.size():
-  // the epoch's batches are done, its evaluation not).
-  std::string Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t seen);
+  // Copies the whole state in the middle of `epoch`, before batch `next_batch`
+  // (== batches_.size(): the epoch's batches are done, its evaluation not), then serialises
+  // it and hands it to ctx_.on_checkpoint on a writer thread while training goes on. One
+  // snapshot at a time: it first waits for the previous one.
+  Status Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t seen);
+  // Waits for the snapshot being written, if any; its error, if it failed.
+  Status WaitForSnapshot();
   // distill: alpha * hard + (1 - alpha) * T^2 * KL(teacher || student) at temperature T.
   torch::Tensor DistillLoss(const torch::Tensor& hard, const torch::Tensor& student,
                             const torch::Tensor& teacher) const;
@@ -293,6 +299,9 @@ class Trainer {
   int64_t carried_seen_ = 0;
   bool order_restored_ = false;  // order_ is the restored epoch's shuffle: do not reshuffle
   int64_t last_checkpoint_step_ = 0;
+  torch::nn::Sequential snapshot_model_{nullptr};  // the writer's copy of the weights
+  std::thread snapshot_writer_;
+  Status snapshot_status_;  // set by the writer thread; read after joining it
   std::chrono::steady_clock::time_point last_checkpoint_time_ = std::chrono::steady_clock::now();
   F::CrossEntropyFuncOptions loss_options_;
   std::vector<int64_t> order_;
@@ -341,7 +350,7 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
     loss_sum += value * static_cast<double>(len);
     seen += len;
     if (CheckpointDue() && ctx_.on_checkpoint) {
-      ctx_.on_checkpoint(Snapshot(epoch, b + 1, loss_sum, seen), optimizer_->steps(), epoch);
+      LATTICE_RETURN_IF_ERROR(Snapshot(epoch, b + 1, loss_sum, seen));
     }
   }
   return seen > 0 ? loss_sum / static_cast<double>(seen) : 0.0;
@@ -374,7 +383,13 @@ bool Trainer::CheckpointDue() {
   return true;
 }
 
-std::string Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t seen) {
+Status Trainer::WaitForSnapshot() {
+  if (snapshot_writer_.joinable()) snapshot_writer_.join();
+  return snapshot_status_;
+}
+
+Status Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t seen) {
+  LATTICE_RETURN_IF_ERROR(WaitForSnapshot());
   std::ostringstream rng;
   rng << rng_;
   CheckpointHeader header;
@@ -393,20 +408,50 @@ std::string Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int
                    {"last_lr", last_lr_},
                    {"progress", progress_.ToJson()},
                    {"last", last_}};
-  torch::Tensor order = torch::from_blob(order_.data(), {static_cast<int64_t>(order_.size())},
-                                         torch::kLong);
+  torch::Tensor order =
+      torch::from_blob(order_.data(), {static_cast<int64_t>(order_.size())}, torch::kLong).clone();
+  auto gen = at::detail::getDefaultCPUGenerator();
   torch::Tensor torch_rng;
   {
-    auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     torch_rng = gen.get_state();
   }
-  return internal::EncodeCheckpoint(
-      model_, header, data_.mean, data_.std, [&](torch::serialize::OutputArchive& archive) {
-        optimizer_->Save(archive);
-        archive.write(kOrderKey, order.clone());
-        archive.write(kTorchRngKey, torch_rng);
-      });
+  if (!snapshot_model_) {
+    // Building draws initial weights from the generator: put its state back, so that
+    // checkpointing never changes the run's dropout masks.
+    snapshot_model_ =
+        internal::BuildModel(cfg_.model, data_.x_train.size(1), data_.num_classes);
+    snapshot_model_->to(device_);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(torch_rng);
+  }
+  {
+    torch::NoGradGuard no_grad;
+    auto dst = snapshot_model_->parameters(), src = model_->parameters();
+    for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(src[i]);
+    auto dst_buffers = snapshot_model_->buffers(), src_buffers = model_->buffers();
+    for (size_t i = 0; i < dst_buffers.size(); ++i) dst_buffers[i].copy_(src_buffers[i]);
+  }
+  internal::FlatOptimizer::State optimizer = optimizer_->CopyState();
+  const int64_t step = optimizer.step;
+  snapshot_status_ = Status::Ok();
+  snapshot_writer_ = std::thread([this, header = std::move(header), order = std::move(order),
+                                  torch_rng = std::move(torch_rng),
+                                  optimizer = std::move(optimizer), step, epoch]() mutable {
+    try {
+      std::string bytes = internal::EncodeCheckpoint(
+          snapshot_model_, header, data_.mean, data_.std,
+          [&](torch::serialize::OutputArchive& archive) {
+            optimizer.Save(archive);
+            archive.write(kOrderKey, order);
+            archive.write(kTorchRngKey, torch_rng);
+          });
+      ctx_.on_checkpoint(std::move(bytes), step, epoch);
+    } catch (const std::exception& e) {
+      snapshot_status_ = Status::Internal(std::string("step checkpoint: ") + e.what());
+    }
+  });
+  return Status::Ok();
 }
 
 Status Trainer::Restore(const std::string& blob) {
@@ -517,6 +562,7 @@ StatusOr<JobResult> Trainer::Run() {
   result.metrics["final_val_loss"] = last["val_loss"];
   result.metrics["final_val_accuracy"] = last["val_accuracy"];
   progress.Fill(&result.metrics);
+  LATTICE_RETURN_IF_ERROR(WaitForSnapshot());  // every step checkpoint is out before the result
   if (cfg_.train.save_checkpoint) {
     CheckpointHeader header;
     header.config = config_;

@@ -78,9 +78,11 @@ struct JobContext {
   // worker's own GPU). Results (metrics, vectors, checkpoints) always come back on the CPU.
   // Default: "cpu".
   std::string device = "cpu";
-  // Step checkpoints (config "checkpoint"): called on the job's thread with each one's bytes
-  // (jobs/checkpoint.h, with a "resume" header section), the optimizer steps done and the
-  // epoch in progress. May be empty (no checkpoints are made).
+  // Step checkpoints (config "checkpoint"): called with each one's bytes (jobs/checkpoint.h,
+  // with a "resume" header section), the optimizer steps done and the epoch in progress. The
+  // state is copied on the job's thread and serialised, then passed here, on a writer thread
+  // while training goes on: one call at a time, in step order, all before RunJob returns.
+  // May be empty (no checkpoints are made).
   std::function<void(std::string bytes, int64_t step, int epoch)> on_checkpoint;
   // A step checkpoint of this same config (train.epochs may differ) to continue from: the
   // run goes on exactly as if it had never stopped (on the CPU, with the same threads:

@@ -52,10 +52,15 @@ FlatOptimizerOptions FlatOptimizerOptions::FromTrainConfig(const TrainConfig& t)
   return o;
 }
 
-void FlatOptimizer::Save(torch::serialize::OutputArchive& archive) const {
-  archive.write("optimizer.step", torch::tensor({step_}, torch::kLong));
-  archive.write("optimizer.exp_avg", exp_avg_);
-  if (exp_avg_sq_.defined()) archive.write("optimizer.exp_avg_sq", exp_avg_sq_);
+void FlatOptimizer::State::Save(torch::serialize::OutputArchive& archive) const {
+  archive.write("optimizer.step", torch::tensor({step}, torch::kLong));
+  archive.write("optimizer.exp_avg", exp_avg);
+  if (exp_avg_sq.defined()) archive.write("optimizer.exp_avg_sq", exp_avg_sq);
+}
+
+FlatOptimizer::State FlatOptimizer::CopyState() const {
+  return {step_, exp_avg_.clone(),
+          exp_avg_sq_.defined() ? exp_avg_sq_.clone() : torch::Tensor()};
 }
 
 Status FlatOptimizer::Load(torch::serialize::InputArchive& archive) {

@@ -88,8 +88,14 @@ class FlatOptimizer {
   int64_t steps() const { return step_; }
 
   // The optimizer's state for a step checkpoint: the step count and the moment buffers
-  // (archive keys "optimizer.*"). Load checks that the buffers fit this optimizer.
-  void Save(torch::serialize::OutputArchive& archive) const;
+  // (archive keys "optimizer.*"). CopyState takes a copy that a checkpoint writer thread
+  // saves while training goes on. Load checks that the buffers fit this optimizer.
+  struct State {
+    int64_t step = 0;
+    torch::Tensor exp_avg, exp_avg_sq;  // exp_avg_sq undefined for SGD
+    void Save(torch::serialize::OutputArchive& archive) const;
+  };
+  State CopyState() const;
   Status Load(torch::serialize::InputArchive& archive);
 
   // The learning rate of the following Step()s; a schedule sets it before every step. As

@@ -99,6 +99,18 @@ TEST(ResumeTest, ResumedRunsAreBitIdenticalToTheUninterruptedOne) {
   }
 }
 
+// Checkpointing only observes: the same run without a checkpoint key ends the same.
+TEST(ResumeTest, CheckpointingDoesNotChangeTheRun) {
+  json plain = Config(11);
+  plain.erase("checkpoint");
+  Outcome with = RunTrial(Config(11));
+  Outcome without = RunTrial(plain);
+  EXPECT_FALSE(with.checkpoints.empty());
+  EXPECT_TRUE(without.checkpoints.empty());
+  EXPECT_EQ(with.result.metrics, without.result.metrics);
+  EXPECT_EQ(with.epochs, without.epochs);
+}
+
 TEST(ResumeTest, CheckpointsOfAnotherConfigOrFinalOnesAreRefused) {
   Outcome whole = RunTrial(Config(20));
   ASSERT_FALSE(whole.checkpoints.empty());

@@ -311,6 +311,8 @@ StatusOr<DistillConfig> ParseDistill(const json& config) {
   return d;
 }
 
+}  // namespace
+
 StatusOr<CheckpointPolicy> ParseCheckpointPolicy(const json& p) {
   CheckpointPolicy c;
   if (!p.is_object()) return Bad("checkpoint", "expected an object, got " + TypeName(p));
@@ -328,8 +330,6 @@ StatusOr<CheckpointPolicy> ParseCheckpointPolicy(const json& p) {
   if (c.metric.empty()) c.metric = "val_loss";
   return c;
 }
-
-}  // namespace
 
 StatusOr<JobConfig> ParseJobConfig(const json& config) {
   JobConfig c;

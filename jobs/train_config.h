@@ -155,6 +155,8 @@ struct CheckpointPolicy {
   int64_t keep_last = 2;       // the newest N are kept
   int64_t keep_best = 0;       // plus the best N by `metric`
   std::string metric = "val_loss";  // lower is better for *loss*, higher otherwise
+
+  bool LowerIsBetter() const { return metric.find("loss") != std::string::npos; }
 };
 
 struct EmbedConfig;  // jobs/embed_config.h
@@ -188,6 +190,9 @@ struct JobConfig {
 
 // Parses and range-checks `config` (no file-system access). Errors: InvalidArgument.
 StatusOr<JobConfig> ParseJobConfig(const nlohmann::json& config);
+
+// Parses a job config's "checkpoint" section (the coordinator reads retention from it).
+StatusOr<CheckpointPolicy> ParseCheckpointPolicy(const nlohmann::json& policy);
 
 // Parses just a "dataset" section; `path` prefixes error messages ("dataset").
 StatusOr<DatasetConfig> ParseDatasetConfig(const nlohmann::json& dataset,

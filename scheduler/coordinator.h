@@ -200,8 +200,8 @@ class Coordinator {
     int64_t step = 0;
     double metric = 0;  // the policy's metric at that point; NaN when it had none yet
   };
-  // The stored step checkpoints of `trial`, ascending (loaded from the store on first use).
-  std::vector<StepCheckpoint>& StepCheckpoints(const TrialId& trial);
+  // The stored step checkpoints of trial `t`, ascending (read from the store on first use).
+  std::vector<StepCheckpoint>& StepCheckpoints(const TrialRecord& t);
   // Embed shard done: its vectors go into the same batch as its completion.
   Status StoreVectors(const TrialRecord& t, int attempt, Pending& p);
   // All shards of an embed sweep are done: build its index in the background.

@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstdio>
 
-#include "jobs/checkpoint.h"
-
 #include "scheduler/coordinator.h"
+#include "jobs/checkpoint.h"
+#include "jobs/train_config.h"
 #include "store/checkpoint_store.h"
 #include "store/vector_block_store.h"
 
@@ -34,46 +34,45 @@ void Coordinator::StoreCheckpoint(TrialRecord& t, int attempt, Pending& p) {
   checkpoint_blobs_.erase(it);
 }
 
-std::vector<Coordinator::StepCheckpoint>& Coordinator::StepCheckpoints(const TrialId& trial) {
-  auto it = step_checkpoints_.find(trial);
+namespace {
+
+// The trial's checkpoint policy (validated at submit; the defaults when it has none).
+jobs::CheckpointPolicy PolicyOf(const nlohmann::json& config) {
+  if (!config.contains("checkpoint")) return {};
+  auto parsed = jobs::ParseCheckpointPolicy(config["checkpoint"]);
+  return parsed.ok() ? *parsed : jobs::CheckpointPolicy{};
+}
+
+// The value of `metric` a checkpoint's header records; NaN when it has none (yet).
+double MetricOf(const std::string& checkpoint, const std::string& metric) {
+  auto header = jobs::ReadCheckpointHeader(checkpoint);
+  return header.ok() ? header->metrics.value(metric, std::nan("")) : std::nan("");
+}
+
+}  // namespace
+
+std::vector<Coordinator::StepCheckpoint>& Coordinator::StepCheckpoints(const TrialRecord& t) {
+  auto it = step_checkpoints_.find(t.id);
   if (it != step_checkpoints_.end()) return it->second;
-  std::vector<StepCheckpoint>& list = step_checkpoints_[trial];
-  CheckpointStore store(store_);
-  auto steps = store.ListSteps(trial);
+  std::vector<StepCheckpoint>& list = step_checkpoints_[t.id];
+  auto steps = CheckpointStore(store_).ReadSteps(t.id);  // once per trial and process
   if (!steps.ok()) {
-    std::fprintf(stderr, "coordinator: checkpoints of %s: %s\n", trial.ToString().c_str(),
+    std::fprintf(stderr, "coordinator: checkpoints of %s: %s\n", t.id.ToString().c_str(),
                  steps.status().ToString().c_str());
     return list;
   }
-  auto found = trials_.find(trial);
-  const std::string metric = found == trials_.end()
-                                 ? std::string("val_loss")
-                                 : found->second.config.value("checkpoint", nlohmann::json::object())
-                                       .value("metric", std::string("val_loss"));
-  for (int64_t step : *steps) {
-    double value = std::nan("");
-    if (auto blob = store.GetStep(trial, step); blob.ok()) {
-      if (auto header = jobs::ReadCheckpointHeader(*blob); header.ok()) {
-        value = header->metrics.value(metric, std::nan(""));
-      }
-    }
-    list.push_back({step, value});
-  }
+  const std::string metric = PolicyOf(t.config).metric;
+  for (const auto& [step, bytes] : *steps) list.push_back({step, MetricOf(bytes, metric)});
   return list;
 }
 
 void Coordinator::StoreStepCheckpoint(const TrialRecord& t, CheckpointMsg& m, Pending& p) {
-  const nlohmann::json policy = t.config.value("checkpoint", nlohmann::json::object());
-  const int64_t keep_last = policy.value("keep_last", int64_t{2});
-  const int64_t keep_best = policy.value("keep_best", int64_t{0});
-  const std::string metric = policy.value("metric", std::string("val_loss"));
-  const bool lower_is_better = metric.find("loss") != std::string::npos;
-  double value = std::nan("");
-  if (auto header = jobs::ReadCheckpointHeader(m.bytes); header.ok()) {
-    value = header->metrics.value(metric, std::nan(""));
-  }
-  std::vector<StepCheckpoint>& list = StepCheckpoints(t.id);
-  list.push_back({m.step, value});
+  const jobs::CheckpointPolicy policy = PolicyOf(t.config);
+  const int64_t keep_last = policy.keep_last;
+  const int64_t keep_best = policy.keep_best;
+  const bool lower_is_better = policy.LowerIsBetter();
+  std::vector<StepCheckpoint>& list = StepCheckpoints(t);
+  list.push_back({m.step, MetricOf(m.bytes, policy.metric)});
   CheckpointStore::PutStep(p.batch, t.id, m.step, std::move(m.bytes));
   // Retention: the newest keep_last, plus the keep_best best that have a metric value.
   std::vector<size_t> by_metric;
@@ -104,7 +103,7 @@ void Coordinator::StoreStepCheckpoint(const TrialRecord& t, CheckpointMsg& m, Pe
 }
 
 void Coordinator::SendResumeIfAny(WorkerRank rank, const TrialRecord& t, Pending& p) {
-  const std::vector<StepCheckpoint>& list = StepCheckpoints(t.id);
+  const std::vector<StepCheckpoint>& list = StepCheckpoints(t);
   if (list.empty()) return;
   int64_t step = list.back().step;
   if (auto chosen = resume_from_step_.find(t.id); chosen != resume_from_step_.end()) {

@@ -133,7 +133,7 @@ void AddTrialRoutes(Router& r, StateStore* store) {
     auto trial = store->GetTrial(*id);
     if (!trial.ok()) return HttpResponse::FromStatus(trial.status());
     CheckpointStore checkpoints(store);
-    auto steps = checkpoints.ListSteps(*id);
+    auto steps = checkpoints.ReadSteps(*id);  // one scan, values included
     if (!steps.ok()) return HttpResponse::FromStatus(steps.status());
     json out = json::array();
     auto describe = [&](const std::string& kind, int64_t step, const std::string& blob) {
@@ -144,9 +144,7 @@ void AddTrialRoutes(Router& r, StateStore* store) {
       }
       out.push_back(std::move(row));
     };
-    for (int64_t step : *steps) {
-      if (auto blob = checkpoints.GetStep(*id, step); blob.ok()) describe("step", step, *blob);
-    }
+    for (const auto& [step, blob] : *steps) describe("step", step, blob);
     if (auto blob = checkpoints.GetFinal(*id); blob.ok()) describe("final", 0, *blob);
     return HttpResponse::Json(200, {{"trial", id->ToString()}, {"checkpoints", out}});
   });

@@ -30,10 +30,21 @@ void CheckpointStore::DeleteStep(StateWriteBatch& batch, const TrialId& trial, i
 }
 
 StatusOr<std::vector<int64_t>> CheckpointStore::ListSteps(const TrialId& trial) const {
-  LATTICE_ASSIGN_OR_RETURN(auto rows, store_->Scan(kCheckpointsCf, StepPrefix(trial)));
+  LATTICE_ASSIGN_OR_RETURN(auto keys, store_->ScanKeys(kCheckpointsCf, StepPrefix(trial)));
   std::vector<int64_t> steps;
   const size_t prefix = StepPrefix(trial).size();
-  for (const auto& row : rows) steps.push_back(std::strtoll(row.first.c_str() + prefix, nullptr, 10));
+  for (const auto& key : keys) steps.push_back(std::strtoll(key.c_str() + prefix, nullptr, 10));
+  return steps;
+}
+
+StatusOr<std::vector<std::pair<int64_t, std::string>>> CheckpointStore::ReadSteps(
+    const TrialId& trial) const {
+  LATTICE_ASSIGN_OR_RETURN(auto rows, store_->Scan(kCheckpointsCf, StepPrefix(trial)));
+  std::vector<std::pair<int64_t, std::string>> steps;
+  const size_t prefix = StepPrefix(trial).size();
+  for (auto& [key, value] : rows) {
+    steps.emplace_back(std::strtoll(key.c_str() + prefix, nullptr, 10), std::move(value));
+  }
   return steps;
 }
 

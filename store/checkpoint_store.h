@@ -38,8 +38,10 @@ class CheckpointStore {
   // Step checkpoints.
   static void PutStep(StateWriteBatch& batch, const TrialId& trial, int64_t step, std::string bytes);
   static void DeleteStep(StateWriteBatch& batch, const TrialId& trial, int64_t step);
-  // The steps stored for `trial`, ascending.
+  // The steps stored for `trial`, ascending (keys only: no checkpoint is read).
   StatusOr<std::vector<int64_t>> ListSteps(const TrialId& trial) const;
+  // The stored step checkpoints of `trial` with their bytes, ascending, in one scan.
+  StatusOr<std::vector<std::pair<int64_t, std::string>>> ReadSteps(const TrialId& trial) const;
   // NotFound when that step is not stored (never written, or pruned).
   StatusOr<std::string> GetStep(const TrialId& trial, int64_t step) const;
 

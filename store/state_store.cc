@@ -536,6 +536,20 @@ StatusOr<int64_t> StateStore::DiskBytes() const {
   return total;
 }
 
+StatusOr<std::vector<std::string>> StateStore::ScanKeys(const std::string& column_family,
+                                                        const std::string& prefix) const {
+  LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle, impl_->Cf(column_family));
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), handle));
+  std::vector<std::string> keys;
+  for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
+    keys.push_back(it->key().ToString());
+  }
+  if (!it->status().ok()) {
+    return impl_->Error("scan keys " + column_family + "/" + prefix + "*", it->status());
+  }
+  return keys;
+}
+
 StatusOr<std::vector<std::pair<std::string, std::string>>> StateStore::Scan(
     const std::string& column_family, const std::string& prefix) const {
   return impl_->ScanRaw(column_family, prefix, "", kNoLimit);

@@ -99,6 +99,9 @@ class StateStore {
                     const std::string& end);
   // Bytes of live SST and blob files over all column families (what RocksDB reports).
   StatusOr<int64_t> DiskBytes() const;
+  // The keys that start with prefix, ascending (values are not copied out).
+  StatusOr<std::vector<std::string>> ScanKeys(const std::string& column_family,
+                                              const std::string& prefix) const;
   // All (key, value) pairs whose key starts with prefix, ascending.
   StatusOr<std::vector<std::pair<std::string, std::string>>> Scan(
       const std::string& column_family, const std::string& prefix) const;

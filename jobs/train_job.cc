@@ -425,13 +425,7 @@ Status Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t 
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(torch_rng);
   }
-  {
-    torch::NoGradGuard no_grad;
-    auto dst = snapshot_model_->parameters(), src = model_->parameters();
-    for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(src[i]);
-    auto dst_buffers = snapshot_model_->buffers(), src_buffers = model_->buffers();
-    for (size_t i = 0; i < dst_buffers.size(); ++i) dst_buffers[i].copy_(src_buffers[i]);
-  }
+  internal::CopyWeights(*model_, *snapshot_model_);
   internal::FlatOptimizer::State optimizer = optimizer_->CopyState();
   const int64_t step = optimizer.step;
   snapshot_status_ = Status::Ok();
@@ -478,11 +472,7 @@ Status Trainer::Restore(const std::string& blob) {
       torch::nn::Sequential twin =
           internal::BuildModel(cfg_.model, data_.x_train.size(1), data_.num_classes);
       twin->load(archive);
-      torch::NoGradGuard no_grad;
-      auto dst = model_->parameters(), src = twin->parameters();
-      for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(src[i]);
-      auto dst_buffers = model_->buffers(), src_buffers = twin->buffers();
-      for (size_t i = 0; i < dst_buffers.size(); ++i) dst_buffers[i].copy_(src_buffers[i]);
+      internal::CopyWeights(*twin, *model_);
     }
     LATTICE_RETURN_IF_ERROR(optimizer_->Load(archive));
     torch::Tensor order, torch_rng;

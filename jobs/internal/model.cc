@@ -33,6 +33,14 @@ torch::nn::Sequential BuildModel(const ModelConfig& m, int64_t in, int64_t out) 
   return seq;
 }
 
+void CopyWeights(torch::nn::Module& from, torch::nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  auto src = from.parameters(), dst = to.parameters();
+  for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(src[i]);
+  auto src_buffers = from.buffers(), dst_buffers = to.buffers();
+  for (size_t i = 0; i < dst_buffers.size(); ++i) dst_buffers[i].copy_(src_buffers[i]);
+}
+
 std::string EncodeCheckpoint(
     torch::nn::Sequential& model, const CheckpointHeader& header, const torch::Tensor& input_mean,
     const torch::Tensor& input_std,

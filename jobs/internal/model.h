@@ -18,6 +18,10 @@ namespace lattice::jobs::internal {
 // Linear -> [BatchNorm1d] -> activation -> [Dropout] per hidden width, then Linear to `out`.
 torch::nn::Sequential BuildModel(const ModelConfig& m, int64_t in, int64_t out);
 
+// Copies the parameters and buffers of `from` into `to` in place (same architecture), so
+// that `to`'s tensors keep their storage (e.g. views of a flat parameter buffer).
+void CopyWeights(torch::nn::Module& from, torch::nn::Module& to);
+
 // Serialises `model`'s parameters and buffers (and the standardisation tensors, when
 // defined) behind `header`. Throws c10::Error on LibTorch failures.
 // `extra`, when given, adds more entries to the archive (a step checkpoint's state).

@@ -146,7 +146,7 @@ std::string FormatDownloadSummary(const std::string& trial, const std::string& p
 
 std::string FormatCheckpointList(const json& trial, const json& checkpoints,
                                  TrialsFormat format) {
-  const std::vector<std::string> header = {"KIND",  "STEP",         "EPOCH",
+  const std::vector<std::string> header = {"KIND",  "STEP",         "STATE",   "EPOCH",
                                            "BYTES", "val_accuracy", "val_loss"};
   std::vector<std::vector<json>> rows;
   for (const json& c : checkpoints.is_array() ? checkpoints : json::array()) {
@@ -157,8 +157,8 @@ std::string FormatCheckpointList(const json& trial, const json& checkpoints,
     };
     auto field = [&c](const char* name) { return c.contains(name) ? c[name] : json(nullptr); };
     const bool final = internal::StringField(c, "kind", "") == "final";
-    rows.push_back({field("kind"), final ? json(nullptr) : field("step"), field("epochs"),
-                    field("bytes"), metric("val_accuracy"), metric("val_loss")});
+    rows.push_back({field("kind"), final ? json(nullptr) : field("step"), field("state"),
+                    field("epochs"), field("bytes"), metric("val_accuracy"), metric("val_loss")});
   }
   if (format == TrialsFormat::kJson) {
     json out = json::array();

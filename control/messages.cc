@@ -1,5 +1,6 @@
 #include "control/messages.h"
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -51,7 +52,7 @@ json Encode(const VectorsMsg& m) {
 
 json Encode(const CheckpointMsg& m) {
   return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"step", m.step},
-          {"bytes", m.bytes.size()}};
+          {"bytes", m.bytes.size()}, {"offset", m.offset}, {"total", m.total}};
 }
 
 std::string EncodePayload(const Message& m) {
@@ -107,8 +108,15 @@ StatusOr<Message> DecodeCheckpoint(const std::string& payload) {
     return Status::InvalidArgument("checkpoint message: " + std::to_string(bytes) +
                                    " payload bytes, header says " + j.at("bytes").dump());
   }
-  return Message(CheckpointMsg{id, j.at("attempt").get<int>(), payload.substr(nl + 1),
-                               j.value("step", int64_t{0})});
+  CheckpointMsg m{id, j.at("attempt").get<int>(), payload.substr(nl + 1),
+                  j.value("step", int64_t{0}), j.value("offset", int64_t{0}),
+                  j.value("total", static_cast<int64_t>(bytes))};
+  if (m.offset < 0 || m.total < m.offset || m.total - m.offset < static_cast<int64_t>(bytes)) {
+    return Status::InvalidArgument("checkpoint message: piece of " + std::to_string(bytes) +
+                                   " bytes at offset " + std::to_string(m.offset) +
+                                   " does not fit a checkpoint of " + std::to_string(m.total));
+  }
+  return Message(std::move(m));
 }
 
 StatusOr<Message> Decode(MessageType type, const json& j) {
@@ -188,6 +196,46 @@ StatusOr<Message> DecodeMessage(MessageType type, const std::string& payload) {
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("message: cannot decode: ") + e.what());
   }
+}
+
+std::vector<CheckpointMsg> SplitCheckpoint(const TrialId& trial, int attempt, int64_t step,
+                                           std::string bytes, int64_t piece_bytes) {
+  const int64_t total = static_cast<int64_t>(bytes.size());
+  const int64_t piece = std::max<int64_t>(1, piece_bytes);
+  std::vector<CheckpointMsg> pieces;
+  if (total <= piece) {  // the common case: one message, no copy
+    pieces.push_back(CheckpointMsg{trial, attempt, std::move(bytes), step, 0, total});
+    return pieces;
+  }
+  for (int64_t at = 0; at < total; at += piece) {
+    pieces.push_back(CheckpointMsg{trial, attempt, bytes.substr(static_cast<size_t>(at),
+                                                                static_cast<size_t>(piece)),
+                                   step, at, total});
+  }
+  return pieces;
+}
+
+StatusOr<std::optional<CheckpointMsg>> CheckpointAssembler::Add(CheckpointMsg piece) {
+  const auto key = std::make_tuple(piece.trial, piece.attempt, piece.step);
+  auto it = partial_.find(key);
+  const int64_t have = it == partial_.end() ? 0 : static_cast<int64_t>(it->second.bytes.size());
+  if (piece.offset != have || (it != partial_.end() && piece.total != it->second.total)) {
+    if (it != partial_.end()) partial_.erase(it);
+    return Status::InvalidArgument("checkpoint of " + piece.trial.ToString() + ": piece at byte " +
+                                   std::to_string(piece.offset) + " after " +
+                                   std::to_string(have) + " bytes received");
+  }
+  if (piece.last() && it == partial_.end()) return std::optional<CheckpointMsg>(std::move(piece));
+  if (it == partial_.end()) {
+    piece.bytes.reserve(static_cast<size_t>(piece.total));
+    partial_.emplace(key, std::move(piece));
+    return std::optional<CheckpointMsg>();
+  }
+  it->second.bytes += piece.bytes;
+  if (!piece.last()) return std::optional<CheckpointMsg>();
+  CheckpointMsg whole = std::move(it->second);
+  partial_.erase(it);
+  return std::optional<CheckpointMsg>(std::move(whole));
 }
 
 }  // namespace lattice

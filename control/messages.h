@@ -24,6 +24,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <variant>
 #include <vector>
 
@@ -103,11 +104,15 @@ struct VectorsMsg {
   std::vector<std::string> metadata;
 };
 
-// A checkpoint (jobs/checkpoint.h). Encoded as a JSON header line + the bytes.
+// A piece of a checkpoint (jobs/checkpoint.h): bytes [offset, offset + bytes.size()) of a
+// checkpoint of `total` bytes. A checkpoint travels as consecutive pieces of at most
+// kCheckpointPieceBytes (SplitCheckpoint), so no single message holds a multi-GB model; the
+// receiver puts them together (CheckpointAssembler) or stores each as a chunk. Encoded as
+// a JSON header line + the bytes.
 //   step == 0, worker -> coordinator: the final weights of a train / distill attempt, sent
 //     just before its Result.
 //   step > 0, worker -> coordinator: a step checkpoint of the running attempt (after
-//     `step` optimizer steps), stored at once.
+//     `step` optimizer steps), stored as it arrives.
 //   step == 0, coordinator -> worker: the stored final checkpoint of `trial`, sent once per
 //     worker before the first Assign that uses it as an encoder or teacher; the worker keeps
 //     it for the rest of its life (attempt is 0).
@@ -118,6 +123,30 @@ struct CheckpointMsg {
   int attempt = 0;
   std::string bytes;
   int64_t step = 0;
+  int64_t offset = 0;  // of the first byte in the whole checkpoint
+  int64_t total = 0;   // bytes of the whole checkpoint
+
+  bool last() const { return offset + static_cast<int64_t>(bytes.size()) == total; }
+};
+
+// The largest piece a checkpoint is split into: 16 MiB.
+inline constexpr int64_t kCheckpointPieceBytes = int64_t{16} << 20;
+
+// The messages that carry `bytes` (at least one, even when empty), in order.
+std::vector<CheckpointMsg> SplitCheckpoint(const TrialId& trial, int attempt, int64_t step,
+                                           std::string bytes,
+                                           int64_t piece_bytes = kCheckpointPieceBytes);
+
+// Puts the pieces of checkpoints back together on the receiving side, per (trial, attempt,
+// step). Add returns the whole checkpoint (offset 0, total bytes) with its last piece;
+// nullopt before that; InvalidArgument when a piece does not continue its checkpoint (what
+// was received of it is dropped).
+class CheckpointAssembler {
+ public:
+  StatusOr<std::optional<CheckpointMsg>> Add(CheckpointMsg piece);
+
+ private:
+  std::map<std::tuple<TrialId, int, int64_t>, CheckpointMsg> partial_;
 };
 
 using Message = std::variant<RegisterMsg, AssignMsg, ProgressMsg, ResultMsg, HeartbeatMsg,

@@ -57,6 +57,7 @@ HttpResponse HttpResponse::FromStatus(const Status& status) {
     case StatusCode::kUnavailable: return Error(503, "unavailable", status.message());
     case StatusCode::kIoError: return Error(500, "io_error", status.message());
     case StatusCode::kInternal: return Error(500, "internal", status.message());
+    case StatusCode::kDataLoss: return Error(500, "data_loss", status.message());
   }
   return Error(500, "internal", status.message());
 }

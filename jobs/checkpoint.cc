@@ -14,8 +14,15 @@ json CheckpointHeader::ToJson() const {
 StatusOr<CheckpointHeader> ReadCheckpointHeader(const std::string& blob, size_t* archive_offset) {
   const size_t nl = blob.find('\n');
   if (nl == std::string::npos) return Status::InvalidArgument("checkpoint: no header line");
-  json j = json::parse(blob.begin(), blob.begin() + static_cast<std::ptrdiff_t>(nl), nullptr,
-                       /*allow_exceptions=*/false);
+  LATTICE_ASSIGN_OR_RETURN(CheckpointHeader h,
+                           ParseCheckpointHeaderLine(std::string_view(blob).substr(0, nl)));
+  if (archive_offset != nullptr) *archive_offset = nl + 1;
+  return h;
+}
+
+StatusOr<CheckpointHeader> ParseCheckpointHeaderLine(std::string_view line) {
+  if (line.empty()) return Status::InvalidArgument("checkpoint: no header line");
+  json j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || j.value("format", "") != kCheckpointFormat) {
     return Status::InvalidArgument(std::string("checkpoint: not a ") + kCheckpointFormat +
                                    " header");
@@ -35,7 +42,6 @@ StatusOr<CheckpointHeader> ReadCheckpointHeader(const std::string& blob, size_t*
     return Status::InvalidArgument("checkpoint: bad header: config must be an object, in_dim "
                                    "and classes >= 1");
   }
-  if (archive_offset != nullptr) *archive_offset = nl + 1;
   return h;
 }
 

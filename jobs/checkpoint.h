@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -50,6 +51,8 @@ struct CheckpointHeader {
 // Error: InvalidArgument "checkpoint: ...".
 StatusOr<CheckpointHeader> ReadCheckpointHeader(const std::string& blob,
                                                 size_t* archive_offset = nullptr);
+// The same for the header line alone (without its '\n'), e.g. CheckpointInfo::header.
+StatusOr<CheckpointHeader> ParseCheckpointHeaderLine(std::string_view line);
 
 // Layers of the built-in model that an embed job can take as output, counted as in the
 // encoder's "layer": 0 = the prepared input, 1..H = after hidden block i (Linear, batchnorm,

@@ -69,20 +69,20 @@ StatusOr<TrialEncoder> ResolveTrialEncoder(const StateStore& store, const nlohma
     return Status::InvalidArgument(key + ".trial: " + text + " is " + TrialStateName(trial->state) +
                                    "; only a completed train trial has a checkpoint");
   }
-  auto blob = CheckpointStore(&store).GetFinal(*id);
-  if (!blob.ok()) {
-    if (blob.status().code() == StatusCode::kNotFound) {
+  auto info = CheckpointStore(&store).Info(*id, CheckpointStore::kFinal);
+  if (!info.ok()) {
+    if (info.status().code() == StatusCode::kNotFound) {
       return Status::InvalidArgument(key + ".trial: " + text + " has no checkpoint (kind " +
                                      trial->config.value("kind", "?") +
                                      ", or train.checkpoint: false)");
     }
-    return blob.status();
+    return info.status();
   }
   TrialEncoder out;
   out.trial = *id;
-  out.bytes = static_cast<int64_t>(blob->size());
+  out.bytes = info->bytes;
   out.params = trial->params;
-  auto header = jobs::ReadCheckpointHeader(*blob);
+  auto header = jobs::ParseCheckpointHeaderLine(info->header);
   if (!header.ok()) return header.status().WithContext(key + ".trial: " + text);
   out.header = std::move(header).value();
   auto config = jobs::ParseJobConfig(out.header.config);

@@ -67,6 +67,13 @@ Status Coordinator::Recover() {
         LATTICE_RETURN_IF_ERROR(
             Transition(trials_[id], TrialEvent::kRecover, WorkerRank{}, "coordinator restarted", p));
         ++requeued;
+        // Chunks of a checkpoint whose transfer the restart cut short have no manifest.
+        LATTICE_ASSIGN_OR_RETURN(int64_t orphans,
+                                 CheckpointStore(store_).DeleteOrphanChunks(p.batch, id));
+        if (orphans > 0) {
+          std::fprintf(stderr, "coordinator: trial %s: deleted %lld chunk(s) of an unfinished checkpoint\n",
+                       id.ToString().c_str(), static_cast<long long>(orphans));
+        }
       }
     }
     if (active.unfinished == 0 && sweep.kind == JobKind::kEmbed && options_.index_builder != nullptr) {
@@ -302,7 +309,9 @@ StatusOr<SweepRecord> Coordinator::DoResume(const ResumeRequest& request, Pendin
                                       ": only a finished trial can be resumed");
   }
   LATTICE_ASSIGN_OR_RETURN(TrialRecord trial, store_->GetTrial(id));
-  LATTICE_ASSIGN_OR_RETURN(std::vector<int64_t> steps, CheckpointStore(store_).ListSteps(id));
+  LATTICE_ASSIGN_OR_RETURN(std::vector<CheckpointInfo> stored, CheckpointStore(store_).ListSteps(id));
+  std::vector<int64_t> steps;
+  for (const auto& info : stored) steps.push_back(info.step);
   if (steps.empty()) {
     return Status::FailedPrecondition("trial " + name + " has no step checkpoint to resume from "
                                       "(its spec needs checkpoint: {every_steps: N})");

@@ -47,6 +47,7 @@
 #include "monitoring/metrics.h"
 #include "scheduler/sweep_spec.h"
 #include "scheduler/trial_state_machine.h"
+#include "store/checkpoint_store.h"
 #include "store/records.h"
 #include "store/state_store.h"
 
@@ -185,21 +186,30 @@ class Coordinator {
   // Whether a message about (trial, attempt) from `rank` belongs to the attempt running
   // there now (anything else is a stale report of an attempt already given up on).
   bool IsCurrentAttempt(WorkerRank rank, const TrialId& trial, int attempt) const;
-  // Train trial done: its checkpoint goes into the same batch as its completion.
+  // Train trial done: its final checkpoint's manifest goes into the same batch as its
+  // completion (its chunks were stored as they arrived).
   void StoreCheckpoint(TrialRecord& t, int attempt, Pending& p);
+  // An attempt of `trial` ended: the chunks of its unfinished checkpoints are deleted.
+  void AbandonCheckpointTransfers(const TrialId& trial, Pending& p);
   // Before assigning an embed shard whose encoder is a trial's checkpoint: queue the
   // checkpoint for the worker unless it already has it.
   void SendCheckpointIfNeeded(WorkerRank rank, const TrialRecord& t, Pending& p);
-  // A step checkpoint of a running attempt: stored at once, with retention's deletions in
-  // the same batch (keep_last newest + keep_best best by the policy's metric).
-  void StoreStepCheckpoint(const TrialRecord& t, CheckpointMsg& m, Pending& p);
-  // Before assigning an attempt of a trial that has step checkpoints: queue the latest for
-  // the worker, which resumes from it.
+  // The last piece of a step checkpoint of a running attempt arrived: its manifest is
+  // stored with retention's deletions in the same batch (keep_last newest + keep_best best
+  // by the policy's metric).
+  void StoreStepCheckpoint(const TrialRecord& t, const CheckpointStore::Writer& writer,
+                           Pending& p);
+  // Before assigning an attempt of a trial that has step checkpoints: queue the latest
+  // readable one (or the one `lattice resume --from-step` chose) for the worker, which
+  // resumes from it.
   void SendResumeIfAny(WorkerRank rank, const TrialRecord& t, Pending& p);
   struct StepCheckpoint {
     int64_t step = 0;
     double metric = 0;  // the policy's metric at that point; NaN when it had none yet
+    nlohmann::json summary;  // {"epochs", "metrics"} from its header (kept when pruned)
   };
+  static StepCheckpoint DescribeStep(int64_t step, const std::string& header_line,
+                                     const std::string& metric);
   // The stored step checkpoints of trial `t`, ascending (read from the store on first use).
   std::vector<StepCheckpoint>& StepCheckpoints(const TrialRecord& t);
   // Embed shard done: its vectors go into the same batch as its completion.
@@ -240,8 +250,9 @@ class Coordinator {
   std::vector<Slot> slots_;                // index = rank; slot 0 unused
   // Vectors of embed attempts whose Result has not arrived yet, by (trial, attempt).
   std::map<std::pair<TrialId, int>, VectorsMsg> vector_blocks_;
-  // Checkpoints of train attempts whose Result has not arrived yet, by (trial, attempt).
-  std::map<std::pair<TrialId, int>, std::string> checkpoint_blobs_;
+  // Checkpoints arriving piece by piece, by (trial, attempt, step); a complete final one
+  // (step 0) waits here for its attempt's Result.
+  std::map<std::tuple<TrialId, int, int64_t>, CheckpointStore::Writer> checkpoint_writers_;
   // Step checkpoints per trial of the active sweeps (see StepCheckpoints).
   std::map<TrialId, std::vector<StepCheckpoint>> step_checkpoints_;
   // Trials a user resumed from a chosen step (not the latest): used by their next Assign.

@@ -19,19 +19,49 @@ void Coordinator::OnVectors(WorkerRank rank, VectorsMsg& m) {
 
 void Coordinator::OnCheckpoint(WorkerRank rank, CheckpointMsg& m, Pending& p) {
   if (!IsCurrentAttempt(rank, m.trial, m.attempt)) return;  // stale
-  if (m.step > 0) {
-    StoreStepCheckpoint(trials_.at(m.trial), m, p);
+  const auto key = std::make_tuple(m.trial, m.attempt, m.step);
+  auto it = checkpoint_writers_.find(key);
+  if (it == checkpoint_writers_.end()) {
+    it = checkpoint_writers_.emplace(key, CheckpointStore::Writer(m.trial, m.step, m.total)).first;
+  }
+  CheckpointStore::Writer& writer = it->second;
+  // Each piece is stored as it arrives (one chunk): the coordinator never holds a whole
+  // checkpoint.
+  if (Status added = writer.Add(p.batch, m.offset, std::move(m.bytes)); !added.ok()) {
+    std::fprintf(stderr, "coordinator: %s: checkpoint dropped\n", added.ToString().c_str());
+    writer.Abandon(p.batch);
+    checkpoint_writers_.erase(it);
     return;
   }
-  checkpoint_blobs_[{m.trial, m.attempt}] = std::move(m.bytes);
+  // A final checkpoint becomes visible with the trial's completion (StoreCheckpoint).
+  if (!writer.complete() || m.step == CheckpointStore::kFinal) return;
+  StoreStepCheckpoint(trials_.at(m.trial), writer, p);
+  checkpoint_writers_.erase(it);
 }
 
 void Coordinator::StoreCheckpoint(TrialRecord& t, int attempt, Pending& p) {
-  auto it = checkpoint_blobs_.find({t.id, attempt});
-  if (it == checkpoint_blobs_.end()) return;  // train.checkpoint: false
-  t.checkpoint_bytes = static_cast<int64_t>(it->second.size());
-  CheckpointStore::PutFinal(p.batch, t.id, std::move(it->second));
-  checkpoint_blobs_.erase(it);
+  auto it = checkpoint_writers_.find(std::make_tuple(t.id, attempt, CheckpointStore::kFinal));
+  if (it == checkpoint_writers_.end()) return;  // train.checkpoint: false
+  if (it->second.complete()) {
+    t.checkpoint_bytes = it->second.total();
+    it->second.Finish(p.batch);
+  } else {  // cannot happen over an ordered channel: every piece precedes the Result
+    std::fprintf(stderr, "coordinator: trial %s: final checkpoint incomplete at its result\n",
+                 t.id.ToString().c_str());
+    it->second.Abandon(p.batch);
+  }
+  checkpoint_writers_.erase(it);
+}
+
+void Coordinator::AbandonCheckpointTransfers(const TrialId& trial, Pending& p) {
+  for (auto it = checkpoint_writers_.begin(); it != checkpoint_writers_.end();) {
+    if (std::get<0>(it->first) == trial) {
+      it->second.Abandon(p.batch);
+      it = checkpoint_writers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 namespace {
@@ -43,37 +73,50 @@ jobs::CheckpointPolicy PolicyOf(const nlohmann::json& config) {
   return parsed.ok() ? *parsed : jobs::CheckpointPolicy{};
 }
 
-// The value of `metric` a checkpoint's header records; NaN when it has none (yet).
-double MetricOf(const std::string& checkpoint, const std::string& metric) {
-  auto header = jobs::ReadCheckpointHeader(checkpoint);
-  return header.ok() ? header->metrics.value(metric, std::nan("")) : std::nan("");
-}
-
 }  // namespace
+
+// What retention and listings need of a step checkpoint, from its header line: the value of
+// the policy's `metric` (NaN when it has none yet), its epoch and metrics.
+Coordinator::StepCheckpoint Coordinator::DescribeStep(int64_t step, const std::string& header_line,
+                                                      const std::string& metric) {
+  StepCheckpoint c{step, std::nan(""), nlohmann::json::object()};
+  auto header = jobs::ParseCheckpointHeaderLine(header_line);
+  if (!header.ok()) return c;
+  const nlohmann::json& value = header->metrics.contains(metric) ? header->metrics[metric]
+                                                                 : nlohmann::json();
+  if (value.is_number()) c.metric = value.get<double>();
+  c.summary = {{"epochs", header->epochs}, {"metrics", header->metrics}};
+  return c;
+}
 
 std::vector<Coordinator::StepCheckpoint>& Coordinator::StepCheckpoints(const TrialRecord& t) {
   auto it = step_checkpoints_.find(t.id);
   if (it != step_checkpoints_.end()) return it->second;
   std::vector<StepCheckpoint>& list = step_checkpoints_[t.id];
-  auto steps = CheckpointStore(store_).ReadSteps(t.id);  // once per trial and process
+  auto steps = CheckpointStore(store_).ListSteps(t.id);  // once per trial and process
   if (!steps.ok()) {
     std::fprintf(stderr, "coordinator: checkpoints of %s: %s\n", t.id.ToString().c_str(),
                  steps.status().ToString().c_str());
     return list;
   }
   const std::string metric = PolicyOf(t.config).metric;
-  for (const auto& [step, bytes] : *steps) list.push_back({step, MetricOf(bytes, metric)});
+  for (const auto& info : *steps) list.push_back(DescribeStep(info.step, info.header, metric));
   return list;
 }
 
-void Coordinator::StoreStepCheckpoint(const TrialRecord& t, CheckpointMsg& m, Pending& p) {
+void Coordinator::StoreStepCheckpoint(const TrialRecord& t, const CheckpointStore::Writer& writer,
+                                      Pending& p) {
   const jobs::CheckpointPolicy policy = PolicyOf(t.config);
   const int64_t keep_last = policy.keep_last;
   const int64_t keep_best = policy.keep_best;
   const bool lower_is_better = policy.LowerIsBetter();
   std::vector<StepCheckpoint>& list = StepCheckpoints(t);
-  list.push_back({m.step, MetricOf(m.bytes, policy.metric)});
-  CheckpointStore::PutStep(p.batch, t.id, m.step, std::move(m.bytes));
+  // One written before at the same step (an earlier attempt's) is replaced.
+  list.erase(std::remove_if(list.begin(), list.end(),
+                            [&](const StepCheckpoint& c) { return c.step == writer.step(); }),
+             list.end());
+  list.push_back(DescribeStep(writer.step(), writer.header(), policy.metric));
+  writer.Finish(p.batch);
   // Retention: the newest keep_last, plus the keep_best best that have a metric value.
   std::vector<size_t> by_metric;
   for (size_t i = 0; i < list.size(); ++i) {
@@ -95,11 +138,12 @@ void Coordinator::StoreStepCheckpoint(const TrialRecord& t, CheckpointMsg& m, Pe
     if (keep[i]) {
       kept.push_back(list[i]);
     } else {
-      CheckpointStore::DeleteStep(p.batch, t.id, list[i].step);
+      // Manifest and chunks at once, and a record of it for listings.
+      CheckpointStore::Prune(p.batch, t.id, list[i].step, list[i].summary);
     }
   }
   list = std::move(kept);
-  p.batch.AppendEvent("checkpoint", {{"trial", t.id.ToString()}, {"step", m.step}});
+  p.batch.AppendEvent("checkpoint", {{"trial", t.id.ToString()}, {"step", writer.step()}});
 }
 
 void Coordinator::SendResumeIfAny(WorkerRank rank, const TrialRecord& t, Pending& p) {
@@ -110,18 +154,31 @@ void Coordinator::SendResumeIfAny(WorkerRank rank, const TrialRecord& t, Pending
     step = chosen->second;  // `lattice resume --from-step`
     resume_from_step_.erase(chosen);
   }
-  auto blob = CheckpointStore(store_).GetStep(t.id, step);
-  if (!blob.ok()) {  // the attempt starts from scratch; nothing is lost but time
-    std::fprintf(stderr, "coordinator: trial %s: step checkpoint %lld unreadable (%s): starting over\n",
-                 t.id.ToString().c_str(), static_cast<long long>(step),
-                 blob.status().ToString().c_str());
+  // The chosen checkpoint, or when it cannot be read (a chunk missing or corrupt) the one
+  // before it, and so on: an unreadable checkpoint costs the steps since the previous one.
+  for (auto c = list.rbegin(); c != list.rend(); ++c) {
+    if (c->step > step) continue;
+    auto blob = CheckpointStore(store_).Read(t.id, c->step);
+    if (!blob.ok()) {
+      std::fprintf(stderr, "coordinator: trial %s: %s; trying the checkpoint before it\n",
+                   t.id.ToString().c_str(), blob.status().ToString().c_str());
+      p.batch.AppendEvent("checkpoint_unreadable", {{"trial", t.id.ToString()},
+                                                    {"step", c->step},
+                                                    {"error", blob.status().message()}});
+      continue;
+    }
+    std::fprintf(stderr, "coordinator: trial %s attempt %d resumes from its checkpoint at step %lld\n",
+                 t.id.ToString().c_str(), t.attempts, static_cast<long long>(c->step));
+    p.batch.AppendEvent("trial_resumed",
+                        {{"trial", t.id.ToString()}, {"attempt", t.attempts}, {"step", c->step}});
+    for (auto& piece : SplitCheckpoint(t.id, t.attempts, c->step, std::move(blob).value())) {
+      p.sends.emplace_back(rank, std::move(piece));
+    }
     return;
   }
-  std::fprintf(stderr, "coordinator: trial %s attempt %d resumes from its checkpoint at step %lld\n",
-               t.id.ToString().c_str(), t.attempts, static_cast<long long>(step));
-  p.batch.AppendEvent("trial_resumed",
-                      {{"trial", t.id.ToString()}, {"attempt", t.attempts}, {"step", step}});
-  p.sends.emplace_back(rank, CheckpointMsg{t.id, t.attempts, std::move(blob).value(), step});
+  // Nothing readable: the attempt starts from scratch; nothing is lost but time.
+  std::fprintf(stderr, "coordinator: trial %s: no readable step checkpoint: starting over\n",
+               t.id.ToString().c_str());
 }
 
 void Coordinator::SendCheckpointIfNeeded(WorkerRank rank, const TrialRecord& t, Pending& p) {
@@ -130,7 +187,7 @@ void Coordinator::SendCheckpointIfNeeded(WorkerRank rank, const TrialRecord& t, 
   if (encoder == nullptr || !encoder->is_object() || encoder->value("type", "") != "trial") return;
   auto source = TrialId::Parse(encoder->value("trial", ""));
   if (!source || slot(rank).checkpoints_sent.count(*source)) return;
-  auto blob = CheckpointStore(store_).GetFinal(*source);
+  auto blob = CheckpointStore(store_).Read(*source, CheckpointStore::kFinal);
   if (!blob.ok()) {  // the worker fails the shard: "no checkpoint of trial ..."
     std::fprintf(stderr, "coordinator: checkpoint of %s for %s: %s\n",
                  source->ToString().c_str(), t.id.ToString().c_str(),
@@ -138,7 +195,9 @@ void Coordinator::SendCheckpointIfNeeded(WorkerRank rank, const TrialRecord& t, 
     return;
   }
   slot(rank).checkpoints_sent.insert(*source);
-  p.sends.emplace_back(rank, CheckpointMsg{*source, 0, std::move(blob).value()});
+  for (auto& piece : SplitCheckpoint(*source, 0, CheckpointStore::kFinal, std::move(blob).value())) {
+    p.sends.emplace_back(rank, std::move(piece));
+  }
 }
 
 Status Coordinator::StoreVectors(const TrialRecord& t, int attempt, Pending& p) {

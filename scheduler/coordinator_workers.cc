@@ -123,7 +123,6 @@ void Coordinator::OnResult(WorkerRank rank, const ResultMsg& m, Pending& p) {
   }
   if (m.code != StatusCode::kOk) {
     vector_blocks_.erase({m.trial, m.attempt});
-    checkpoint_blobs_.erase({m.trial, m.attempt});
   }
   Status s = Transition(t, event, rank, m.error, p);
   if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
@@ -239,7 +238,10 @@ Status Coordinator::Transition(TrialRecord& trial, TrialEvent event, WorkerRank 
       trial, scheduler::ApplyTrialEvent(trial, event, sweep.record.max_attempts, worker,
                                         Now(), error));
   if (before == TrialState::kQueued) queue_.erase(trial.id);
-  if (before == TrialState::kRunning) --sweep.running;
+  if (before == TrialState::kRunning) {
+    --sweep.running;
+    AbandonCheckpointTransfers(trial.id, p);  // the attempt ended
+  }
   if (trial.state == TrialState::kQueued) queue_.insert(trial.id);
   if (trial.state == TrialState::kRunning) ++sweep.running;
   if (before == TrialState::kRunning && trial.state == TrialState::kQueued) {

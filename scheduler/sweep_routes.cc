@@ -1,6 +1,7 @@
 #include "scheduler/sweep_routes.h"
 
 #include <cstdlib>
+#include <limits>
 
 #include "index/routes.h"
 #include "jobs/checkpoint.h"
@@ -133,19 +134,37 @@ void AddTrialRoutes(Router& r, StateStore* store) {
     auto trial = store->GetTrial(*id);
     if (!trial.ok()) return HttpResponse::FromStatus(trial.status());
     CheckpointStore checkpoints(store);
-    auto steps = checkpoints.ReadSteps(*id);  // one scan, values included
+    auto steps = checkpoints.ListSteps(*id);  // manifests only
     if (!steps.ok()) return HttpResponse::FromStatus(steps.status());
     json out = json::array();
-    auto describe = [&](const std::string& kind, int64_t step, const std::string& blob) {
-      json row = {{"kind", kind}, {"step", step}, {"bytes", blob.size()}};
-      if (auto header = jobs::ReadCheckpointHeader(blob); header.ok()) {
+    auto pruned = checkpoints.ListPruned(*id);
+    if (!pruned.ok()) return HttpResponse::FromStatus(pruned.status());
+    auto describe = [&](const std::string& kind, const CheckpointInfo& info) {
+      json row = {{"kind", kind}, {"state", "kept"}, {"step", info.step}, {"bytes", info.bytes},
+                  {"chunks", info.chunks}};
+      if (auto header = jobs::ParseCheckpointHeaderLine(info.header); header.ok()) {
         row["epochs"] = header->epochs;
         row["metrics"] = header->metrics;
       }
-      out.push_back(std::move(row));
+      return row;
     };
-    for (const auto& [step, blob] : *steps) describe("step", step, blob);
-    if (auto blob = checkpoints.GetFinal(*id); blob.ok()) describe("final", 0, *blob);
+    // Step checkpoints by step, kept and pruned (those only with what the listing showed).
+    auto gone = pruned->begin();
+    auto add_pruned_before = [&](int64_t step) {
+      for (; gone != pruned->end() && gone->first < step; ++gone) {
+        json row = {{"kind", "step"}, {"state", "pruned"}, {"step", gone->first}};
+        if (gone->second.is_object()) row.update(gone->second);
+        out.push_back(std::move(row));
+      }
+    };
+    for (const auto& info : *steps) {
+      add_pruned_before(info.step);
+      out.push_back(describe("step", info));
+    }
+    add_pruned_before(std::numeric_limits<int64_t>::max());
+    if (auto info = checkpoints.Info(*id, CheckpointStore::kFinal); info.ok()) {
+      out.push_back(describe("final", *info));
+    }
     return HttpResponse::Json(200, {{"trial", id->ToString()}, {"checkpoints", out}});
   });
   // The stored checkpoint of a completed train trial (format: jobs/checkpoint.h).
@@ -165,7 +184,7 @@ void AddTrialRoutes(Router& r, StateStore* store) {
       }
     }
     CheckpointStore checkpoints(store);
-    auto blob = step > 0 ? checkpoints.GetStep(*id, step) : checkpoints.GetFinal(*id);
+    auto blob = checkpoints.Read(*id, step > 0 ? step : CheckpointStore::kFinal);
     if (!blob.ok()) {
       if (blob.status().code() != StatusCode::kNotFound) return HttpResponse::FromStatus(blob.status());
       return HttpResponse::FromStatus(Status::NotFound(

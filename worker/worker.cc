@@ -123,8 +123,7 @@ class TaskRunner {
       return it == checkpoints_.end() ? nullptr : it->second;
     };
     ctx.on_checkpoint = [this, &task](std::string bytes, int64_t step, int) {
-      std::lock_guard<std::mutex> lock(mu_);
-      outbox_.push_back(CheckpointMsg{task.trial, task.attempt, std::move(bytes), step});
+      Post(SplitCheckpoint(task.trial, task.attempt, step, std::move(bytes)));
     };
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -154,8 +153,7 @@ class TaskRunner {
                                      std::move(block.vectors), std::move(block.metadata)});
       }
       if (outcome->checkpoint) {
-        std::lock_guard<std::mutex> lock(mu_);
-        outbox_.push_back(CheckpointMsg{task.trial, task.attempt, std::move(*outcome->checkpoint)});
+        Post(SplitCheckpoint(task.trial, task.attempt, 0, std::move(*outcome->checkpoint)));
       }
     } else {
       result.code = outcome.status().code();
@@ -163,6 +161,12 @@ class TaskRunner {
     }
     result.run_seconds = std::chrono::duration<double>(Clock::now() - start).count();
     return result;
+  }
+
+  // Queues the pieces of a checkpoint for the coordinator.
+  void Post(std::vector<CheckpointMsg> pieces) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& piece : pieces) outbox_.push_back(std::move(piece));
   }
 
   const int num_threads_;
@@ -205,6 +209,7 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
   RegisterMsg hello{HostName(), options.num_threads, device.Describe()};
   if (!channel.Send(kCoordinatorRank, hello).ok()) return 1;
   TaskRunner runner(options.num_threads, device);
+  CheckpointAssembler checkpoints;  // pieces of checkpoints the coordinator sends
   auto next_heartbeat = Clock::now();
   auto idle_sleep = std::chrono::microseconds(20);
   bool running = true;
@@ -220,11 +225,15 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
       Message& m = polled->value().message;
       if (auto* assign = std::get_if<AssignMsg>(&m)) {
         runner.Enqueue(std::move(*assign));
-      } else if (auto* checkpoint = std::get_if<CheckpointMsg>(&m)) {
-        if (checkpoint->step > 0) {
-          runner.AddResume(checkpoint->trial, checkpoint->attempt, std::move(checkpoint->bytes));
-        } else {
-          runner.AddCheckpoint(checkpoint->trial, std::move(checkpoint->bytes));
+      } else if (auto* piece = std::get_if<CheckpointMsg>(&m)) {
+        auto whole = checkpoints.Add(std::move(*piece));
+        if (!whole.ok()) {
+          std::fprintf(stderr, "worker %d: %s\n", channel.rank().value,
+                       whole.status().ToString().c_str());
+        } else if (*whole && (*whole)->step > 0) {
+          runner.AddResume((*whole)->trial, (*whole)->attempt, std::move((*whole)->bytes));
+        } else if (*whole) {
+          runner.AddCheckpoint((*whole)->trial, std::move((*whole)->bytes));
         }
       } else if (auto* cancel = std::get_if<CancelMsg>(&m)) {
         runner.Cancel(cancel->trial);

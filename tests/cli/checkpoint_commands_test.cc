@@ -127,35 +127,40 @@ json TrialJson(bool finished) {
   return {{"id", "s3-t4"}, {"state", finished ? "completed" : "failed"}, {"epochs_done", 3}};
 }
 
-// GET /v1/trials/{id}/checkpoints' array: a step checkpoint and the final one.
+// GET /v1/trials/{id}/checkpoints' array: a pruned and a kept step checkpoint, the final one.
 json Checkpoints() {
   return json::parse(R"([
-    {"kind": "step", "step": 400, "epochs": 2, "bytes": 614000,
+    {"kind": "step", "state": "pruned", "step": 200, "epochs": 1,
+     "metrics": {"val_accuracy": 0.7, "val_loss": 0.6}},
+    {"kind": "step", "state": "kept", "step": 400, "epochs": 2, "bytes": 614000, "chunks": 1,
      "metrics": {"val_accuracy": 0.8, "val_loss": 0.5}},
-    {"kind": "final", "step": 0, "epochs": 3, "bytes": 204901,
+    {"kind": "final", "state": "kept", "step": 0, "epochs": 3, "bytes": 204901, "chunks": 1,
      "metrics": {"val_accuracy": 0.85121, "val_loss": 0.41234}}])");
 }
 
 TEST(FormatCheckpointListTest, StepAndFinalRowsInEachFormat) {
   EXPECT_EQ(FormatCheckpointList(TrialJson(true), Checkpoints(), TrialsFormat::kTable),
-            "KIND   STEP  EPOCH  BYTES   val_accuracy  val_loss\n"
-            "step   400   2      614000  0.8           0.5\n"
-            "final  -     3      204901  0.8512        0.4123\n");
+            "KIND   STEP  STATE   EPOCH  BYTES   val_accuracy  val_loss\n"
+            "step   200   pruned  1      -       0.7           0.6\n"
+            "step   400   kept    2      614000  0.8           0.5\n"
+            "final  -     kept    3      204901  0.8512        0.4123\n");
   EXPECT_EQ(FormatCheckpointList(TrialJson(true), Checkpoints(), TrialsFormat::kCsv),
-            "KIND,STEP,EPOCH,BYTES,val_accuracy,val_loss\n"
-            "step,400,2,614000,0.8,0.5\nfinal,,3,204901,0.85121,0.41234\n");
+            "KIND,STEP,STATE,EPOCH,BYTES,val_accuracy,val_loss\n"
+            "step,200,pruned,1,,0.7,0.6\n"
+            "step,400,kept,2,614000,0.8,0.5\nfinal,,kept,3,204901,0.85121,0.41234\n");
   json rows = json::parse(FormatCheckpointList(TrialJson(true), Checkpoints(), TrialsFormat::kJson));
-  ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(rows[1], json::parse(R"({"kind": "final", "step": null, "epoch": 3, "bytes": 204901,
-                                     "val_accuracy": 0.85121, "val_loss": 0.41234})"));
-  EXPECT_EQ(rows[0]["step"], 400);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[2], json::parse(R"({"kind": "final", "step": null, "state": "kept", "epoch": 3,
+                                     "bytes": 204901, "val_accuracy": 0.85121, "val_loss": 0.41234})"));
+  EXPECT_EQ(rows[1]["step"], 400);
+  EXPECT_EQ(rows[0]["state"], "pruned");
 }
 
 TEST(FormatCheckpointListTest, NoCheckpointIsNoRow) {
   EXPECT_EQ(json::parse(FormatCheckpointList(TrialJson(false), json::array(), TrialsFormat::kJson)),
             json::array());
   EXPECT_EQ(FormatCheckpointList(TrialJson(false), json::array(), TrialsFormat::kCsv),
-            "KIND,STEP,EPOCH,BYTES,val_accuracy,val_loss\n");
+            "KIND,STEP,STATE,EPOCH,BYTES,val_accuracy,val_loss\n");
   const std::string table = FormatCheckpointList(TrialJson(false), json::array(), TrialsFormat::kTable);
   EXPECT_EQ(table.rfind("trial s3-t4 (failed) has no stored checkpoint", 0), 0u) << table;
 }

@@ -89,7 +89,9 @@ TEST(MessagesTest, VectorsTravelAsBinary) {
 TEST(MessagesTest, CheckpointBytesTravelUnchanged) {
   std::string bytes = "{\"format\":\"x\"}\n";
   for (int i = 0; i < 1000; ++i) bytes.push_back(static_cast<char>(i % 256));  // NULs, newlines
-  CheckpointMsg m{TrialId{SweepId{4}, 11}, 2, bytes};
+  auto pieces = SplitCheckpoint(TrialId{SweepId{4}, 11}, 2, 30, bytes);
+  ASSERT_EQ(pieces.size(), 1u);
+  const CheckpointMsg& m = pieces[0];
   std::string wire = EncodeMessage(Message(m));
   EXPECT_EQ(TypeOf(Message(m)), MessageType::kCheckpoint);
   auto decoded = DecodeMessage(MessageType::kCheckpoint, wire);
@@ -97,9 +99,52 @@ TEST(MessagesTest, CheckpointBytesTravelUnchanged) {
   const auto& back = std::get<CheckpointMsg>(decoded.value());
   EXPECT_EQ(back.trial, m.trial);
   EXPECT_EQ(back.attempt, 2);
+  EXPECT_EQ(back.step, 30);
+  EXPECT_EQ(back.offset, 0);
+  EXPECT_EQ(back.total, static_cast<int64_t>(bytes.size()));
   EXPECT_EQ(back.bytes, bytes);
   EXPECT_FALSE(DecodeMessage(MessageType::kCheckpoint, wire.substr(0, wire.size() - 1)).ok());
   EXPECT_FALSE(DecodeMessage(MessageType::kCheckpoint, "{\"trial\":\"s1-t0\"}").ok());
+  CheckpointMsg overflowing = m;
+  overflowing.total = 10;  // a piece larger than its checkpoint
+  EXPECT_FALSE(DecodeMessage(MessageType::kCheckpoint, EncodeMessage(Message(overflowing))).ok());
+}
+
+TEST(MessagesTest, CheckpointsSplitIntoPiecesAndAssembleBack) {
+  std::string bytes(10000, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 7);
+  const TrialId trial{SweepId{2}, 3};
+  auto pieces = SplitCheckpoint(trial, 1, 50, bytes, 3000);
+  ASSERT_EQ(pieces.size(), 4u);
+  EXPECT_EQ(pieces[3].offset, 9000);
+  EXPECT_EQ(pieces[3].bytes.size(), 1000u);
+  EXPECT_TRUE(pieces[3].last());
+
+  CheckpointAssembler assembler;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    // Through the wire encoding, as a worker receives them.
+    auto decoded = DecodeMessage(MessageType::kCheckpoint, EncodeMessage(Message(pieces[i])));
+    ASSERT_OK(decoded);
+    auto whole = assembler.Add(std::get<CheckpointMsg>(std::move(decoded).value()));
+    ASSERT_OK(whole);
+    ASSERT_EQ(whole->has_value(), i + 1 == pieces.size()) << i;
+    if (*whole) {
+      EXPECT_EQ((*whole)->bytes, bytes);
+      EXPECT_EQ((*whole)->step, 50);
+      EXPECT_EQ((*whole)->total, 10000);
+    }
+  }
+  // A piece that does not continue its checkpoint is an error, and what came before is dropped.
+  ASSERT_OK(assembler.Add(pieces[0]));
+  EXPECT_EQ(assembler.Add(pieces[2]).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(assembler.Add(pieces[1]).status().code(), StatusCode::kInvalidArgument)
+      << "the checkpoint started over: piece 1 no longer continues it";
+  // An empty checkpoint is one empty piece.
+  auto empty = SplitCheckpoint(trial, 1, 0, "");
+  ASSERT_EQ(empty.size(), 1u);
+  auto whole = assembler.Add(empty[0]);
+  ASSERT_OK(whole);
+  EXPECT_TRUE(whole->has_value());
 }
 
 }  // namespace

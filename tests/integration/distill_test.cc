@@ -33,6 +33,16 @@ class DistillTest : public testutil::ClusterFixture {
     EXPECT_EQ(sweep["state"], "completed") << sweep.dump(2) << cluster_->Log();
     return Call("GET", "/v1/sweeps/" + sweep["id"].get<std::string>() + "/trials")["trials"];
   }
+
+  // The trial's stored checkpoints (the listing also shows the pruned ones).
+  json Kept(const std::string& trial) {
+    json kept = json::array();
+    const json listed = Call("GET", "/v1/trials/" + trial + "/checkpoints");  // outlives the loop
+    for (const auto& c : listed["checkpoints"]) {
+      if (c["state"] == "kept") kept.push_back(c);
+    }
+    return kept;
+  }
 };
 
 TEST_F(DistillTest, TeacherThenStudentThenAbSweep) {
@@ -106,7 +116,7 @@ TEST_F(DistillTest, KilledDistillationResumesFromItsCheckpointBitIdentically) {
   json listed;
   ASSERT_TRUE(testutil::WaitFor(
       [&] {
-        listed = Call("GET", "/v1/trials/" + trial + "/checkpoints")["checkpoints"];
+        listed = Kept(trial);
         return listed.size() >= 2;
       },
       std::chrono::seconds(120), std::chrono::milliseconds(10)))
@@ -128,7 +138,7 @@ TEST_F(DistillTest, KilledDistillationResumesFromItsCheckpointBitIdentically) {
   EXPECT_GE(resumed_step, step_at_kill);
   json t = Call("GET", "/v1/trials/" + trial);
   EXPECT_EQ(t["attempts"], 2);
-  json kept = Call("GET", "/v1/trials/" + trial + "/checkpoints")["checkpoints"];
+  json kept = Kept(trial);
   ASSERT_EQ(kept.size(), 3u) << "keep_last 2 step checkpoints + the final one: " << kept.dump();
 
   // A kept step checkpoint downloads like the final one (its header says where it stood);
@@ -183,6 +193,56 @@ TEST_F(DistillTest, KilledDistillationResumesFromItsCheckpointBitIdentically) {
                                  &refused),
             0);
   EXPECT_NE(refused.find("no checkpoint at step 1"), std::string::npos) << refused;
+}
+
+// A model whose step checkpoints exceed 64 MB (5.8 M parameters with AdamW's two moments):
+// they cross MPI and land in RocksDB as pieces of at most 16 MiB, a resume sends one back
+// to a worker in pieces, and the downloaded checkpoint is the same bytes the store holds.
+TEST_F(DistillTest, CheckpointsOver64MBCrossTheClusterInPieces) {
+  StartCluster();
+  const std::string spec =
+      "kind: train\nseed: 2\nmodel: {type: mlp, hidden: [2048, 2048]}\n"
+      "train: {epochs: 1, batch_size: 32, threads: 1}\n"
+      "checkpoint: {every_steps: 8, keep_last: 2}\n"
+      "search: {method: grid, parameters: {seed: [2]}}\n";
+  std::string limited = Spec("big", spec);
+  limited.replace(limited.find("limit: 20000"), 12, "limit: 800");
+  json sweep = Call("POST", "/v1/sweeps", limited, 201);
+  ASSERT_EQ(WaitForSweep(sweep["id"], std::chrono::seconds(300))["state"], "completed")
+      << cluster_->Log();
+  const std::string trial = sweep["id"].get<std::string>() + "-t0";
+  json kept = Kept(trial);
+  ASSERT_EQ(kept.size(), 3u) << kept.dump();
+  for (const auto& c : kept) {
+    if (c["kind"] != "step") continue;
+    EXPECT_GT(c["bytes"].get<int64_t>(), int64_t{64} << 20) << c.dump();
+    EXPECT_EQ(c["chunks"], (c["bytes"].get<int64_t>() + (int64_t{16} << 20) - 1) / (int64_t{16} << 20))
+        << c.dump();
+  }
+  const int64_t first_kept = kept[0]["step"];
+  auto step_blob = client_->Request("GET", "/v1/trials/" + trial + "/checkpoint?step=" +
+                                               std::to_string(first_kept));
+  ASSERT_OK(step_blob);
+  ASSERT_EQ(step_blob->status, 200);
+  EXPECT_EQ(static_cast<int64_t>(step_blob->body.size()), kept[0]["bytes"].get<int64_t>());
+
+  // Resuming from the older kept step sends it to a worker in pieces; the run completes.
+  std::string output;
+  ASSERT_EQ(testutil::RunCommand(testutil::LatticeBinary() + " resume " + trial + " --from-step " +
+                                     std::to_string(first_kept) + " --data-dir " + DataDir(),
+                                 &output),
+            0)
+      << output;
+  ASSERT_EQ(WaitForSweep(sweep["id"], std::chrono::seconds(300))["state"], "completed")
+      << cluster_->Log();
+  const std::string log = cluster_->Log();
+  EXPECT_NE(log.find("trial " + trial + " attempt 2 resumes from its checkpoint at step " +
+                     std::to_string(first_kept)),
+            std::string::npos)
+      << log;
+  json t = Call("GET", "/v1/trials/" + trial);
+  EXPECT_EQ(t["state"], "completed") << t.dump();
+  EXPECT_EQ(t["attempts"], 2);
 }
 
 }  // namespace

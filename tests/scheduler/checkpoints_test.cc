@@ -55,7 +55,7 @@ class ResolveTrialEncoderTest : public ::testing::Test {
       if (objectives[i]) {
         const std::string blob = Blob({{"type", "mlp"}, {"hidden", {16, 8}}});
         t.checkpoint_bytes = static_cast<int64_t>(blob.size());
-        CheckpointStore::PutFinal(b, t.id, blob);
+        CheckpointStore::Put(b, t.id, CheckpointStore::kFinal, blob);
       }
       b.PutTrial(t);
     }
@@ -119,7 +119,7 @@ TEST_F(ResolveTrialEncoderTest, BadReferences) {
   t.state = TrialState::kCompleted;
   t.config = {{"kind", "train"}};
   b.PutTrial(t);
-  CheckpointStore::PutFinal(b, TrialId{SweepId{1}, 6}, "not a checkpoint");
+  CheckpointStore::Put(b, TrialId{SweepId{1}, 6}, CheckpointStore::kFinal, "not a checkpoint");
   t.id = TrialId{SweepId{1}, 6};
   b.PutTrial(t);
   ASSERT_OK(store_->Commit(b));

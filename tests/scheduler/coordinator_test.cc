@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -84,6 +85,24 @@ class CoordinatorTest : public ::testing::Test {
   }
 
   std::vector<std::pair<WorkerRank, AssignMsg>> Assigns() { return channel_->TakeSentOf<AssignMsg>(); }
+
+  // A worker sends a checkpoint the way workers do: in pieces (SplitCheckpoint).
+  void DeliverCheckpoint(WorkerRank rank, const TrialId& trial, int attempt, std::string bytes,
+                         int64_t step, int64_t piece_bytes = kCheckpointPieceBytes) {
+    for (auto& piece : SplitCheckpoint(trial, attempt, step, std::move(bytes), piece_bytes)) {
+      channel_->Deliver(rank, std::move(piece));
+    }
+  }
+
+  std::vector<int64_t> StoredSteps(const TrialId& trial) {
+    auto infos = CheckpointStore(store_.get()).ListSteps(trial);
+    EXPECT_OK(infos);
+    std::vector<int64_t> steps;
+    if (infos.ok()) {
+      for (const auto& info : *infos) steps.push_back(info.step);
+    }
+    return steps;
+  }
 
   void Finish(WorkerRank rank, const AssignMsg& a, StatusCode code = StatusCode::kOk,
               double run_seconds = 1.0) {
@@ -447,20 +466,23 @@ TEST_F(CoordinatorTest, StepCheckpointsAreStoredPrunedAndResumedFrom) {
   // 20 checkpoints; the best val_loss (0.05) is at step 70.
   for (int64_t i = 1; i <= 20; ++i) {
     double loss = i == 7 ? 0.05 : 1.0 + 0.01 * static_cast<double>(i);
-    channel_->Deliver(first, CheckpointMsg{trial, 1, StepCheckpoint(loss), i * 10});
+    DeliverCheckpoint(first, trial, 1, StepCheckpoint(loss), i * 10);
     Step();
   }
-  CheckpointStore checkpoints(store_.get());
-  ASSERT_OK_AND_ASSIGN(std::vector<int64_t> steps, checkpoints.ListSteps(trial));
-  EXPECT_EQ(steps, (std::vector<int64_t>{70, 190, 200})) << "keep_last 2 + keep_best 1";
-  ASSERT_OK_AND_ASSIGN(auto keys, store_->Scan("checkpoints", ""));
-  EXPECT_EQ(keys.size(), 3u) << "no orphaned checkpoint key";
+  EXPECT_EQ(StoredSteps(trial), (std::vector<int64_t>{70, 190, 200})) << "keep_last 2 + keep_best 1";
+  ASSERT_OK_AND_ASSIGN(auto manifests, store_->ScanKeys("checkpoints", trial.Key() + "/step/"));
+  ASSERT_OK_AND_ASSIGN(auto chunks, store_->ScanKeys("checkpoints", trial.Key() + "/chunk/"));
+  EXPECT_EQ(manifests.size() + chunks.size(), 6u)
+      << "3 manifests and their 3 chunks: no orphaned checkpoint key";
+  ASSERT_OK_AND_ASSIGN(auto pruned, CheckpointStore(store_.get()).ListPruned(trial));
+  ASSERT_EQ(pruned.size(), 17u) << "the listing remembers what retention deleted";
+  EXPECT_EQ(pruned[0].first, 10);
+  EXPECT_EQ(pruned[0].second["metrics"]["val_loss"], 1.01);
 
   // A stale attempt's checkpoint is dropped.
-  channel_->Deliver(first, CheckpointMsg{trial, 7, StepCheckpoint(0.01), 999});
+  DeliverCheckpoint(first, trial, 7, StepCheckpoint(0.01), 999);
   Step();
-  ASSERT_OK_AND_ASSIGN(steps, checkpoints.ListSteps(trial));
-  EXPECT_EQ(steps.back(), 200);
+  EXPECT_EQ(StoredSteps(trial).back(), 200);
 
   // The worker goes silent: attempt 2 runs elsewhere and resumes from step 200.
   const WorkerRank other = first == W(1) ? W(2) : W(1);
@@ -492,6 +514,99 @@ TEST_F(CoordinatorTest, StepCheckpointsAreStoredPrunedAndResumedFrom) {
   EXPECT_EQ(Sweep(sweep.id).state, SweepState::kRunning);
 }
 
+// What a worker gets: the pieces of checkpoints put together, and the messages that are not
+// checkpoint pieces.
+struct Received {
+  std::vector<CheckpointMsg> checkpoints;
+  std::vector<Message> others;
+};
+Received Reassemble(std::vector<std::pair<WorkerRank, Message>> sent) {
+  Received out;
+  CheckpointAssembler assembler;
+  for (auto& [rank, m] : sent) {
+    auto* piece = std::get_if<CheckpointMsg>(&m);
+    if (piece == nullptr) {
+      out.others.push_back(std::move(m));
+      continue;
+    }
+    auto whole = assembler.Add(std::move(*piece));
+    EXPECT_OK(whole.status());
+    if (whole.ok() && *whole) out.checkpoints.push_back(std::move(**whole));
+  }
+  return out;
+}
+
+TEST_F(CoordinatorTest, LargeCheckpointsTravelInPiecesAndAnUnreadableOneFallsBackToTheOneBefore) {
+  RegisterWorkers(2);
+  ASSERT_OK_AND_ASSIGN(scheduler::SweepSpec spec, scheduler::ParseSweepSpec(NoopSpec("big", 1)));
+  spec.trial_configs[0]["checkpoint"] = {{"every_steps", 10}, {"keep_last", 3}};
+  SweepRecord sweep = Submit(std::move(spec));
+  auto a = Assigns();
+  ASSERT_EQ(a.size(), 1u);
+  const WorkerRank first = a[0].first;
+  const WorkerRank other = first == W(1) ? W(2) : W(1);
+  const TrialId trial = a[0].second.trial;
+
+  // Step 10: small. Step 20: 70 MB, i.e. 5 pieces of at most 16 MiB.
+  DeliverCheckpoint(first, trial, 1, StepCheckpoint(1.0), 10);
+  std::string big = StepCheckpoint(0.9);
+  std::mt19937_64 rng(20);
+  while (big.size() < (size_t{70} << 20)) big.push_back(static_cast<char>(rng()));
+  auto pieces = SplitCheckpoint(trial, 1, 20, big);
+  ASSERT_EQ(pieces.size(), 5u);
+  for (auto& piece : pieces) {
+    EXPECT_LE(static_cast<int64_t>(piece.bytes.size()), kCheckpointPieceBytes);
+    channel_->Deliver(first, std::move(piece));
+    Step();
+  }
+  EXPECT_EQ(StoredSteps(trial), (std::vector<int64_t>{10, 20}));
+  ASSERT_OK_AND_ASSIGN(CheckpointInfo info, CheckpointStore(store_.get()).Info(trial, 20));
+  EXPECT_EQ(info.chunks, 5);
+  EXPECT_EQ(info.bytes, static_cast<int64_t>(big.size()));
+  ASSERT_OK_AND_ASSIGN(auto values, store_->Scan("checkpoints", ""));
+  for (const auto& [key, value] : values) {
+    EXPECT_LE(static_cast<int64_t>(value.size()), kCheckpointPieceBytes) << key;
+  }
+
+  // Attempt 2 gets it back in pieces, and they make the same bytes.
+  clock_.Advance(std::chrono::milliseconds(kTimeoutMs + 1));
+  channel_->Deliver(other, HeartbeatMsg{});
+  Step();
+  auto sent = channel_->TakeSent();
+  EXPECT_EQ(sent.size(), 6u) << "5 pieces, then the Assign";
+  Received got = Reassemble(std::move(sent));
+  ASSERT_EQ(got.checkpoints.size(), 1u);
+  EXPECT_EQ(got.checkpoints[0].step, 20);
+  EXPECT_EQ(got.checkpoints[0].attempt, 2);
+  EXPECT_TRUE(got.checkpoints[0].bytes == big);
+  ASSERT_EQ(got.others.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<AssignMsg>(got.others[0]));
+
+  // A chunk of step 20 goes missing: attempt 3 resumes from step 10, and the events say why.
+  ASSERT_OK_AND_ASSIGN(auto chunks, store_->ScanKeys("checkpoints", trial.Key() + "/chunk/000000000020/"));
+  ASSERT_EQ(chunks.size(), 5u);
+  ASSERT_OK(store_->Delete("checkpoints", chunks[2]));
+  clock_.Advance(std::chrono::milliseconds(kTimeoutMs + 1));
+  channel_->Deliver(first, HeartbeatMsg{});
+  Step();
+  got = Reassemble(channel_->TakeSent());
+  ASSERT_EQ(got.checkpoints.size(), 1u);
+  EXPECT_EQ(got.checkpoints[0].step, 10);
+  EXPECT_EQ(got.checkpoints[0].attempt, 3);
+  EXPECT_EQ(got.checkpoints[0].bytes, StepCheckpoint(1.0));
+  ASSERT_OK_AND_ASSIGN(auto events, store_->ListEvents(0, 1000));
+  bool reported = false;
+  for (const auto& e : events) {
+    if (e["type"] == "checkpoint_unreadable") {
+      reported = true;
+      EXPECT_EQ(e["step"], 20);
+      EXPECT_EQ(e["error"], "checkpoint of " + trial.ToString() + " at step 20: chunk 3 of 5 is missing");
+    }
+  }
+  EXPECT_TRUE(reported);
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kRunning);
+}
+
 TEST_F(CoordinatorTest, ResumeRunsAFinishedTrialAgainFromAChosenStepCheckpoint) {
   RegisterWorkers(1);
   ASSERT_OK_AND_ASSIGN(scheduler::SweepSpec spec, scheduler::ParseSweepSpec(NoopSpec("again", 1)));
@@ -501,7 +616,7 @@ TEST_F(CoordinatorTest, ResumeRunsAFinishedTrialAgainFromAChosenStepCheckpoint) 
   ASSERT_EQ(a.size(), 1u);
   const TrialId trial = a[0].second.trial;
   for (int64_t step : {10, 20, 30, 40, 50}) {
-    channel_->Deliver(W(1), CheckpointMsg{trial, 1, StepCheckpoint(1.0), step});
+    DeliverCheckpoint(W(1), trial, 1, StepCheckpoint(1.0), step);
   }
   Finish(W(1), a[0].second);
   Step();

@@ -1,4 +1,4 @@
-// VectorBlockStore and CheckpointStore on a real RocksDB: what goes in comes out, blocks
+// VectorBlockStore on a real RocksDB: what goes in comes out, blocks
 // must cover rows [0, n), a deleted sweep's blocks are gone (and their disk space given
 // back) while other sweeps' blocks stay.
 #include "store/vector_block_store.h"
@@ -8,7 +8,6 @@
 #include <memory>
 #include <random>
 
-#include "store/checkpoint_store.h"
 #include "tests/testutil/testutil.h"
 
 namespace lattice {
@@ -103,22 +102,6 @@ TEST_F(VectorBlockStoreTest, DeleteRemovesOneSweepsBlocksAndCompactionGivesTheSp
   ASSERT_OK_AND_ASSIGN(int64_t after, store_->DiskBytes());
   EXPECT_LT(after, before * 6 / 10) << "before " << before << " after " << after;
   EXPECT_GT(after, 8000 * 128 * 4 * 9 / 10) << "sweep 11's blocks must stay";
-}
-
-TEST(CheckpointStoreTest, FinalCheckpointRoundTripsAndIsNotFoundWhenAbsent) {
-  testutil::TempDir dir;
-  ASSERT_OK_AND_ASSIGN(auto store, StateStore::Open({dir.Join("state"), false}));
-  const TrialId trial{SweepId{3}, 7};
-  std::string bytes(100000, '\0');
-  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 31);
-  StateWriteBatch batch;
-  CheckpointStore::PutFinal(batch, trial, bytes);
-  ASSERT_OK(store->Commit(batch));
-  CheckpointStore checkpoints(store.get());
-  ASSERT_OK_AND_ASSIGN(std::string back, checkpoints.GetFinal(trial));
-  EXPECT_EQ(back, bytes);
-  EXPECT_EQ(checkpoints.GetFinal(TrialId{SweepId{3}, 8}).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(CheckpointStore::FinalKey(trial), trial.Key() + "/final");
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <optional>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "jobs/embed_config.h"
 #include "jobs/internal/config_fields.h"
@@ -311,6 +313,24 @@ StatusOr<DistillConfig> ParseDistill(const json& config) {
   return d;
 }
 
+// With keep_best, checkpoint.metric also picks the final weights' epoch: it must be one of
+// the job's per-epoch metrics (jobs/train_job.h), or no epoch would ever be picked.
+Status CheckSelectionMetric(const JobConfig& c) {
+  if (!c.checkpoints || c.checkpoints->keep_best < 1) return Status::Ok();
+  std::vector<std::string> names = {"train_loss", "val_loss", "val_accuracy", "lr"};
+  if (c.distill) {
+    names.insert(names.end(), {"agreement", "teacher_val_loss", "teacher_val_accuracy",
+                               "teacher_params", "student_params"});
+  }
+  std::string list;
+  for (const std::string& n : names) {
+    if (n == c.checkpoints->metric) return Status::Ok();
+    list += (list.empty() ? "" : ", ") + n;
+  }
+  return Bad("checkpoint.metric", "with keep_best, must be a per-epoch metric of the job (" + list +
+                                      "), got \"" + c.checkpoints->metric + "\"");
+}
+
 }  // namespace
 
 StatusOr<CheckpointPolicy> ParseCheckpointPolicy(const json& p) {
@@ -377,6 +397,7 @@ StatusOr<JobConfig> ParseJobConfig(const json& config) {
   if (const json* t = Find(config, "train"); t && !t->is_null()) {
     LATTICE_ASSIGN_OR_RETURN(c.train, ParseTrain(*t, "train"));
   }
+  LATTICE_RETURN_IF_ERROR(CheckSelectionMetric(c));
   return c;
 }
 

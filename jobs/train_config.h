@@ -25,9 +25,12 @@
 //           momentum: [0,1) = 0.9 (sgd only), label_smoothing: [0,1) = 0,
 //           class_weights: none|inverse_frequency = none,
 //           early_stopping: {patience: >=1 (required), metric: val_loss|val_accuracy,
-//                            min_delta: >=0 = 0},
+//                            min_delta: >=0 = 0}
+//                           (also makes the final weights those of the best epoch, below),
 //           threads: >=1 (intra-op threads; default: JobContext::num_threads),
-//           checkpoint: bool = true (keep the final weights: JobResult::checkpoint),
+//           checkpoint: bool = true (keep the final weights: JobResult::checkpoint; with
+//                       checkpoint.keep_best >= 1 or early_stopping, those of the best epoch:
+//                       see "Final weights" in jobs/train_job.h),
 //           clip_grad_norm: >0 (optional; clip the global L2 norm of all gradients to this
 //                           value before every optimizer step),
 //           schedule: (optional; none = constant lr) the learning-rate schedule, see
@@ -51,6 +54,10 @@
 //     distill: {temperature: > 0 = 4, alpha: [0, 1] = 0.5}
 //   checkpoint (train, distill; optional): {every_steps: >=1, every_seconds: >0 (at least one
 //     of them), keep_last: >=1 = 2, keep_best: >=0 = 0, metric: string = val_loss}
+//     With keep_best >= 1, metric must be a per-epoch metric of the job (train_loss, val_loss,
+//     val_accuracy, lr; distill also agreement, teacher_*, student_params, feature_loss) and
+//     also picks the epoch whose weights are the final checkpoint's (lower is better for
+//     names containing "loss").
 //       loss = alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))
 #pragma once
 

@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <limits>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -20,6 +19,7 @@
 #include "jobs/internal/flat_optimizer.h"
 #include "jobs/internal/lr_schedule.h"
 #include "jobs/internal/model.h"
+#include "jobs/internal/progress.h"
 #include "jobs/internal/teacher.h"
 
 namespace lattice::jobs {
@@ -30,6 +30,7 @@ namespace F = torch::nn::functional;
 // Archive keys of a step checkpoint's state beyond the model (jobs/checkpoint.h).
 constexpr char kOrderKey[] = "resume.order";         // the epoch's shuffled row order
 constexpr char kTorchRngKey[] = "resume.torch_rng";  // the CPU generator (dropout)
+constexpr char kBestPrefix[] = "resume.best.";       // + "0.weight": the selected epoch's
 
 // Training and validation tensors, ready for the loop.
 struct PreparedData {
@@ -155,61 +156,6 @@ EvalResult EvaluateLogits(const torch::Tensor& logits, const torch::Tensor& y) {
           logits.argmax(1).eq(y).sum().item<double>() / rows, 1.0};
 }
 
-// Tracks best values and the early-stopping counter.
-class Progress {
- public:
-  explicit Progress(const std::optional<EarlyStoppingConfig>& es) : es_(es) {}
-
-  // Records one epoch; returns true when early stopping says stop.
-  bool Record(int epoch, double val_loss, double val_accuracy) {
-    best_val_accuracy_ = std::max(best_val_accuracy_, val_accuracy);
-    best_val_loss_ = std::min(best_val_loss_, val_loss);
-    bool by_accuracy = es_ && es_->metric == EarlyStoppingMetric::kValAccuracy;
-    double score = by_accuracy ? val_accuracy : -val_loss;  // higher is better
-    double min_delta = es_ ? es_->min_delta : 0.0;
-    if (best_epoch_ == 0 || score > best_score_ + min_delta) {
-      best_score_ = score;
-      best_epoch_ = epoch;
-      stale_ = 0;
-    } else {
-      ++stale_;
-    }
-    return es_ && stale_ >= es_->patience;
-  }
-
-  void Fill(std::map<std::string, double>* m) const {
-    (*m)["best_val_accuracy"] = best_val_accuracy_;
-    (*m)["best_val_loss"] = best_val_loss_;
-    (*m)["best_epoch"] = best_epoch_;
-  }
-
-  // For step checkpoints (an infinite best_val_loss, before any epoch, is null).
-  nlohmann::json ToJson() const {
-    return {{"best_val_accuracy", best_val_accuracy_},
-            {"best_val_loss", std::isfinite(best_val_loss_) ? nlohmann::json(best_val_loss_)
-                                                            : nlohmann::json()},
-            {"best_score", best_score_},
-            {"best_epoch", best_epoch_},
-            {"stale", stale_}};
-  }
-  void Restore(const nlohmann::json& j) {
-    best_val_accuracy_ = j.at("best_val_accuracy").get<double>();
-    best_val_loss_ = j.at("best_val_loss").is_null() ? std::numeric_limits<double>::infinity()
-                                                     : j.at("best_val_loss").get<double>();
-    best_score_ = j.at("best_score").get<double>();
-    best_epoch_ = j.at("best_epoch").get<int>();
-    stale_ = j.at("stale").get<int64_t>();
-  }
-
- private:
-  std::optional<EarlyStoppingConfig> es_;
-  double best_val_accuracy_ = 0;
-  double best_val_loss_ = std::numeric_limits<double>::infinity();
-  double best_score_ = 0;
-  int best_epoch_ = 0;
-  int64_t stale_ = 0;
-};
-
 // The state of one training run.
 class Trainer {
  public:
@@ -252,6 +198,7 @@ class Trainer {
     schedule_ = std::make_unique<internal::LrSchedule>(
         cfg.train.schedule, cfg.train.lr,
         cfg.train.epochs * static_cast<int64_t>(batches_.size()));
+    if (rule_) selection_.emplace(rule_->lower_is_better, rule_->min_delta);
   }
 
   // Continues the run a step checkpoint of the same config was taken from (train.epochs
@@ -273,6 +220,9 @@ class Trainer {
   Status Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t seen);
   // Waits for the snapshot being written, if any; its error, if it failed.
   Status WaitForSnapshot();
+  // After `epoch`'s evaluation: keeps a copy of the weights when the epoch is the best so far
+  // by the selection rule.
+  void Select(int epoch);
   // distill: alpha * hard + (1 - alpha) * T^2 * KL(teacher || student) at temperature T.
   torch::Tensor DistillLoss(const torch::Tensor& hard, const torch::Tensor& student,
                             const torch::Tensor& teacher) const;
@@ -289,7 +239,17 @@ class Trainer {
   std::unique_ptr<internal::FlatOptimizer> optimizer_;
   std::unique_ptr<internal::LrSchedule> schedule_;
   double last_lr_ = 0;  // lr of the latest optimizer step: the per-epoch metric "lr"
-  Progress progress_{cfg_.train.early_stopping};
+  internal::Progress progress_{cfg_.train.early_stopping};
+  // The final weights' epoch (jobs/internal/progress.h); unset: the last epoch's weights.
+  const std::optional<internal::SelectionRule> rule_ = internal::SelectionRule::For(cfg_);
+  std::optional<internal::BestEpoch> selection_;
+  // The selected epoch so far: its weights and metrics. Immutable once made (a new best
+  // makes a new one), so a snapshot writer thread can serialise it while training goes on.
+  struct Selected {
+    std::map<std::string, double> metrics;
+    internal::NamedWeights weights;
+  };
+  std::shared_ptr<const Selected> selected_;
   std::map<std::string, double> last_;  // the latest epoch's metrics
   // Where Run starts (1, 0 for a fresh run; from the checkpoint when restored), and the
   // epoch loss accumulated before the checkpoint's batch.
@@ -408,6 +368,11 @@ Status Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t 
                    {"last_lr", last_lr_},
                    {"progress", progress_.ToJson()},
                    {"last", last_}};
+  if (selected_) {
+    header.resume["selected"] = {{"epoch", selection_->epoch()},
+                                 {"score", selection_->score()},
+                                 {"metrics", selected_->metrics}};
+  }
   torch::Tensor order =
       torch::from_blob(order_.data(), {static_cast<int64_t>(order_.size())}, torch::kLong).clone();
   auto gen = at::detail::getDefaultCPUGenerator();
@@ -431,7 +396,8 @@ Status Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t 
   snapshot_status_ = Status::Ok();
   snapshot_writer_ = std::thread([this, header = std::move(header), order = std::move(order),
                                   torch_rng = std::move(torch_rng),
-                                  optimizer = std::move(optimizer), step, epoch]() mutable {
+                                  optimizer = std::move(optimizer), selected = selected_, step,
+                                  epoch]() mutable {
     try {
       std::string bytes = internal::EncodeCheckpoint(
           snapshot_model_, header, data_.mean, data_.std,
@@ -439,6 +405,9 @@ Status Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t 
             optimizer.Save(archive);
             archive.write(kOrderKey, order);
             archive.write(kTorchRngKey, torch_rng);
+            if (selected) {
+              for (const auto& [name, t] : selected->weights) archive.write(kBestPrefix + name, t);
+            }
           });
       ctx_.on_checkpoint(std::move(bytes), step, epoch);
     } catch (const std::exception& e) {
@@ -496,6 +465,19 @@ Status Trainer::Restore(const std::string& blob) {
     LATTICE_RETURN_IF_ERROR(schedule_->Restore(schedule));
     last_lr_ = r.at("last_lr").get<double>();
     progress_.Restore(r.at("progress"));
+    if (r.contains("selected") && selection_) {
+      const nlohmann::json& sel = r.at("selected");
+      selection_->Restore(sel.at("epoch").get<int>(), sel.at("score").get<double>());
+      auto restored = std::make_shared<Selected>();
+      restored->metrics = sel.at("metrics").get<std::map<std::string, double>>();
+      restored->weights = internal::CloneWeights(*model_);  // the names; values read below
+      for (auto& [name, t] : restored->weights) {
+        torch::Tensor saved;
+        archive.read(kBestPrefix + name, saved);
+        t = saved.to(device_);
+      }
+      selected_ = std::move(restored);
+    }
     last_ = r.at("last").get<std::map<std::string, double>>();
     start_epoch_ = r.at("epoch").get<int>();
     start_batch_ = r.at("batch").get<size_t>();
@@ -515,7 +497,6 @@ Status Trainer::Restore(const std::string& blob) {
 
 StatusOr<JobResult> Trainer::Run() {
   JobResult result;
-  Progress& progress = progress_;
   model_->train();
   std::map<std::string, double>& last = last_;
   std::map<std::string, double> teacher_metrics;
@@ -545,13 +526,19 @@ StatusOr<JobResult> Trainer::Run() {
     }
     result.epochs_done = epoch;
     if (ctx_.on_epoch) ctx_.on_epoch(epoch, last);
-    if (progress.Record(epoch, eval.loss, eval.accuracy)) break;
+    Select(epoch);
+    if (progress_.Record(epoch, eval.loss, eval.accuracy)) break;
   }
   result.metrics = last;
   result.metrics["final_train_loss"] = last["train_loss"];
   result.metrics["final_val_loss"] = last["val_loss"];
   result.metrics["final_val_accuracy"] = last["val_accuracy"];
-  progress.Fill(&result.metrics);
+  if (selected_) {
+    result.metrics["selected_epoch"] = selection_->epoch();
+    result.metrics["selected_val_loss"] = selected_->metrics.at("val_loss");
+    result.metrics["selected_val_accuracy"] = selected_->metrics.at("val_accuracy");
+  }
+  progress_.Fill(&result.metrics);
   LATTICE_RETURN_IF_ERROR(WaitForSnapshot());  // every step checkpoint is out before the result
   if (cfg_.train.save_checkpoint) {
     CheckpointHeader header;
@@ -560,10 +547,25 @@ StatusOr<JobResult> Trainer::Run() {
     header.classes = data_.num_classes;
     header.epochs = result.epochs_done;
     header.metrics = result.metrics;
+    if (selected_) {
+      // The selected epoch's weights, and its metrics in the header.
+      internal::LoadWeights(selected_->weights, *model_);
+      for (const auto& [key, value] : selected_->metrics) header.metrics[key] = value;
+    }
     model_->to(torch::kCPU);  // training is over; a checkpoint loads anywhere
     result.checkpoint = internal::EncodeCheckpoint(model_, header, data_.mean, data_.std);
   }
   return result;
+}
+
+void Trainer::Select(int epoch) {
+  if (!selection_) return;
+  const auto value = last_.find(rule_->metric);
+  if (value == last_.end() || !selection_->Offer(epoch, value->second)) return;
+  auto selected = std::make_shared<Selected>();
+  selected->metrics = last_;
+  selected->weights = internal::CloneWeights(*model_);
+  selected_ = std::move(selected);
 }
 
 StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,

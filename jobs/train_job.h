@@ -29,6 +29,18 @@
 // weights in the format of jobs/checkpoint.h (header with `config` as given, LibTorch
 // archive), which an embed job with encoder {type: trial} loads.
 //
+// Final weights: those of the last epoch run, unless an epoch is selected:
+//   - checkpoint.keep_best >= 1: the best epoch by checkpoint.metric (a per-epoch metric;
+//     lower is better for names containing "loss"; ties keep the earlier epoch);
+//   - else train.early_stopping: the best by its metric, an improvement exceeding min_delta
+//     (the result's best_epoch, as Keras' restore_best_weights).
+//   Then the checkpoint holds the selected epoch's parameters and buffers (with the input
+//   standardisation, fitted once per run), its header metrics are that epoch's per-epoch
+//   metrics over the result's, and the result metrics add selected_epoch,
+//   selected_val_loss and selected_val_accuracy (the other result metrics stay as below).
+//   The copy of the selected weights travels in step checkpoints (archive keys
+//   "resume.best.<name>"), so a resumed run still ends with the same bytes.
+//
 // Per-epoch metric lr: the learning rate of the epoch's last optimizer step (after warmup
 // and decay), so a sweep's curves show the schedule that produced them.
 //

@@ -41,6 +41,26 @@ void CopyWeights(torch::nn::Module& from, torch::nn::Module& to) {
   for (size_t i = 0; i < dst_buffers.size(); ++i) dst_buffers[i].copy_(src_buffers[i]);
 }
 
+NamedWeights CloneWeights(torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  NamedWeights out;
+  for (const auto& p : model.named_parameters()) out.emplace_back(p.key(), p.value().clone());
+  for (const auto& b : model.named_buffers()) out.emplace_back(b.key(), b.value().clone());
+  return out;
+}
+
+void LoadWeights(const NamedWeights& weights, torch::nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  size_t i = 0;
+  auto load = [&](const std::string& name, torch::Tensor& t) {
+    LATTICE_CHECK(i < weights.size() && weights[i].first == name);
+    t.copy_(weights[i++].second);
+  };
+  for (auto& p : to.named_parameters()) load(p.key(), p.value());
+  for (auto& b : to.named_buffers()) load(b.key(), b.value());
+  LATTICE_CHECK(i == weights.size());
+}
+
 std::string EncodeCheckpoint(
     torch::nn::Sequential& model, const CheckpointHeader& header, const torch::Tensor& input_mean,
     const torch::Tensor& input_std,

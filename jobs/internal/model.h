@@ -5,6 +5,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -21,6 +22,14 @@ torch::nn::Sequential BuildModel(const ModelConfig& m, int64_t in, int64_t out);
 // Copies the parameters and buffers of `from` into `to` in place (same architecture), so
 // that `to`'s tensors keep their storage (e.g. views of a flat parameter buffer).
 void CopyWeights(torch::nn::Module& from, torch::nn::Module& to);
+
+// A copy of a model's parameters and then its buffers, by name ("0.weight",
+// "1.running_mean"), detached from autograd.
+using NamedWeights = std::vector<std::pair<std::string, torch::Tensor>>;
+NamedWeights CloneWeights(torch::nn::Module& model);
+
+// Copies `weights` (CloneWeights of a model of the same architecture) into `to` in place.
+void LoadWeights(const NamedWeights& weights, torch::nn::Module& to);
 
 // Serialises `model`'s parameters and buffers (and the standardisation tensors, when
 // defined) behind `header`. Throws c10::Error on LibTorch failures.

@@ -67,9 +67,8 @@
 //     of them), keep_last: >=1 = 2, keep_best: >=0 = 0, metric: string = val_loss}
 //     With keep_best >= 1, metric must be a per-epoch metric of the job (train_loss, val_loss,
 //     val_accuracy, lr; distill also agreement, teacher_*, student_params and, with
-//     distill.feature_match, feature_loss) and
-//     also picks the epoch whose weights are the final checkpoint's (lower is better for
-//     names containing "loss").
+//     distill.feature_match, feature_loss), and it also picks the epoch whose weights are the
+//     final checkpoint's (lower is better for names containing "loss"; jobs/train_job.h).
 #pragma once
 
 #include <cstdint>

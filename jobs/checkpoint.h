@@ -16,8 +16,10 @@
 // torch.jit.load(io.BytesIO(blob[blob.index(b"\n") + 1:])), or torch.jit.load(path) on the
 // file `lattice checkpoint download` writes (checked with Debian's python3-torch 1.13:
 // named_parameters() gives "0.weight", "0.bias", ..., and "input.mean"/"input.std", which
-// the archive stores as parameters; buffers are in named_buffers()). The final weights are
-// saved, i.e. those of the last epoch run (with early stopping: the epoch that stopped it).
+// the archive stores as parameters; buffers are in named_buffers()). The weights are those
+// of the last epoch run, or, with checkpoint.keep_best >= 1 or train.early_stopping, those of
+// the best epoch by that metric (jobs/train_job.h, "Final weights"); the header's metrics then
+// are that epoch's (val_loss, val_accuracy, ...) and metrics.selected_epoch names it.
 #pragma once
 
 #include <cstdint>

@@ -4,7 +4,10 @@
 
 #include <optional>
 #include <set>
+#include <string>
+#include <vector>
 
+#include "jobs/checkpoint.h"
 #include "jobs/embed_config.h"
 #include "jobs/internal/config_fields.h"
 
@@ -277,6 +280,34 @@ Status CheckDatasetFilesExist(const DatasetConfig& dataset, const std::string& p
 
 namespace {
 
+// Layers are range-checked later: the student's against the model section (ParseJobConfig),
+// the teacher's against its checkpoint (when the job runs).
+StatusOr<FeatureMatchConfig> ParseFeatureMatch(const json& f, const std::string& path) {
+  FeatureMatchConfig c;
+  if (!f.is_object()) return Bad(path, "expected an object, got " + TypeName(f));
+  LATTICE_RETURN_IF_ERROR(CheckObject(f, path, {"teacher_layer", "student_layer", "weight"}));
+  for (const char* key : {"teacher_layer", "student_layer"}) {
+    if (!Find(f, key)) return Bad(Join(path, key), "required");
+  }
+  constexpr int64_t kAny = int64_t{1} << 40;
+  LATTICE_RETURN_IF_ERROR(GetInt(f, "teacher_layer", path, &c.teacher_layer, -kAny, kAny));
+  LATTICE_RETURN_IF_ERROR(GetInt(f, "student_layer", path, &c.student_layer, -kAny, kAny));
+  LATTICE_RETURN_IF_ERROR(GetNumber(f, "weight", path, &c.weight, Bound::kOpen, 0.0));
+  return c;
+}
+
+// distill.feature_match.student_layer against the student's hidden layers.
+Status CheckStudentLayer(const JobConfig& c) {
+  if (!c.distill || !c.distill->feature_match) return Status::Ok();
+  const std::string path = "distill.feature_match.student_layer";
+  const int64_t layer = c.distill->feature_match->student_layer;
+  LATTICE_ASSIGN_OR_RETURN(int64_t resolved, ResolveLayer(layer, c.model.HiddenLayers(), path));
+  if (resolved == 0) {
+    return Bad(path, std::to_string(layer) + " is the student's input, which has no weights");
+  }
+  return Status::Ok();
+}
+
 StatusOr<DistillConfig> ParseDistill(const json& config) {
   DistillConfig d;
   const json* teacher = Find(config, "teacher");
@@ -302,13 +333,40 @@ StatusOr<DistillConfig> ParseDistill(const json& config) {
   }
   if (const json* s = Find(config, "distill"); s && !s->is_null()) {
     if (!s->is_object()) return Bad("distill", "expected an object, got " + TypeName(*s));
-    LATTICE_RETURN_IF_ERROR(CheckObject(*s, "distill", {"temperature", "alpha"}));
+    LATTICE_RETURN_IF_ERROR(CheckObject(*s, "distill", {"temperature", "alpha", "feature_match"}));
     LATTICE_RETURN_IF_ERROR(GetNumber(*s, "temperature", "distill", &d.temperature, Bound::kOpen, 0,
                                       Bound::kClosed, 1000));
     LATTICE_RETURN_IF_ERROR(
         GetNumber(*s, "alpha", "distill", &d.alpha, Bound::kClosed, 0, Bound::kClosed, 1));
+    if (const json* f = Find(*s, "feature_match"); f && !f->is_null()) {
+      if (d.teacher.type != TeacherConfig::Type::kTrial) {
+        return Bad("distill.feature_match",
+                   "needs a teacher of type trial (a torchscript teacher gives only its output, "
+                   "not its layers)");
+      }
+      LATTICE_ASSIGN_OR_RETURN(d.feature_match, ParseFeatureMatch(*f, "distill.feature_match"));
+    }
   }
   return d;
+}
+
+// With keep_best, checkpoint.metric also picks the final weights' epoch: it must be one of
+// the job's per-epoch metrics (jobs/train_job.h), or no epoch would ever be picked.
+Status CheckSelectionMetric(const JobConfig& c) {
+  if (!c.checkpoints || c.checkpoints->keep_best < 1) return Status::Ok();
+  std::vector<std::string> names = {"train_loss", "val_loss", "val_accuracy", "lr"};
+  if (c.distill) {
+    names.insert(names.end(), {"agreement", "teacher_val_loss", "teacher_val_accuracy",
+                               "teacher_params", "student_params"});
+    if (c.distill->feature_match) names.push_back("feature_loss");
+  }
+  std::string list;
+  for (const std::string& n : names) {
+    if (n == c.checkpoints->metric) return Status::Ok();
+    list += (list.empty() ? "" : ", ") + n;
+  }
+  return Bad("checkpoint.metric", "with keep_best, must be a per-epoch metric of the job (" + list +
+                                      "), got \"" + c.checkpoints->metric + "\"");
 }
 
 }  // namespace
@@ -377,6 +435,8 @@ StatusOr<JobConfig> ParseJobConfig(const json& config) {
   if (const json* t = Find(config, "train"); t && !t->is_null()) {
     LATTICE_ASSIGN_OR_RETURN(c.train, ParseTrain(*t, "train"));
   }
+  LATTICE_RETURN_IF_ERROR(CheckStudentLayer(c));
+  LATTICE_RETURN_IF_ERROR(CheckSelectionMetric(c));
   return c;
 }
 

@@ -25,9 +25,12 @@
 //           momentum: [0,1) = 0.9 (sgd only), label_smoothing: [0,1) = 0,
 //           class_weights: none|inverse_frequency = none,
 //           early_stopping: {patience: >=1 (required), metric: val_loss|val_accuracy,
-//                            min_delta: >=0 = 0},
+//                            min_delta: >=0 = 0}
+//                           (also makes the final weights those of the best epoch, below),
 //           threads: >=1 (intra-op threads; default: JobContext::num_threads),
-//           checkpoint: bool = true (keep the final weights: JobResult::checkpoint),
+//           checkpoint: bool = true (keep the final weights: JobResult::checkpoint; with
+//                       checkpoint.keep_best >= 1 or early_stopping, those of the best epoch:
+//                       see "Final weights" in jobs/train_job.h),
 //           clip_grad_norm: >0 (optional; clip the global L2 norm of all gradients to this
 //                           value before every optimizer step),
 //           schedule: (optional; none = constant lr) the learning-rate schedule, see
@@ -41,17 +44,31 @@
 //                       (ReduceLROnPlateau, mode min on val_loss)}
 //             A key of another type ("gamma" with type cosine) is rejected, so a sweep over
 //             train.schedule.type must keep type-specific keys out of the base config.}
-//   distill: dataset, model (the student), train as for train, plus
+//   distill: dataset, model (the student), train as for train, plus (loss = alpha *
+//     CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T)))
 //     teacher (required): {type: trial, trial: s3-t4}    a finished train (or distill) trial's
 //                           checkpoint: its own input preparation, its logits; a sweep id or
 //                           name means its best trial (the coordinator resolves it at submit)
 //                       | {type: torchscript, path: t.pt, input_shape: [1, 28, 28]}
 //                           fed the rows as loaded (after dataset.scale, before
 //                           standardisation); its output [B, classes] are the logits
-//     distill: {temperature: > 0 = 4, alpha: [0, 1] = 0.5}
+//     distill: {temperature: > 0 = 4, alpha: [0, 1] = 0.5,
+//               feature_match: (optional; teacher {type: trial} only)
+//                 {teacher_layer: int (required), student_layer: int (required),
+//                  weight: > 0 = 1.0}}
+//       Layers are counted as jobs::ResolveLayer's (jobs/checkpoint.h: 0 = the input,
+//       1..H = after hidden block i, -1 = the logits, -2 = the last hidden block, ...);
+//       student_layer may not be the student's input (0). loss += weight * MSE(map(s), t),
+//       s the student's output at student_layer, t the teacher's at teacher_layer (fixed):
+//       map is the identity when the widths are equal, else a learned linear map (student
+//       width -> teacher width) trained with the student by the same optimizer and kept
+//       out of the final checkpoint (jobs/train_job.h, "Feature matching").
 //   checkpoint (train, distill; optional): {every_steps: >=1, every_seconds: >0 (at least one
 //     of them), keep_last: >=1 = 2, keep_best: >=0 = 0, metric: string = val_loss}
-//       loss = alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T))
+//     With keep_best >= 1, metric must be a per-epoch metric of the job (train_loss, val_loss,
+//     val_accuracy, lr; distill also agreement, teacher_*, student_params and, with
+//     distill.feature_match, feature_loss), and it also picks the epoch whose weights are the
+//     final checkpoint's (lower is better for names containing "loss"; jobs/train_job.h).
 #pragma once
 
 #include <cstdint>
@@ -170,10 +187,18 @@ struct TeacherConfig {
   std::vector<int64_t> input_shape;  // kTorchScript: per-row input shape; empty = [cols]
 };
 
+// distill.feature_match: the student's features at one layer pulled towards the teacher's.
+struct FeatureMatchConfig {
+  int64_t teacher_layer = -2;  // as in jobs::ResolveLayer, of the teacher's network
+  int64_t student_layer = -2;  // of the student's; never resolves to 0 (the input)
+  double weight = 1.0;         // of the MSE term in the loss, > 0
+};
+
 struct DistillConfig {
   TeacherConfig teacher;
   double temperature = 4.0;  // T: softens both distributions
   double alpha = 0.5;        // weight of the hard-label cross-entropy
+  std::optional<FeatureMatchConfig> feature_match;  // teacher kTrial only
 };
 
 struct JobConfig {

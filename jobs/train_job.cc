@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <limits>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -17,9 +16,11 @@
 #include "jobs/embed_config.h"
 #include "jobs/embed_job.h"
 #include "jobs/internal/device.h"
+#include "jobs/internal/feature_match.h"
 #include "jobs/internal/flat_optimizer.h"
 #include "jobs/internal/lr_schedule.h"
 #include "jobs/internal/model.h"
+#include "jobs/internal/progress.h"
 #include "jobs/internal/teacher.h"
 
 namespace lattice::jobs {
@@ -30,6 +31,8 @@ namespace F = torch::nn::functional;
 // Archive keys of a step checkpoint's state beyond the model (jobs/checkpoint.h).
 constexpr char kOrderKey[] = "resume.order";         // the epoch's shuffled row order
 constexpr char kTorchRngKey[] = "resume.torch_rng";  // the CPU generator (dropout)
+constexpr char kBestPrefix[] = "resume.best.";       // + "0.weight": the selected epoch's
+constexpr char kFeatureMapPrefix[] = "resume.feature_map.";  // + "weight", "bias"
 
 // Training and validation tensors, ready for the loop.
 struct PreparedData {
@@ -116,22 +119,34 @@ torch::Tensor InverseFrequencyWeights(const torch::Tensor& y, int64_t num_classe
 struct EvalResult {
   double loss = 0;
   double accuracy = 0;
-  double agreement = 0;  // share of rows where argmax equals the teacher's (distill)
+  double agreement = 0;     // share of rows where argmax equals the teacher's (distill)
+  double feature_loss = 0;  // MSE(map(s), t) (distill.feature_match), unweighted
 };
 
 // Plain cross-entropy and accuracy on the validation split, in chunks; with
-// `teacher_logits` (distill), also the argmax agreement with the teacher.
+// `teacher_logits` (distill), also the argmax agreement with the teacher; with
+// `feature_match`, also the feature MSE against `teacher_features`.
 EvalResult Evaluate(torch::nn::Sequential& model, const torch::Tensor& x, const torch::Tensor& y,
-                    const torch::Tensor& teacher_logits = {}) {
+                    const torch::Tensor& teacher_logits = {},
+                    const internal::FeatureMatch* feature_match = nullptr,
+                    const torch::Tensor& teacher_features = {}) {
   torch::InferenceMode inference;
   model->eval();
   constexpr int64_t kChunk = 8192;
   const int64_t n = x.size(0);
-  double loss_sum = 0;
+  double loss_sum = 0, feature_sum = 0;
   int64_t correct = 0, agree = 0;
   for (int64_t start = 0; start < n; start += kChunk) {
     int64_t len = std::min(kChunk, n - start);
-    torch::Tensor logits = model->forward(x.narrow(0, start, len));
+    torch::Tensor feature;
+    torch::Tensor logits = feature_match
+                               ? feature_match->Forward(model, x.narrow(0, start, len), &feature)
+                               : model->forward(x.narrow(0, start, len));
+    if (feature_match) {
+      feature_sum += F::mse_loss(feature, teacher_features.narrow(0, start, len),
+                                 F::MSELossFuncOptions().reduction(torch::kSum))
+                         .item<double>();
+    }
     torch::Tensor yb = y.narrow(0, start, len);
     loss_sum += F::cross_entropy(logits, yb, F::CrossEntropyFuncOptions().reduction(torch::kSum))
                     .item<double>();
@@ -143,7 +158,9 @@ EvalResult Evaluate(torch::nn::Sequential& model, const torch::Tensor& x, const 
   }
   model->train();
   const double rows = static_cast<double>(n);
-  return {loss_sum / rows, static_cast<double>(correct) / rows, static_cast<double>(agree) / rows};
+  const double features = feature_match ? rows * teacher_features.size(1) : 1.0;
+  return {loss_sum / rows, static_cast<double>(correct) / rows, static_cast<double>(agree) / rows,
+          feature_sum / features};
 }
 
 // The teacher's own cross-entropy and accuracy on the validation rows (once per run).
@@ -154,61 +171,6 @@ EvalResult EvaluateLogits(const torch::Tensor& logits, const torch::Tensor& y) {
                   .item<double>() / rows,
           logits.argmax(1).eq(y).sum().item<double>() / rows, 1.0};
 }
-
-// Tracks best values and the early-stopping counter.
-class Progress {
- public:
-  explicit Progress(const std::optional<EarlyStoppingConfig>& es) : es_(es) {}
-
-  // Records one epoch; returns true when early stopping says stop.
-  bool Record(int epoch, double val_loss, double val_accuracy) {
-    best_val_accuracy_ = std::max(best_val_accuracy_, val_accuracy);
-    best_val_loss_ = std::min(best_val_loss_, val_loss);
-    bool by_accuracy = es_ && es_->metric == EarlyStoppingMetric::kValAccuracy;
-    double score = by_accuracy ? val_accuracy : -val_loss;  // higher is better
-    double min_delta = es_ ? es_->min_delta : 0.0;
-    if (best_epoch_ == 0 || score > best_score_ + min_delta) {
-      best_score_ = score;
-      best_epoch_ = epoch;
-      stale_ = 0;
-    } else {
-      ++stale_;
-    }
-    return es_ && stale_ >= es_->patience;
-  }
-
-  void Fill(std::map<std::string, double>* m) const {
-    (*m)["best_val_accuracy"] = best_val_accuracy_;
-    (*m)["best_val_loss"] = best_val_loss_;
-    (*m)["best_epoch"] = best_epoch_;
-  }
-
-  // For step checkpoints (an infinite best_val_loss, before any epoch, is null).
-  nlohmann::json ToJson() const {
-    return {{"best_val_accuracy", best_val_accuracy_},
-            {"best_val_loss", std::isfinite(best_val_loss_) ? nlohmann::json(best_val_loss_)
-                                                            : nlohmann::json()},
-            {"best_score", best_score_},
-            {"best_epoch", best_epoch_},
-            {"stale", stale_}};
-  }
-  void Restore(const nlohmann::json& j) {
-    best_val_accuracy_ = j.at("best_val_accuracy").get<double>();
-    best_val_loss_ = j.at("best_val_loss").is_null() ? std::numeric_limits<double>::infinity()
-                                                     : j.at("best_val_loss").get<double>();
-    best_score_ = j.at("best_score").get<double>();
-    best_epoch_ = j.at("best_epoch").get<int>();
-    stale_ = j.at("stale").get<int64_t>();
-  }
-
- private:
-  std::optional<EarlyStoppingConfig> es_;
-  double best_val_accuracy_ = 0;
-  double best_val_loss_ = std::numeric_limits<double>::infinity();
-  double best_score_ = 0;
-  int best_epoch_ = 0;
-  int64_t stale_ = 0;
-};
 
 // The state of one training run.
 class Trainer {
@@ -223,9 +185,16 @@ class Trainer {
     // initial weights are the same on every device.
     model_ = internal::BuildModel(cfg.model, data_.x_train.size(1), data_.num_classes);
     model_->to(device_);
+    std::vector<torch::Tensor> params = model_->parameters();
+    if (teacher_ && teacher_->features_train.defined()) {
+      feature_match_ = std::make_unique<internal::FeatureMatch>(
+          *cfg.distill->feature_match, cfg.model, data_.x_train.size(1), data_.num_classes,
+          teacher_->features_train.size(1), cfg.seed, device_);
+      for (const torch::Tensor& p : feature_match_->parameters()) params.push_back(p);
+    }
     // One contiguous buffer for the parameters and one for the gradients, updated by a
     // fused optimizer: a few ops per step instead of ~10 per parameter tensor.
-    flat_ = std::make_unique<internal::FlatParameters>(model_->parameters());
+    flat_ = std::make_unique<internal::FlatParameters>(params);
     optimizer_ = std::make_unique<internal::FlatOptimizer>(
         *flat_, internal::FlatOptimizerOptions::FromTrainConfig(cfg.train));
     loss_options_ = F::CrossEntropyFuncOptions().label_smoothing(cfg.train.label_smoothing);
@@ -238,6 +207,7 @@ class Trainer {
     x_epoch_ = torch::empty_like(data_.x_train);
     y_epoch_ = torch::empty_like(data_.y_train);
     if (teacher_) t_epoch_ = torch::empty_like(teacher_->train);
+    if (feature_match_) f_epoch_ = torch::empty_like(teacher_->features_train);
     // Views of x_epoch_ / y_epoch_ (/ t_epoch_), which index_select_out refills in place
     // every epoch.
     for (int64_t start = 0; start < n; start += cfg.train.batch_size) {
@@ -247,11 +217,13 @@ class Trainer {
       }
       batches_.push_back({x_epoch_.narrow(0, start, len), y_epoch_.narrow(0, start, len)});
       if (teacher_) teacher_batches_.push_back(t_epoch_.narrow(0, start, len));
+      if (feature_match_) feature_batches_.push_back(f_epoch_.narrow(0, start, len));
     }
     // The cosine schedule spans the planned run's steps: one per batch, every epoch.
     schedule_ = std::make_unique<internal::LrSchedule>(
         cfg.train.schedule, cfg.train.lr,
         cfg.train.epochs * static_cast<int64_t>(batches_.size()));
+    if (rule_) selection_.emplace(rule_->lower_is_better, rule_->min_delta);
   }
 
   // Continues the run a step checkpoint of the same config was taken from (train.epochs
@@ -273,6 +245,9 @@ class Trainer {
   Status Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t seen);
   // Waits for the snapshot being written, if any; its error, if it failed.
   Status WaitForSnapshot();
+  // After `epoch`'s evaluation: keeps a copy of the weights when the epoch is the best so far
+  // by the selection rule.
+  void Select(int epoch);
   // distill: alpha * hard + (1 - alpha) * T^2 * KL(teacher || student) at temperature T.
   torch::Tensor DistillLoss(const torch::Tensor& hard, const torch::Tensor& student,
                             const torch::Tensor& teacher) const;
@@ -285,11 +260,23 @@ class Trainer {
   JobContext& ctx_;
   std::mt19937_64 rng_;
   torch::nn::Sequential model_{nullptr};
+  // distill.feature_match (null without): its map's parameters follow model_'s in flat_.
+  std::unique_ptr<internal::FeatureMatch> feature_match_;
   std::unique_ptr<internal::FlatParameters> flat_;  // aliases model_'s parameters
   std::unique_ptr<internal::FlatOptimizer> optimizer_;
   std::unique_ptr<internal::LrSchedule> schedule_;
   double last_lr_ = 0;  // lr of the latest optimizer step: the per-epoch metric "lr"
-  Progress progress_{cfg_.train.early_stopping};
+  internal::Progress progress_{cfg_.train.early_stopping};
+  // The final weights' epoch (jobs/internal/progress.h); unset: the last epoch's weights.
+  const std::optional<internal::SelectionRule> rule_ = internal::SelectionRule::For(cfg_);
+  std::optional<internal::BestEpoch> selection_;
+  // The selected epoch so far: its weights and metrics. Immutable once made (a new best
+  // makes a new one), so a snapshot writer thread can serialise it while training goes on.
+  struct Selected {
+    std::map<std::string, double> metrics;
+    internal::NamedWeights weights;
+  };
+  std::shared_ptr<const Selected> selected_;
   std::map<std::string, double> last_;  // the latest epoch's metrics
   // Where Run starts (1, 0 for a fresh run; from the checkpoint when restored), and the
   // epoch loss accumulated before the checkpoint's batch.
@@ -305,9 +292,10 @@ class Trainer {
   std::chrono::steady_clock::time_point last_checkpoint_time_ = std::chrono::steady_clock::now();
   F::CrossEntropyFuncOptions loss_options_;
   std::vector<int64_t> order_;
-  torch::Tensor perm_, x_epoch_, y_epoch_, t_epoch_;  // reused every epoch
+  torch::Tensor perm_, x_epoch_, y_epoch_, t_epoch_, f_epoch_;    // reused every epoch
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches_;  // (x, y) views, in order
   std::vector<torch::Tensor> teacher_batches_;  // distill: the teacher's logits per batch
+  std::vector<torch::Tensor> feature_batches_;  // feature_match: the teacher's features
 };
 
 // One pass over the shuffled training rows; returns the mean batch loss.
@@ -324,6 +312,7 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
   torch::index_select_out(x_epoch_, data_.x_train, 0, perm);
   torch::index_select_out(y_epoch_, data_.y_train, 0, perm);
   if (teacher_) torch::index_select_out(t_epoch_, teacher_->train, 0, perm);
+  if (feature_match_) torch::index_select_out(f_epoch_, teacher_->features_train, 0, perm);
   double loss_sum = resumed ? carried_loss_sum_ : 0;
   int64_t seen = resumed ? carried_seen_ : 0;
   for (size_t b = resumed ? start_batch_ : 0; b < batches_.size(); ++b) {
@@ -333,9 +322,12 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
     }
     const int64_t len = xb.size(0);
     optimizer_->ZeroGrad();
-    torch::Tensor logits = model_->forward(xb);
+    torch::Tensor feature;
+    torch::Tensor logits =
+        feature_match_ ? feature_match_->Forward(model_, xb, &feature) : model_->forward(xb);
     torch::Tensor loss = F::cross_entropy(logits, yb, loss_options_);
     if (teacher_) loss = DistillLoss(loss, logits, teacher_batches_[b]);
+    if (feature_match_) loss = loss + feature_match_->Loss(feature, feature_batches_[b]);
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
       return Status::FailedPrecondition("epoch " + std::to_string(epoch) + ": training loss is " +
@@ -408,30 +400,32 @@ Status Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t 
                    {"last_lr", last_lr_},
                    {"progress", progress_.ToJson()},
                    {"last", last_}};
+  if (selected_) {
+    header.resume["selected"] = {{"epoch", selection_->epoch()},
+                                 {"score", selection_->score()},
+                                 {"metrics", selected_->metrics}};
+  }
   torch::Tensor order =
       torch::from_blob(order_.data(), {static_cast<int64_t>(order_.size())}, torch::kLong).clone();
-  auto gen = at::detail::getDefaultCPUGenerator();
-  torch::Tensor torch_rng;
-  {
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    torch_rng = gen.get_state();
-  }
+  // Building the twin draws initial weights from the generator: its state is put back, so
+  // that checkpointing never changes the run's dropout masks.
+  internal::KeepCpuGeneratorState generator;
+  torch::Tensor torch_rng = generator.state();
   if (!snapshot_model_) {
-    // Building draws initial weights from the generator: put its state back, so that
-    // checkpointing never changes the run's dropout masks.
     snapshot_model_ =
         internal::BuildModel(cfg_.model, data_.x_train.size(1), data_.num_classes);
     snapshot_model_->to(device_);
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(torch_rng);
   }
   internal::CopyWeights(*model_, *snapshot_model_);
+  internal::NamedWeights feature_map =
+      feature_match_ ? feature_match_->CloneMap() : internal::NamedWeights();
   internal::FlatOptimizer::State optimizer = optimizer_->CopyState();
   const int64_t step = optimizer.step;
   snapshot_status_ = Status::Ok();
   snapshot_writer_ = std::thread([this, header = std::move(header), order = std::move(order),
                                   torch_rng = std::move(torch_rng),
-                                  optimizer = std::move(optimizer), step, epoch]() mutable {
+                                  optimizer = std::move(optimizer), selected = selected_,
+                                  feature_map = std::move(feature_map), step, epoch]() mutable {
     try {
       std::string bytes = internal::EncodeCheckpoint(
           snapshot_model_, header, data_.mean, data_.std,
@@ -439,6 +433,10 @@ Status Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t 
             optimizer.Save(archive);
             archive.write(kOrderKey, order);
             archive.write(kTorchRngKey, torch_rng);
+            for (const auto& [name, t] : feature_map) archive.write(kFeatureMapPrefix + name, t);
+            if (selected) {
+              for (const auto& [name, t] : selected->weights) archive.write(kBestPrefix + name, t);
+            }
           });
       ctx_.on_checkpoint(std::move(bytes), step, epoch);
     } catch (const std::exception& e) {
@@ -474,6 +472,11 @@ Status Trainer::Restore(const std::string& blob) {
       twin->load(archive);
       internal::CopyWeights(*twin, *model_);
     }
+    if (feature_match_) {
+      internal::NamedWeights map = feature_match_->CloneMap();  // the names
+      for (auto& [name, t] : map) archive.read(kFeatureMapPrefix + name, t);
+      feature_match_->LoadMap(map);
+    }
     LATTICE_RETURN_IF_ERROR(optimizer_->Load(archive));
     torch::Tensor order, torch_rng;
     archive.read(kOrderKey, order);
@@ -496,6 +499,19 @@ Status Trainer::Restore(const std::string& blob) {
     LATTICE_RETURN_IF_ERROR(schedule_->Restore(schedule));
     last_lr_ = r.at("last_lr").get<double>();
     progress_.Restore(r.at("progress"));
+    if (r.contains("selected") && selection_) {
+      const nlohmann::json& sel = r.at("selected");
+      selection_->Restore(sel.at("epoch").get<int>(), sel.at("score").get<double>());
+      auto restored = std::make_shared<Selected>();
+      restored->metrics = sel.at("metrics").get<std::map<std::string, double>>();
+      restored->weights = internal::CloneWeights(*model_);  // the names; values read below
+      for (auto& [name, t] : restored->weights) {
+        torch::Tensor saved;
+        archive.read(kBestPrefix + name, saved);
+        t = saved.to(device_);
+      }
+      selected_ = std::move(restored);
+    }
     last_ = r.at("last").get<std::map<std::string, double>>();
     start_epoch_ = r.at("epoch").get<int>();
     start_batch_ = r.at("batch").get<size_t>();
@@ -515,7 +531,6 @@ Status Trainer::Restore(const std::string& blob) {
 
 StatusOr<JobResult> Trainer::Run() {
   JobResult result;
-  Progress& progress = progress_;
   model_->train();
   std::map<std::string, double>& last = last_;
   std::map<std::string, double> teacher_metrics;
@@ -532,8 +547,9 @@ StatusOr<JobResult> Trainer::Run() {
   result.epochs_done = start_epoch_ - 1;
   for (int epoch = start_epoch_; epoch <= cfg_.train.epochs; ++epoch) {
     LATTICE_ASSIGN_OR_RETURN(double train_loss, TrainEpoch(epoch));
-    EvalResult eval = Evaluate(model_, data_.x_val, data_.y_val,
-                               teacher_ ? teacher_->val : torch::Tensor());
+    EvalResult eval =
+        Evaluate(model_, data_.x_val, data_.y_val, teacher_ ? teacher_->val : torch::Tensor(),
+                 feature_match_.get(), feature_match_ ? teacher_->features_val : torch::Tensor());
     schedule_->OnEpochEnd(eval.loss);
     last = {{"train_loss", train_loss},
             {"val_loss", eval.loss},
@@ -541,17 +557,24 @@ StatusOr<JobResult> Trainer::Run() {
             {"lr", last_lr_}};
     if (teacher_) {
       last["agreement"] = eval.agreement;
+      if (feature_match_) last["feature_loss"] = eval.feature_loss;
       last.insert(teacher_metrics.begin(), teacher_metrics.end());
     }
     result.epochs_done = epoch;
     if (ctx_.on_epoch) ctx_.on_epoch(epoch, last);
-    if (progress.Record(epoch, eval.loss, eval.accuracy)) break;
+    Select(epoch);
+    if (progress_.Record(epoch, eval.loss, eval.accuracy)) break;
   }
   result.metrics = last;
   result.metrics["final_train_loss"] = last["train_loss"];
   result.metrics["final_val_loss"] = last["val_loss"];
   result.metrics["final_val_accuracy"] = last["val_accuracy"];
-  progress.Fill(&result.metrics);
+  if (selected_) {
+    result.metrics["selected_epoch"] = selection_->epoch();
+    result.metrics["selected_val_loss"] = selected_->metrics.at("val_loss");
+    result.metrics["selected_val_accuracy"] = selected_->metrics.at("val_accuracy");
+  }
+  progress_.Fill(&result.metrics);
   LATTICE_RETURN_IF_ERROR(WaitForSnapshot());  // every step checkpoint is out before the result
   if (cfg_.train.save_checkpoint) {
     CheckpointHeader header;
@@ -560,10 +583,25 @@ StatusOr<JobResult> Trainer::Run() {
     header.classes = data_.num_classes;
     header.epochs = result.epochs_done;
     header.metrics = result.metrics;
+    if (selected_) {
+      // The selected epoch's weights, and its metrics in the header.
+      internal::LoadWeights(selected_->weights, *model_);
+      for (const auto& [key, value] : selected_->metrics) header.metrics[key] = value;
+    }
     model_->to(torch::kCPU);  // training is over; a checkpoint loads anywhere
     result.checkpoint = internal::EncodeCheckpoint(model_, header, data_.mean, data_.std);
   }
   return result;
+}
+
+void Trainer::Select(int epoch) {
+  if (!selection_) return;
+  const auto value = last_.find(rule_->metric);
+  if (value == last_.end() || !selection_->Offer(epoch, value->second)) return;
+  auto selected = std::make_shared<Selected>();
+  selected->metrics = last_;
+  selected->weights = internal::CloneWeights(*model_);
+  selected_ = std::move(selected);
 }
 
 StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
@@ -581,10 +619,12 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
                            Prepare(*data, cfg.dataset, /*keep_raw=*/cfg.distill.has_value()));
   std::optional<internal::TeacherLogits> teacher;
   if (cfg.distill) {
-    LATTICE_ASSIGN_OR_RETURN(
-        teacher, internal::ComputeTeacherLogits(cfg.distill->teacher, prepared.raw_train,
-                                                prepared.raw_val, prepared.num_classes,
-                                                cfg.dataset.scale, device, ctx.checkpoint));
+    std::optional<int64_t> feature_layer;
+    if (cfg.distill->feature_match) feature_layer = cfg.distill->feature_match->teacher_layer;
+    LATTICE_ASSIGN_OR_RETURN(teacher, internal::ComputeTeacherLogits(
+                                          cfg.distill->teacher, prepared.raw_train,
+                                          prepared.raw_val, prepared.num_classes, cfg.dataset.scale,
+                                          device, ctx.checkpoint, feature_layer));
     prepared.raw_train = prepared.raw_val = torch::Tensor();  // only the teacher reads them
   }
   MoveTo(prepared, device);

@@ -29,8 +29,33 @@
 // weights in the format of jobs/checkpoint.h (header with `config` as given, LibTorch
 // archive), which an embed job with encoder {type: trial} loads.
 //
+// Final weights: those of the last epoch run, unless an epoch is selected:
+//   - checkpoint.keep_best >= 1: the best epoch by checkpoint.metric (a per-epoch metric;
+//     lower is better for names containing "loss"; ties keep the earlier epoch);
+//   - else train.early_stopping: the best by its metric, an improvement exceeding min_delta
+//     (the result's best_epoch, as Keras' restore_best_weights).
+//   Then the checkpoint holds the selected epoch's parameters and buffers (with the input
+//   standardisation, fitted once per run), its header metrics are that epoch's per-epoch
+//   metrics over the result's, and the result metrics add selected_epoch,
+//   selected_val_loss and selected_val_accuracy (the other result metrics stay as below).
+//   The copy of the selected weights travels in step checkpoints (archive keys
+//   "resume.best.<name>"), so a resumed run still ends with the same bytes.
+//
 // Per-epoch metric lr: the learning rate of the epoch's last optimizer step (after warmup
 // and decay), so a sweep's curves show the schedule that produced them.
+//
+// "distill" — train with a frozen teacher (jobs/internal/teacher.h; its logits, and its
+//   features for feature matching, computed once per run, eval mode); loss = alpha * CE +
+//   (1 - alpha) * T^2 * KL(teacher || student). Per-epoch metrics add agreement,
+//   teacher_val_loss, teacher_val_accuracy, teacher_params and student_params.
+//   Feature matching (distill.feature_match, jobs/internal/feature_match.h): loss +=
+//   weight * MSE(map(s), t) with s the student's output at student_layer (with dropout, in
+//   training mode) and t the teacher's at teacher_layer; map is the identity for equal
+//   widths, else a Linear(S -> T) seeded from `seed` and trained by the same optimizer
+//   (with weight decay and clipping). train_loss includes the term; the per-epoch metric
+//   feature_loss is the unweighted MSE on the validation rows (eval mode). The map and its
+//   optimizer moments are part of step checkpoints (archive keys "resume.feature_map.*",
+//   "optimizer.*"), not of the final checkpoint, which holds the plain student.
 //
 // Result metrics: train_loss, val_loss, val_accuracy, lr (= final epoch's values),
 // final_train_loss, final_val_loss, final_val_accuracy, best_val_accuracy (max over

@@ -1,5 +1,8 @@
 #include "jobs/internal/model.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <mutex>
 
 namespace lattice::jobs::internal {
 namespace {
@@ -33,12 +36,58 @@ torch::nn::Sequential BuildModel(const ModelConfig& m, int64_t in, int64_t out) 
   return seq;
 }
 
+std::vector<size_t> LayerEnds(const ModelConfig& m) {
+  std::vector<size_t> ends;
+  const size_t hidden = static_cast<size_t>(m.HiddenLayers());
+  for (size_t l = 0; l <= hidden; ++l) ends.push_back(l * ModulesPerBlock(m));
+  ends.push_back(hidden * ModulesPerBlock(m) + 1);  // + the output Linear
+  return ends;
+}
+
+int64_t LayerWidth(const ModelConfig& m, int64_t layer, int64_t in, int64_t out) {
+  if (layer == 0) return in;
+  if (layer > m.HiddenLayers()) return out;
+  return m.hidden.at(static_cast<size_t>(layer - 1));
+}
+
+KeepCpuGeneratorState::KeepCpuGeneratorState() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  state_ = gen.get_state();
+}
+
+KeepCpuGeneratorState::~KeepCpuGeneratorState() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state_);
+}
+
 void CopyWeights(torch::nn::Module& from, torch::nn::Module& to) {
   torch::NoGradGuard no_grad;
   auto src = from.parameters(), dst = to.parameters();
   for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(src[i]);
   auto src_buffers = from.buffers(), dst_buffers = to.buffers();
   for (size_t i = 0; i < dst_buffers.size(); ++i) dst_buffers[i].copy_(src_buffers[i]);
+}
+
+NamedWeights CloneWeights(const torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  NamedWeights out;
+  for (const auto& p : model.named_parameters()) out.emplace_back(p.key(), p.value().clone());
+  for (const auto& b : model.named_buffers()) out.emplace_back(b.key(), b.value().clone());
+  return out;
+}
+
+void LoadWeights(const NamedWeights& weights, torch::nn::Module& to) {
+  torch::NoGradGuard no_grad;
+  size_t i = 0;
+  auto load = [&](const std::string& name, torch::Tensor& t) {
+    LATTICE_CHECK(i < weights.size() && weights[i].first == name);
+    t.copy_(weights[i++].second);
+  };
+  for (auto& p : to.named_parameters()) load(p.key(), p.value());
+  for (auto& b : to.named_buffers()) load(b.key(), b.value());
+  LATTICE_CHECK(i == weights.size());
 }
 
 std::string EncodeCheckpoint(
@@ -81,9 +130,7 @@ StatusOr<CheckpointModel> CheckpointModel::Decode(const std::string& blob) {
   const ModelConfig& mc = config->model;
   m.model_ = BuildModel(mc, m.header_.in_dim, m.header_.classes);
   m.scale_ = config->dataset.scale;
-  const size_t hidden = static_cast<size_t>(mc.HiddenLayers());
-  for (size_t l = 0; l <= hidden; ++l) m.layer_ends_.push_back(l * ModulesPerBlock(mc));
-  m.layer_ends_.push_back(m.model_->size());
+  m.layer_ends_ = LayerEnds(mc);
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(blob.data() + offset, blob.size() - offset);

@@ -5,6 +5,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -18,9 +19,41 @@ namespace lattice::jobs::internal {
 // Linear -> [BatchNorm1d] -> activation -> [Dropout] per hidden width, then Linear to `out`.
 torch::nn::Sequential BuildModel(const ModelConfig& m, int64_t in, int64_t out);
 
+// For each layer l = 0 .. H + 1 (as in jobs::ResolveLayer) of BuildModel(m, ...), the number
+// of the Sequential's first modules that produce it: 0 for the input, then the end of each
+// hidden block (Linear, batchnorm, activation, dropout), then all of them (the logits).
+std::vector<size_t> LayerEnds(const ModelConfig& m);
+
+// The width of layer l (0 .. H + 1) of BuildModel(m, in, out).
+int64_t LayerWidth(const ModelConfig& m, int64_t layer, int64_t in, int64_t out);
+
+// Saves the state of the process-wide CPU generator and puts it back when destroyed, so that
+// building a module in its scope (which draws initial weights) does not change the draws
+// that follow (dropout masks, further modules).
+class KeepCpuGeneratorState {
+ public:
+  KeepCpuGeneratorState();
+  ~KeepCpuGeneratorState();
+  KeepCpuGeneratorState(const KeepCpuGeneratorState&) = delete;
+  KeepCpuGeneratorState& operator=(const KeepCpuGeneratorState&) = delete;
+
+  const torch::Tensor& state() const { return state_; }  // as it was on construction
+
+ private:
+  torch::Tensor state_;
+};
+
 // Copies the parameters and buffers of `from` into `to` in place (same architecture), so
 // that `to`'s tensors keep their storage (e.g. views of a flat parameter buffer).
 void CopyWeights(torch::nn::Module& from, torch::nn::Module& to);
+
+// A copy of a model's parameters and then its buffers, by name ("0.weight",
+// "1.running_mean"), detached from autograd.
+using NamedWeights = std::vector<std::pair<std::string, torch::Tensor>>;
+NamedWeights CloneWeights(const torch::nn::Module& model);
+
+// Copies `weights` (CloneWeights of a model of the same architecture) into `to` in place.
+void LoadWeights(const NamedWeights& weights, torch::nn::Module& to);
 
 // Serialises `model`'s parameters and buffers (and the standardisation tensors, when
 // defined) behind `header`. Throws c10::Error on LibTorch failures.

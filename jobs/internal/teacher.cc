@@ -39,7 +39,8 @@ Status CheckClasses(const std::string& where, const torch::Tensor& logits, int64
 StatusOr<TeacherLogits> ComputeTeacherLogits(
     const TeacherConfig& teacher, const torch::Tensor& raw_train, const torch::Tensor& raw_val,
     int64_t classes, std::optional<double> rows_scale, const torch::Device& device,
-    const std::function<std::shared_ptr<const std::string>(const std::string&)>& checkpoint) {
+    const std::function<std::shared_ptr<const std::string>(const std::string&)>& checkpoint,
+    std::optional<int64_t> feature_layer) {
   torch::InferenceMode inference;
   TeacherLogits out;
   const int64_t cols = raw_train.size(1);
@@ -61,15 +62,27 @@ StatusOr<TeacherLogits> ComputeTeacherLogits(
     }
     model.To(device);
     const int64_t logits_layer = model.hidden_layers() + 1;
-    auto forward = [&](const torch::Tensor& x) {
-      return model.Forward(x, logits_layer, rows_scale);
+    auto at_layer = [&](int64_t layer) {
+      return [&model, layer, rows_scale](const torch::Tensor& x) {
+        return model.Forward(x, layer, rows_scale);
+      };
     };
-    out.train = InChunks(raw_train.to(device), forward);
-    out.val = InChunks(raw_val.to(device), forward);
+    const torch::Tensor train = raw_train.to(device), val = raw_val.to(device);
+    out.train = InChunks(train, at_layer(logits_layer));
+    out.val = InChunks(val, at_layer(logits_layer));
+    if (feature_layer) {
+      LATTICE_ASSIGN_OR_RETURN(int64_t layer, ResolveLayer(*feature_layer, model.hidden_layers(),
+                                                           "distill.feature_match.teacher_layer"));
+      out.features_train = InChunks(train, at_layer(layer));
+      out.features_val = InChunks(val, at_layer(layer));
+    }
     out.params = model.parameter_count();
     LATTICE_RETURN_IF_ERROR(CheckClasses(where, out.train, raw_train.size(0), classes));
     LATTICE_RETURN_IF_ERROR(CheckClasses(where, out.val, raw_val.size(0), classes));
     return out;
+  }
+  if (feature_layer) {  // rejected by the config parser
+    return Status::InvalidArgument("distill.feature_match: needs a teacher of type trial");
   }
   const std::string where = "teacher " + teacher.path;
   try {

@@ -99,6 +99,30 @@ TEST(ResumeTest, ResumedRunsAreBitIdenticalToTheUninterruptedOne) {
   }
 }
 
+// With keep_best the final checkpoint holds the best epoch's weights, a copy of which every
+// later step checkpoint carries: a run resumed after that epoch still ends with the same bytes.
+TEST(ResumeTest, KeepBestResumesBitIdentically) {
+  json c = Config(29);  // every epoch's end
+  c["train"]["lr"] = 2e-2;
+  c["train"]["epochs"] = 8;
+  c["train"].erase("early_stopping");
+  c["checkpoint"]["keep_best"] = 1;
+  c["checkpoint"]["metric"] = "val_accuracy";
+  Outcome whole = RunTrial(c);
+  ASSERT_EQ(whole.epochs.size(), 8u);
+  const int selected = static_cast<int>(whole.result.metrics.at("selected_epoch"));
+  ASSERT_LT(selected, 7) << "the test needs checkpoints taken after the selected epoch";
+  ASSERT_EQ(whole.checkpoints.size(), 8u);
+  for (size_t i : {size_t{0}, static_cast<size_t>(selected), size_t{6}}) {
+    SCOPED_TRACE("resumed from the checkpoint of epoch " + std::to_string(i + 1));
+    Outcome resumed = RunTrial(c, std::make_shared<const std::string>(whole.checkpoints[i].bytes));
+    EXPECT_EQ(resumed.result.metrics, whole.result.metrics);
+    ASSERT_TRUE(resumed.result.checkpoint.has_value());
+    EXPECT_TRUE(*resumed.result.checkpoint == *whole.result.checkpoint)
+        << "the final weights differ";
+  }
+}
+
 // Checkpointing only observes: the same run without a checkpoint key ends the same.
 TEST(ResumeTest, CheckpointingDoesNotChangeTheRun) {
   json plain = Config(11);

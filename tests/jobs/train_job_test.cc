@@ -6,8 +6,14 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <map>
+#include <memory>
 #include <random>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "jobs/checkpoint.h"
 #include "jobs/job_config.h"
 #include "tests/jobs/npy_writer.h"
 #include "tests/testutil/testutil.h"
@@ -338,6 +344,110 @@ TEST_F(TrainJobTest, ClippingAboveTheGradientNormChangesNothing) {
   c["train"]["clip_grad_norm"] = 1e-3;
   EpochMetrics(c, &cache_, &tight);
   EXPECT_NE(plain.metrics["train_loss"], tight.metrics["train_loss"]);
+}
+
+// Final weights of the best epoch. A run on 400 digits rows at a high learning rate whose
+// validation accuracy (100 rows) peaks before its last epoch.
+json OvershootingConfig() {
+  json c = SmallConfig(12);
+  c["train"]["lr"] = 2e-2;
+  return c;
+}
+
+// The validation loss and accuracy of checkpoint `blob`'s weights, measured independently:
+// a distill job with the checkpoint as its teacher (same dataset and split) reports them as
+// teacher_val_loss / teacher_val_accuracy.
+std::pair<double, double> EvaluateCheckpoint(const json& trained, const std::string& blob,
+                                             DatasetCache* cache) {
+  json d = {{"kind", "distill"},
+            {"dataset", trained["dataset"]},
+            {"model", {{"type", "linear"}}},
+            {"teacher", {{"type", "trial"}, {"trial", "s0-t0"}}},
+            {"train", {{"epochs", 1}, {"threads", 1}}}};
+  JobContext ctx;
+  ctx.cache = cache;
+  auto shared = std::make_shared<const std::string>(blob);
+  ctx.checkpoint = [shared](const std::string&) { return shared; };
+  StatusOr<JobResult> r = RunJob(d, ctx);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  if (!r.ok()) return {0, 0};
+  return {r->metrics.at("teacher_val_loss"), r->metrics.at("teacher_val_accuracy")};
+}
+
+// The first epoch (from 1) with the highest `key`, or the lowest when `lower` is set.
+int BestEpochOf(const std::vector<std::map<std::string, double>>& epochs, const char* key,
+                bool lower) {
+  size_t best = 0;
+  for (size_t e = 1; e < epochs.size(); ++e) {
+    const double v = epochs[e].at(key), b = epochs[best].at(key);
+    if (lower ? v < b : v > b) best = e;
+  }
+  return static_cast<int>(best) + 1;
+}
+
+TEST_F(TrainJobTest, KeepBestMakesTheFinalWeightsThoseOfTheBestEpoch) {
+  json c = OvershootingConfig();
+  c["checkpoint"] = {{"every_steps", 1000000}, {"keep_best", 1}, {"metric", "val_accuracy"}};
+  JobResult r;
+  auto epochs = EpochMetrics(c, &cache_, &r);
+  ASSERT_EQ(epochs.size(), 12u);
+  const int best = BestEpochOf(epochs, "val_accuracy", /*lower=*/false);
+  const auto& chosen = epochs[best - 1];
+  ASSERT_LT(epochs.back().at("val_accuracy"), chosen.at("val_accuracy"))
+      << "the run must not peak at its last epoch for this test to mean anything";
+  EXPECT_EQ(r.metrics.at("selected_epoch"), best);
+  EXPECT_EQ(r.metrics.at("selected_val_accuracy"), chosen.at("val_accuracy"));
+  EXPECT_EQ(r.metrics.at("val_accuracy"), epochs.back().at("val_accuracy"));  // the last
+  ASSERT_TRUE(r.checkpoint.has_value());
+  ASSERT_OK_AND_ASSIGN(CheckpointHeader h, ReadCheckpointHeader(*r.checkpoint));
+  EXPECT_EQ(h.metrics.at("val_accuracy").get<double>(), chosen.at("val_accuracy"));
+  EXPECT_EQ(h.metrics.at("val_loss").get<double>(), chosen.at("val_loss"));
+  EXPECT_EQ(h.metrics.at("selected_epoch").get<int>(), best);
+  EXPECT_EQ(h.epochs, 12);
+  // The weights themselves are the best epoch's: evaluated afresh, they score its accuracy.
+  auto [loss, accuracy] = EvaluateCheckpoint(c, *r.checkpoint, &cache_);
+  EXPECT_DOUBLE_EQ(accuracy, chosen.at("val_accuracy"));
+  EXPECT_NEAR(loss, chosen.at("val_loss"), 1e-5);
+}
+
+TEST_F(TrainJobTest, EarlyStoppingKeepsItsBestEpochsWeights) {
+  json c = OvershootingConfig();
+  c["train"]["early_stopping"] = {{"patience", 4}, {"metric", "val_loss"}};
+  JobResult r;
+  auto epochs = EpochMetrics(c, &cache_, &r);
+  const int best = BestEpochOf(epochs, "val_loss", /*lower=*/true);
+  ASSERT_LT(best, r.epochs_done);
+  EXPECT_EQ(r.metrics.at("best_epoch"), best);
+  EXPECT_EQ(r.metrics.at("selected_epoch"), best);
+  EXPECT_EQ(r.metrics.at("selected_val_loss"), epochs[best - 1].at("val_loss"));
+  auto [loss, accuracy] = EvaluateCheckpoint(c, *r.checkpoint, &cache_);
+  EXPECT_DOUBLE_EQ(accuracy, epochs[best - 1].at("val_accuracy"));
+  EXPECT_NEAR(loss, epochs[best - 1].at("val_loss"), 1e-5);
+  EXPECT_GT(std::abs(loss - epochs.back().at("val_loss")), 1e-4) << "not the last epoch's";
+}
+
+TEST_F(TrainJobTest, WithoutSelectionTheFinalWeightsAreTheLastEpochs) {
+  json c = OvershootingConfig();
+  JobResult r;
+  auto epochs = EpochMetrics(c, &cache_, &r);
+  EXPECT_EQ(r.metrics.count("selected_epoch"), 0u);
+  ASSERT_OK_AND_ASSIGN(CheckpointHeader h, ReadCheckpointHeader(*r.checkpoint));
+  EXPECT_EQ(h.metrics.at("val_accuracy").get<double>(), epochs.back().at("val_accuracy"));
+  auto [loss, accuracy] = EvaluateCheckpoint(c, *r.checkpoint, &cache_);
+  EXPECT_DOUBLE_EQ(accuracy, epochs.back().at("val_accuracy"));
+  EXPECT_NEAR(loss, epochs.back().at("val_loss"), 1e-5);
+}
+
+TEST_F(TrainJobTest, KeepBestNeedsAPerEpochMetric) {
+  json c = SmallConfig(1);
+  c["checkpoint"] = {{"every_steps", 10}, {"keep_best", 1}, {"metric", "val_acc"}};
+  Status s = ValidateJobConfig(c);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("checkpoint.metric: with keep_best, must be a per-epoch metric"),
+            std::string::npos)
+      << s.ToString();
+  c["checkpoint"]["keep_best"] = 0;  // retention only by recency: the metric is not read
+  EXPECT_OK(ValidateJobConfig(c));
 }
 
 TEST_F(TrainJobTest, NoopRunsAndCancels) {

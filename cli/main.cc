@@ -3,7 +3,10 @@
 // every other subcommand is a client of the coordinator's HTTP API (see cli/commands.h,
 // cli/index_commands.h, cli/checkpoint_commands.h).
 #include <csignal>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <mpi.h>
@@ -35,13 +38,22 @@ int RunCluster(const lattice::ClusterOptions& options) {
         std::fprintf(stderr, "lattice cluster: warning: no workers (run under `mpirun -np 3 ...`: "
                              "rank 0 coordinates, ranks 1..N run trials)\n");
       }
+      const char* recovery = std::getenv("OMPI_MCA_orte_enable_recovery");
+      if (channel.size() >= 2 && (recovery == nullptr || std::string(recovery) != "1")) {
+        std::fprintf(stderr, "lattice cluster: warning: mpirun runs without --enable-recovery: "
+                             "a worker rank that dies will end the whole cluster\n");
+      }
       rc = lattice::RunCoordinatorProcess(options, channel, &g_stop);
     } else {
       lattice::WorkerOptions wopts;
       wopts.num_threads = options.worker_threads;
+      wopts.isolate_tasks = options.isolate_tasks;
+      wopts.coordinator_timeout_ms = options.worker_timeout_ms;
       wopts.stop = &g_stop;
       rc = lattice::RunWorker(channel, wopts);
     }
+    // Shutdown and last results still in flight; a dead rank never takes its share.
+    channel.Flush(std::chrono::seconds(5));
   }
   MPI_Finalize();
   return rc;
@@ -68,6 +80,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cluster->add_option("--http-threads", cluster_options.http_threads, "HTTP server threads")
       ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cluster->add_option("--task-isolation", cluster_options.isolate_tasks,
+                      "Run each worker's tasks in a child process that the worker restarts when "
+                      "a task crashes (true), or in the worker rank itself (false)")
       ->capture_default_str();
   cluster->add_option("--worker-threads", cluster_options.worker_threads,
                       "Intra-op threads per worker task (give each rank its share of the cores)")

@@ -21,7 +21,7 @@ StatusOr<TrialId> TrialFromJson(const json& j, const char* key) {
 }
 
 json Encode(const RegisterMsg& m) {
-  return {{"host", m.host}, {"threads", m.threads}, {"device", m.device}};
+  return {{"host", m.host}, {"threads", m.threads}, {"device", m.device}, {"pid", m.pid}};
 }
 json Encode(const AssignMsg& m) {
   return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"config", m.config}};
@@ -39,6 +39,8 @@ json Encode(const ResultMsg& m) {
 json Encode(const HeartbeatMsg& m) {
   json j = {{"rss_bytes", m.rss_bytes}, {"vram_bytes", m.vram_bytes}};
   if (m.trial) j["trial"] = TrialToJson(*m.trial);
+  if (m.task_restarts > 0) j["task_restarts"] = m.task_restarts;
+  if (!m.fault.empty()) j["fault"] = m.fault;
   return j;
 }
 json Encode(const CancelMsg& m) { return {{"trial", TrialToJson(m.trial)}}; }
@@ -123,7 +125,7 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
   switch (type) {
     case MessageType::kRegister:
       return Message(RegisterMsg{j.at("host").get<std::string>(), j.at("threads").get<int>(),
-                                 j.at("device").get<std::string>()});
+                                 j.at("device").get<std::string>(), j.value("pid", 0)});
     case MessageType::kAssign: {
       LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
       return Message(AssignMsg{id, j.at("attempt").get<int>(), j.at("config")});
@@ -136,7 +138,7 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
     case MessageType::kResult: {
       LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
       int code = j.at("code").get<int>();
-      if (code < 0 || code > static_cast<int>(StatusCode::kInternal)) {
+      if (code < 0 || code > static_cast<int>(StatusCode::kDataLoss)) {
         return Status::InvalidArgument("message: bad result code " + std::to_string(code));
       }
       return Message(ResultMsg{id, j.at("attempt").get<int>(), static_cast<StatusCode>(code),
@@ -148,6 +150,8 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
       HeartbeatMsg m;
       m.rss_bytes = j.at("rss_bytes").get<int64_t>();
       m.vram_bytes = j.value("vram_bytes", int64_t{0});
+      m.task_restarts = j.value("task_restarts", 0);
+      m.fault = j.value("fault", "");
       if (j.contains("trial")) {
         LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
         m.trial = id;

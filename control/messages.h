@@ -9,7 +9,9 @@
 //                          Vectors / Checkpoint just before the Result of an embed / train
 //                          attempt
 //   coordinator -> worker: Assign, Cancel, Shutdown; Checkpoint before the first Assign
-//                          that needs it (encoder {type: trial})
+//                          that needs it (encoder {type: trial}); Heartbeat (empty) as a
+//                          keep-alive: a worker that hears nothing from the coordinator for
+//                          its timeout exits
 //
 // A worker runs one task at a time, in the order assigned. For very short tasks the
 // coordinator may assign a few ahead (pipelining), so the next task is already there
@@ -51,6 +53,7 @@ struct RegisterMsg {
   std::string host;
   int threads = 1;           // intra-op threads this worker gives a task
   std::string device = "cpu";
+  int pid = 0;               // of the worker rank's process
 };
 
 struct AssignMsg {
@@ -82,6 +85,10 @@ struct HeartbeatMsg {
   std::optional<TrialId> trial;  // the task running now, if any
   int64_t rss_bytes = 0;
   int64_t vram_bytes = 0;        // device memory in use (0 on CPU workers)
+  // Times the worker restarted its task process (a task crashed it), and why the last
+  // time ("task process killed by signal 11 (Segmentation fault) while running s1-t3").
+  int task_restarts = 0;
+  std::string fault;
 };
 
 struct CancelMsg {

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <csignal>
 #include <optional>
 #include <set>
 #include <string>
@@ -405,8 +406,21 @@ StatusOr<JobConfig> ParseJobConfig(const json& config) {
     return Bad("name", "expected a string, got " + TypeName(*name));
   }
   if (c.kind == JobKind::kNoop) {
-    LATTICE_RETURN_IF_ERROR(CheckObject(config, "", {"kind", "name", "seed", "sleep_ms"}));
+    LATTICE_RETURN_IF_ERROR(CheckObject(config, "", {"kind", "name", "seed", "sleep_ms", "crash"}));
     LATTICE_RETURN_IF_ERROR(GetInt(config, "sleep_ms", "", &c.sleep_ms, 0));
+    if (const json* crash = Find(config, "crash")) {
+      if (!crash->is_object()) return Bad("crash", "expected an object, got " + TypeName(*crash));
+      LATTICE_RETURN_IF_ERROR(CheckObject(*crash, "crash", {"signal", "once_file"}));
+      NoopCrash k;
+      int signal = SIGSEGV;
+      LATTICE_RETURN_IF_ERROR(GetEnum<int>(
+          *crash, "signal", "crash",
+          {{"SIGSEGV", SIGSEGV}, {"SIGABRT", SIGABRT}, {"SIGKILL", SIGKILL}}, &signal));
+      k.signal = signal;
+      LATTICE_RETURN_IF_ERROR(GetString(*crash, "once_file", "crash", &k.once_file));
+      if (k.once_file.empty()) return Bad("crash.once_file", "required");
+      c.crash = k;
+    }
     return c;
   }
   if (c.kind == JobKind::kEmbed) {

@@ -9,6 +9,10 @@
 //   kind: "train" | "distill" | "noop" | "embed" (required; embed: jobs/embed_config.h)
 //   seed: int >= 0 (default 0)    name: string (ignored)
 //   noop:  sleep_ms: int >= 0 (default 0)
+//          crash: {signal: SIGSEGV|SIGABRT|SIGKILL = SIGSEGV, once_file: path (required)}
+//            fault injection for tests of task isolation: when once_file does not exist the
+//            task creates it and kills its own process with the signal (so the next attempt
+//            of the trial runs normally)
 //   dataset (required for train):
 //     {features: f.npy, labels: l.npy}                 format npy (default when features given)
 //     {format: idx, images: f[.gz], labels: l[.gz]}    MNIST idx3 / idx1
@@ -201,10 +205,17 @@ struct DistillConfig {
   std::optional<FeatureMatchConfig> feature_match;  // teacher kTrial only
 };
 
+// noop's fault injection (see the schema above).
+struct NoopCrash {
+  int signal = 0;
+  std::string once_file;
+};
+
 struct JobConfig {
   JobKind kind = JobKind::kTrain;
   uint64_t seed = 0;
   int64_t sleep_ms = 0;  // noop only
+  std::optional<NoopCrash> crash;  // noop only
   DatasetConfig dataset;  // train, distill
   ModelConfig model;      // train, distill (the student)
   TrainConfig train;      // train only

@@ -8,6 +8,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -638,6 +641,10 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
 }
 
 StatusOr<JobResult> RunNoop(const JobConfig& cfg, JobContext& ctx) {
+  if (cfg.crash && !std::filesystem::exists(cfg.crash->once_file)) {
+    std::ofstream(cfg.crash->once_file) << "crashed once\n";
+    std::raise(cfg.crash->signal);
+  }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg.sleep_ms);
   while (std::chrono::steady_clock::now() < deadline) {
     if (ctx.cancelled && ctx.cancelled()) return Status::Cancelled("noop cancelled");

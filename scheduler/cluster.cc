@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -74,6 +75,7 @@ int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel
                              [state](const SweepRecord& sweep) { return EncoderLineage(*state, sweep); });
   CoordinatorOptions copts;
   copts.worker_timeout_ms = options.worker_timeout_ms;
+  copts.keepalive_ms = std::max(1, options.worker_timeout_ms / 4);
   copts.stop = stop;
   copts.index_builder = &index_builder;
   Coordinator coordinator(copts, store->get(), &channel, &metrics);

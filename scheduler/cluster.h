@@ -24,6 +24,9 @@ struct ClusterOptions {
   int worker_timeout_ms = 60000;
   // Intra-op threads per worker task (LibTorch/OpenMP). Default: 1.
   int worker_threads = 1;
+  // Workers run tasks in a child process they restart when it dies (worker/worker.h).
+  // Default: true.
+  bool isolate_tasks = true;
 };
 
 // Runs rank 0 until `stop` is set (SIGINT/SIGTERM). Returns the process exit code.

@@ -68,6 +68,10 @@ struct CoordinatorOptions {
   IndexBuilder* index_builder = nullptr;
   // Where time comes from. Not owned; null: SystemClock().
   Clock* clock = nullptr;
+  // Every this many milliseconds, each registered worker (lost ones too) gets an empty
+  // Heartbeat, so that workers notice a dead coordinator (WorkerOptions::
+  // coordinator_timeout_ms). 0: none. Default: 0 (the cluster sets worker_timeout_ms / 4).
+  int keepalive_ms = 0;
 };
 
 // A worker's life as the coordinator sees it: starting (no Register yet) -> idle <-> busy;
@@ -91,6 +95,10 @@ struct WorkerView {
   int64_t vram_bytes = 0;        // device memory in use
   int64_t last_seen_ms = 0;
   int64_t trials_done = 0;
+  int pid = 0;                   // the worker rank's process
+  int task_restarts = 0;         // times its task process died and was restarted
+  std::string fault;             // why the last time ("task process killed by signal 11 ...")
+  std::string lost_reason;       // why it is (or was last) declared lost
 };
 
 class Coordinator {
@@ -258,6 +266,7 @@ class Coordinator {
   // Trials a user resumed from a chosen step (not the latest): used by their next Assign.
   std::map<TrialId, int64_t> resume_from_step_;
   int64_t rss_sampled_ms_ = 0;  // last time the coordinator's RSS gauge was refreshed
+  int64_t keepalive_sent_ms_ = 0;  // last keep-alive round (options_.keepalive_ms)
   std::chrono::microseconds idle_sleep_{20};  // Run()'s back-off after idle iterations
 
   // Shared with other threads.

@@ -53,6 +53,7 @@ void Coordinator::OnRegister(WorkerRank rank, const RegisterMsg& m) {
   s.view.host = m.host;
   s.view.threads = m.threads;
   s.view.device = m.device;
+  s.view.pid = m.pid;
   if (s.view.state == WorkerState::kStarting) s.view.state = WorkerState::kIdle;
 }
 
@@ -60,6 +61,12 @@ void Coordinator::OnHeartbeat(WorkerRank rank, const HeartbeatMsg& m, Pending& p
   Slot& s = slot(rank);
   s.view.rss_bytes = m.rss_bytes;
   s.view.vram_bytes = m.vram_bytes;
+  if (m.task_restarts > s.view.task_restarts) {
+    p.batch.AppendEvent("worker_task_process_restarted",
+                        {{"rank", rank.value}, {"restarts", m.task_restarts}, {"fault", m.fault}});
+  }
+  s.view.task_restarts = m.task_restarts;
+  s.view.fault = m.fault;
   // A worker running something we no longer want (e.g. after it was declared lost and
   // its trial re-queued elsewhere): tell it to stop.
   if (!m.trial) return;
@@ -212,7 +219,9 @@ bool Coordinator::CheckLiveness(Pending& p) {
     const WorkerRank rank = slot.view.rank;
     std::fprintf(stderr, "coordinator: worker %s silent for %lld ms: declared lost\n",
                  rank.ToString().c_str(), static_cast<long long>(now - slot.view.last_seen_ms));
-    p.batch.AppendEvent("worker_lost", {{"rank", rank.value}});
+    slot.view.lost_reason = "no message for " + std::to_string((now - slot.view.last_seen_ms) / 1000) +
+                            " s (timeout " + std::to_string(options_.worker_timeout_ms / 1000) + " s)";
+    p.batch.AppendEvent("worker_lost", {{"rank", rank.value}, {"reason", slot.view.lost_reason}});
     for (const Inflight& f : slot.inflight) {
       auto it = trials_.find(f.trial);
       if (it != trials_.end() && it->second.state == TrialState::kRunning &&
@@ -226,6 +235,16 @@ bool Coordinator::CheckLiveness(Pending& p) {
     slot.view.trial.reset();
     slot.view.state = WorkerState::kLost;
     changed = true;
+  }
+  if (options_.keepalive_ms > 0 && now - keepalive_sent_ms_ >= options_.keepalive_ms) {
+    keepalive_sent_ms_ = now;
+    // Lost ones too: one that was only stopped (SIGSTOP, a stalled node) must not give up
+    // on waking; to a dead rank the small message is simply never read.
+    for (size_t r = 1; r < slots_.size(); ++r) {
+      if (!slots_[r].view.host.empty()) {  // it registered once
+        p.sends.emplace_back(slots_[r].view.rank, HeartbeatMsg{});
+      }
+    }
   }
   return changed;
 }

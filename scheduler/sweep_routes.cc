@@ -42,7 +42,11 @@ json WorkerJson(const WorkerView& w) {
           {"rss_bytes", w.rss_bytes},
           {"vram_bytes", w.vram_bytes},
           {"last_seen_ms", w.last_seen_ms},
-          {"trials_done", w.trials_done}};
+          {"trials_done", w.trials_done},
+          {"pid", w.pid},
+          {"task_restarts", w.task_restarts},
+          {"fault", w.fault.empty() ? json(nullptr) : json(w.fault)},
+          {"lost_reason", w.lost_reason.empty() ? json(nullptr) : json(w.lost_reason)}};
 }
 
 void AddSweepRoutes(Router& r, Coordinator* coordinator, StateStore* store) {

@@ -24,10 +24,10 @@ namespace {
 using OrderedJson = nlohmann::ordered_json;
 
 // Keys a trial's job config is made of; everything else at the top level is scheduler-only.
-// (sleep_ms is the noop kind's one setting.)
+// (sleep_ms and crash are the noop kind's settings.)
 const char* const kJobKeys[] = {"kind",      "seed",    "dataset", "model",   "train",
-                                "sleep_ms",  "encoder", "corpus",  "pooling", "normalize",
-                                "batch_size", "teacher", "distill", "checkpoint"};
+                                "sleep_ms",  "crash",   "encoder", "corpus",  "pooling",
+                                "normalize", "batch_size", "teacher", "distill", "checkpoint"};
 const char* const kSchedulerKeys[] = {"name", "search", "max_concurrent_trials", "max_attempts",
                                       "resources", "shard_size", "index"};
 const char* const kSearchKeys[] = {"method", "metric", "parameters", "seed", "max_trials"};

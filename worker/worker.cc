@@ -195,7 +195,7 @@ std::string HostName() {
 
 }  // namespace
 
-int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
+int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
   StatusOr<DeviceInfo> discovered = DiscoverDevice(channel.rank().value);
   Status usable = discovered.ok() ? jobs::CheckJobDevice(discovered->TorchDevice())
                                   : discovered.status();
@@ -206,7 +206,7 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
     return 1;
   }
   const DeviceInfo device = *discovered;
-  RegisterMsg hello{HostName(), options.num_threads, device.Describe()};
+  RegisterMsg hello{HostName(), options.num_threads, device.Describe(), getpid()};
   if (!channel.Send(kCoordinatorRank, hello).ok()) return 1;
   TaskRunner runner(options.num_threads, device);
   CheckpointAssembler checkpoints;  // pieces of checkpoints the coordinator sends
@@ -214,14 +214,21 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
   auto idle_sleep = std::chrono::microseconds(20);
   bool running = true;
   std::deque<Message> outgoing;
+  auto last_heard = Clock::now();
+  auto last_iteration = last_heard;
   while (running) {
     bool did_work = false;
     while (auto polled = channel.Poll()) {
       did_work = true;
       if (!polled->ok()) {
         std::fprintf(stderr, "worker %d: %s\n", channel.rank().value, polled->status().ToString().c_str());
+        if (polled->status().code() == StatusCode::kUnavailable) {
+          runner.CancelAll();
+          return 1;  // whoever sends us tasks is gone
+        }
         continue;
       }
+      last_heard = Clock::now();
       Message& m = polled->value().message;
       if (auto* assign = std::get_if<AssignMsg>(&m)) {
         runner.Enqueue(std::move(*assign));
@@ -243,8 +250,11 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
     }
     runner.Drain(outgoing);
     if (Clock::now() >= next_heartbeat) {
-      outgoing.push_back(
-          HeartbeatMsg{runner.current(), ResidentBytes(), DeviceMemoryInUse(device)});
+      HeartbeatMsg beat;
+      beat.trial = runner.current();
+      beat.rss_bytes = ResidentBytes();
+      beat.vram_bytes = DeviceMemoryInUse(device);
+      outgoing.push_back(std::move(beat));
       next_heartbeat = Clock::now() + std::chrono::milliseconds(options.heartbeat_interval_ms);
     }
     while (!outgoing.empty()) {
@@ -253,6 +263,17 @@ int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
       outgoing.pop_front();
     }
     if (options.stop != nullptr && options.stop->load()) running = false;
+    // Time this process itself stood still (SIGSTOP) is not the coordinator's silence.
+    const auto now = Clock::now();
+    if (now - last_iteration > std::chrono::milliseconds(500)) last_heard += now - last_iteration;
+    last_iteration = now;
+    if (options.coordinator_timeout_ms > 0 &&
+        Clock::now() - last_heard > std::chrono::milliseconds(options.coordinator_timeout_ms)) {
+      std::fprintf(stderr, "worker %d: error: nothing from the coordinator for %d ms: exiting\n",
+                   channel.rank().value, options.coordinator_timeout_ms);
+      runner.CancelAll();
+      return 1;
+    }
     // Adaptive back-off: stay responsive right after work, sleep longer when idle, so
     // that polling never competes with the training threads for the cores.
     idle_sleep = did_work ? std::chrono::microseconds(20)

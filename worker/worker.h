@@ -1,8 +1,9 @@
 // The worker process (MPI ranks 1..N): runs one task at a time for the coordinator.
 //
 // Protocol (see control/messages.h, control/channel.h):
-//   1. Send Register to rank 0 (host, threads, device).
-//   2. Loop until Shutdown, a stop signal, or loss of the coordinator:
+//   1. Send Register to rank 0 (host, threads, device, pid).
+//   2. Loop until Shutdown, a stop signal, or loss of the coordinator (nothing heard from it,
+//      not even its keep-alive Heartbeat, for `coordinator_timeout_ms`):
 //      - Checkpoint -> keep it for the embed jobs that use it (sent before their Assign).
 //      - Assign  -> queue the job for the task thread, which runs one at a time in order
 //                   (the coordinator assigns ahead only for very short tasks).
@@ -12,9 +13,19 @@
 //        the attempt's Vectors or Checkpoint, when it has any).
 //      - send a Heartbeat every `heartbeat_interval_ms`.
 //
-// Threading: the calling thread owns MPI (ControlChannel). The task thread runs
-// jobs::RunJob and talks to the MPI thread only through a mutex-protected outbox.
-// The worker's DatasetCache lives as long as RunWorker, so trials share loaded datasets.
+// Task isolation (`isolate_tasks`, the default): the rank that owns MPI does not run tasks
+// itself. It forks a long-lived task process (RunTaskLoop over a socketpair,
+// control/socket_channel.h) and relays messages between it and the coordinator. When the
+// task process dies (a segfault or abort inside LibTorch or a TorchScript model, the
+// kernel's OOM killer), the rank answers its running task with a failed Result (a
+// retryable attempt failure naming the signal), its queued ones with Cancelled (they run
+// again elsewhere), starts a new task process, hands it again the encoder / teacher
+// checkpoints it was given, and reports the restart in its heartbeats. The task process
+// keeps its dataset cache across tasks; it dies with the rank (PR_SET_PDEATHSIG). Why this
+// design (and `mpirun --enable-recovery` for a rank that dies itself): docs/ARCHITECTURE.md.
+//
+// Threading: the calling thread owns the channel (MPI_THREAD_FUNNELED). The task thread
+// runs jobs::RunJob and talks to the loop only through a mutex-protected outbox.
 #pragma once
 
 #include <atomic>
@@ -28,11 +39,21 @@ struct WorkerOptions {
   int num_threads = 1;
   // Interval between heartbeats, milliseconds. Default: 1000.
   int heartbeat_interval_ms = 1000;
+  // Run tasks in a child process restarted when it dies (above). Default: true.
+  bool isolate_tasks = true;
+  // Exit (code 1) after this long without any message from the coordinator; 0: never.
+  // Default: 60000.
+  int coordinator_timeout_ms = 60000;
   // Set by a signal handler: stop after cancelling the running task. Not owned.
   const std::atomic<bool>* stop = nullptr;
 };
 
-// Runs the worker loop on `channel` (rank != 0). Returns the process exit code.
+// Runs the worker on `channel` (rank != 0): isolated or in-process as options say.
+// Returns the process exit code.
 int RunWorker(ControlChannel& channel, const WorkerOptions& options);
+
+// The loop that runs tasks (steps 1-2 above) in this process: the task process of an
+// isolated worker, or the rank itself without isolation.
+int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options);
 
 }  // namespace lattice

@@ -32,16 +32,26 @@ TEST(MessagesTest, EveryMessageRoundTrips) {
   EXPECT_EQ(result.error, "NaN loss");
   EXPECT_EQ(result.epochs_done, 3);
 
-  auto reg = RoundTrip(RegisterMsg{"node1", 4, "cpu"});
+  auto reg = RoundTrip(RegisterMsg{"node1", 4, "cpu", 4321});
   EXPECT_EQ(reg.host, "node1");
   EXPECT_EQ(reg.threads, 4);
+  EXPECT_EQ(reg.pid, 4321);
 
-  auto idle = RoundTrip(HeartbeatMsg{std::nullopt, 1234});
+  HeartbeatMsg beat;
+  beat.rss_bytes = 1234;
+  auto idle = RoundTrip(beat);
   EXPECT_FALSE(idle.trial.has_value());
   EXPECT_EQ(idle.rss_bytes, 1234);
-  auto busy = RoundTrip(HeartbeatMsg{id, 1});
+  EXPECT_EQ(idle.task_restarts, 0);
+  EXPECT_EQ(idle.fault, "");
+  beat.trial = id;
+  beat.task_restarts = 2;
+  beat.fault = "task process killed by signal 6 (Aborted) while running s1-t0";
+  auto busy = RoundTrip(beat);
   ASSERT_TRUE(busy.trial.has_value());
   EXPECT_EQ(*busy.trial, id);
+  EXPECT_EQ(busy.task_restarts, 2);
+  EXPECT_EQ(busy.fault, beat.fault);
 
   EXPECT_EQ(RoundTrip(CancelMsg{id}).trial, id);
   RoundTrip(ShutdownMsg{});

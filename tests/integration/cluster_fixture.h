@@ -7,6 +7,8 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -29,10 +31,11 @@ class ClusterFixture : public ::testing::Test {
   using json = nlohmann::json;
 
   // Starts (or restarts, on the same data directory) a cluster of `ranks` ranks.
-  void StartCluster(int ranks = 3) {
+  void StartCluster(int ranks = 3, std::vector<std::string> extra_args = {}) {
     ClusterOptions opts;
     opts.data_dir = DataDir();
     opts.ranks = ranks;
+    opts.extra_args = std::move(extra_args);
     cluster_ = std::make_unique<TestCluster>(opts);
     ASSERT_OK(cluster_->Start());
     client_ = std::make_unique<cli::HttpClient>("127.0.0.1", cluster_->port(), cluster_->token());

@@ -50,7 +50,7 @@ class CoordinatorTest : public ::testing::Test {
   }
 
   // A fresh coordinator (and channel) over the same store, as after a restart.
-  void StartCoordinator() {
+  void StartCoordinator(int keepalive_ms = 0) {
     coordinator_.reset();
     channel_ = std::make_unique<FakeChannel>(kWorkers + 1);
     registry_ = std::make_unique<prometheus::Registry>();
@@ -58,6 +58,7 @@ class CoordinatorTest : public ::testing::Test {
     CoordinatorOptions options;
     options.worker_timeout_ms = kTimeoutMs;
     options.clock = &clock_;
+    options.keepalive_ms = keepalive_ms;
     coordinator_ = std::make_unique<Coordinator>(options, store_.get(), channel_.get(), metrics_.get());
   }
 
@@ -311,11 +312,11 @@ TEST_F(CoordinatorTest, HeartbeatForATaskTheCoordinatorDoesNotWantGetsACancel) {
   SweepRecord sweep = Submit(NoopSpec("hb", 1));
   auto assigns = Assigns();
   ASSERT_EQ(assigns.size(), 1u);
-  channel_->Deliver(W(1), HeartbeatMsg{assigns[0].second.trial, 1000, 0});
+  channel_->Deliver(W(1), HeartbeatMsg{assigns[0].second.trial, 1000, 0, 0, ""});
   Step();
   EXPECT_TRUE(channel_->TakeSentOf<CancelMsg>().empty());
   TrialId unknown{sweep.id, 99};
-  channel_->Deliver(W(1), HeartbeatMsg{unknown, 1000, 0});
+  channel_->Deliver(W(1), HeartbeatMsg{unknown, 1000, 0, 0, ""});
   Step();
   auto cancels = channel_->TakeSentOf<CancelMsg>();
   ASSERT_EQ(cancels.size(), 1u);
@@ -440,6 +441,39 @@ TEST_F(CoordinatorTest, CancelStopsRunningTrialsDropsQueuedOnesAndIgnoresTheirLa
   auto second = again.get();
   EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(second.status().message().find("already cancelled"), std::string::npos);
+}
+
+TEST_F(CoordinatorTest, KeepAlivesGoToLiveWorkersAndTaskRestartsShowInTheView) {
+  StartCoordinator(/*keepalive_ms=*/1000);
+  channel_->Deliver(W(1), RegisterMsg{"host1", 1, "cpu", 4242});
+  Step();  // worker 2 never registers: it gets no keep-alive
+  channel_->TakeSent();
+  clock_.Advance(std::chrono::milliseconds(1000));
+  Step();
+  auto beats = channel_->TakeSentOf<HeartbeatMsg>();
+  ASSERT_EQ(beats.size(), 1u);
+  EXPECT_EQ(beats[0].first, W(1));
+  Step();
+  EXPECT_TRUE(channel_->TakeSentOf<HeartbeatMsg>().empty()) << "one per interval";
+
+  HeartbeatMsg beat;
+  beat.task_restarts = 1;
+  beat.fault = "task process killed by signal 11 (Segmentation fault) while running s1-t0";
+  channel_->Deliver(W(1), beat);
+  Step();
+  EXPECT_EQ(View(1).pid, 4242);
+  EXPECT_EQ(View(1).task_restarts, 1);
+  EXPECT_EQ(View(1).fault, beat.fault);
+  ASSERT_OK_AND_ASSIGN(auto events, store_->ListEvents(0, 100));
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back()["type"], "worker_task_process_restarted");
+
+  // Lost: the view says why, and the keep-alives go on (a stopped worker may wake up).
+  clock_.Advance(std::chrono::milliseconds(kTimeoutMs + 1));
+  Step();
+  EXPECT_EQ(View(1).state, WorkerState::kLost);
+  EXPECT_EQ(View(1).lost_reason.rfind("no message for ", 0), 0u) << View(1).lost_reason;
+  EXPECT_EQ(channel_->TakeSentOf<HeartbeatMsg>().size(), 1u);
 }
 
 // A step checkpoint with val_loss `loss` (the coordinator reads only the header).

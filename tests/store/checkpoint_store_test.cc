@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <random>
 #include <string>
@@ -208,8 +209,19 @@ TEST_F(CheckpointStoreTest, OrphanChunksOfUnfinishedTransfersAreDeleted) {
         }
       }
       if (!store->Commit(batch).ok()) _exit(5);
+      if (writer.complete()) {  // tell the parent how far it got
+        std::ofstream(path + ".progress", std::ios::trunc) << step << "\n";
+      }
     }
   }
+}
+
+// The last step the writer reported committed; 0 before its first.
+int64_t Progress(const std::string& path) {
+  std::ifstream in(path + ".progress");
+  int64_t step = 0;
+  in >> step;
+  return step;
 }
 
 TEST_F(CheckpointStoreTest, KillDuringWritesAndPruningLeavesAConsistentStore) {
@@ -221,8 +233,13 @@ TEST_F(CheckpointStoreTest, KillDuringWritesAndPruningLeavesAConsistentStore) {
     pid_t child = fork();
     ASSERT_GE(child, 0);
     if (child == 0) WriteAndPruneForever(path, trial_);
-    std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 250));
+    // Once it has committed a checkpoint since the restart, kill it at a random moment of
+    // the next ones (each is 8 commits, the last with the manifest and the pruning).
+    const bool progressed = testutil::WaitFor([&] { return Progress(path) > last_step; },
+                                              std::chrono::seconds(60), std::chrono::milliseconds(1));
+    if (progressed) std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 120));
     ASSERT_EQ(kill(child, SIGKILL), 0);
+    ASSERT_TRUE(progressed) << "the writer committed nothing in 60 s";
     int status = 0;
     ASSERT_EQ(waitpid(child, &status, 0), child);
     ASSERT_TRUE(WIFSIGNALED(status)) << "the writer exited on its own with " << WEXITSTATUS(status);

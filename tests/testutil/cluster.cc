@@ -41,8 +41,10 @@ TestCluster::~TestCluster() {
 Status TestCluster::Start(int timeout_ms) {
   std::string info_path = options_.data_dir + "/coordinator.json";
   std::remove(info_path.c_str());
+  // --enable-recovery: a worker rank that dies does not end the job (worker/worker.h).
   std::vector<std::string> args = {"mpirun", "--allow-run-as-root", "--oversubscribe",
-                                   "--bind-to", "none", "-np", std::to_string(options_.ranks),
+                                   "--enable-recovery", "--bind-to", "none", "-np",
+                                   std::to_string(options_.ranks),
                                    LatticeBinary(), "cluster", "--data-dir", options_.data_dir,
                                    "--port", "0", "--worker-threads",
                                    std::to_string(options_.worker_threads)};

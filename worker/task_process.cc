@@ -1,0 +1,272 @@
+// RunWorker: the worker rank, relaying between the coordinator and its task process
+// (worker/worker.h, "Task isolation").
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "control/socket_channel.h"
+#include "worker/worker.h"
+
+namespace lattice {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How a child process ended, for people: "killed by signal 11 (Segmentation fault)".
+std::string DescribeExit(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return "killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+  }
+  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+  return "ended (status " + std::to_string(status) + ")";
+}
+
+// One task process and the socket to it.
+struct TaskProcess {
+  pid_t pid = -1;
+  std::unique_ptr<SocketControlChannel> channel;
+};
+
+StatusOr<TaskProcess> StartTaskProcess(WorkerRank rank, const WorkerOptions& options) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    return Status::IoError(std::string("socketpair: ") + std::strerror(errno));
+  }
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return Status::IoError(std::string("fork: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    // The task process: never touches MPI; dies with the rank.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);  // the rank died before prctl took effect
+    close(fds[0]);
+    int rc = 1;
+    {
+      SocketControlChannel channel(fds[1], rank, kCoordinatorRank);
+      WorkerOptions task = options;
+      task.isolate_tasks = false;
+      task.coordinator_timeout_ms = 0;  // the rank watches the coordinator
+      rc = RunTaskLoop(channel, task);
+      channel.Flush(10000);
+    }
+    std::fflush(nullptr);
+    _exit(rc);  // no atexit handlers, no MPI_Finalize: MPI belongs to the rank
+  }
+  close(fds[1]);
+  TaskProcess process;
+  process.pid = pid;
+  process.channel = std::make_unique<SocketControlChannel>(fds[0], kCoordinatorRank, rank);
+  return process;
+}
+
+// Waits up to `timeout` for `pid` to end, then kills it. Returns its wait status.
+int Reap(pid_t pid, std::chrono::milliseconds timeout) {
+  int status = 0;
+  const auto deadline = Clock::now() + timeout;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (Clock::now() >= deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return status;
+}
+
+// The rank's side: relays messages, restarts the task process when it dies.
+class Relay {
+ public:
+  Relay(ControlChannel& coordinator, const WorkerOptions& options)
+      : coordinator_(coordinator), options_(options) {}
+
+  int Run() {
+    if (Status started = Start(); !started.ok()) {
+      std::fprintf(stderr, "worker %d: error: %s\n", rank(), started.message().c_str());
+      return 1;
+    }
+    auto last_heard = Clock::now();
+    auto last_iteration = last_heard;
+    auto idle_sleep = std::chrono::microseconds(20);
+    bool running = true;
+    while (running) {
+      bool did_work = false;
+      while (auto polled = coordinator_.Poll()) {
+        did_work = true;
+        if (!polled->ok()) {
+          std::fprintf(stderr, "worker %d: %s\n", rank(), polled->status().ToString().c_str());
+          continue;
+        }
+        last_heard = Clock::now();
+        running &= FromCoordinator(std::move(polled->value().message));
+      }
+      for (int n = 0; n < 64; ++n) {  // bounded: the coordinator's messages get their turn
+        auto polled = task_.channel->Poll();
+        if (!polled) break;
+        did_work = true;
+        if (polled->ok()) {
+          FromTask(std::move(polled->value().message));
+          continue;
+        }
+        if (polled->status().code() != StatusCode::kUnavailable) {
+          std::fprintf(stderr, "worker %d: task process: %s\n", rank(),
+                       polled->status().ToString().c_str());
+          continue;
+        }
+        // The task process is gone.
+        const int status = Reap(task_.pid, std::chrono::seconds(10));
+        if (!running) return 0;
+        if (!registered_) {  // it failed before it could work (e.g. no usable device)
+          std::fprintf(stderr, "worker %d: error: the task process %s before registering\n",
+                       rank(), DescribeExit(status).c_str());
+          return 1;
+        }
+        if (Status restarted = Restart(status); !restarted.ok()) {
+          std::fprintf(stderr, "worker %d: error: %s\n", rank(), restarted.message().c_str());
+          return 1;
+        }
+        break;
+      }
+      if (options_.stop != nullptr && options_.stop->load()) running = false;
+      // Time this process itself stood still (SIGSTOP, a stalled node) is not the
+      // coordinator's silence: its keep-alives are waiting to be read.
+      const auto now = Clock::now();
+      if (now - last_iteration > std::chrono::milliseconds(500)) last_heard += now - last_iteration;
+      last_iteration = now;
+      if (options_.coordinator_timeout_ms > 0 &&
+          Clock::now() - last_heard > std::chrono::milliseconds(options_.coordinator_timeout_ms)) {
+        std::fprintf(stderr, "worker %d: error: nothing from the coordinator for %d ms: exiting\n",
+                     rank(), options_.coordinator_timeout_ms);
+        Stop();
+        return 1;
+      }
+      idle_sleep = did_work ? std::chrono::microseconds(20)
+                            : std::min(idle_sleep * 2, std::chrono::microseconds(2000));
+      if (running) std::this_thread::sleep_for(idle_sleep);
+    }
+    Stop();
+    return 0;
+  }
+
+ private:
+  int rank() const { return coordinator_.rank().value; }
+
+  Status Start() {
+    LATTICE_ASSIGN_OR_RETURN(task_, StartTaskProcess(coordinator_.rank(), options_));
+    return Status::Ok();
+  }
+
+  // Returns false on Shutdown.
+  bool FromCoordinator(Message m) {
+    if (std::holds_alternative<HeartbeatMsg>(m)) return true;  // the coordinator's keep-alive
+    if (const auto* assign = std::get_if<AssignMsg>(&m)) {
+      outstanding_.emplace_back(assign->trial, assign->attempt);
+    } else if (const auto* piece = std::get_if<CheckpointMsg>(&m)) {
+      // An encoder's / teacher's checkpoint is sent once per worker: keep it for a new task
+      // process. (A resume checkpoint belongs to one attempt, which a crash ends anyway.)
+      if (piece->step == 0 && piece->attempt == 0) kept_checkpoints_.push_back(*piece);
+    }
+    const bool shutdown = std::holds_alternative<ShutdownMsg>(m);
+    ToTask(m);
+    return !shutdown;
+  }
+
+  void FromTask(Message m) {
+    if (auto* hello = std::get_if<RegisterMsg>(&m)) {
+      if (registered_) return;  // a restarted task process: the coordinator knows us
+      registered_ = true;
+      hello->pid = getpid();  // the rank is what operators signal
+    } else if (auto* beat = std::get_if<HeartbeatMsg>(&m)) {
+      beat->task_restarts = restarts_;
+      beat->fault = fault_;
+      running_ = beat->trial;
+    } else if (const auto* result = std::get_if<ResultMsg>(&m)) {
+      for (auto it = outstanding_.begin(); it != outstanding_.end(); ++it) {
+        if (it->first == result->trial && it->second == result->attempt) {
+          outstanding_.erase(it);
+          break;
+        }
+      }
+    }
+    (void)coordinator_.Send(kCoordinatorRank, m);
+  }
+
+  void ToTask(const Message& m) {
+    if (!task_.channel->Send(kCoordinatorRank, m).ok()) {
+      // The process is gone; the next Poll of its channel says so and restarts it.
+    }
+  }
+
+  // The task process died while working: fail what it had, start a new one.
+  Status Restart(int status) {
+    ++restarts_;
+    const std::optional<TrialId> crashed =
+        running_ ? running_ : (outstanding_.empty() ? std::nullopt
+                                                    : std::optional<TrialId>(outstanding_.front().first));
+    fault_ = "task process " + DescribeExit(status) +
+             (crashed ? " while running " + crashed->ToString() : std::string(" while idle"));
+    std::fprintf(stderr, "worker %d: %s; starting a new one (restart %d)\n", rank(), fault_.c_str(),
+                 restarts_);
+    for (const auto& [trial, attempt] : outstanding_) {
+      ResultMsg r;
+      r.trial = trial;
+      r.attempt = attempt;
+      if (crashed && trial == *crashed) {
+        r.code = StatusCode::kInternal;  // retryable: the next attempt runs (elsewhere or here)
+        r.error = "the worker's " + fault_;
+      } else {
+        r.code = StatusCode::kCancelled;  // queued behind it: runs again, attempt not spent
+        r.error = "not started: the worker's task process died";
+      }
+      (void)coordinator_.Send(kCoordinatorRank, r);
+    }
+    outstanding_.clear();
+    running_.reset();
+    LATTICE_RETURN_IF_ERROR(Start());
+    for (const auto& piece : kept_checkpoints_) ToTask(piece);
+    return Status::Ok();
+  }
+
+  void Stop() {
+    (void)task_.channel->Send(kCoordinatorRank, ShutdownMsg{});
+    task_.channel->Flush(2000);
+    Reap(task_.pid, std::chrono::seconds(10));
+  }
+
+  ControlChannel& coordinator_;
+  const WorkerOptions options_;
+  TaskProcess task_;
+  bool registered_ = false;
+  int restarts_ = 0;
+  std::string fault_;
+  std::optional<TrialId> running_;                    // per the task process's last heartbeat
+  std::deque<std::pair<TrialId, int>> outstanding_;   // assigned, no Result yet
+  std::vector<CheckpointMsg> kept_checkpoints_;       // encoder / teacher pieces, in order
+};
+
+}  // namespace
+
+int RunWorker(ControlChannel& channel, const WorkerOptions& options) {
+  if (!options.isolate_tasks) return RunTaskLoop(channel, options);
+  return Relay(channel, options).Run();
+}
+
+}  // namespace lattice

@@ -6,6 +6,8 @@
 #include "jobs/corpus_rows.h"
 #include "jobs/embed_config.h"
 #include "jobs/job_config.h"
+#include "scheduler/internal/spec_document.h"
+#include "store/index_catalog.h"
 #include "store/vector_index.h"
 
 namespace lattice::scheduler {
@@ -27,9 +29,13 @@ Status ValidateIndex(OrderedJson* doc, const std::string& sweep_name) {
   OrderedJson& index = (*doc)["index"];
   if (!index.is_object()) return Status::InvalidArgument("index: must be a mapping");
   LATTICE_RETURN_IF_ERROR(CheckIndexKeys(index));
-  if (!index.contains("name")) index["name"] = sweep_name;
-  if (!index["name"].is_string() || index["name"].get<std::string>().empty()) {
-    return Status::InvalidArgument("index.name: must be a non-empty string");
+  const bool defaulted = !index.contains("name");
+  if (defaulted) index["name"] = sweep_name;
+  if (!index["name"].is_string()) return Status::InvalidArgument("index.name: must be a string");
+  // The catalog's rule, checked now rather than when the index is published (the name is
+  // a directory of the catalog).
+  if (Status s = store::ValidateIndexName(index["name"].get<std::string>()); !s.ok()) {
+    return s.WithContext(defaulted ? "index.name (defaults to the sweep name)" : "index.name");
   }
   if (!index.contains("type")) index["type"] = "hnsw";
   if (!index["type"].is_string()) {
@@ -55,9 +61,11 @@ Status ValidateIndex(OrderedJson* doc, const std::string& sweep_name) {
       if (item.key() != "recall@10") {
         return Status::InvalidArgument("index.require." + item.key() + ": only recall@10 is supported");
       }
-      if (!item.value().is_number() || item.value().get<double>() <= 0 ||
-          item.value().get<double>() > 1) {
-        return Status::InvalidArgument("index.require.recall@10: must be in (0, 1], got " +
+      // Written so that NaN fails too.
+      const bool in_range = item.value().is_number() && item.value().get<double>() > 0 &&
+                            item.value().get<double>() <= 1;
+      if (!in_range) {
+        return Status::InvalidArgument("index.require.recall@10: must be a number in (0, 1], got " +
                                        item.value().dump());
       }
     }
@@ -103,6 +111,13 @@ Status ExpandEmbedSweep(OrderedJson* doc, const nlohmann::json& base, SweepSpec*
   if (shards > 100000) {
     return Status::InvalidArgument("shard_size: " + std::to_string(shards) +
                                    " shards is too many (at most 100000); raise shard_size");
+  }
+  const int64_t per_shard = internal::CountSpecValues(base) + 3;  // + shard {begin, end}
+  if (shards * per_shard > kMaxSweepValues) {
+    return Status::InvalidArgument(
+        "shard_size: " + std::to_string(shards) + " shards of " + std::to_string(per_shard) +
+        " config values each is more than the limit of " + std::to_string(kMaxSweepValues) +
+        " values; raise shard_size or shorten the config");
   }
   out->method = "shards";
   out->metric = "items_per_s";

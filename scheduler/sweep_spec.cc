@@ -1,9 +1,6 @@
 #include "scheduler/sweep_spec.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
@@ -16,6 +13,7 @@
 
 #include "jobs/job_config.h"
 #include "scheduler/embed_spec.h"
+#include "scheduler/internal/spec_document.h"
 #include "scheduler/search_space.h"
 
 namespace lattice::scheduler {
@@ -36,77 +34,9 @@ std::string Join(const std::string& path, const std::string& key) {
   return path.empty() ? key : path + "." + key;
 }
 
-// ---- YAML -> JSON ---------------------------------------------------------------------
-
-// A plain (unquoted) scalar typed by the YAML 1.2 core schema.
-OrderedJson PlainScalarToJson(const std::string& s) {
-  static const std::regex kInt(R"([-+]?[0-9]+)");
-  static const std::regex kFloat(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
-  static const std::regex kInf(R"([-+]?\.(inf|Inf|INF))");
-  static const std::regex kNan(R"(\.(nan|NaN|NAN))");
-  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
-  if (s == "true" || s == "True" || s == "TRUE") return true;
-  if (s == "false" || s == "False" || s == "FALSE") return false;
-  if (std::regex_match(s, kInt)) {
-    errno = 0;
-    const long long v = std::strtoll(s.c_str(), nullptr, 10);
-    if (errno != ERANGE) return static_cast<int64_t>(v);
-    return std::strtod(s.c_str(), nullptr);  // too big for int64: keep it as a float
-  }
-  if (std::regex_match(s, kFloat)) return std::strtod(s.c_str(), nullptr);
-  if (std::regex_match(s, kInf)) {
-    return s[0] == '-' ? -std::numeric_limits<double>::infinity()
-                       : std::numeric_limits<double>::infinity();
-  }
-  if (std::regex_match(s, kNan)) return std::numeric_limits<double>::quiet_NaN();
-  return s;
-}
-
-StatusOr<OrderedJson> YamlToJson(const YAML::Node& node, const std::string& path) {
-  const std::string where = path.empty() ? "spec" : path;
-  switch (node.Type()) {
-    case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null:
-      return OrderedJson(nullptr);
-    case YAML::NodeType::Scalar:
-      // "!" marks a quoted scalar; an explicit !!str tag also forces a string.
-      if (node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str") {
-        return OrderedJson(node.Scalar());
-      }
-      return PlainScalarToJson(node.Scalar());
-    case YAML::NodeType::Sequence: {
-      OrderedJson out = OrderedJson::array();
-      for (size_t i = 0; i < node.size(); ++i) {
-        LATTICE_ASSIGN_OR_RETURN(OrderedJson v,
-                                 YamlToJson(node[i], where + "[" + std::to_string(i) + "]"));
-        out.push_back(std::move(v));
-      }
-      return out;
-    }
-    case YAML::NodeType::Map: {
-      OrderedJson out = OrderedJson::object();
-      for (const auto& kv : node) {
-        if (!kv.first.IsScalar()) return Status::InvalidArgument(where + ": keys must be text");
-        const std::string key = kv.first.Scalar();
-        if (out.contains(key)) return Status::InvalidArgument(Join(path, key) + ": duplicate key");
-        LATTICE_ASSIGN_OR_RETURN(OrderedJson v, YamlToJson(kv.second, Join(path, key)));
-        out[key] = std::move(v);
-      }
-      return out;
-    }
-  }
-  return Status::Internal(where + ": unknown YAML node type");
-}
-
+// The document: a mapping (scheduler/internal/spec_document.h enforces the limits).
 StatusOr<OrderedJson> ParseDocument(const std::string& text) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    return Status::InvalidArgument("spec: line " + std::to_string(e.mark.line + 1) + ", column " +
-                                   std::to_string(e.mark.column + 1) + ": " + e.msg);
-  }
-  LATTICE_ASSIGN_OR_RETURN(OrderedJson doc, YamlToJson(root, ""));
+  LATTICE_ASSIGN_OR_RETURN(OrderedJson doc, internal::ParseSpecDocument(text));
   if (!doc.is_object()) {
     return Status::InvalidArgument("spec: must be a mapping with name, kind, ... (got " +
                                    std::string(doc.type_name()) + ")");
@@ -222,8 +152,39 @@ Status ParseMetric(OrderedJson* search, SweepSpec* out) {
   return Status::Ok();
 }
 
-// Validates `search` (filling defaults into it) and expands its points.
-Status ParseSearch(OrderedJson* search, SweepSpec* out) {
+// The job keys of the spec: what every trial's job config starts from.
+nlohmann::json JobConfigBase(const OrderedJson& doc) {
+  nlohmann::json base = nlohmann::json::object();
+  for (const char* key : kJobKeys) {
+    if (doc.contains(key)) base[key] = nlohmann::json(doc[key]);
+  }
+  return base;
+}
+
+// Rejects a sweep whose trial configs would hold more than kMaxSweepValues values in all,
+// before any point is expanded. `base_values`: the values of the job config base.
+Status CheckSweepSize(const SearchSpace& space, uint64_t trials, int64_t base_values) {
+  if (trials > kMaxTrialsPerSweep) return Status::Ok();  // the searcher names this limit
+  int64_t per_trial = base_values;
+  for (const ParameterDomain& d : space.parameters) {
+    int64_t most = 1;
+    for (const nlohmann::json& v : d.values) most = std::max(most, internal::CountSpecValues(v));
+    per_trial += most;
+  }
+  const int64_t total = static_cast<int64_t>(trials) * per_trial;  // <= 10^5 * ~10^5
+  if (total > kMaxSweepValues) {
+    return Status::InvalidArgument(
+        "search: " + std::to_string(trials) + " trials of up to " + std::to_string(per_trial) +
+        " config values each is " + std::to_string(total) + " values, more than the limit of " +
+        std::to_string(kMaxSweepValues) + "; use fewer trials or a smaller config");
+  }
+  return Status::Ok();
+}
+
+// Validates `search` (filling defaults into it) and expands its points; `*space_out` is
+// the validated search space. `base_values`: values in the job config base.
+Status ParseSearch(OrderedJson* search, int64_t base_values, SweepSpec* out,
+                   SearchSpace* space_out) {
   if (!search->is_object()) return Status::InvalidArgument("search: must be a mapping");
   LATTICE_RETURN_IF_ERROR(CheckKeys(
       *search, "search", std::vector<std::string>(std::begin(kSearchKeys), std::end(kSearchKeys))));
@@ -255,6 +216,10 @@ Status ParseSearch(OrderedJson* search, SweepSpec* out) {
   LATTICE_ASSIGN_OR_RETURN(SearchSpace space,
                            ParseSearchSpace((*search)["parameters"], out->method));
   for (const ParameterDomain& d : space.parameters) out->parameter_names.push_back(d.name);
+  *space_out = space;
+  LATTICE_RETURN_IF_ERROR(CheckSweepSize(
+      space, random ? static_cast<uint64_t>(max_trials.value_or(0)) : GridSize(space),
+      base_values));
   LATTICE_ASSIGN_OR_RETURN(
       auto searcher, MakeSearcher(out->method, std::move(space),
                                   static_cast<uint64_t>(seed.value_or(0)), max_trials.value_or(0)));
@@ -263,15 +228,6 @@ Status ParseSearch(OrderedJson* search, SweepSpec* out) {
 }
 
 // Builds and validates each trial's job config from the points.
-// The job keys of the spec: what every trial's job config starts from.
-nlohmann::json JobConfigBase(const OrderedJson& doc) {
-  nlohmann::json base = nlohmann::json::object();
-  for (const char* key : kJobKeys) {
-    if (doc.contains(key)) base[key] = nlohmann::json(doc[key]);
-  }
-  return base;
-}
-
 Status BuildTrialConfigs(const OrderedJson& doc, SweepSpec* out) {
   nlohmann::json base = JobConfigBase(doc);
   out->trial_configs.reserve(out->points.size());
@@ -286,6 +242,32 @@ Status BuildTrialConfigs(const OrderedJson& doc, SweepSpec* out) {
       return s.WithContext(context);
     }
     out->trial_configs.push_back(std::move(config));
+  }
+  return Status::Ok();
+}
+
+// Random search: the trials drawn are a sample, so each value a draw could give is checked
+// too: every choice and both bounds of every range, each put into trial 0's point in place
+// of that parameter's value (every combination can be drawn) and validated like a trial.
+Status CheckDrawableValues(const OrderedJson& doc, const SearchSpace& space, const SweepSpec& out) {
+  if (out.points.empty()) return Status::Ok();
+  const nlohmann::json base = JobConfigBase(doc);
+  for (const ParameterDomain& d : space.parameters) {
+    std::vector<nlohmann::json> values = d.values;
+    if (d.kind == ParameterDomain::Kind::kRange) {
+      values = d.is_int ? std::vector<nlohmann::json>{static_cast<int64_t>(d.min),
+                                                      static_cast<int64_t>(d.max)}
+                        : std::vector<nlohmann::json>{d.min, d.max};
+    }
+    for (const nlohmann::json& value : values) {
+      nlohmann::json point = out.points[0];
+      point[d.name] = value;
+      Status s = jobs::ValidateJobConfig(ApplyParameters(base, point));
+      if (!s.ok()) {
+        return s.WithContext("search.parameters." + d.name + ": value " + value.dump() +
+                             " can be drawn, but a trial with it is invalid");
+      }
+    }
   }
   return Status::Ok();
 }
@@ -310,8 +292,10 @@ StatusOr<SweepSpec> ParseSweepSpec(const std::string& text) {
       return Status::InvalidArgument(std::string(key) + ": only used by kind embed");
     }
   }
+  SearchSpace space;
   if (doc.contains("search")) {
-    LATTICE_RETURN_IF_ERROR(ParseSearch(&doc["search"], &out));
+    LATTICE_RETURN_IF_ERROR(
+        ParseSearch(&doc["search"], internal::CountSpecValues(JobConfigBase(doc)), &out, &space));
   } else if (out.kind == JobKind::kNoop || out.kind == JobKind::kDistill) {  // one trial
     out.metric = kDefaultMetric;
     out.points.push_back(nlohmann::json::object());
@@ -319,6 +303,7 @@ StatusOr<SweepSpec> ParseSweepSpec(const std::string& text) {
     return Status::InvalidArgument(std::string("search: required for kind ") + JobKindName(out.kind));
   }
   LATTICE_RETURN_IF_ERROR(BuildTrialConfigs(doc, &out));
+  if (out.method == "random") LATTICE_RETURN_IF_ERROR(CheckDrawableValues(doc, space, out));
   out.spec = nlohmann::json(doc);
   return out;
 }

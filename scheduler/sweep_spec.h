@@ -15,15 +15,24 @@
 //   resources: {workers_per_trial: 1}  # optional; only 1 is supported for now
 //
 // Protocol of ParseSweepSpec:
-//   1. yaml-cpp parses the text (JSON is YAML); a parse error becomes InvalidArgument
-//      "spec: line L, column C: <what>" (1-based). Scalars keep their YAML 1.2 core type:
-//      ints stay ints, floats floats, true/false bools, null/~ null, quoted text strings.
+//   1. The text (UTF-8) is read as JSON when it is a JSON object, else by yaml-cpp (JSON
+//      is YAML, but yaml-cpp rejects surrogate-pair escapes); scheduler/internal/
+//      spec_document.h. A YAML error becomes InvalidArgument "spec: line L, column C:
+//      <what>" (1-based). Scalars keep their YAML 1.2 core type: ints stay ints, floats
+//      floats, true/false bools, null/~ null, quoted text strings. Aliases are expanded;
+//      a recursive alias, .nan/.inf, and a document over the limits below are rejected
+//      before anything else is looked at.
 //   2. Top-level keys, types and ranges are checked; search.parameters is validated by
 //      ParseSearchSpace (search_space.h), which resolves each name to a config path.
-//   3. The searcher expands the points (grid: at most 100,000; random: max_trials).
+//   3. The searcher expands the points (grid: at most 100,000; random: max_trials), once
+//      trials x values per trial config is known to be within kMaxSweepValues.
 //   4. Each trial config = the spec minus name/search/max_concurrent_trials/max_attempts/
 //      resources, with the point applied (ApplyParameters); each goes through
 //      jobs::ValidateJobConfig, whose error is returned as "trial 3 (lr=-1): <error>".
+//   5. Random search only: every value a draw could give (each choice, each range bound)
+//      is validated the same way in trial 0's point, so a bad value is rejected at
+//      submit even when no trial drew it ("search.parameters.dropout: value 2 can be
+//      drawn, but a trial with it is invalid: model.dropout: ...").
 // Every error is InvalidArgument (except file errors of LoadSweepSpecFile) and its
 // message starts with the key path it is about ("search.parameters.lr: ...").
 //
@@ -43,6 +52,20 @@ namespace lattice::scheduler {
 // Defaults and limits.
 inline constexpr int kDefaultMaxAttempts = 3;
 inline constexpr const char* kDefaultMetric = "val_accuracy";
+
+// Limits on the document, so that no spec (e.g. a few hundred bytes of nested YAML aliases
+// that expand to 10^8 values) costs more than they allow. The example specs use < 100
+// values, < 6 levels and < 20 keys per mapping.
+// Values (mappings, lists and scalars, keys not counted) after aliases are expanded.
+inline constexpr int64_t kMaxSpecValues = 100000;
+// Mappings/lists nested in each other; the document itself is level 1.
+inline constexpr int kMaxSpecDepth = 64;
+// Keys of one mapping (search.parameters included).
+inline constexpr int kMaxSpecKeysPerMapping = 1000;
+// Values in all trial configs of a sweep together (trials x values per config, counted
+// before expanding), which the coordinator keeps in memory: 100,000 trials (the most,
+// kMaxTrialsPerSweep) of 50 values each.
+inline constexpr int64_t kMaxSweepValues = 5000000;
 
 struct SweepSpec {
   std::string name;

@@ -19,15 +19,6 @@ constexpr const char* kMetaFile = "meta.json";
 constexpr const char* kItemsFile = "items.jsonl";  // {"id": N, "meta": {...}} per line
 constexpr const char* kCurrentFile = "CURRENT";
 
-Status CheckName(const std::string& name) {
-  static const std::regex kName("[A-Za-z0-9][A-Za-z0-9_.-]{0,127}");
-  if (!std::regex_match(name, kName)) {
-    return Status::InvalidArgument("index name \"" + name +
-                                   "\": must match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}");
-  }
-  return Status::Ok();
-}
-
 // "v12" -> 12; anything else -> -1.
 int64_t ParseVersionDir(const std::string& dirname) {
   if (dirname.size() < 2 || dirname[0] != 'v' || dirname.size() > 19) return -1;
@@ -49,7 +40,20 @@ int64_t ParseTempDir(const std::string& dirname) {
   return ParseVersionDir(dirname.substr(1, dirname.size() - 1 - suffix.size()));
 }
 
+Status CheckName(const std::string& name) { return ValidateIndexName(name); }
+
 }  // namespace
+
+Status ValidateIndexName(const std::string& name) {
+  static const std::regex kName("[A-Za-z0-9][A-Za-z0-9_.-]{0,127}");
+  if (!std::regex_match(name, kName)) {
+    return Status::InvalidArgument(
+        "index name " +
+        nlohmann::json(name).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+        ": must match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}");
+  }
+  return Status::Ok();
+}
 
 IndexCatalog::IndexCatalog(std::string root, IndexCatalogOptions options)
     : root_(std::move(root)), options_(options) {}
@@ -131,17 +135,28 @@ Status IndexCatalog::WriteVersion(const std::string& name, int64_t version,
   return Status::Ok();
 }
 
-// Removes versions older than the newest keep_versions, and stray temp directories.
+// Keeps the newest keep_versions versions <= newest; removes older ones and stray temp
+// directories (and versions above newest, which no CURRENT ever named).
 void IndexCatalog::Prune(const std::string& name, int64_t newest) {
   std::error_code ec;
+  std::vector<int64_t> kept;
+  std::vector<fs::path> doomed;
   for (const auto& entry : fs::directory_iterator(Dir(name), ec)) {
     const std::string base = entry.path().filename().string();
     const int64_t v = ParseVersionDir(base);
-    const bool old = v >= 0 && v <= newest - options_.keep_versions;
-    if (old || ParseTempDir(base) >= 0) {
-      std::error_code ignored;  // best effort; retried on the next Publish
-      fs::remove_all(entry.path(), ignored);
+    if (v >= 0 && v <= newest) {
+      kept.push_back(v);
+    } else if (v > newest || ParseTempDir(base) >= 0) {
+      doomed.push_back(entry.path());
     }
+  }
+  std::sort(kept.rbegin(), kept.rend());
+  for (size_t i = static_cast<size_t>(options_.keep_versions); i < kept.size(); ++i) {
+    doomed.push_back(Dir(name) + "/v" + std::to_string(kept[i]));
+  }
+  for (const fs::path& path : doomed) {
+    std::error_code ignored;  // best effort; retried on the next Publish
+    fs::remove_all(path, ignored);
   }
 }
 
@@ -154,13 +169,15 @@ StatusOr<int64_t> IndexCatalog::Publish(const std::string& name, const VectorInd
   std::error_code ec;
   fs::create_directories(Dir(name), ec);
   if (ec) return Status::IoError(Dir(name) + ": " + ec.message());
-  // Next version: above every version and temp directory on disk.
-  int64_t version = 1;
-  for (const auto& entry : fs::directory_iterator(Dir(name), ec)) {
-    const std::string base = entry.path().filename().string();
-    version = std::max({version, ParseVersionDir(base) + 1, ParseTempDir(base) + 1});
+  // Next version: one above CURRENT (step 1 of the protocol in the header).
+  int64_t current = 0;
+  if (StatusOr<int64_t> read = ReadCurrent(name); read.ok()) {
+    current = *read;
+  } else if (read.status().code() != StatusCode::kNotFound) {
+    return read.status();
   }
-  if (ec) return Status::IoError(Dir(name) + ": " + ec.message());
+  const int64_t version = current + 1;
+  Prune(name, current);  // leftovers of a killed publish, before their number is reused
   if (Status s = WriteVersion(name, version, index, std::move(meta), items); !s.ok()) {
     return s.WithContext("publish index \"" + name + "\" v" + std::to_string(version));
   }

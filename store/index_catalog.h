@@ -6,12 +6,16 @@
 //   <root>/<name>/CURRENT          "v<N>\n", switched atomically (temp file + rename)
 //
 // Publish protocol (crash-safe at every step):
-//   1. N = 1 + the highest version on disk (including half-written ones).
+//   1. N = 1 + the version CURRENT names (0 when there is none). Version numbers are
+//      thus taken only by publishes that completed step 3: what a publish that died
+//      before it left (.v*.tmp, or a v<M> with M > CURRENT, never current) is deleted
+//      here and its number is reused.
 //   2. Save the index and meta.json into <name>/.v<N>.tmp, fsync, rename to v<N>.
 //   3. Write CURRENT.tmp, fsync, rename onto CURRENT, fsync the directory.
-//   4. Delete v<M> for M <= N - keep_versions, and leftover .v*.tmp directories.
+//   4. Keep the newest keep_versions versions <= N (every one of them was current once),
+//      delete older ones and leftover .v*.tmp directories.
 // A crash before 3 leaves CURRENT on the previous version; the stray directory is removed
-// by the next Publish.
+// by the next Publish, which takes the same number.
 //
 // Thread-safety: all methods may be called concurrently. One process publishes to a root
 // at a time (a second publisher could see the first one's temp directory as stray).
@@ -44,6 +48,11 @@ struct IndexCatalogOptions {
   // Versions kept per name, the current one included. Default: 3. Must be >= 1.
   int keep_versions = 3;
 };
+
+// OK iff `name` may name an index: [A-Za-z0-9][A-Za-z0-9_.-]{0,127} (one path component,
+// never "." or ".."). InvalidArgument quoting the name and the rule otherwise. Sweep specs
+// check their index.name with it at submit.
+Status ValidateIndexName(const std::string& name);
 
 // Item id -> metadata (a compact JSON object as text, e.g. {"path":"img/3.png"}).
 using ItemMetadata = std::unordered_map<int64_t, std::string>;

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "scheduler/internal/spec_document.h"
+#include "scheduler/search_space.h"
 #include "tests/testutil/testutil.h"
 
 namespace lattice::scheduler {
@@ -112,6 +114,8 @@ TEST_F(SweepSpecTest, EmbedIndexParamsAreValidatedLikeTheBackendDoes) {
       "corpus: {format: idx, images: /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz}\n";
   ExpectInvalid(head + "index: {params: {ef_serch: 64}}\n", "index.params.ef_serch: unknown key");
   ExpectInvalid(head + "index: {type: hnsw, params: {M: 1}}\n", "index.params.M");
+  ExpectInvalid(head + "index: {type: hnsw, params: {M: 100000}}\n", "index.params.M");
+  ExpectInvalid(head + "index: {params: {M: 16, bogus: 1}}\n", "index.params.bogus: unknown key");
   ExpectInvalid(head + "index: {type: ivf_flat, params: {nlist: 0}}\n", "index.params.nlist");
   ExpectInvalid(head + "index: {type: ivf_pq, params: {nbits: 99}}\n", "index.params.nbits");
   ExpectInvalid(head + "index: {type: flat, params: {nlist: 4}}\n", "index.params.nlist");
@@ -216,6 +220,153 @@ TEST_F(SweepSpecTest, RandomSearchExpandsMaxTrials) {
                                              "    optimizer: [adamw, sgd]\n",
                                              "  max_trials: 20\n  seed: 0\n")));
   EXPECT_EQ(spec.points, again.points);
+}
+
+// ---- hostile documents (issue 9): limits, aliases, encodings --------------------------
+
+const char kNoopHead[] = "name: n\nkind: noop\n";
+
+TEST_F(SweepSpecTest, RecursiveAliasesAreRejectedNotFollowed) {
+  ExpectInvalid("&a [*a]\n", "spec[0]: alias refers to a mapping or list that contains it");
+  ExpectInvalid(std::string(kNoopHead) + "sleep_ms: &a [*a]\n",
+                "sleep_ms[0]: alias refers to a mapping or list that contains it");
+  ExpectInvalid(std::string(kNoopHead) + "a: &a {b: *a}\n", "a.b: alias refers to");
+  ExpectInvalid(std::string(kNoopHead) + "a: &a {b: [1, {c: *a}]}\n", "a.b[1].c: alias refers to");
+  // An alias to a sibling is fine: it is expanded.
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec,
+                       ParseSweepSpec(Grid("    lr: &v [1.0e-3, 2.0e-3]\n    momentum: *v\n")));
+  EXPECT_EQ(spec.points.size(), 4u);
+}
+
+// "Billion laughs": each level repeats the one before ten times, 10^9 values in all.
+std::string AliasBomb(const std::string& indent) {
+  std::string out = indent + "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int level = 1; level < 9; ++level) {
+    const std::string prev = "*l" + std::to_string(level - 1);
+    out += indent + "l" + std::to_string(level) + ": &l" + std::to_string(level) + " [";
+    for (int i = 0; i < 10; ++i) out += (i ? ", " : "") + prev;
+    out += "]\n";
+  }
+  return out;
+}
+
+TEST_F(SweepSpecTest, AliasExpansionStopsAtTheValueLimit) {
+  const std::string limit = "more than " + std::to_string(kMaxSpecValues) + " values";
+  ExpectInvalid(std::string(kNoopHead) + "train:\n" + AliasBomb("  "), limit);
+  ExpectInvalid(Grid(AliasBomb("    ")), limit);
+  // Just under the limit is fine for the document (then rejected for what it says).
+  std::string list = "[";
+  for (int64_t i = 0; i < kMaxSpecValues - 10; ++i) list += i ? ",1" : "1";
+  ExpectInvalid(std::string(kNoopHead) + "sleep_ms: " + list + "]\n", "sleep_ms");
+  StatusOr<SweepSpec> big = ParseSweepSpec(std::string(kNoopHead) + "sleep_ms: " + list + "]\n");
+  EXPECT_EQ(big.status().message().find("values"), std::string::npos) << big.status().message();
+  // JSON is counted too.
+  std::string json_list = "[";
+  for (int64_t i = 0; i <= kMaxSpecValues; ++i) json_list += i ? ",1" : "1";
+  ExpectInvalid("{\"name\": \"n\", \"kind\": \"noop\", \"sleep_ms\": " + json_list + "]}", limit);
+}
+
+std::string Nested(int levels) {
+  return std::string(static_cast<size_t>(levels), '[') + std::string(static_cast<size_t>(levels), ']');
+}
+
+TEST_F(SweepSpecTest, NestingDeeperThanTheLimitIsRejectedWithTheLimit) {
+  const std::string deep = "nesting deeper than " + std::to_string(kMaxSpecDepth) + " levels";
+  // The document is level 1, so sleep_ms may hold kMaxSpecDepth - 1 nested lists.
+  StatusOr<SweepSpec> ok = ParseSweepSpec(std::string(kNoopHead) + "sleep_ms: " +
+                                          Nested(kMaxSpecDepth - 1) + "\n");
+  ASSERT_FALSE(ok.ok());
+  EXPECT_EQ(ok.status().message().find("nesting"), std::string::npos) << ok.status().message();
+  ExpectInvalid(std::string(kNoopHead) + "sleep_ms: " + Nested(kMaxSpecDepth) + "\n", deep);
+  // Past yaml-cpp's own recursion guard: the same message, not "bad file".
+  ExpectInvalid(std::string(kNoopHead) + "sleep_ms: " + Nested(5000) + "\n", deep);
+  std::string block = std::string(kNoopHead) + "train:\n";  // block style
+  for (int i = 0; i < 80; ++i) block += std::string(static_cast<size_t>(2 * i + 2), ' ') + "k:\n";
+  ExpectInvalid(block, deep);
+  ExpectInvalid("{\"name\": \"n\", \"kind\": \"noop\", \"sleep_ms\": " + Nested(100000) + "}", deep);
+}
+
+TEST_F(SweepSpecTest, KeysPerMappingAreLimited) {
+  const std::string many = "more than " + std::to_string(kMaxSpecKeysPerMapping) + " keys";
+  std::string yaml = std::string(kNoopHead) + "train:\n";
+  std::string json = "{\"name\": \"n\", \"kind\": \"noop\", \"train\": {";
+  for (int i = 0; i < 100000; ++i) {
+    yaml += "  k" + std::to_string(i) + ": 1\n";
+    json += std::string(i ? "," : "") + "\"k" + std::to_string(i) + "\": 1";
+  }
+  ExpectInvalid(yaml, "train: " + many);
+  ExpectInvalid(json + "}}", many);
+  ExpectInvalid(Grid("    lr: [1]\n    lr: [2]\n"), "search.parameters.lr: duplicate key");
+  ExpectInvalid("{\"name\": \"n\", \"name\": \"m\", \"kind\": \"noop\"}", "name: duplicate key");
+}
+
+TEST_F(SweepSpecTest, InvalidUtf8IsInvalidArgument) {
+  ExpectInvalid(std::string(kNoopHead) + "sleep_ms: \"\xff\"\n", "spec: invalid UTF-8 at byte 30");
+  ExpectInvalid("{\"name\": \"n\xc3\", \"kind\": \"noop\"}", "spec: invalid UTF-8 at byte 11");
+  ExpectInvalid(std::string(kNoopHead) + "x: \"\xed\xa0\x80\"\n", "invalid UTF-8");   // surrogate
+  ExpectInvalid(std::string(kNoopHead) + "x: \"\xc0\xaf\"\n", "invalid UTF-8");       // overlong
+  ExpectInvalid(std::string(kNoopHead) + "x: \"\xf4\x90\x80\x80\"\n", "invalid UTF-8");  // > U+10FFFF
+  EXPECT_OK(internal::CheckUtf8("ascii, \xc3\xa9, \xe2\x82\xac, \xf0\x9f\x98\x80"));
+}
+
+TEST_F(SweepSpecTest, JsonSurrogatePairEscapesAreAccepted) {
+  const std::string text =
+      "{\"name\": \"n\", \"kind\": \"noop\", \"search\": {\"method\": \"grid\", "
+      "\"metric\": {\"name\": \"acc\\ud83d\\ude00\"}, \"parameters\": {\"sleep_ms\": [1, 2]}}}";
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec(text));
+  EXPECT_EQ(spec.metric, "acc\xf0\x9f\x98\x80");
+  EXPECT_EQ(spec.points.size(), 2u);
+  EXPECT_TRUE(spec.points[0]["sleep_ms"].is_number_integer());
+  // A lone surrogate is not text.
+  ExpectInvalid("{\"name\": \"n\\ud83d\", \"kind\": \"noop\"}", "spec: ");
+}
+
+TEST_F(SweepSpecTest, NonFiniteNumbersAreRejectedNamingTheKey) {
+  ExpectInvalid(std::string(kNoopHead) + "sleep_ms: .nan\n",
+                "sleep_ms: .nan and .inf are not allowed");
+  ExpectInvalid(Grid("    lr: [1.0e-3, .inf]\n"), "search.parameters.lr[1]: .nan and .inf");
+}
+
+const char kEmbedHead[] =
+    "kind: embed\nencoder: {type: flatten}\n"
+    "corpus: {format: idx, images: /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz}\n";
+
+TEST_F(SweepSpecTest, EmbedIndexNamesAreCheckedAtSubmit) {
+  const std::string head = std::string("name: e\n") + kEmbedHead;
+  for (const char* bad : {"../../x", "$(id)", ".", "..", "a/b", "\"a\\nb\"", "\"\"", "-x"}) {
+    ExpectInvalid(head + "index: {name: " + bad + "}\n", "index.name: index name");
+  }
+  ExpectInvalid(std::string("name: .hidden\n") + kEmbedHead,
+                "index.name (defaults to the sweep name): index name \".hidden\": must match");
+  ASSERT_OK_AND_ASSIGN(SweepSpec ok, ParseSweepSpec(head + "index: {name: fmnist_v2.1-a}\n"));
+  EXPECT_EQ(ok.spec["index"]["name"], "fmnist_v2.1-a");
+}
+
+TEST_F(SweepSpecTest, EmbedRecallRequirementMustBeInRange) {
+  const std::string head = std::string("name: e\n") + kEmbedHead;
+  ExpectInvalid(head + "index: {require: {recall@10: .nan}}\n",
+                "index.require.recall@10: .nan and .inf are not allowed");
+  ExpectInvalid(head + "index: {require: {recall@10: .inf}}\n", "index.require.recall@10");
+  ExpectInvalid(head + "index: {require: {recall@10: 1.5}}\n", "must be a number in (0, 1]");
+  ExpectInvalid(head + "index: {require: {recall@10: 0}}\n", "must be a number in (0, 1]");
+  ExpectInvalid(head + "index: {require: {recall@10: \"0.9\"}}\n", "must be a number in (0, 1]");
+  EXPECT_OK(ParseSweepSpec(head + "index: {require: {recall@10: 0.9}}\n"));
+}
+
+// Random search validates every value a draw could give, not only those drawn.
+TEST_F(SweepSpecTest, RandomSearchValidatesEveryDrawableValue) {
+  // Seed 0: the one trial draws 0.1, so only the new check sees 2^31.
+  ExpectInvalid(Random("    dropout: [0.1, 2147483648]\n", "  max_trials: 1\n  seed: 0\n"),
+                "search.parameters.dropout: value 2147483648 can be drawn, but a trial with it is "
+                "invalid: model.dropout");
+  ExpectInvalid(Random("    dropout: {min: 0.1, max: 1.5}\n", "  max_trials: 1\n  seed: 3\n"),
+                "search.parameters.dropout: value 1.5 can be drawn");
+  ExpectInvalid(Random("    batch_size: {min: -5, max: 64, type: int}\n",
+                       "  max_trials: 1\n  seed: 3\n"),
+                "search.parameters.batch_size: value -5 can be drawn");
+  EXPECT_OK(ParseSweepSpec(Random("    dropout: [0.1, 0.5]\n"
+                                  "    lr: {min: 1.0e-4, max: 1.0e-1, log: true}\n",
+                                  "  max_trials: 1\n")));
 }
 
 // ---- rejected specs: code InvalidArgument, message names the key ---------------------
@@ -328,6 +479,30 @@ TEST_F(SweepSpecTest, RejectsGridsOverTheLimit) {
     params += "    train.p" + std::to_string(i) + ": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n";
   }
   ExpectInvalid(Grid(params), "search.parameters: grid has 1000000 points, more than the limit");
+}
+
+// A grid at the trial limit is accepted (about 1 s and 260 MB on the build machine); the
+// same grid over a larger config passes kMaxSweepValues and is rejected before expanding.
+TEST_F(SweepSpecTest, SweepsAreLimitedByTrialsTimesConfigValues) {
+  const std::string params =
+      "    lr: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n"
+      "    weight_decay: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.05]\n"
+      "    dropout: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.05]\n"
+      "    momentum: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.05]\n"
+      "    epochs: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n";
+  ASSERT_OK_AND_ASSIGN(SweepSpec grid, ParseSweepSpec(Grid(params)));
+  EXPECT_EQ(grid.points.size(), kMaxTrialsPerSweep);
+  EXPECT_EQ(grid.trial_configs.size(), kMaxTrialsPerSweep);
+  std::string hidden = "[";
+  for (int i = 0; i < 60; ++i) hidden += i ? ", 8" : "8";
+  const std::string wide = TrainSpec("search:\n  method: grid\n  parameters:\n" + params,
+                                     "distill: {hidden: " + hidden + "]}\n");
+  ExpectInvalid(wide, "search: 100000 trials of up to ");
+  ExpectInvalid(wide, "more than the limit of " + std::to_string(kMaxSweepValues));
+  ExpectInvalid(Random("    lr: [1.0e-3]\n", "  max_trials: 100000\n"
+                                               "  seed: 0\n") +
+                    "distill: {hidden: " + hidden + "]}\n",
+                "more than the limit of " + std::to_string(kMaxSweepValues));
 }
 
 TEST_F(SweepSpecTest, YamlSyntaxErrorsHaveLineAndColumn) {

@@ -72,8 +72,36 @@ TEST(IndexCatalogTest, ReopenAfterRestartRestoresCurrentAndList) {
   ASSERT_OK_AND_ASSIGN(SearchResult r, current->Search(q.data(), 1, 1, {}));
   EXPECT_EQ(r.ids[0], 500);
   ASSERT_OK_AND_ASSIGN(int64_t next, reopened->Publish("a-index", *IndexOfSize(5), {}));
-  EXPECT_EQ(next, 4);  // above the stray .v3.tmp
+  EXPECT_EQ(next, 3);  // the stray .v3.tmp was never current: its number is reused
   EXPECT_FALSE(std::filesystem::exists(dir.Join("a-index/.v3.tmp")));
+}
+
+// A publish killed mid-way (issue 9) takes no version number, and keep_versions then
+// still holds that many versions that were each current once.
+TEST(IndexCatalogTest, KilledPublishBurnsNoVersionNumber) {
+  testutil::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto catalog, IndexCatalog::Open(dir.path(), IndexCatalogOptions{2}));
+  ASSERT_OK(catalog->Publish("x", *IndexOfSize(1), {}));
+  ASSERT_OK(catalog->Publish("x", *IndexOfSize(2), {}));
+  // Killed while writing v3 (step 2): a temp directory.
+  std::filesystem::create_directories(dir.Join("x/.v3.tmp"));
+  ASSERT_OK_AND_ASSIGN(int64_t v3, catalog->Publish("x", *IndexOfSize(3), {}));
+  EXPECT_EQ(v3, 3);
+  // Killed after renaming v4 into place but before CURRENT moved (between steps 2 and 3).
+  std::filesystem::copy(dir.Join("x/v3"), dir.Join("x/v4"),
+                        std::filesystem::copy_options::recursive);
+  EXPECT_EQ(ReadFile(dir.Join("x/CURRENT")), "v3\n");
+  ASSERT_OK_AND_ASSIGN(int64_t v4, catalog->Publish("x", *IndexOfSize(4), {}));
+  EXPECT_EQ(v4, 4);
+  ASSERT_OK_AND_ASSIGN(auto versions, catalog->Versions("x"));
+  EXPECT_EQ(versions, (std::vector<int64_t>{3, 4}));
+  ASSERT_OK_AND_ASSIGN(auto current, catalog->Current("x"));
+  EXPECT_EQ(current->size(), 4);  // the new v4, not the stale copy
+  EXPECT_NE(ReadFile(dir.Join("x/v4/meta.json")).find("\"version\": 4"), std::string::npos);
+  // A leftover with no CURRENT at all (the first publish was killed) is not a version.
+  std::filesystem::create_directories(dir.Join("y/v1"));
+  ASSERT_OK_AND_ASSIGN(int64_t y1, catalog->Publish("y", *IndexOfSize(5), {}));
+  EXPECT_EQ(y1, 1);
 }
 
 TEST(IndexCatalogTest, SecondInstanceSeesNewVersionAndOldHandleStaysValid) {
@@ -92,10 +120,13 @@ TEST(IndexCatalogTest, BadNamesAndUnknownIndexes) {
   testutil::TempDir dir;
   ASSERT_OK_AND_ASSIGN(auto catalog, IndexCatalog::Open(dir.path()));
   auto index = IndexOfSize(1);
-  for (const char* bad : {"", "../escape", "a/b", ".hidden"}) {
+  for (const char* bad : {"", "../escape", "a/b", ".hidden", ".", "..", "../../x", "$(id)",
+                          "a\nb", "-x"}) {
     EXPECT_EQ(catalog->Publish(bad, *index, {}).status().code(), StatusCode::kInvalidArgument)
         << bad;
+    EXPECT_EQ(ValidateIndexName(bad).code(), StatusCode::kInvalidArgument) << bad;
   }
+  EXPECT_OK(ValidateIndexName("fmnist_v2.1-a"));
   EXPECT_EQ(catalog->Publish("ok", *index, nlohmann::json::array()).status().code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(catalog->Current("never").status().code(), StatusCode::kNotFound);

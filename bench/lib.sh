@@ -2,11 +2,12 @@
 # Usage: source bench/lib.sh; start_cluster BUILD_DIR DATA_DIR RANKS; api GET /v1/sweeps; stop_cluster
 PYTHON=/usr/bin/python3
 
-start_cluster() {  # build-dir data-dir ranks
+start_cluster() {  # build-dir data-dir ranks [extra `lattice cluster` args...]
   local build=$1 dir=$2 ranks=$3
+  shift 3
   rm -rf "$dir" "$dir.log"
-  setsid mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$ranks" \
-    "$build/lattice" cluster --data-dir "$dir" --port 0 --worker-threads 1 > "$dir.log" 2>&1 &
+  setsid mpirun --allow-run-as-root --oversubscribe --enable-recovery --bind-to none -np "$ranks" \
+    "$build/lattice" cluster --data-dir "$dir" --port 0 --worker-threads 1 "$@" > "$dir.log" 2>&1 &
   CLUSTER_PID=$!
   CLUSTER_DIR=$dir
   for _ in $(seq 1 600); do

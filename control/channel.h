@@ -10,7 +10,9 @@
 // in its process, MPI_THREAD_FUNNELED). Other threads hand it work through queues.
 #pragma once
 
+#include <chrono>
 #include <optional>
+#include <thread>
 
 #include "common/ids.h"
 #include "common/status.h"
@@ -34,6 +36,12 @@ class ControlChannel {
   // The next pending message from any rank, or nullopt if none is waiting. A message that
   // fails to decode is returned as an error (and consumed).
   virtual std::optional<StatusOr<Envelope>> Poll() = 0;
+
+  // Waits up to `timeout` for input, returning early when the transport can tell that a
+  // message arrived (a socket); by default it just sleeps.
+  virtual void WaitForInput(std::chrono::microseconds timeout) {
+    std::this_thread::sleep_for(timeout);
+  }
 };
 
 }  // namespace lattice

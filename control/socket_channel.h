@@ -31,6 +31,8 @@ class SocketControlChannel final : public ControlChannel {
   // `dest` is ignored: the socket has one peer.
   Status Send(WorkerRank dest, const Message& m) override;
   std::optional<StatusOr<Envelope>> Poll() override;
+  // Returns as soon as the peer sent something (or the timeout passed).
+  void WaitForInput(std::chrono::microseconds timeout) override;
 
   // Writes queued frames for up to `timeout_ms`; true when all are written.
   bool Flush(int timeout_ms);

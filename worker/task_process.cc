@@ -160,7 +160,8 @@ class Relay {
       }
       idle_sleep = did_work ? std::chrono::microseconds(20)
                             : std::min(idle_sleep * 2, std::chrono::microseconds(2000));
-      if (running) std::this_thread::sleep_for(idle_sleep);
+      // Wakes at once when the task process reports (a Result must not wait for the back-off).
+      if (running) task_.channel->WaitForInput(idle_sleep);
     }
     Stop();
     return 0;
@@ -218,9 +219,13 @@ class Relay {
   // The task process died while working: fail what it had, start a new one.
   Status Restart(int status) {
     ++restarts_;
-    const std::optional<TrialId> crashed =
-        running_ ? running_ : (outstanding_.empty() ? std::nullopt
-                                                    : std::optional<TrialId>(outstanding_.front().first));
+    // The task it was running: per its last heartbeat when that one is still outstanding
+    // (the heartbeat may be older than the last Result), else the first outstanding.
+    std::optional<TrialId> crashed;
+    for (const auto& [trial, attempt] : outstanding_) {
+      if (running_ && trial == *running_) crashed = trial;
+    }
+    if (!crashed && !outstanding_.empty()) crashed = outstanding_.front().first;
     fault_ = "task process " + DescribeExit(status) +
              (crashed ? " while running " + crashed->ToString() : std::string(" while idle"));
     std::fprintf(stderr, "worker %d: %s; starting a new one (restart %d)\n", rank(), fault_.c_str(),
@@ -240,6 +245,11 @@ class Relay {
     }
     outstanding_.clear();
     running_.reset();
+    // Tell the coordinator now, not at the next heartbeat of the new process.
+    HeartbeatMsg beat;
+    beat.task_restarts = restarts_;
+    beat.fault = fault_;
+    (void)coordinator_.Send(kCoordinatorRank, beat);
     LATTICE_RETURN_IF_ERROR(Start());
     for (const auto& piece : kept_checkpoints_) ToTask(piece);
     return Status::Ok();

@@ -278,7 +278,7 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
     // that polling never competes with the training threads for the cores.
     idle_sleep = did_work ? std::chrono::microseconds(20)
                           : std::min(idle_sleep * 2, std::chrono::microseconds(2000));
-    std::this_thread::sleep_for(idle_sleep);
+    channel.WaitForInput(idle_sleep);
   }
   runner.CancelAll();
   return 0;

@@ -33,8 +33,6 @@ class MpiControlChannel final : public ControlChannel {
 
   // Waits until every send has completed or `timeout` passed; true if none is left.
   bool Flush(std::chrono::milliseconds timeout);
-  // Sends not yet complete (their bytes are held by the channel).
-  size_t pending_sends() const { return pending_.size(); }
 
  private:
   struct PendingSend {

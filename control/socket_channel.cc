@@ -68,12 +68,6 @@ bool SocketControlChannel::WriteSome() {
   return !closed_;
 }
 
-size_t SocketControlChannel::pending_bytes() const {
-  size_t bytes = 0;
-  for (const auto& frame : out_) bytes += frame.size();
-  return bytes - out_offset_;
-}
-
 bool SocketControlChannel::Flush(int timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (!out_.empty()) {

@@ -36,9 +36,6 @@ class SocketControlChannel final : public ControlChannel {
 
   // Writes queued frames for up to `timeout_ms`; true when all are written.
   bool Flush(int timeout_ms);
-  // Bytes queued but not written yet.
-  size_t pending_bytes() const;
-  int fd() const { return fd_; }
 
  private:
   // Writes as much of the queue as the socket takes now; false once the peer is gone.

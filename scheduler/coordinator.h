@@ -161,6 +161,7 @@ class Coordinator {
     WorkerView view;
     std::deque<Inflight> inflight;  // assigned, in the order the worker runs them
     std::set<TrialId> checkpoints_sent;  // checkpoints this worker holds (encoder trial)
+    bool registered = false;             // it sent Register (keep-alives go to these)
   };
   struct Command {
     std::optional<scheduler::SweepSpec> submit;

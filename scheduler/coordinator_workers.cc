@@ -54,6 +54,7 @@ void Coordinator::OnRegister(WorkerRank rank, const RegisterMsg& m) {
   s.view.threads = m.threads;
   s.view.device = m.device;
   s.view.pid = m.pid;
+  s.registered = true;
   if (s.view.state == WorkerState::kStarting) s.view.state = WorkerState::kIdle;
 }
 
@@ -241,7 +242,7 @@ bool Coordinator::CheckLiveness(Pending& p) {
     // Lost ones too: one that was only stopped (SIGSTOP, a stalled node) must not give up
     // on waking; to a dead rank the small message is simply never read.
     for (size_t r = 1; r < slots_.size(); ++r) {
-      if (!slots_[r].view.host.empty()) {  // it registered once
+      if (slots_[r].registered) {
         p.sends.emplace_back(slots_[r].view.rank, HeartbeatMsg{});
       }
     }

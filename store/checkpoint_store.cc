@@ -184,6 +184,13 @@ StatusOr<std::string> CheckpointStore::Read(const TrialId& trial, int64_t step) 
   if (!IsManifest(value)) return value;  // written whole, before chunking
   ChunkList chunks;
   LATTICE_ASSIGN_OR_RETURN(CheckpointInfo info, ParseManifest(trial, step, value, &chunks));
+  int64_t listed = 0;
+  for (const auto& chunk : chunks) listed += chunk.first;
+  if (listed != info.bytes || info.bytes < 0) {  // before reserving what it claims
+    return Status::DataLoss(Describe(trial, step) + ": its manifest lists " +
+                            std::to_string(listed) + " bytes of chunks for a checkpoint of " +
+                            std::to_string(info.bytes));
+  }
   std::string bytes;
   bytes.reserve(static_cast<size_t>(info.bytes));
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -199,12 +206,7 @@ StatusOr<std::string> CheckpointStore::Read(const TrialId& trial, int64_t step) 
     }
     bytes += *chunk;
   }
-  if (static_cast<int64_t>(bytes.size()) != info.bytes) {
-    return Status::DataLoss(Describe(trial, step) + ": its chunks hold " +
-                            std::to_string(bytes.size()) + " bytes, the manifest says " +
-                            std::to_string(info.bytes));
-  }
-  return bytes;
+  return bytes;  // each chunk has its listed size, and they add up to the total
 }
 
 StatusOr<CheckpointInfo> CheckpointStore::Info(const TrialId& trial, int64_t step) const {

@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "control/socket_channel.h"
+#include "worker/coordinator_watch.h"
 #include "worker/worker.h"
 
 namespace lattice {
@@ -103,8 +103,7 @@ class Relay {
       std::fprintf(stderr, "worker %d: error: %s\n", rank(), started.message().c_str());
       return 1;
     }
-    auto last_heard = Clock::now();
-    auto last_iteration = last_heard;
+    CoordinatorWatch watch(options_.coordinator_timeout_ms);
     auto idle_sleep = std::chrono::microseconds(20);
     bool running = true;
     while (running) {
@@ -115,7 +114,7 @@ class Relay {
           std::fprintf(stderr, "worker %d: %s\n", rank(), polled->status().ToString().c_str());
           continue;
         }
-        last_heard = Clock::now();
+        watch.Heard();
         running &= FromCoordinator(std::move(polled->value().message));
       }
       for (int n = 0; n < 64; ++n) {  // bounded: the coordinator's messages get their turn
@@ -146,13 +145,7 @@ class Relay {
         break;
       }
       if (options_.stop != nullptr && options_.stop->load()) running = false;
-      // Time this process itself stood still (SIGSTOP, a stalled node) is not the
-      // coordinator's silence: its keep-alives are waiting to be read.
-      const auto now = Clock::now();
-      if (now - last_iteration > std::chrono::milliseconds(500)) last_heard += now - last_iteration;
-      last_iteration = now;
-      if (options_.coordinator_timeout_ms > 0 &&
-          Clock::now() - last_heard > std::chrono::milliseconds(options_.coordinator_timeout_ms)) {
+      if (watch.Expired()) {
         std::fprintf(stderr, "worker %d: error: nothing from the coordinator for %d ms: exiting\n",
                      rank(), options_.coordinator_timeout_ms);
         Stop();
@@ -210,11 +203,9 @@ class Relay {
     (void)coordinator_.Send(kCoordinatorRank, m);
   }
 
-  void ToTask(const Message& m) {
-    if (!task_.channel->Send(kCoordinatorRank, m).ok()) {
-      // The process is gone; the next Poll of its channel says so and restarts it.
-    }
-  }
+  // A failed send means the process is gone: the next Poll of its channel says so and
+  // Run restarts it.
+  void ToTask(const Message& m) { (void)task_.channel->Send(kCoordinatorRank, m); }
 
   // The task process died while working: fail what it had, start a new one.
   Status Restart(int status) {

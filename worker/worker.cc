@@ -14,6 +14,7 @@
 #include "jobs/dataset.h"
 #include "jobs/train_job.h"
 #include "monitoring/metrics.h"
+#include "worker/coordinator_watch.h"
 #include "worker/device.h"
 
 namespace lattice {
@@ -214,8 +215,7 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
   auto idle_sleep = std::chrono::microseconds(20);
   bool running = true;
   std::deque<Message> outgoing;
-  auto last_heard = Clock::now();
-  auto last_iteration = last_heard;
+  CoordinatorWatch watch(options.coordinator_timeout_ms);
   while (running) {
     bool did_work = false;
     while (auto polled = channel.Poll()) {
@@ -228,7 +228,7 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
         }
         continue;
       }
-      last_heard = Clock::now();
+      watch.Heard();
       Message& m = polled->value().message;
       if (auto* assign = std::get_if<AssignMsg>(&m)) {
         runner.Enqueue(std::move(*assign));
@@ -263,12 +263,7 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
       outgoing.pop_front();
     }
     if (options.stop != nullptr && options.stop->load()) running = false;
-    // Time this process itself stood still (SIGSTOP) is not the coordinator's silence.
-    const auto now = Clock::now();
-    if (now - last_iteration > std::chrono::milliseconds(500)) last_heard += now - last_iteration;
-    last_iteration = now;
-    if (options.coordinator_timeout_ms > 0 &&
-        Clock::now() - last_heard > std::chrono::milliseconds(options.coordinator_timeout_ms)) {
+    if (watch.Expired()) {
       std::fprintf(stderr, "worker %d: error: nothing from the coordinator for %d ms: exiting\n",
                    channel.rank().value, options.coordinator_timeout_ms);
       runner.CancelAll();

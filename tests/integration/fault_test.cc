@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -43,6 +44,20 @@ class FaultTest : public testutil::ClusterFixture {
     return json();
   }
 
+  // Waits until worker `rank` runs a trial (and `also` holds); returns its view, null on
+  // timeout (the caller's checks then fail).
+  json WaitUntilBusy(int rank, const std::function<bool()>& also = [] { return true; }) {
+    json w;
+    const bool busy = testutil::WaitFor(
+        [&] {
+          w = Worker(rank);
+          return w["state"] == "busy" && also();
+        },
+        std::chrono::seconds(60), std::chrono::milliseconds(20));
+    EXPECT_TRUE(busy) << "worker " << rank << " never busy: " << w.dump();
+    return busy ? w : json();
+  }
+
   // Every trial completed, once: `points` trials, none left in another state.
   void ExpectEachPointCompletedOnce(const std::string& sweep, int points) {
     json s = WaitForSweep(sweep, std::chrono::seconds(300));
@@ -58,13 +73,10 @@ TEST_F(FaultTest, SigkillOfOneWorkerRankCostsOnlyItsAttempt) {
   StartFastCluster();
   json sweep = Call("POST", "/v1/sweeps", NoopGrid("killed-rank", 16, 400), 201);
   const std::string id = sweep["id"];
-  json w2;
-  ASSERT_TRUE(testutil::WaitFor(
-      [&] {
-        w2 = Worker(2);
-        return w2["state"] == "busy" && Call("GET", "/v1/sweeps/" + id)["counts"]["completed"] >= 2;
-      },
-      std::chrono::seconds(60), std::chrono::milliseconds(20)));
+  json w2 = WaitUntilBusy(2, [&] {
+    return Call("GET", "/v1/sweeps/" + id)["counts"]["completed"] >= 2;
+  });
+  ASSERT_TRUE(w2.is_object());
   const int pid = w2["pid"];
   ASSERT_GT(pid, 0);
   ASSERT_EQ(kill(pid, SIGKILL), 0);
@@ -114,13 +126,8 @@ TEST_F(FaultTest, SigstoppedWorkerIsLostAndItsLateResultIgnored) {
   StartFastCluster();
   json sweep = Call("POST", "/v1/sweeps", NoopGrid("stopped", 6, 1500), 201);
   const std::string id = sweep["id"];
-  json w2;
-  ASSERT_TRUE(testutil::WaitFor(
-      [&] {
-        w2 = Worker(2);
-        return w2["state"] == "busy";
-      },
-      std::chrono::seconds(60), std::chrono::milliseconds(20)));
+  json w2 = WaitUntilBusy(2);
+  ASSERT_TRUE(w2.is_object());
   const int pid = w2["pid"];
   const std::string stopped_trial = w2["trial"];
   ASSERT_EQ(kill(pid, SIGSTOP), 0);

@@ -19,7 +19,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr int kTimeoutMs = 3000;
+constexpr int kTimeoutMs = 5000;  // heartbeats every 1 s: room for a loaded machine
 
 class FaultTest : public testutil::ClusterFixture {
  protected:

@@ -51,7 +51,12 @@ Status TestCluster::Start(int timeout_ms) {
   // (fixtures) or in the shared data sets; the data directory itself is denied anyway.
   const std::string parent = options_.data_dir.substr(0, options_.data_dir.find_last_of('/'));
   std::string roots = parent + "," + SourceDir();
-  if (std::filesystem::is_directory(SharedDir())) roots += "," + SharedDir();
+  // (and the system data sets the integration tests and examples read).
+  for (const std::string& dir :
+       {SharedDir(), std::string("/usr/share/datasets"),
+        std::string("/usr/lib/python3/dist-packages/sklearn/datasets/data")}) {
+    if (std::filesystem::is_directory(dir)) roots += "," + dir;
+  }
   args.insert(args.end(), {"--data-roots", roots});
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   pid_ = fork();

@@ -7,7 +7,9 @@ start_cluster() {  # build-dir data-dir ranks [extra `lattice cluster` args...]
   shift 3
   rm -rf "$dir" "$dir.log"
   setsid mpirun --allow-run-as-root --oversubscribe --enable-recovery --bind-to none -np "$ranks" \
-    "$build/lattice" cluster --data-dir "$dir" --port 0 --worker-threads 1 "$@" > "$dir.log" 2>&1 &
+    "$build/lattice" cluster --data-dir "$dir" --port 0 --worker-threads 1 \
+    --data-roots "$PWD,/usr/share/datasets,/usr/lib/python3/dist-packages/sklearn/datasets/data" \
+    "$@" > "$dir.log" 2>&1 &
   CLUSTER_PID=$!
   CLUSTER_DIR=$dir
   for _ in $(seq 1 600); do

@@ -219,7 +219,10 @@ int RunCheckpointDownload(const ClientOptions& options, const CheckpointDownload
                           CommandIo& io) {
   using internal::PrintError;
   if (Status s = CheckTrialId(args.trial); !s.ok()) return PrintError(io, s.message(), 1);
-  auto client = internal::MakeClient(options, "");
+  // The download needs the API token (a checkpoint is the trial's trained weights).
+  const TokenResult token = ReadToken(options.data_dir);
+  if (!token.ok) return PrintError(io, token.error, 1);
+  auto client = internal::MakeClient(options, token.token);
   const std::string target =
       "/v1/trials/" + internal::EncodePathSegment(args.trial) + "/checkpoint" +
       (args.step > 0 ? "?step=" + std::to_string(args.step) : std::string());

@@ -16,6 +16,7 @@
 #include "cli/index_commands.h"
 #include "control/mpi_channel.h"
 #include "index/server.h"
+#include "jobs/data_roots.h"
 #include "scheduler/cluster.h"
 #include "worker/worker.h"
 
@@ -26,6 +27,12 @@ std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
 int RunCluster(const lattice::ClusterOptions& options) {
+  // Every rank reads spec files; each applies the same roots (same flags) before MPI.
+  const lattice::Status roots = lattice::jobs::SetDataRoots(options.data_roots, {options.data_dir});
+  if (!roots.ok()) {
+    std::fprintf(stderr, "lattice cluster: error: --data-roots: %s\n", roots.message().c_str());
+    return 2;
+  }
   int provided = 0;
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
   std::signal(SIGINT, OnSignal);
@@ -85,6 +92,19 @@ int main(int argc, char** argv) {
                       "Run each worker's tasks in a child process that the worker restarts when "
                       "a task crashes (true), or in the worker rank itself (false)")
       ->capture_default_str();
+  cluster->add_option("--max-connections", cluster_options.http_max_connections,
+                      "Most HTTP connections open at once; beyond it /healthz is still served "
+                      "and other requests get 503")
+      ->check(CLI::Range(16, 1000000))
+      ->capture_default_str();
+  cluster->add_option("--allowed-hosts", cluster_options.allowed_hosts,
+                      "Host header names accepted besides the bound address, loopback, "
+                      "localhost and this machine's name (DNS-rebinding protection; * = any)")
+      ->delimiter(',');
+  cluster->add_option("--data-roots", cluster_options.data_roots,
+                      "Directories that dataset and corpus files of specs must lie in "
+                      "(default: the working directory; the data directory is never readable)")
+      ->delimiter(',');
   cluster->add_option("--worker-threads", cluster_options.worker_threads,
                       "Intra-op threads per worker task (give each rank its share of the cores)")
       ->check(CLI::Range(1, 256))

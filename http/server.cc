@@ -1,8 +1,15 @@
 #include "http/server.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cctype>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -13,6 +20,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -137,6 +145,13 @@ std::string PercentDecode(const std::string& text, bool plus_as_space) {
 }
 
 void Router::Add(std::string method, std::string pattern, HttpHandler handler, bool mutating) {
+  RouteOptions options;
+  options.authenticated = mutating;
+  Add(std::move(method), std::move(pattern), std::move(handler), options);
+}
+
+void Router::Add(std::string method, std::string pattern, HttpHandler handler,
+                 RouteOptions options) {
   Route route;
   route.method = std::move(method);
   route.segments = SplitPath(pattern);
@@ -145,7 +160,7 @@ void Router::Add(std::string method, std::string pattern, HttpHandler handler, b
     if (!is_param) ++route.literal_segments;
   }
   route.handler = std::move(handler);
-  route.mutating = mutating;
+  route.options = options;
   routes_.push_back(std::move(route));
 }
 
@@ -171,7 +186,7 @@ bool Router::Authorized(const std::string& authorization) const {
   return ConstantTimeEquals(authorization, "Bearer " + token_);
 }
 
-HttpResponse Router::Dispatch(HttpRequest& request) const {
+Router::Resolved Router::Resolve(HttpRequest& request) const {
   const size_t q = request.target.find('?');
   const std::string raw_path = request.target.substr(0, q);
   request.path = PercentDecode(raw_path, false);
@@ -179,6 +194,7 @@ HttpResponse Router::Dispatch(HttpRequest& request) const {
                                          : ParseQuery(request.target.substr(q + 1));
   const std::vector<std::string> segments = SplitPath(raw_path);
 
+  Resolved out;
   const Route* best = nullptr;
   std::map<std::string, std::string> params, best_params;
   std::set<std::string> allowed;
@@ -192,33 +208,51 @@ HttpResponse Router::Dispatch(HttpRequest& request) const {
     }
   }
   if (allowed.empty()) {
-    return HttpResponse::Error(404, "not_found", "no such resource: " + request.path);
+    out.error = HttpResponse::Error(404, "not_found", "no such resource: " + request.path);
+    return out;
   }
   if (best == nullptr) {
     std::string allow;
     for (const std::string& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
-    HttpResponse r = HttpResponse::Error(
+    out.error = HttpResponse::Error(
         405, "method_not_allowed", request.method + " is not allowed on " + request.path);
-    r.headers.emplace_back("Allow", allow);
-    return r;
+    out.error.headers.emplace_back("Allow", allow);
+    return out;
   }
-  if (best->mutating && !Authorized(request.authorization)) {
-    HttpResponse r = HttpResponse::Error(
+  if (best->options.authenticated && !Authorized(request.authorization)) {
+    out.error = HttpResponse::Error(
         401, "unauthenticated",
         request.authorization.empty()
             ? "this call needs the API token: send \"Authorization: Bearer <token>\""
             : "wrong API token");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return r;
+    out.error.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return out;
   }
   request.path_params = std::move(best_params);
+  out.ok = true;
+  out.offload = best->options.offload;
+  out.route = static_cast<size_t>(best - routes_.data());
+  return out;
+}
+
+HttpResponse Router::Invoke(const Resolved& resolved, HttpRequest& request) const {
+  LATTICE_CHECK(resolved.ok && resolved.route < routes_.size());
   try {
-    return best->handler(request);
+    return routes_[resolved.route].handler(request);
   } catch (const std::exception& e) {
-    return HttpResponse::Error(500, "internal", std::string("handler failed: ") + e.what());
+    std::fprintf(stderr, "lattice http: handler of %s %s threw: %s\n", request.method.c_str(),
+                 request.path.c_str(), e.what());
   } catch (...) {
-    return HttpResponse::Error(500, "internal", "handler failed with an unknown exception");
+    std::fprintf(stderr, "lattice http: handler of %s %s threw an unknown exception\n",
+                 request.method.c_str(), request.path.c_str());
   }
+  return HttpResponse::Error(500, "internal", "the handler failed (see the server log)");
+}
+
+HttpResponse Router::Dispatch(HttpRequest& request) const {
+  Resolved resolved = Resolve(request);
+  if (!resolved.ok) return std::move(resolved.error);
+  return Invoke(resolved, request);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -233,18 +267,131 @@ using tcp = asio::ip::tcp;
 
 // Largest read of a request body (Beast reads at most 64 KiB at a time anyway).
 constexpr std::size_t kBodyReadBytes = std::size_t{64} << 10;
+// The most unparsed bytes a connection buffers: a header, a chunk header with its
+// extensions, or the trailers must fit (over it: buffer_overflow → 431). At most 64 KiB
+// also keeps every field name and value under Beast's 65535-byte field limit, which
+// Beast enforces by throwing.
+constexpr std::size_t kReadBufferBytes = kBodyReadBytes;
+// Descriptors kept for the rest of the process (RocksDB, MPI, logs) when sizing the cap.
+constexpr int kFdReserve = 256;
+// How long a reserve connection (over max_connections) may take to send its header.
+constexpr int kReserveHeaderTimeoutMs = 5000;
 
-// One connection: read a request, dispatch, write the response, repeat while keep-alive.
-// All steps run on the connection's strand (the socket's executor).
+// The bounded pool that runs offloaded handlers. TrySubmit never blocks: false when
+// `queue` jobs already wait. Stop joins the threads after their current job and drops
+// the jobs still waiting.
+class WorkPool {
+ public:
+  WorkPool(int threads, int queue)
+      : capacity_(static_cast<size_t>(std::max(threads, 1)) + static_cast<size_t>(std::max(queue, 0))) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  }
+  ~WorkPool() { Stop(); }
+
+  bool TrySubmit(std::function<void()> job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || jobs_.size() + busy_ >= capacity_) return false;
+    jobs_.push_back(std::move(job));
+    cv_.notify_one();
+    return true;
+  }
+
+  void Stop() {
+    std::deque<std::function<void()>> dropped;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      dropped.swap(jobs_);
+    }
+    cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      if (stopping_) return;
+      std::function<void()> job = std::move(jobs_.front());
+      jobs_.pop_front();
+      ++busy_;
+      lock.unlock();
+      job();
+      job = nullptr;  // release what it holds (a session) outside the lock
+      lock.lock();
+      --busy_;
+    }
+  }
+
+  const size_t capacity_;  // threads + queue: jobs running or waiting at most
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  size_t busy_ = 0;  // jobs running
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// What every session shares; owned by HttpServer::Impl, outlives the io threads.
+struct ServerShared {
+  HttpServerOptions options;
+  std::shared_ptr<const Router> router;
+  std::unique_ptr<WorkPool> pool;
+  std::atomic<int> connections{0};  // sessions within max_connections
+  std::atomic<int> reserve{0};      // sessions over it (one request each)
+  asio::ip::address bound;
+  std::string host_name;            // gethostname(), lower case
+};
+
+std::string Lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The Host header's host part, lower case, without port or IPv6 brackets.
+std::string HostName(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    const size_t close = host.find(']');
+    return Lower(host.substr(1, close == std::string_view::npos ? host.npos : close - 1));
+  }
+  const size_t colon = host.find(':');
+  return Lower(host.substr(0, colon));
+}
+
+// See "DNS-rebinding protection" in server.h.
+bool HostAllowed(const ServerShared& shared, std::string_view header) {
+  if (header.empty()) return true;
+  const std::vector<std::string>& extra = shared.options.allowed_hosts;
+  if (std::find(extra.begin(), extra.end(), "*") != extra.end()) return true;
+  const std::string name = HostName(header);
+  if (name == "localhost" || name == shared.host_name) return true;
+  if (std::find(extra.begin(), extra.end(), name) != extra.end()) return true;
+  beast::error_code ec;
+  const asio::ip::address ip = asio::ip::make_address(name, ec);
+  if (ec) return false;
+  return ip.is_loopback() || ip == shared.bound || shared.bound.is_unspecified();
+}
+
+// One connection: read a request's header, check it, read its body, dispatch, write the
+// response, repeat while keep-alive. All steps run on the connection's strand (the
+// socket's executor), except offloaded handlers, which run on the work pool and post
+// their response back to the strand.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, std::shared_ptr<const Router> router,
-          const HttpServerOptions& options)
-      : stream_(std::move(socket)), router_(std::move(router)), options_(options) {
+  // `reserve`: accepted over max_connections; answers one request and closes.
+  Session(tcp::socket&& socket, ServerShared& shared, bool reserve)
+      : stream_(std::move(socket)), shared_(shared), options_(shared.options),
+        reserve_(reserve),
+        buffer_(kReadBufferBytes) {
+    ++(reserve_ ? shared_.reserve : shared_.connections);
     beast::error_code ec;
     const tcp::endpoint peer = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_address_ = peer.address().to_string() + ":" + std::to_string(peer.port());
   }
+  ~Session() { --(reserve_ ? shared_.reserve : shared_.connections); }
 
   void Run() {
     asio::dispatch(stream_.get_executor(),
@@ -256,28 +403,70 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->body_limit(options_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
-    stream_.expires_after(std::chrono::milliseconds(options_.idle_timeout_ms));
+    stream_.expires_after(std::chrono::milliseconds(
+        reserve_ ? std::min(options_.idle_timeout_ms, kReserveHeaderTimeoutMs)
+                 : options_.idle_timeout_ms));
     http::async_read_header(stream_, buffer_, *parser_,
                             beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
   }
 
-  // Beast reads at most what the buffer can hold without growing (capacity - size, at
-  // least 512 bytes), and a flat_buffer that held only headers never grows: a 700 KB body
-  // would take ~1400 recv calls, each a strand dispatch and a timer reset. Before a large
-  // body, make room for reads of up to kBodyReadBytes.
-  void OnHeader(beast::error_code ec, std::size_t bytes) {
-    if (ec || parser_->is_done()) return OnRead(ec, bytes);
+  // Everything that can be decided from the header is decided here, before the body is
+  // read: Host, reserve-connection shedding, route, method and token.
+  void OnHeader(beast::error_code ec, std::size_t /*bytes*/) {
+    if (ec) return OnReadError(ec);
+    const auto& h = parser_->get();
+    keep_alive_ = h.keep_alive() && !reserve_;
+    version_ = h.version();
+    request_ = HttpRequest{};
+    request_.method = std::string(h.method_string());
+    request_.target = std::string(h.target());
+    request_.authorization = std::string(h[http::field::authorization]);
+    request_.content_type = std::string(h[http::field::content_type]);
+    request_.remote_address = remote_address_;
+    const std::string host(h[http::field::host]);
+    if (!HostAllowed(shared_, host)) {
+      return Reject(HttpResponse::Error(
+          403, "forbidden_host",
+          "Host \"" + std::string(host) +
+              "\" is not a name of this server (add it to the allowed hosts)"));
+    }
+    resolved_ = shared_.router->Resolve(request_);
+    if (reserve_) {
+      const auto& paths = options_.priority_paths;
+      if (request_.method != "GET" ||
+          std::find(paths.begin(), paths.end(), request_.path) == paths.end()) {
+        return Reject(Overloaded("too many connections"));
+      }
+    }
+    if (!resolved_.ok) return Reject(std::move(resolved_.error));
+    if (parser_->is_done()) return Handle();
+    // Beast reads at most what the buffer can hold without growing (capacity - size, at
+    // least 512 bytes), and a flat_buffer that held only headers never grows: a 700 KB
+    // body would take ~1400 recv calls, each a strand dispatch and a timer reset. Before
+    // a large body, make room for reads of up to kBodyReadBytes.
     const boost::optional<std::uint64_t> length = parser_->content_length();
     const std::uint64_t want = length ? *length : std::uint64_t{kBodyReadBytes};
     if (want > buffer_.capacity() - buffer_.size()) {
       buffer_.reserve(buffer_.size() + static_cast<std::size_t>(std::min<std::uint64_t>(
-                                           want, kBodyReadBytes)));
+                                           want, buffer_.max_size() - buffer_.size())));
     }
     http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+                     beast::bind_front_handler(&Session::OnBody, shared_from_this()));
   }
 
-  void OnRead(beast::error_code ec, std::size_t /*bytes*/) {
+  static HttpResponse Overloaded(const std::string& why) {
+    HttpResponse r = HttpResponse::Error(503, "overloaded", why + "; retry later");
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
+  }
+
+  // An answer decided from the header. The connection stays open only when the request
+  // had no body (nothing unread on the wire).
+  void Reject(HttpResponse&& r) {
+    Send(std::move(r), keep_alive_ && parser_->is_done(), version_);
+  }
+
+  void OnReadError(beast::error_code ec) {
     if (ec == http::error::body_limit) {
       return Send(HttpResponse::Error(413, "payload_too_large",
                                       "request body exceeds " +
@@ -288,6 +477,11 @@ class Session : public std::enable_shared_from_this<Session> {
       return Send(HttpResponse::Error(431, "headers_too_large", "request headers too large"),
                   false, 11);
     }
+    if (ec == http::error::buffer_overflow) {  // chunk extensions or trailers
+      return Send(HttpResponse::Error(431, "headers_too_large",
+                                      "request trailers or chunk extensions too large"),
+                  false, 11);
+    }
     if (ec == http::error::end_of_stream || ec == http::error::partial_message) {
       return DoClose();
     }
@@ -295,18 +489,27 @@ class Session : public std::enable_shared_from_this<Session> {
       return Send(HttpResponse::Error(400, "bad_request", "malformed HTTP request: " + ec.message()),
                   false, 11);
     }
-    if (ec) return DoClose();  // timeout, reset, aborted
-    http::request<http::string_body> req = parser_->release();
-    const bool keep_alive = req.keep_alive();
-    const unsigned version = req.version();
-    HttpRequest request;
-    request.method = std::string(req.method_string());
-    request.target = std::string(req.target());
-    request.authorization = std::string(req[http::field::authorization]);
-    request.content_type = std::string(req[http::field::content_type]);
-    request.remote_address = remote_address_;
-    request.body = std::move(req.body());
-    Send(router_->Dispatch(request), keep_alive, version);
+    DoClose();  // timeout, reset, aborted
+  }
+
+  void OnBody(beast::error_code ec, std::size_t /*bytes*/) {
+    if (ec) return OnReadError(ec);
+    Handle();
+  }
+
+  void Handle() {
+    request_.body = std::move(parser_->get().body());
+    parser_.reset();
+    if (!resolved_.offload) {
+      return Send(shared_.router->Invoke(resolved_, request_), keep_alive_, version_);
+    }
+    const bool queued = shared_.pool->TrySubmit([self = shared_from_this()] {
+      HttpResponse r = self->shared_.router->Invoke(self->resolved_, self->request_);
+      asio::post(self->stream_.get_executor(), [self, r = std::move(r)]() mutable {
+        self->Send(std::move(r), self->keep_alive_, self->version_);
+      });
+    });
+    if (!queued) Send(Overloaded("the search pool is full"), keep_alive_, version_);
   }
 
   void Send(HttpResponse&& r, bool keep_alive, unsigned version) {
@@ -358,22 +561,27 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   beast::tcp_stream stream_;
+  ServerShared& shared_;
+  const HttpServerOptions& options_;  // shared_.options
+  const bool reserve_;
+  // Bounded by kReadBufferBytes: chunk extensions and trailers cannot grow it.
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<http::response<http::string_body>> response_;
-  std::shared_ptr<const Router> router_;
+  HttpRequest request_;          // the request being served
+  Router::Resolved resolved_;    // its route
+  bool keep_alive_ = false;
+  unsigned version_ = 11;
   std::string remote_address_;
-  const HttpServerOptions& options_;  // owned by HttpServer::Impl, outlives the io threads
   char drain_[4096];
 };
 
 // Accepts connections and starts a Session for each.
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
-  Listener(asio::io_context& ioc, std::shared_ptr<const Router> router,
-           const HttpServerOptions& options)
+  Listener(asio::io_context& ioc, ServerShared& shared)
       : ioc_(ioc), acceptor_(asio::make_strand(ioc)), retry_timer_(acceptor_.get_executor()),
-        router_(std::move(router)), options_(options) {}
+        shared_(shared) {}
 
   Status Listen(const tcp::endpoint& endpoint) {
     beast::error_code ec;
@@ -382,7 +590,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-      return Status::Unavailable("cannot listen on " + options_.address + ":" +
+      return Status::Unavailable("cannot listen on " + shared_.options.address + ":" +
                                  std::to_string(endpoint.port()) + ": " + ec.message());
     }
     return Status::Ok();
@@ -412,27 +620,54 @@ class Listener : public std::enable_shared_from_this<Listener> {
       });
       return;
     }
-    socket.set_option(tcp::no_delay(true), ec);
-    std::make_shared<Session>(std::move(socket), router_, options_)->Run();
+    const HttpServerOptions& o = shared_.options;
+    const bool reserve = shared_.connections.load() >= o.max_connections;
+    if (reserve && shared_.reserve.load() >= o.reserve_connections) {
+      socket.close(ec);  // over the cap and the reserve: shed at once
+    } else {
+      socket.set_option(tcp::no_delay(true), ec);
+      std::make_shared<Session>(std::move(socket), shared_, reserve)->Run();
+    }
     DoAccept();
   }
 
   asio::io_context& ioc_;
   tcp::acceptor acceptor_;
   asio::steady_timer retry_timer_;
-  std::shared_ptr<const Router> router_;
-  const HttpServerOptions& options_;
+  ServerShared& shared_;
 };
+
+// Raises RLIMIT_NOFILE's soft limit to fit the connection cap; returns the cap that fits.
+int FitConnectionCap(const HttpServerOptions& o) {
+  const rlim_t want = static_cast<rlim_t>(o.max_connections) +
+                      static_cast<rlim_t>(o.reserve_connections) + kFdReserve;
+  struct rlimit rl {};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want) {
+    return o.max_connections;
+  }
+  struct rlimit raised = rl;
+  raised.rlim_cur = rl.rlim_max == RLIM_INFINITY ? want : std::min(want, rl.rlim_max);
+  if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+  if (rl.rlim_cur >= want) return o.max_connections;
+  const int fit = std::max<int>(
+      1, static_cast<int>(rl.rlim_cur) - o.reserve_connections - kFdReserve);
+  std::fprintf(stderr,
+               "lattice http: open-file limit %llu is too low for %d connections; "
+               "capping connections at %d\n",
+               static_cast<unsigned long long>(rl.rlim_cur), o.max_connections, fit);
+  return fit;
+}
 
 }  // namespace
 
 struct HttpServer::Impl {
   explicit Impl(HttpServerOptions opts)
-      : options(std::move(opts)),
-        ioc(std::make_unique<asio::io_context>(options.threads)),
-        work(asio::make_work_guard(*ioc)) {}
+      : ioc(std::make_unique<asio::io_context>(opts.threads)),
+        work(asio::make_work_guard(*ioc)) {
+    shared.options = std::move(opts);
+  }
 
-  HttpServerOptions options;
+  ServerShared shared;
   std::unique_ptr<asio::io_context> ioc;  // reset by Stop: closes every socket
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::shared_ptr<Listener> listener;
@@ -461,9 +696,14 @@ HttpServer::~HttpServer() { Stop(); }
 
 StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options,
                                                         std::shared_ptr<const Router> router) {
-  if (options.threads < 1) {
-    return Status::InvalidArgument("http server: threads must be >= 1, got " +
-                                   std::to_string(options.threads));
+  if (options.threads < 1 || options.work_threads < 1) {
+    return Status::InvalidArgument("http server: threads and work_threads must be >= 1, got " +
+                                   std::to_string(options.threads) + " and " +
+                                   std::to_string(options.work_threads));
+  }
+  if (options.max_connections < 1 || options.reserve_connections < 0 || options.work_queue < 0) {
+    return Status::InvalidArgument(
+        "http server: max_connections must be >= 1, reserve_connections and work_queue >= 0");
   }
   if (router == nullptr) return Status::InvalidArgument("http server: router is null");
   beast::error_code ec;
@@ -472,18 +712,27 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions option
     return Status::InvalidArgument("http server: bad listen address \"" + options.address +
                                    "\": " + ec.message());
   }
+  options.max_connections = FitConnectionCap(options);
   auto impl = std::make_unique<Impl>(std::move(options));
-  impl->listener = std::make_shared<Listener>(*impl->ioc, std::move(router), impl->options);
-  LATTICE_RETURN_IF_ERROR(impl->listener->Listen(tcp::endpoint(address, impl->options.port)));
+  ServerShared& shared = impl->shared;
+  shared.router = std::move(router);
+  shared.bound = address;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0) shared.host_name = Lower(host);
+  impl->listener = std::make_shared<Listener>(*impl->ioc, shared);
+  LATTICE_RETURN_IF_ERROR(impl->listener->Listen(tcp::endpoint(address, shared.options.port)));
+  shared.pool = std::make_unique<WorkPool>(shared.options.work_threads, shared.options.work_queue);
   impl->port = impl->listener->port();
   impl->listener->Start();
-  for (int i = 0; i < impl->options.threads; ++i) {
+  for (int i = 0; i < shared.options.threads; ++i) {
     impl->threads.emplace_back([raw = impl.get()] { raw->RunIoThread(); });
   }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 
 uint16_t HttpServer::port() const { return impl_->port; }
+
+int HttpServer::max_connections() const { return impl_->shared.options.max_connections; }
 
 void HttpServer::Stop() {
   if (impl_ == nullptr) return;
@@ -494,6 +743,9 @@ void HttpServer::Stop() {
   impl_->ioc->stop();
   for (std::thread& t : impl_->threads) t.join();
   impl_->threads.clear();
+  // Offloaded handlers still running finish; their responses are posted to the stopped
+  // io_context and destroyed with it. Waiting ones are dropped.
+  if (impl_->shared.pool != nullptr) impl_->shared.pool->Stop();
   impl_->listener.reset();
   // Destroying the io_context destroys the pending handlers, which own the listener and
   // the sessions: the listening socket and every connection close here.

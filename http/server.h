@@ -10,7 +10,13 @@
 //     concurrently; different connections run in parallel on different io threads.
 //   * Handlers therefore run concurrently with each other and must be thread-safe. A
 //     handler blocks its io thread while it runs: keep it short (hand long work to
-//     another thread and answer 202) or raise `threads`.
+//     another thread and answer 202) or register it with RouteOptions::offload.
+//   * Offloaded routes (index search) run on a bounded work pool of
+//     `HttpServerOptions::work_threads` threads with at most `work_queue` requests
+//     waiting; when the pool is full the request is answered 503 "overloaded" with
+//     "Retry-After: 1" at once. The io threads therefore stay free for /healthz and the
+//     control routes however heavy the searches are. The response is written back on the
+//     connection's strand.
 //   * The Router is immutable while a server uses it (it is shared as
 //     `std::shared_ptr<const Router>`): register every route and call SetToken before
 //     HttpServer::Start.
@@ -18,10 +24,27 @@
 // Protocol
 //   * HTTP/1.1 keep-alive (and HTTP/1.0 with "Connection: keep-alive"); pipelined
 //     requests are answered in order. TCP_NODELAY is set on every accepted socket.
+//   * The header is read and checked before the body: Host (below), route, method and
+//     token are decided from the header alone, so an unauthenticated or misrouted request
+//     is answered (and its connection closed if it has a body) without reading its body.
 //   * Malformed HTTP → 400 and close; headers over `max_header_bytes` → 431 and close;
-//     body over `max_body_bytes` → 413 and close; an exception thrown by a handler →
-//     500 {"error":{"code":"internal","message":<what()>}}; the process never crashes on a
-//     request.
+//     body over `max_body_bytes` → 413 and close (chunked bodies too); the header, a
+//     chunk header with its extensions and the trailers must each fit the connection's
+//     64 KiB read buffer, over it → 431 and close; an exception thrown by a handler → 500 {"error":{"code":"internal",...}}
+//     whose message does not carry the exception text (that goes to stderr); the process
+//     never crashes on a request.
+//   * DNS-rebinding protection: a request whose Host header names neither the bound
+//     address, a loopback address / "localhost", this machine's host name, nor an entry
+//     of `allowed_hosts` is answered 403 "forbidden_host". When bound to 0.0.0.0 / ::,
+//     any IP-literal Host is accepted (rebinding needs a name). A request without Host
+//     (HTTP/1.0) is accepted.
+//   * Connections: at most `max_connections` at once. Beyond that, up to
+//     `reserve_connections` more are accepted to answer one request each: GET on a
+//     `priority_paths` entry (/healthz) is served, anything else gets 503 "overloaded" +
+//     "Retry-After: 1"; both then close. Beyond that, new connections are closed at once.
+//     Start raises RLIMIT_NOFILE's soft limit to fit max_connections + reserve_connections
+//     + 256 descriptors for the rest of the process, and lowers max_connections (with a
+//     message on stderr) when the hard limit does not allow it.
 //   * Error bodies are always {"error": {"code": ..., "message": ...}}.
 #pragma once
 
@@ -87,18 +110,45 @@ using HttpHandler = std::function<HttpResponse(HttpRequest& request)>;
 // Dispatch:
 //   1. no pattern matches the path                → 404 "not_found"
 //   2. patterns match but none for the method     → 405 "method_not_allowed" + Allow header
-//   3. route is mutating and the Authorization header is not exactly "Bearer <token>"
-//      (compared in constant time)                → 401 "unauthenticated"; a server with
-//      no token set refuses every mutating call (fails closed)
-//   4. otherwise the handler's response; an exception thrown by the handler → 500.
+//   3. route is authenticated (every mutating route, and reads registered with
+//      RouteOptions::authenticated) and the Authorization header is not exactly
+//      "Bearer <token>" (compared in constant time) → 401 "unauthenticated"; a server
+//      with no token set refuses every authenticated call (fails closed)
+//   4. otherwise the handler's response; an exception thrown by the handler → 500
+//      (message without the exception text, which is written to stderr).
+// Resolve does steps 1-3 from the request line and headers alone (the server calls it
+// before reading the body); Invoke does step 4; Dispatch is both.
 //
 // Thread-safety: Add and SetToken are not thread-safe and must happen before the router
 // is shared with a server; Dispatch is const and safe to call concurrently.
+struct RouteOptions {
+  // Needs "Authorization: Bearer <token>". Every mutating route; also reads that hand out
+  // stored data (checkpoint downloads). Default: false.
+  bool authenticated = false;
+  // Runs on the server's bounded work pool instead of an io thread (long CPU work such as
+  // index search); 503 + Retry-After when the pool is full. Default: false.
+  bool offload = false;
+};
+
 class Router {
  public:
+  // `mutating` = RouteOptions{.authenticated = mutating}.
   void Add(std::string method, std::string pattern, HttpHandler handler, bool mutating = false);
+  void Add(std::string method, std::string pattern, HttpHandler handler, RouteOptions options);
   void SetToken(std::string token);
   HttpResponse Dispatch(HttpRequest& request) const;
+
+  // Steps 1-3 above. Reads request.method, target and authorization; sets request.path,
+  // query and (when a route matched) path_params.
+  struct Resolved {
+    bool ok = false;        // false: answer `error`, run no handler
+    HttpResponse error;     // when !ok
+    bool offload = false;   // the route's RouteOptions::offload
+    size_t route = 0;       // internal: the matched route
+  };
+  Resolved Resolve(HttpRequest& request) const;
+  // Step 4 for a Resolved with ok == true.
+  HttpResponse Invoke(const Resolved& resolved, HttpRequest& request) const;
 
  private:
   struct Route {
@@ -106,7 +156,7 @@ class Router {
     std::vector<std::string> segments;
     int literal_segments = 0;
     HttpHandler handler;
-    bool mutating = false;
+    RouteOptions options;
   };
   static bool Match(const Route& route, const std::vector<std::string>& segments,
                     std::map<std::string, std::string>* params);
@@ -127,12 +177,26 @@ struct HttpServerOptions {
   // Largest request body, in bytes; a larger one is answered 413 and the connection
   // closed. Default: 64 MiB.
   size_t max_body_bytes = size_t{64} << 20;
-  // Largest request line + headers, in bytes; larger → 431. Default: 64 KiB.
+  // Largest request line + headers, in bytes; larger → 431. At most 64 KiB in effect
+  // (the read buffer). Default: 64 KiB.
   size_t max_header_bytes = size_t{64} << 10;
   // A connection that neither completes a request nor takes a response within this
   // time, in milliseconds, is closed (covers idle keep-alive connections and slow
   // clients). Default: 60000 (60 s).
   int idle_timeout_ms = 60000;
+  // Threads of the work pool that runs RouteOptions::offload routes. Default: 2.
+  int work_threads = 2;
+  // Offloaded requests that may wait for a work thread; more → 503. Default: 16.
+  int work_queue = 16;
+  // Most connections open at once (see Protocol). Default: 1024.
+  int max_connections = 1024;
+  // Extra connections accepted at the cap to answer priority_paths or 503. Default: 32.
+  int reserve_connections = 32;
+  // Paths served (GET) on reserve connections. Default: {"/healthz"}.
+  std::vector<std::string> priority_paths = {"/healthz"};
+  // Host names (no port) accepted besides the bound address, loopback, "localhost" and
+  // this machine's host name; "*" turns the Host check off. Default: empty.
+  std::vector<std::string> allowed_hosts;
 };
 
 // A running server. Start binds and listens before it returns, so a client may connect
@@ -153,6 +217,8 @@ class HttpServer {
 
   // The bound port (the chosen one when options.port was 0).
   uint16_t port() const;
+  // The connection cap in force (options.max_connections, possibly lowered by Start).
+  int max_connections() const;
   // Idempotent; thread-safe except from a handler.
   void Stop();
 

@@ -153,8 +153,13 @@ HttpResponse Search(store::IndexCatalog* catalog, const IndexApiOptions& options
   auto index = catalog->Current(name);
   if (!index.ok()) return HttpResponse::FromStatus(index.status());
   const store::VectorIndex& ix = **index;
-  SearchRequestLimits limits{ix.dim(), std::min(options.max_k, store::kMaxSearchK),
-                             options.max_batch};
+  SearchRequestLimits limits;
+  limits.dim = ix.dim();
+  limits.max_k = std::min(options.max_k, store::kMaxSearchK);
+  limits.max_batch = options.max_batch;
+  limits.max_ef_search = options.max_ef_search;
+  limits.max_nprobe = options.max_nprobe;
+  limits.max_query_work = options.max_query_work;
   auto parsed = IsOctetStream(req.content_type)
                     ? ParseBinarySearchRequest(req.body, req.query, limits)
                     : ParseSearchRequest(req.body, limits);
@@ -211,7 +216,7 @@ void AddIndexRoutes(Router& router, store::IndexCatalog* catalog,
       [catalog, options, metrics](HttpRequest& req) {
         return Search(catalog, options, metrics.get(), req);
       },
-      /*mutating=*/false);
+      RouteOptions{/*authenticated=*/false, /*offload=*/true});
 }
 
 }  // namespace lattice

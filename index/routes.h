@@ -28,13 +28,18 @@
 //        "items" form. With any other Content-Type the body is JSON; the query string is
 //        then ignored.
 //
-// Search is a read: registered with mutating = false, so no token is needed.
+// Search is a read: no token is needed. It is registered with RouteOptions::offload, so
+// it runs on the HTTP server's bounded work pool (503 + Retry-After when that is full)
+// and never holds the io threads that serve /healthz and the control routes. Work per
+// request is capped (400 naming the limit): queries <= max_batch, k <= max_k,
+// ef_search <= max_ef_search, nprobe <= max_nprobe, queries x max(k, ef_search) <=
+// max_query_work (see index/search_request.h).
 // Errors, always {"error": {"code", "message"}}: 400 invalid_argument for any malformed
 // body (the message names the key / row / column), 404 not_found for an unknown index or
 // item id ("items[1]: item 99 is not in index \"fmnist\""), 500 for a catalog that
 // cannot be read. No request crashes the process.
 //
-// Threading: handlers run concurrently on the HTTP server's threads; IndexCatalog and
+// Threading: handlers run concurrently on the HTTP server's threads (search: its work pool); IndexCatalog and
 // VectorIndex::Search are thread-safe, and each request holds its own shared_ptr to the
 // index, so a new version published meanwhile does not disturb it.
 #pragma once
@@ -53,6 +58,11 @@ struct IndexApiOptions {
   int max_k = 1000;
   // Most queries (vectors or items) in one search request. Default: 10000.
   int64_t max_batch = 10000;
+  // Largest params.ef_search / params.nprobe. Default: 1024 each.
+  int max_ef_search = 1024;
+  int max_nprobe = 1024;
+  // Most queries x max(k, ef_search) in one request. Default: 1000000.
+  int64_t max_query_work = 1000000;
   // Where lattice_index_search_seconds (histogram, one observation per search request
   // that reached the index) and lattice_index_queries_total (counter, queries answered)
   // are registered; no labels. Null: no metrics. Must outlive the router. Register the

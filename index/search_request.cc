@@ -174,8 +174,10 @@ class Handler final : public nlohmann::json_sax<json> {
     }
     const std::string at = "params." + param_name_;
     if (kind != Kind::kInteger) return Fail(at + ": expected an integer" + got);
-    if (i < 1 || i > (1 << 20)) {
-      return Fail(at + ": must be between 1 and 1048576, got " + std::to_string(i));
+    const int64_t max = param_ == &out_->params.nprobe ? limits_.max_nprobe : limits_.max_ef_search;
+    if (i < 1 || i > max) {
+      return Fail(at + ": must be between 1 and " + std::to_string(max) + ", got " +
+                  std::to_string(i) + " (max_" + param_name_ + ")");
     }
     *param_ = static_cast<int>(i);
     return true;
@@ -396,13 +398,13 @@ class FastScanner {
     do {
       std::string_view key;
       int64_t v;
-      if (!Key(&key) || !Integer(&v) || v < 1 || v > (1 << 20)) return false;
-      if (key == "ef_search") {
+      if (!Key(&key) || !Integer(&v) || v < 1) return false;
+      if (key == "ef_search" && v <= limits_.max_ef_search) {
         out_->params.ef_search = static_cast<int>(v);
-      } else if (key == "nprobe") {
+      } else if (key == "nprobe" && v <= limits_.max_nprobe) {
         out_->params.nprobe = static_cast<int>(v);
       } else {
-        return false;
+        return false;  // the SAX parser names the fault
       }
     } while (Consume(','));
     return Consume('}');
@@ -415,6 +417,20 @@ class FastScanner {
   bool seen_[5] = {false, false, false, false, false};
   int64_t k_ = 10;
 };
+
+// queries x max(k, ef_search) against max_query_work: the candidates one request may
+// make the index keep, summed over its queries.
+Status CheckWork(const SearchRequest& r, const SearchRequestLimits& limits) {
+  const int64_t per_query = std::max<int64_t>(r.k, r.params.ef_search);
+  if (r.nq * per_query > limits.max_query_work) {
+    return Status::InvalidArgument(
+        "too much work in one request: " + std::to_string(r.nq) + " queries x " +
+        (r.params.ef_search > r.k ? "ef_search " : "k ") + std::to_string(per_query) + " = " +
+        std::to_string(r.nq * per_query) + " exceeds " + std::to_string(limits.max_query_work) +
+        " (max_query_work); split the batch");
+  }
+  return Status::Ok();
+}
 
 // The checks that need the whole body, shared by both parsers.
 StatusOr<SearchRequest> Finish(SearchRequest out, bool seen_vectors, bool seen_items, int64_t k,
@@ -433,12 +449,13 @@ StatusOr<SearchRequest> Finish(SearchRequest out, bool seen_vectors, bool seen_i
                                    ", got " + std::to_string(k));
   }
   out.k = static_cast<int>(k);
+  LATTICE_RETURN_IF_ERROR(CheckWork(out, limits));
   return out;
 }
 
 // A query-string integer in [lo, hi].
 Status QueryInt(const std::string& name, const std::string& text, int64_t lo, int64_t hi,
-                int64_t* out) {
+                int64_t* out, const std::string& limit_name = "") {
   const char* end = text.data() + text.size();
   const auto [ptr, ec] = std::from_chars(text.data(), end, *out);
   if (text.empty() || ec != std::errc() || ptr != end) {
@@ -446,7 +463,8 @@ Status QueryInt(const std::string& name, const std::string& text, int64_t lo, in
   }
   if (*out < lo || *out > hi) {
     return Status::InvalidArgument(name + ": must be between " + std::to_string(lo) + " and " +
-                                   std::to_string(hi) + ", got " + std::to_string(*out));
+                                   std::to_string(hi) + ", got " + std::to_string(*out) +
+                                   limit_name);
   }
   return Status::Ok();
 }
@@ -463,7 +481,8 @@ StatusOr<SearchRequest> ParseBinarySearchRequest(
       LATTICE_RETURN_IF_ERROR(QueryInt(name, text, 1, limits.max_k, &v));
       out.k = static_cast<int>(v);
     } else if (name == "ef_search" || name == "nprobe") {
-      LATTICE_RETURN_IF_ERROR(QueryInt(name, text, 1, 1 << 20, &v));
+      const int64_t max = name == "nprobe" ? limits.max_nprobe : limits.max_ef_search;
+      LATTICE_RETURN_IF_ERROR(QueryInt(name, text, 1, max, &v, " (max_" + name + ")"));
       (name == "nprobe" ? out.params.nprobe : out.params.ef_search) = static_cast<int>(v);
     } else {
       return Status::InvalidArgument("unknown query parameter '" + name +
@@ -484,6 +503,7 @@ StatusOr<SearchRequest> ParseBinarySearchRequest(
                                    std::to_string(limits.max_batch) +
                                    " in one request (max_batch)");
   }
+  LATTICE_RETURN_IF_ERROR(CheckWork(out, limits));
   out.vectors.resize(body.size() / sizeof(float));
   std::memcpy(out.vectors.data(), body.data(), body.size());
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__

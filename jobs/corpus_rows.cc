@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "jobs/data_roots.h"
 #include "jobs/internal/image_folder.h"
 
 namespace lattice::jobs {
@@ -16,6 +17,7 @@ namespace {
 
 // The first `n` (decompressed) bytes of a file; fewer if the file is shorter.
 StatusOr<std::string> ReadPrefix(const std::string& path, size_t n) {
+  LATTICE_RETURN_IF_ERROR(CheckDataPath(path));
   gzFile f = gzopen(path.c_str(), "rb");
   if (f == nullptr) {
     if (errno == ENOENT) return Status::InvalidArgument("file not found: " + path);

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <random>
 
+#include "jobs/data_roots.h"
+
 namespace lattice::jobs {
 namespace {
 
@@ -18,6 +20,7 @@ Status Bad(const std::string& path, const std::string& msg) {
 
 // Reads a whole file; gzip-compressed files are decompressed transparently.
 StatusOr<std::string> ReadFile(const std::string& path) {
+  LATTICE_RETURN_IF_ERROR(CheckDataPath(path));
   gzFile f = gzopen(path.c_str(), "rb");
   if (f == nullptr) {
     if (errno == ENOENT) return Status::InvalidArgument("file not found: " + path);
@@ -174,8 +177,8 @@ StatusOr<size_t> ReadIdxHeader(const std::string& path, const std::string& b,
   if (b.size() < 4 + 4 * ndims) return Bad(path, "truncated idx header");
   uint32_t magic = BigEndian32(b, 0);
   if (magic != expected_magic) {
-    return Bad(path, "bad idx magic " + std::to_string(magic) + " (expected " +
-                         std::to_string(expected_magic) + ")");
+    // The file's own bytes stay out of the message (it may reach HTTP clients).
+    return Bad(path, "not an idx file with magic number " + std::to_string(expected_magic));
   }
   int64_t count = 1;
   for (size_t i = 0; i < ndims; ++i) {

@@ -59,9 +59,13 @@ int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel
     ShutdownWorkers(channel);
     return 1;
   };
+  // Everything the coordinator creates in the data directory (RocksDB files, token,
+  // coordinator.json, indexes) is private: files 0600, directories 0700.
+  umask(077);
   std::error_code ec;
   std::filesystem::create_directories(options.data_dir, ec);
   if (ec) return fail(Status::IoError("cannot create data directory " + options.data_dir + ": " + ec.message()));
+  std::filesystem::permissions(options.data_dir, std::filesystem::perms::owner_all, ec);
 
   auto store = StateStore::Open({options.data_dir + "/state", /*sync_writes=*/true});
   if (!store.ok()) return fail(store.status());
@@ -89,6 +93,8 @@ int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel
   hopts.address = options.http_address;
   hopts.port = options.http_port;
   hopts.threads = options.http_threads;
+  hopts.max_connections = options.http_max_connections;
+  hopts.allowed_hosts = options.allowed_hosts;
   auto server = HttpServer::Start(
       hopts, MakeApiRouter(&coordinator, store->get(), &registry, *token, catalog->get()));
   if (!server.ok()) return fail(server.status().WithContext("HTTP API"));
@@ -96,7 +102,7 @@ int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel
   nlohmann::json info = {{"address", options.http_address}, {"port", port}, {"pid", getpid()},
                          {"workers", channel.size() - 1}};
   std::string info_path = options.data_dir + "/coordinator.json";
-  Status wrote = WriteFileAtomically(info_path, info.dump() + "\n", 0644);
+  Status wrote = WriteFileAtomically(info_path, info.dump() + "\n", 0600);
   if (!wrote.ok()) return fail(wrote);
   std::fprintf(stderr,
                "lattice cluster: coordinator listening on http://%s:%u with %d worker(s); "

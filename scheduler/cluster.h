@@ -5,14 +5,16 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "control/channel.h"
 
 namespace lattice {
 
 struct ClusterOptions {
-  // Data directory: RocksDB state under <dir>/state, the API token in <dir>/token
-  // (mode 0600), the API address in <dir>/coordinator.json. Default: ./lattice-data.
+  // Data directory: RocksDB state under <dir>/state, the API token in <dir>/token, the
+  // API address in <dir>/coordinator.json; files 0600, directories 0700.
+  // Default: ./lattice-data.
   std::string data_dir = "./lattice-data";
   // HTTP API address. Default: 127.0.0.1 (loopback only).
   std::string http_address = "127.0.0.1";
@@ -20,6 +22,16 @@ struct ClusterOptions {
   uint16_t http_port = 7070;
   // HTTP server threads. Default: 2.
   int http_threads = 2;
+  // Most HTTP connections open at once (HttpServerOptions::max_connections). Default: 1024.
+  int http_max_connections = 1024;
+  // Host names accepted in the Host header besides the bound address, loopback,
+  // "localhost" and the machine's host name (DNS-rebinding protection); "*" accepts any.
+  // Default: empty.
+  std::vector<std::string> allowed_hosts;
+  // Directories that dataset and corpus files of specs must lie in (after resolving
+  // symlinks); the data directory is never readable as data. Default: empty = the
+  // working directory the cluster was started in.
+  std::vector<std::string> data_roots;
   // Milliseconds of silence before a worker is declared lost. Default: 60000.
   int worker_timeout_ms = 60000;
   // Intra-op threads per worker task (LibTorch/OpenMP). Default: 1.

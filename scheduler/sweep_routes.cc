@@ -201,7 +201,7 @@ void AddTrialRoutes(Router& r, StateStore* store) {
     out.headers.emplace_back("Content-Disposition",
                              "attachment; filename=\"" + id->ToString() + ".ckpt\"");
     return out;
-  });
+  }, RouteOptions{/*authenticated=*/true, /*offload=*/false});
   r.Add("GET", "/v1/trials/{id}/metrics", [store, parse](HttpRequest& req) {
     auto id = parse(req.path_params["id"]);
     if (!id.ok()) return HttpResponse::FromStatus(id.status());

@@ -9,11 +9,11 @@
 //   GET  /v1/trials/{id}[/metrics]
 //   GET  /v1/trials/{id}/checkpoints    its step checkpoints (after retention) and final one
 //   GET  /v1/trials/{id}/checkpoint     the stored final checkpoint (application/octet-stream);
-//                                       ?step=N: that step checkpoint
+//                                       ?step=N: that step checkpoint. Needs the token.
 //   GET  /v1/workers
 //   GET  /v1/indexes[/{name}], POST /v1/indexes/{name}/search   see index/routes.h
 //   GET  /metrics                       Prometheus text format
-// Mutating routes need "Authorization: Bearer <token>". Errors are
+// Mutating routes and the checkpoint download need "Authorization: Bearer <token>". Errors are
 // {"error": {"code": ..., "message": ...}} with the matching status code.
 //
 // Threading: handlers run on the HTTP server's threads; reads go to the StateStore

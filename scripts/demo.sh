@@ -12,7 +12,9 @@ LOG="$DATA_DIR.log"
 rm -rf "$DATA_DIR" "$LOG"
 echo "== starting a local cluster: mpirun -np 3 $LATTICE cluster --data-dir $DATA_DIR"
 setsid mpirun --allow-run-as-root --oversubscribe --enable-recovery --bind-to none -np 3 \
-  "$LATTICE" cluster --data-dir "$DATA_DIR" --port 0 --worker-threads 1 > "$LOG" 2>&1 &
+  "$LATTICE" cluster --data-dir "$DATA_DIR" --port 0 --worker-threads 1 \
+  --data-roots "$PWD,/usr/share/datasets,/usr/lib/python3/dist-packages/sklearn/datasets/data" \
+  > "$LOG" 2>&1 &
 MPIRUN_PID=$!
 cleanup() {
   kill -TERM -- "-$MPIRUN_PID" 2>/dev/null || true

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -178,10 +179,12 @@ class CheckpointDownloadTest : public ::testing::Test {
       return HttpResponse::Error(404, "not_found",
                                  "trial " + id + " (failed) has no checkpoint: only completed "
                                  "train trials keep one");
-    });
+    }, RouteOptions{/*authenticated=*/true, /*offload=*/false});  // as the coordinator's
+    router->SetToken("download-token-0123456789");
+    std::ofstream(data_dir_.Join("token")) << "download-token-0123456789\n";
     server_ = testing::StartLoopbackServer(router);
     options_.port = server_->port();
-    options_.data_dir = dir_.path();
+    options_.data_dir = data_dir_.path();
     options_.timeout_ms = 5000;
   }
 
@@ -193,11 +196,20 @@ class CheckpointDownloadTest : public ::testing::Test {
   }
 
   testutil::TempDir dir_;
+  testutil::TempDir data_dir_;  // the coordinator's, with the token
   std::unique_ptr<HttpServer> server_;
   ClientOptions options_;
   std::ostringstream out_, err_;
   CommandIo io_{out_, err_, false};
 };
+
+// Issue 9: the download route needs the token; without the token file the CLI says so.
+TEST_F(CheckpointDownloadTest, SendsTheTokenAndNeedsTheTokenFile) {
+  ASSERT_EQ(Download("s3-t4", dir_.Join("a.pt")), 0) << err_.str();
+  std::remove(data_dir_.Join("token").c_str());
+  EXPECT_EQ(Download("s3-t4", dir_.Join("b.pt")), 1);
+  EXPECT_NE(err_.str().find("cannot read the API token"), std::string::npos) << err_.str();
+}
 
 TEST_F(CheckpointDownloadTest, WritesArchiveAndHeader) {
   ASSERT_EQ(Download("s3-t4", dir_.Join("best.pt")), 0) << err_.str();

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -92,7 +94,7 @@ TEST_F(HttpServerTest, UnknownPathIs404AndWrongMethodIs405) {
   EXPECT_EQ(Body(wrong)["error"]["code"], "method_not_allowed");
 
   RawConnection raw(server_->port());
-  raw.Send("PUT /v1/sweeps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  raw.Send("PUT /v1/sweeps HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
   const std::string text = raw.ReadToEof();
   EXPECT_NE(text.find("405"), std::string::npos) << text;
   EXPECT_NE(text.find("Allow: GET, POST"), std::string::npos) << text;
@@ -168,7 +170,8 @@ TEST_F(HttpServerTest, HandlerExceptionIs500AndServerKeepsServing) {
   ASSERT_OK(boom);
   EXPECT_EQ(boom->status, 500);
   EXPECT_EQ(Body(boom)["error"]["code"], "internal");
-  EXPECT_NE(Body(boom)["error"]["message"].get<std::string>().find("kaboom"), std::string::npos);
+  // The exception text goes to stderr, not to the client.
+  EXPECT_EQ(Body(boom)["error"]["message"].get<std::string>().find("kaboom"), std::string::npos);
   auto next = client.Request("GET", "/v1/sweeps");
   ASSERT_OK(next);
   EXPECT_EQ(next->status, 200);
@@ -197,7 +200,7 @@ TEST(HttpServerLimitsTest, BodyOverTheLimitIs413) {
   ASSERT_NE(server, nullptr);
   {  // Declared too large: answered right after the headers.
     RawConnection raw(server->port());
-    raw.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
+    raw.Send("POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000000\r\n\r\n");
     const std::string text = raw.ReadToEof();
     EXPECT_EQ(text.rfind("HTTP/1.1 413", 0), 0u) << text;
   }
@@ -217,7 +220,7 @@ TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {
   RawConnection raw(server_->port());
   boost::beast::flat_buffer buffer;
   for (int i = 0; i < 3; ++i) {
-    raw.Send("GET /v1/sweeps HTTP/1.1\r\nHost: x\r\n\r\n");
+    raw.Send("GET /v1/sweeps HTTP/1.1\r\nHost: localhost\r\n\r\n");
     http::response<http::string_body> res;
     http::read(raw.socket(), buffer, res);
     EXPECT_EQ(res.result_int(), 200u);
@@ -225,8 +228,8 @@ TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {
   }
   // Pipelined: two requests in one write, two responses in order.
   raw.Send(
-      "GET /v1/sweeps/s1/trials HTTP/1.1\r\nHost: x\r\n\r\n"
-      "GET /v1/sweeps/s2/trials HTTP/1.1\r\nHost: x\r\n\r\n");
+      "GET /v1/sweeps/s1/trials HTTP/1.1\r\nHost: localhost\r\n\r\n"
+      "GET /v1/sweeps/s2/trials HTTP/1.1\r\nHost: localhost\r\n\r\n");
   for (const char* id : {"s1", "s2"}) {
     http::response<http::string_body> res;
     http::read(raw.socket(), buffer, res);
@@ -297,6 +300,185 @@ TEST_F(HttpServerTest, KeepAliveLatency) {
   std::printf("keep-alive GET latency over %d requests: p50 %.1f us, p95 %.1f us, p99 %.1f us\n",
               kRequests, p50, p95, p99);
   EXPECT_LT(p95, 20000.0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 9: limits and load shedding.
+
+// Reads one response from `raw` (nothing else: the server may close afterwards).
+http::response<http::string_body> ReadResponse(RawConnection& raw) {
+  boost::beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  boost::system::error_code ec;
+  http::read(raw.socket(), buffer, res, ec);
+  EXPECT_FALSE(ec) << ec.message();
+  return res;
+}
+
+TEST_F(HttpServerTest, MutatingRouteIsRefusedBeforeItsBodyIsRead) {
+  // The header promises 60 MB that never come: the 401 must come from the header alone.
+  RawConnection raw(server_->port());
+  raw.Send("POST /v1/sweeps HTTP/1.1\r\nHost: localhost\r\nContent-Length: 60000000\r\n\r\n"
+           "partial");
+  const http::response<http::string_body> res = ReadResponse(raw);
+  EXPECT_EQ(res.result_int(), 401u);
+  EXPECT_FALSE(res.keep_alive());  // the unread body is not parsed as the next request
+  EXPECT_EQ(json::parse(res.body())["error"]["code"], "unauthenticated");
+
+  // With the token the body is read as before.
+  auto ok = Client("s3cret").Request("POST", "/v1/sweeps", "abc");
+  ASSERT_OK(ok);
+  EXPECT_EQ(ok->status, 201);
+}
+
+TEST(HttpServerLimitsTest, ChunkedBodiesCountAgainstTheBodyLimit) {
+  HttpServerOptions options;
+  options.max_body_bytes = 1000;
+  auto server = testing::StartLoopbackServer(MakeRouter(), options);
+  ASSERT_NE(server, nullptr);
+  RawConnection raw(server->port());
+  std::string chunk(600, 'a');
+  raw.Send("POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "258\r\n" + chunk + "\r\n258\r\n" + chunk + "\r\n0\r\n\r\n");
+  EXPECT_EQ(ReadResponse(raw).result_int(), 413u);
+}
+
+TEST(HttpServerLimitsTest, HugeChunkedTrailersAre431NotUnboundedMemory) {
+  HttpServerOptions options;
+  options.max_header_bytes = 4096;
+  auto server = testing::StartLoopbackServer(MakeRouter(), options);
+  ASSERT_NE(server, nullptr);
+  // One 64 KiB trailer field (was: connection dropped without a reply).
+  {
+    RawConnection raw(server->port());
+    raw.Send("POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "3\r\nabc\r\n0\r\nX-Pad: " + std::string(64 << 10, 'p') + "\r\n\r\n");
+    const auto res = ReadResponse(raw);
+    EXPECT_EQ(res.result_int(), 431u) << res.body();
+  }
+  // Trailers without end (was: buffered whole, 300 MB accepted). The server must answer
+  // 431 long before the 8 MB are sent; a writer thread keeps sending until it is refused.
+  {
+    RawConnection raw(server->port());
+    raw.Send("POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "3\r\nabc\r\n0\r\n");
+    std::thread writer([&raw] {
+      const std::string field = "X-Pad: " + std::string(1000, 'p') + "\r\n";
+      boost::system::error_code ec;
+      for (int i = 0; i < 8000 && !ec; ++i) {
+        boost::asio::write(raw.socket(), boost::asio::buffer(field), ec);
+      }
+    });
+    const auto res = ReadResponse(raw);
+    EXPECT_EQ(res.result_int(), 431u) << res.body();
+    raw.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both);
+    writer.join();
+  }
+}
+
+TEST(HttpServerLimitsTest, HostHeaderMustNameThisServer) {
+  HttpServerOptions options;
+  options.allowed_hosts = {"lattice.example"};
+  auto server = testing::StartLoopbackServer(MakeRouter(), options);
+  ASSERT_NE(server, nullptr);
+  const std::string port = std::to_string(server->port());
+  for (const std::string& host : std::vector<std::string>{"localhost", "127.0.0.1:" + port, "LOCALHOST:" + port,
+                                 "[::1]:" + port, "lattice.example"}) {
+    RawConnection raw(server->port());
+    raw.Send("GET /v1/sweeps HTTP/1.1\r\nHost: " + host + "\r\n\r\n");
+    EXPECT_EQ(ReadResponse(raw).result_int(), 200u) << host;
+  }
+  for (const std::string& host : std::vector<std::string>{"evil.example", "evil.example:" + port, "10.1.2.3"}) {
+    RawConnection raw(server->port());
+    raw.Send("GET /v1/sweeps HTTP/1.1\r\nHost: " + host + "\r\n\r\n");
+    const auto res = ReadResponse(raw);
+    EXPECT_EQ(res.result_int(), 403u) << host;
+    EXPECT_EQ(json::parse(res.body())["error"]["code"], "forbidden_host");
+  }
+}
+
+TEST(HttpServerLimitsTest, AtTheConnectionCapHealthzStillAnswersAndOthersGet503) {
+  auto router = MakeRouter();
+  router->Add("GET", "/healthz", [](HttpRequest&) { return HttpResponse::Json(200, {}); });
+  HttpServerOptions options;
+  options.max_connections = 4;
+  options.reserve_connections = 2;
+  auto server = testing::StartLoopbackServer(router, options);
+  ASSERT_NE(server, nullptr);
+  std::vector<std::unique_ptr<RawConnection>> idle;
+  for (int i = 0; i < 4; ++i) idle.push_back(std::make_unique<RawConnection>(server->port()));
+  // Served in turn, so all four hold a session before the next one is accepted.
+  {
+    RawConnection raw(server->port());
+    raw.Send("GET /v1/sweeps HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    const auto res = ReadResponse(raw);
+    EXPECT_EQ(res.result_int(), 503u);
+    EXPECT_EQ(res[http::field::retry_after], "1");
+    EXPECT_EQ(json::parse(res.body())["error"]["code"], "overloaded");
+  }
+  {
+    RawConnection raw(server->port());
+    raw.Send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    const auto res = ReadResponse(raw);
+    EXPECT_EQ(res.result_int(), 200u);
+    EXPECT_FALSE(res.keep_alive());
+  }
+  // Below the cap again, ordinary requests are served.
+  idle.clear();
+  EXPECT_TRUE(testutil::WaitFor(
+      [&] {
+        cli::HttpClient client("127.0.0.1", server->port(), "", std::chrono::seconds(10));
+        auto r = client.Request("GET", "/v1/sweeps");
+        return r.ok() && r->status == 200;
+      },
+      std::chrono::seconds(30)));
+}
+
+TEST(HttpServerLimitsTest, OffloadedRoutesLeaveTheIoThreadsFree) {
+  // A slow offloaded handler holds the one work thread (no queue): another offloaded
+  // request is 503 with Retry-After at once, and a plain route still answers meanwhile.
+  auto router = std::make_shared<Router>();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> started{0};
+  RouteOptions heavy;
+  heavy.offload = true;
+  router->Add("POST", "/heavy", [&](HttpRequest&) {
+    ++started;
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return release; });
+    return HttpResponse::Json(200, {{"done", true}});
+  }, heavy);
+  router->Add("GET", "/healthz", [](HttpRequest&) { return HttpResponse::Json(200, {}); });
+  HttpServerOptions options;
+  options.threads = 1;
+  options.work_threads = 1;
+  options.work_queue = 0;
+  auto server = testing::StartLoopbackServer(router, options);
+  ASSERT_NE(server, nullptr);
+
+  auto post = [&] {
+    return cli::HttpClient("127.0.0.1", server->port(), "", std::chrono::seconds(60))
+        .Request("POST", "/heavy", "{}");
+  };
+  std::thread first([&] { EXPECT_EQ(post()->status, 200); });
+  ASSERT_TRUE(testutil::WaitFor([&] { return started.load() == 1; }, std::chrono::seconds(30)));
+  auto second = post();
+  ASSERT_OK(second);
+  EXPECT_EQ(second->status, 503);
+  EXPECT_EQ(json::parse(second->body)["error"]["code"], "overloaded");
+
+  auto health = cli::HttpClient("127.0.0.1", server->port(), "", std::chrono::seconds(30))
+                    .Request("GET", "/healthz");
+  ASSERT_OK(health);
+  EXPECT_EQ(health->status, 200);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  first.join();
 }
 
 }  // namespace

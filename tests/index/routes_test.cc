@@ -295,7 +295,10 @@ TEST_F(IndexApiTest, BadBinaryRequestsAreClear400s) {
             "vectors: must hold at least one query");
   EXPECT_EQ(error("?k=0", row), "k: must be between 1 and 1000, got 0");
   EXPECT_EQ(error("?k=ten", row), "k: expected an integer, got 'ten'");
-  EXPECT_EQ(error("?ef_search=0", row), "ef_search: must be between 1 and 1048576, got 0");
+  EXPECT_EQ(error("?ef_search=0", row),
+            "ef_search: must be between 1 and 1024, got 0 (max_ef_search)");
+  EXPECT_EQ(error("?nprobe=1025", row),
+            "nprobe: must be between 1 and 1024, got 1025 (max_nprobe)");
   EXPECT_EQ(error("?nprobe=2x", row), "nprobe: expected an integer, got '2x'");
   EXPECT_EQ(error("?kk=5", row), "unknown query parameter 'kk' (expected k, ef_search, nprobe)");
   std::string too_many;
@@ -328,6 +331,51 @@ TEST_F(IndexApiTest, SearchIsCountedInPrometheusMetrics) {
   const std::string text = RenderMetrics(*registry_);
   EXPECT_NE(text.find("lattice_index_queries_total"), std::string::npos) << text;
   EXPECT_NE(text.find("lattice_index_search_seconds_count"), std::string::npos) << text;
+}
+
+// Issue 9: {"items": [0..9999], "k": 1000, "params": {"ef_search": 1048576}} held an HTTP
+// thread for minutes. Each cap is a 400 that names its limit.
+TEST_F(IndexApiTest, WorkPerRequestIsCappedAndNamed) {
+  const std::string row = Rows(0, 1)[0].dump();
+  EXPECT_EQ(Error("{\"params\":{\"ef_search\":1048576},\"vectors\":[" + row + "]}"),
+            "params.ef_search: must be between 1 and 1024, got 1048576 (max_ef_search)");
+  EXPECT_EQ(Error("{\"vectors\":[" + row + "],\"params\":{\"nprobe\":4096}}"),
+            "params.nprobe: must be between 1 and 1024, got 4096 (max_nprobe)");
+  // At the caps a search is still served.
+  Call("POST", "/v1/indexes/hnsw16/search",
+       "{\"vectors\":[" + row + "],\"k\":1000,\"params\":{\"ef_search\":1024}}", 200);
+}
+
+TEST(SearchRequestTest, TheFuzzedRequestIsRejectedNamingTheLimit) {
+  std::string items;
+  for (int i = 0; i < 10000; ++i) items += (i > 0 ? "," : "") + std::to_string(i);
+  SearchRequestLimits limits;
+  limits.dim = 4;
+  auto fuzzed = ParseSearchRequest(
+      "{\"items\":[" + items + "],\"k\":1000,\"params\":{\"ef_search\":1048576}}", limits);
+  ASSERT_FALSE(fuzzed.ok());
+  EXPECT_EQ(fuzzed.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(fuzzed.status().message().find("(max_ef_search)"), std::string::npos)
+      << fuzzed.status().message();
+  // Within every single cap, the product still is too much.
+  auto product = ParseSearchRequest(
+      "{\"items\":[" + items + "],\"k\":1000,\"params\":{\"ef_search\":1024}}", limits);
+  ASSERT_FALSE(product.ok());
+  EXPECT_EQ(product.status().message(),
+            "too much work in one request: 10000 queries x ef_search 1024 = 10240000 exceeds "
+            "1000000 (max_query_work); split the batch");
+  auto k_product = ParseSearchRequest("{\"items\":[" + items + "],\"k\":1000}", limits);
+  ASSERT_FALSE(k_product.ok());
+  EXPECT_NE(k_product.status().message().find("10000 queries x k 1000"), std::string::npos);
+  // The binary form applies the same product.
+  std::string body(static_cast<size_t>(2000) * 4 * sizeof(float), '\0');
+  auto binary = ParseBinarySearchRequest(body, {{"k", "1000"}}, limits);
+  ASSERT_FALSE(binary.ok());
+  EXPECT_NE(binary.status().message().find("(max_query_work)"), std::string::npos);
+  // What the benchmarks send is fine: 10,000 queries, k 10, ef_search 32.
+  auto bench = ParseSearchRequest(
+      "{\"items\":[" + items + "],\"k\":10,\"params\":{\"ef_search\":32}}", limits);
+  EXPECT_TRUE(bench.ok()) << bench.status().message();
 }
 
 TEST(SearchRequestTest, ParsesIntoOneContiguousBuffer) {

@@ -1,4 +1,5 @@
 #include "tests/testutil/cluster.h"
+#include "tests/testutil/testutil.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -48,6 +49,17 @@ Status TestCluster::Start(int timeout_ms) {
                                    LatticeBinary(), "cluster", "--data-dir", options_.data_dir,
                                    "--port", "0", "--worker-threads",
                                    std::to_string(options_.worker_threads)};
+  // Datasets of tests sit next to the data directory (one temp dir), in the source tree
+  // (fixtures) or in the shared data sets; the data directory itself is denied anyway.
+  const std::string parent = options_.data_dir.substr(0, options_.data_dir.find_last_of('/'));
+  std::string roots = parent + "," + SourceDir();
+  // (and the system data sets the integration tests and examples read).
+  for (const std::string& dir :
+       {SharedDir(), std::string("/usr/share/datasets"),
+        std::string("/usr/lib/python3/dist-packages/sklearn/datasets/data")}) {
+    if (std::filesystem::is_directory(dir)) roots += "," + dir;
+  }
+  args.insert(args.end(), {"--data-roots", roots});
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   pid_ = fork();
   if (pid_ < 0) return Status::Internal("fork failed");

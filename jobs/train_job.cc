@@ -2,6 +2,9 @@
 #include "jobs/train_job.h"
 #include "jobs/internal/threads.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <torch/torch.h>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -9,8 +12,6 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
-#include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -641,9 +642,14 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
 }
 
 StatusOr<JobResult> RunNoop(const JobConfig& cfg, JobContext& ctx) {
-  if (cfg.crash && !std::filesystem::exists(cfg.crash->once_file)) {
-    std::ofstream(cfg.crash->once_file) << "crashed once\n";
-    std::raise(cfg.crash->signal);
+  if (cfg.crash) {
+    // O_EXCL: of tasks running at once on several workers, only the one that creates the
+    // file crashes.
+    const int fd = ::open(cfg.crash->once_file.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+    if (fd >= 0) {
+      ::close(fd);
+      std::raise(cfg.crash->signal);
+    }
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg.sleep_ms);
   while (std::chrono::steady_clock::now() < deadline) {

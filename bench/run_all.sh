@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark, each against its peer in the same run. Takes ~12 minutes
+# `make bench`: every benchmark, each against its peer in the same run. Takes ~15 minutes
 # on 2 cores. Results and how to read them: docs/BENCHMARKS.md.
 # Usage: bench/run_all.sh [build-dir]
 set -euo pipefail
@@ -19,3 +19,6 @@ bash bench/ann_peers.sh "$BUILD" 1000
 echo
 echo "######## vector search over HTTP vs in process"
 "$BUILD/bench/http_search_bench"
+echo
+echo "######## cost of metrics on the hot paths (--metrics true vs false, alternated)"
+bash bench/metrics_bench.sh "$BUILD" 3

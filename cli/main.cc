@@ -55,6 +55,7 @@ int RunCluster(const lattice::ClusterOptions& options) {
       lattice::WorkerOptions wopts;
       wopts.num_threads = options.worker_threads;
       wopts.isolate_tasks = options.isolate_tasks;
+      wopts.report_usage = options.metrics;
       wopts.coordinator_timeout_ms = options.worker_timeout_ms;
       wopts.stop = &g_stop;
       rc = lattice::RunWorker(channel, wopts);
@@ -92,6 +93,9 @@ int main(int argc, char** argv) {
                       "Run each worker's tasks in a child process that the worker restarts when "
                       "a task crashes (true), or in the worker rank itself (false)")
       ->capture_default_str();
+  // Hidden: only bench/metrics_bench.sh turns metric updates off, to measure their cost.
+  cluster->add_option("--metrics", cluster_options.metrics, "Update metrics (false: benchmarks only)")
+      ->group("");
   cluster->add_option("--max-connections", cluster_options.http_max_connections,
                       "Most HTTP connections open at once; beyond it /healthz is still served "
                       "and other requests get 503")

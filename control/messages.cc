@@ -21,20 +21,28 @@ StatusOr<TrialId> TrialFromJson(const json& j, const char* key) {
 }
 
 json Encode(const RegisterMsg& m) {
-  return {{"host", m.host}, {"threads", m.threads}, {"device", m.device}, {"pid", m.pid}};
+  json j = {{"host", m.host}, {"threads", m.threads}, {"device", m.device}, {"pid", m.pid}};
+  if (m.vram_total_bytes > 0) j["vram_total_bytes"] = m.vram_total_bytes;
+  return j;
 }
 json Encode(const AssignMsg& m) {
   return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"config", m.config}};
 }
+// Optional fields are written only when set and read with a default, so either side may
+// be older than the other.
 json Encode(const ProgressMsg& m) {
-  return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"epoch", m.epoch},
-          {"metrics", m.metrics}};
+  json j = {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"epoch", m.epoch},
+            {"metrics", m.metrics}};
+  if (m.processed > 0) j["processed"] = m.processed;
+  return j;
 }
 json Encode(const ResultMsg& m) {
-  return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt},
-          {"code", static_cast<int>(m.code)}, {"metrics", m.metrics},
-          {"epochs_done", m.epochs_done}, {"error", m.error},
-          {"run_seconds", m.run_seconds}};
+  json j = {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt},
+            {"code", static_cast<int>(m.code)}, {"metrics", m.metrics},
+            {"epochs_done", m.epochs_done}, {"error", m.error},
+            {"run_seconds", m.run_seconds}};
+  if (m.processed > 0) j["processed"] = m.processed;
+  return j;
 }
 json Encode(const HeartbeatMsg& m) {
   json j = {{"rss_bytes", m.rss_bytes}, {"vram_bytes", m.vram_bytes}};
@@ -125,7 +133,8 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
   switch (type) {
     case MessageType::kRegister:
       return Message(RegisterMsg{j.at("host").get<std::string>(), j.at("threads").get<int>(),
-                                 j.at("device").get<std::string>(), j.value("pid", 0)});
+                                 j.at("device").get<std::string>(), j.value("pid", 0),
+                                 j.value("vram_total_bytes", int64_t{0})});
     case MessageType::kAssign: {
       LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
       return Message(AssignMsg{id, j.at("attempt").get<int>(), j.at("config")});
@@ -133,7 +142,8 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
     case MessageType::kProgress: {
       LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
       return Message(ProgressMsg{id, j.at("attempt").get<int>(), j.at("epoch").get<int>(),
-                                 j.at("metrics").get<std::map<std::string, double>>()});
+                                 j.at("metrics").get<std::map<std::string, double>>(),
+                                 j.value("processed", int64_t{0})});
     }
     case MessageType::kResult: {
       LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
@@ -144,7 +154,7 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
       return Message(ResultMsg{id, j.at("attempt").get<int>(), static_cast<StatusCode>(code),
                                j.at("metrics").get<std::map<std::string, double>>(),
                                j.at("epochs_done").get<int>(), j.at("error").get<std::string>(),
-                               j.value("run_seconds", 0.0)});
+                               j.value("run_seconds", 0.0), j.value("processed", int64_t{0})});
     }
     case MessageType::kHeartbeat: {
       HeartbeatMsg m;

@@ -54,6 +54,7 @@ struct RegisterMsg {
   int threads = 1;           // intra-op threads this worker gives a task
   std::string device = "cpu";
   int pid = 0;               // of the worker rank's process
+  int64_t vram_total_bytes = 0;  // memory of its device (0 on a CPU worker)
 };
 
 struct AssignMsg {
@@ -67,6 +68,9 @@ struct ProgressMsg {
   int attempt = 0;
   int epoch = 0;             // 1-based
   std::map<std::string, double> metrics;
+  // Rows the task processed since its previous Progress (train / distill: training samples
+  // through an optimizer step), for the throughput counters; 0 when not measured.
+  int64_t processed = 0;
 };
 
 struct ResultMsg {
@@ -79,6 +83,10 @@ struct ResultMsg {
   int epochs_done = 0;
   std::string error;
   double run_seconds = 0;    // time the worker spent running it (not queued)
+  // Rows processed since the attempt's last Progress (train / distill: training samples;
+  // embed: corpus rows embedded), also when it failed or was cancelled; 0: none or not
+  // measured.
+  int64_t processed = 0;
 };
 
 struct HeartbeatMsg {

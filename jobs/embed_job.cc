@@ -411,6 +411,7 @@ StatusOr<JobResult> RunEmbed(const EmbedConfig& config, JobContext& ctx) {
   result.metrics["dim"] = block.dim;
   result.metrics["embed_s"] = secs;
   result.metrics["items_per_s"] = static_cast<double>(block.rows) / std::max(secs, 1e-9);
+  if (ctx.processed != nullptr) ctx.processed->fetch_add(block.rows, std::memory_order_relaxed);
   result.embeddings = std::move(block);
   return result;
 }

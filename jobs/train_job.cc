@@ -345,6 +345,7 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
     schedule_->OnStep();
     loss_sum += value * static_cast<double>(len);
     seen += len;
+    if (ctx_.processed != nullptr) ctx_.processed->fetch_add(len, std::memory_order_relaxed);
     if (CheckpointDue() && ctx_.on_checkpoint) {
       LATTICE_RETURN_IF_ERROR(Snapshot(epoch, b + 1, loss_sum, seen));
     }

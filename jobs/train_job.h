@@ -72,6 +72,7 @@
 // job per process at a time. The callbacks are invoked on the calling thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -95,6 +96,10 @@ struct JobContext {
   std::function<bool()> cancelled;
   // Called after every epoch with that epoch's metrics. May be empty.
   std::function<void(int epoch, const std::map<std::string, double>& metrics)> on_epoch;
+  // Rows processed, added to as the job goes (train / distill: each training batch's
+  // samples after its optimizer step; embed: the shard's rows once embedded), for the
+  // worker's throughput reports. Not owned; null: not counted.
+  std::atomic<int64_t>* processed = nullptr;
   // Shared dataset cache (not owned; must outlive RunJob). Null: load without caching.
   DatasetCache* cache = nullptr;
   // Intra-op threads when the config has no train.threads. Default: 1.

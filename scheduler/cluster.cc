@@ -82,7 +82,7 @@ int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel
   copts.keepalive_ms = std::max(1, options.worker_timeout_ms / 4);
   copts.stop = stop;
   copts.index_builder = &index_builder;
-  Coordinator coordinator(copts, store->get(), &channel, &metrics);
+  Coordinator coordinator(copts, store->get(), &channel, options.metrics ? &metrics : nullptr);
   Status recovered = coordinator.Recover();
   if (!recovered.ok()) return fail(recovered);
 

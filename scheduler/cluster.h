@@ -39,6 +39,10 @@ struct ClusterOptions {
   // Workers run tasks in a child process they restart when it dies (worker/worker.h).
   // Default: true.
   bool isolate_tasks = true;
+  // Metric updates on the hot paths: the coordinator's metrics (the families stay, at their
+  // initial values) and the workers' usage reports (WorkerOptions::report_usage). false
+  // only to measure their cost (bench/metrics_bench.sh). Default: true.
+  bool metrics = true;
 };
 
 // Runs rank 0 until `stop` is set (SIGINT/SIGTERM). Returns the process exit code.

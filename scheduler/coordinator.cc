@@ -38,6 +38,7 @@ Coordinator::Coordinator(CoordinatorOptions options, StateStore* store, ControlC
       metrics_(metrics),
       clock_(options_.clock != nullptr ? options_.clock : SystemClock()) {
   slots_.resize(static_cast<size_t>(channel_->size()));
+  if (metrics_ != nullptr) metrics_->EnsureWorkers(channel_->size());
   for (int r = 1; r < channel_->size(); ++r) {
     slots_[r].view.rank = WorkerRank{r};
     slots_[r].view.state = WorkerState::kStarting;
@@ -117,7 +118,7 @@ bool Coordinator::RunOnce() {
   did_work |= PlaceTrials(p);
   Flush(p);
   if (did_work) UpdateGauges();
-  if (Now() - rss_sampled_ms_ >= 1000) {
+  if (metrics_ != nullptr && Now() - rss_sampled_ms_ >= 1000) {
     rss_sampled_ms_ = Now();
     metrics_->coordinator_rss_bytes.Set(static_cast<double>(ResidentBytes()));
   }
@@ -144,8 +145,15 @@ void Coordinator::Flush(Pending& p) {
     // again. Every state change (assignment, result, submit, cancel) is synced.
     bool progress_only = p.batch.count() == p.progress_ops;
     Status s = store_->Commit(p.batch, /*sync=*/!progress_only);
-    metrics_->commit_seconds.Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (metrics_ != nullptr) {
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      metrics_->commit_seconds.Observe(seconds);
+      if (s.ok() && p.checkpoint_bytes > 0) {
+        metrics_->checkpoint_write_seconds.Observe(seconds);
+        metrics_->checkpoint_bytes.Increment(static_cast<double>(p.checkpoint_bytes));
+      }
+    }
     if (!s.ok()) {
       // Nothing of this iteration may be acted on: the state is not durable. Stop the
       // cluster rather than run trials whose assignment could be forgotten.

@@ -93,6 +93,7 @@ struct WorkerView {
   std::string device;            // "cpu" or "cuda:0 NVIDIA H100 ... (79.1 GiB)"
   int64_t rss_bytes = 0;
   int64_t vram_bytes = 0;        // device memory in use
+  int64_t vram_total_bytes = 0;  // device memory (0 on a CPU worker)
   int64_t last_seen_ms = 0;
   int64_t trials_done = 0;
   int pid = 0;                   // the worker rank's process
@@ -103,7 +104,8 @@ struct WorkerView {
 
 class Coordinator {
  public:
-  // `store`, `channel` and `metrics` must outlive the coordinator.
+  // `store`, `channel` and `metrics` must outlive the coordinator. `metrics` may be null:
+  // no metric is updated (what bench/metrics_bench.sh compares against).
   Coordinator(CoordinatorOptions options, StateStore* store, ControlChannel* channel,
               SchedulerMetrics* metrics);
 
@@ -177,6 +179,7 @@ class Coordinator {
     std::vector<SweepRecord> index_builds;  // started once their last shard is durable
     std::vector<SweepId> reclaim_blocks;    // vector blocks deleted: compact after commit
     size_t progress_ops = 0;  // batch changes that are only per-epoch progress
+    int64_t checkpoint_bytes = 0;  // checkpoint chunk bytes in `batch` (metrics)
   };
 
   std::future<StatusOr<SweepRecord>> Enqueue(std::shared_ptr<Command> cmd);
@@ -245,6 +248,9 @@ class Coordinator {
   const Slot& slot(WorkerRank rank) const { return slots_[static_cast<size_t>(rank.value)]; }
   int64_t Now() const { return clock_->NowMillis(); }
   void UpdateGauges();
+  // Adds `rows` a worker processed for a trial of `trial`'s sweep to the throughput
+  // counter of its kind (lattice_samples_total / lattice_items_total).
+  void CountProcessed(WorkerRank rank, const TrialId& trial, int64_t rows);
 
   const CoordinatorOptions options_;
   StateStore* const store_;

@@ -27,12 +27,14 @@ void Coordinator::OnCheckpoint(WorkerRank rank, CheckpointMsg& m, Pending& p) {
   CheckpointStore::Writer& writer = it->second;
   // Each piece is stored as it arrives (one chunk): the coordinator never holds a whole
   // checkpoint.
+  const int64_t piece_bytes = static_cast<int64_t>(m.bytes.size());
   if (Status added = writer.Add(p.batch, m.offset, std::move(m.bytes)); !added.ok()) {
     std::fprintf(stderr, "coordinator: %s: checkpoint dropped\n", added.ToString().c_str());
     writer.Abandon(p.batch);
     checkpoint_writers_.erase(it);
     return;
   }
+  p.checkpoint_bytes += piece_bytes;
   // A final checkpoint becomes visible with the trial's completion (StoreCheckpoint).
   if (!writer.complete() || m.step == CheckpointStore::kFinal) return;
   StoreStepCheckpoint(trials_.at(m.trial), writer, p);
@@ -238,6 +240,12 @@ bool Coordinator::CollectIndexBuilds(Pending& p) {
     if (it == sweeps_.end()) continue;
     SweepRecord& sweep = it->second.record;
     std::string index = sweep.spec["index"].value("name", sweep.name);
+    const nlohmann::json& build_seconds = o.meta.is_object() && o.meta.contains("build_seconds")
+                                              ? o.meta["build_seconds"]
+                                              : nlohmann::json();
+    if (metrics_ != nullptr && build_seconds.is_number()) {
+      metrics_->index_build_seconds.Observe(build_seconds.get<double>());
+    }
     if (o.status.ok()) {
       sweep.state = SweepState::kCompleted;
       char msg[200];

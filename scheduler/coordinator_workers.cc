@@ -54,7 +54,11 @@ void Coordinator::OnRegister(WorkerRank rank, const RegisterMsg& m) {
   s.view.threads = m.threads;
   s.view.device = m.device;
   s.view.pid = m.pid;
+  s.view.vram_total_bytes = m.vram_total_bytes;
   s.registered = true;
+  if (SchedulerMetrics::Worker* w = metrics_ != nullptr ? metrics_->worker(rank) : nullptr) {
+    w->vram_total_bytes->Set(static_cast<double>(m.vram_total_bytes));
+  }
   if (s.view.state == WorkerState::kStarting) s.view.state = WorkerState::kIdle;
 }
 
@@ -62,6 +66,10 @@ void Coordinator::OnHeartbeat(WorkerRank rank, const HeartbeatMsg& m, Pending& p
   Slot& s = slot(rank);
   s.view.rss_bytes = m.rss_bytes;
   s.view.vram_bytes = m.vram_bytes;
+  if (SchedulerMetrics::Worker* w = metrics_ != nullptr ? metrics_->worker(rank) : nullptr) {
+    w->rss_bytes->Set(static_cast<double>(m.rss_bytes));
+    w->vram_bytes->Set(static_cast<double>(m.vram_bytes));
+  }
   if (m.task_restarts > s.view.task_restarts) {
     p.batch.AppendEvent("worker_task_process_restarted",
                         {{"rank", rank.value}, {"restarts", m.task_restarts}, {"fault", m.fault}});
@@ -84,18 +92,33 @@ bool Coordinator::IsCurrentAttempt(WorkerRank rank, const TrialId& trial, int at
 }
 
 void Coordinator::OnProgress(WorkerRank rank, const ProgressMsg& m, Pending& p) {
+  CountProcessed(rank, m.trial, m.processed);  // the work was done, even if stale
   if (!IsCurrentAttempt(rank, m.trial, m.attempt)) return;  // stale
   auto it = trials_.find(m.trial);
   it->second.epochs_done = m.epoch;
   p.batch.PutEpochMetrics(EpochMetrics{m.trial, m.attempt, m.epoch, m.metrics});
   p.batch.PutTrial(it->second);
   p.progress_ops += 2;
-  metrics_->epochs_reported.Increment();
+  if (metrics_ != nullptr) metrics_->epochs_reported.Increment();
+}
+
+void Coordinator::CountProcessed(WorkerRank rank, const TrialId& trial, int64_t rows) {
+  if (metrics_ == nullptr || rows <= 0) return;
+  SchedulerMetrics::Worker* w = metrics_->worker(rank);
+  auto sweep = sweeps_.find(trial.sweep);
+  if (w == nullptr || sweep == sweeps_.end()) return;  // a sweep that ended: not counted
+  switch (sweep->second.record.kind) {
+    case JobKind::kTrain: w->train_samples->Increment(static_cast<double>(rows)); break;
+    case JobKind::kDistill: w->distill_samples->Increment(static_cast<double>(rows)); break;
+    case JobKind::kEmbed: w->embed_items->Increment(static_cast<double>(rows)); break;
+    case JobKind::kNoop: break;
+  }
 }
 
 void Coordinator::OnResult(WorkerRank rank, const ResultMsg& m, Pending& p) {
+  CountProcessed(rank, m.trial, m.processed);
   if (ReleaseWorker(rank, m.trial, m.attempt) && m.code == StatusCode::kOk) {
-    metrics_->trial_seconds.Observe(m.run_seconds);
+    if (metrics_ != nullptr) metrics_->trial_seconds.Observe(m.run_seconds);
     auto sweep = sweeps_.find(m.trial.sweep);
     if (sweep != sweeps_.end()) {
       ActiveSweep& s = sweep->second;
@@ -118,8 +141,12 @@ void Coordinator::OnResult(WorkerRank rank, const ResultMsg& m, Pending& p) {
       t.epochs_done = m.epochs_done;
       auto value = m.metrics.find(sweep.metric);
       if (value != m.metrics.end()) t.objective = value->second;
-      auto peak = m.metrics.find("peak_device_memory_bytes");
-      if (peak != m.metrics.end()) metrics_->trial_peak_device_memory_bytes.Set(peak->second);
+      if (metrics_ != nullptr) {
+        auto peak = m.metrics.find("peak_device_memory_bytes");
+        if (peak != m.metrics.end()) metrics_->trial_peak_device_memory_bytes.Set(peak->second);
+        auto rss = m.metrics.find("peak_rss_bytes");
+        if (rss != m.metrics.end()) metrics_->trial_peak_rss_bytes.Set(rss->second);
+      }
     } else {
       event = scheduler::EventForResult(stored.code());
       std::fprintf(stderr, "coordinator: %s\n", stored.ToString().c_str());
@@ -202,7 +229,7 @@ bool Coordinator::PlaceTrials(Pending& p) {
     SendCheckpointIfNeeded(*rank, t, p);
     SendResumeIfAny(*rank, t, p);
     p.sends.emplace_back(*rank, AssignMsg{id, t.attempts, t.config});
-    metrics_->trials_dispatched.Increment();
+    if (metrics_ != nullptr) metrics_->trials_dispatched.Increment();
     placed = true;
   }
   return placed;
@@ -264,7 +291,7 @@ Status Coordinator::Transition(TrialRecord& trial, TrialEvent event, WorkerRank 
   }
   if (trial.state == TrialState::kQueued) queue_.insert(trial.id);
   if (trial.state == TrialState::kRunning) ++sweep.running;
-  if (before == TrialState::kRunning && trial.state == TrialState::kQueued) {
+  if (metrics_ != nullptr && before == TrialState::kRunning && trial.state == TrialState::kQueued) {
     metrics_->trials_retried.Increment();
   }
   p.batch.PutTrial(trial);
@@ -278,10 +305,12 @@ Status Coordinator::Transition(TrialRecord& trial, TrialEvent event, WorkerRank 
 
 void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
   step_checkpoints_.erase(trial.id);  // stored ones stay (retention already applied)
-  switch (trial.state) {
-    case TrialState::kCompleted: metrics_->trials_completed.Increment(); break;
-    case TrialState::kFailed: metrics_->trials_failed.Increment(); break;
-    default: metrics_->trials_cancelled.Increment(); break;
+  if (metrics_ != nullptr) {
+    switch (trial.state) {
+      case TrialState::kCompleted: metrics_->trials_completed.Increment(); break;
+      case TrialState::kFailed: metrics_->trials_failed.Increment(); break;
+      default: metrics_->trials_cancelled.Increment(); break;
+    }
   }
   if (trial.state == TrialState::kFailed) {
     p.batch.AppendEvent("trial_failed", {{"trial", trial.id.ToString()}, {"error", trial.error}});
@@ -320,7 +349,7 @@ void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
 }
 
 void Coordinator::UpdateGauges() {
-  int idle = 0, busy = 0, lost = 0;
+  int idle = 0, busy = 0, lost = 0, starting = 0;
   size_t running = 0;
   std::vector<WorkerView> views;
   for (size_t r = 1; r < slots_.size(); ++r) {
@@ -329,20 +358,28 @@ void Coordinator::UpdateGauges() {
     idle += v.state == WorkerState::kIdle;
     busy += v.state == WorkerState::kBusy;
     lost += v.state == WorkerState::kLost;
+    starting += v.state == WorkerState::kStarting;
+    if (SchedulerMetrics::Worker* w = metrics_ != nullptr ? metrics_->worker(v.rank) : nullptr) {
+      w->up->Set(v.state == WorkerState::kIdle || v.state == WorkerState::kBusy ? 1 : 0);
+    }
     views.push_back(v);
   }
-  int64_t max_rss = 0, max_vram = 0;
-  for (const auto& v : views) {
-    max_rss = std::max(max_rss, v.rss_bytes);
-    max_vram = std::max(max_vram, v.vram_bytes);
+  if (metrics_ != nullptr) {
+    int64_t max_rss = 0, max_vram = 0;
+    for (const auto& v : views) {
+      max_rss = std::max(max_rss, v.rss_bytes);
+      max_vram = std::max(max_vram, v.vram_bytes);
+    }
+    metrics_->worker_vram_bytes_max.Set(static_cast<double>(max_vram));
+    metrics_->workers_idle.Set(idle);
+    metrics_->workers_busy.Set(busy);
+    metrics_->workers_lost.Set(lost);
+    metrics_->workers_starting.Set(starting);
+    metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
+    metrics_->trials_running.Set(static_cast<double>(running));
+    metrics_->sweeps_active.Set(static_cast<double>(sweeps_.size()));
+    metrics_->worker_rss_bytes_max.Set(static_cast<double>(max_rss));
   }
-  metrics_->worker_vram_bytes_max.Set(static_cast<double>(max_vram));
-  metrics_->workers_idle.Set(idle);
-  metrics_->workers_busy.Set(busy);
-  metrics_->workers_lost.Set(lost);
-  metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
-  metrics_->trials_running.Set(static_cast<double>(running));
-  metrics_->worker_rss_bytes_max.Set(static_cast<double>(max_rss));
   std::lock_guard<std::mutex> lock(mu_);
   worker_views_ = std::move(views);
 }

@@ -41,6 +41,7 @@ json WorkerJson(const WorkerView& w) {
           {"device", w.device},
           {"rss_bytes", w.rss_bytes},
           {"vram_bytes", w.vram_bytes},
+          {"vram_total_bytes", w.vram_total_bytes},
           {"last_seen_ms", w.last_seen_ms},
           {"trials_done", w.trials_done},
           {"pid", w.pid},

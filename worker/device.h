@@ -4,8 +4,9 @@
 // CUDA backend (worker/cuda/device_cuda.cc, built against a CUDA LibTorch) is linked
 // instead: worker k on a node uses GPU (k-1) mod <GPUs on the node>, and reports its name
 // and memory; a CUDA build that sees no GPU is an error (the worker says so and exits).
-// VRAM in use is sent with every heartbeat and exported as lattice_worker_vram_bytes_max;
-// the caching allocator's peak per task goes into the trial's results.
+// VRAM in use is sent with every heartbeat and exported as lattice_worker_vram_bytes{rank},
+// the device's total with the registration (lattice_worker_vram_total_bytes{rank}); the
+// caching allocator's peak per task goes into the trial's results.
 // The two backends are the only place that differs between the builds (no #if elsewhere).
 #pragma once
 

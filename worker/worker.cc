@@ -26,8 +26,11 @@ using Clock = std::chrono::steady_clock;
 // thread-safe outbox.
 class TaskRunner {
  public:
-  TaskRunner(int num_threads, DeviceInfo device)
-      : num_threads_(num_threads), device_(std::move(device)), thread_([this] { Loop(); }) {}
+  TaskRunner(int num_threads, DeviceInfo device, bool report_usage)
+      : num_threads_(num_threads),
+        device_(std::move(device)),
+        report_usage_(report_usage),
+        thread_([this] { Loop(); }) {}
 
   ~TaskRunner() {
     {
@@ -135,9 +138,14 @@ class TaskRunner {
       }
     }
     ctx.on_epoch = [this, &task](int epoch, const std::map<std::string, double>& metrics) {
+      const int64_t processed = processed_.exchange(0, std::memory_order_relaxed);
       std::lock_guard<std::mutex> lock(mu_);
-      outbox_.push_back(ProgressMsg{task.trial, task.attempt, epoch, metrics});
+      outbox_.push_back(ProgressMsg{task.trial, task.attempt, epoch, metrics, processed});
     };
+    if (report_usage_) {
+      ctx.processed = &processed_;
+      ResetPeakResidentBytes();
+    }
     ResultMsg result{task.trial, task.attempt, StatusCode::kOk, {}, 0, "", 0};
     ResetPeakDeviceMemory(device_);
     auto outcome = jobs::RunJob(task.config, ctx);
@@ -146,6 +154,7 @@ class TaskRunner {
       if (device_.kind != "cpu") {
         result.metrics["peak_device_memory_bytes"] = static_cast<double>(PeakDeviceMemory(device_));
       }
+      if (report_usage_) result.metrics["peak_rss_bytes"] = static_cast<double>(PeakResidentBytes());
       result.epochs_done = outcome->epochs_done;
       if (outcome->embeddings) {
         jobs::EmbeddingBlock& block = *outcome->embeddings;
@@ -161,6 +170,7 @@ class TaskRunner {
       result.error = outcome.status().message();
     }
     result.run_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    result.processed = processed_.exchange(0, std::memory_order_relaxed);
     return result;
   }
 
@@ -172,6 +182,8 @@ class TaskRunner {
 
   const int num_threads_;
   const DeviceInfo device_;
+  const bool report_usage_;
+  std::atomic<int64_t> processed_{0};  // rows of the running task not reported yet
   jobs::DatasetCache cache_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -207,9 +219,10 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
     return 1;
   }
   const DeviceInfo device = *discovered;
-  RegisterMsg hello{HostName(), options.num_threads, device.Describe(), getpid()};
+  RegisterMsg hello{HostName(), options.num_threads, device.Describe(), getpid(),
+                    device.total_bytes};
   if (!channel.Send(kCoordinatorRank, hello).ok()) return 1;
-  TaskRunner runner(options.num_threads, device);
+  TaskRunner runner(options.num_threads, device, options.report_usage);
   CheckpointAssembler checkpoints;  // pieces of checkpoints the coordinator sends
   auto next_heartbeat = Clock::now();
   auto idle_sleep = std::chrono::microseconds(20);

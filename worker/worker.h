@@ -44,6 +44,10 @@ struct WorkerOptions {
   // Exit (code 1) after this long without any message from the coordinator; 0: never.
   // Default: 60000.
   int coordinator_timeout_ms = 60000;
+  // Usage reports: each task's peak resident memory (result metric peak_rss_bytes) and
+  // the rows it processed (Progress / Result `processed`, the throughput counters).
+  // false only to measure their cost (bench/metrics_bench.sh). Default: true.
+  bool report_usage = true;
   // Set by a signal handler: stop after cancelling the running task. Not owned.
   const std::atomic<bool>* stop = nullptr;
 };

@@ -57,6 +57,34 @@ TEST(MessagesTest, EveryMessageRoundTrips) {
   RoundTrip(ShutdownMsg{});
 }
 
+// Usage fields (processed rows, device memory) round-trip, are left out when unset, and
+// messages of a sender without them decode with 0.
+TEST(MessagesTest, UsageFieldsAreOptionalOnTheWire) {
+  TrialId id{SweepId{3}, 17};
+  EXPECT_EQ(RoundTrip(ProgressMsg{id, 1, 2, {}, 1437}).processed, 1437);
+  ResultMsg result{id, 1, StatusCode::kOk, {}, 2, "", 0.5};
+  result.processed = 2000;
+  EXPECT_EQ(RoundTrip(result).processed, 2000);
+  RegisterMsg gpu{"node1", 4, "cuda:0", 4321, int64_t{80} << 30};
+  EXPECT_EQ(RoundTrip(gpu).vram_total_bytes, int64_t{80} << 30);
+
+  EXPECT_EQ(EncodeMessage(ProgressMsg{id, 1, 2, {}, 0}).find("processed"), std::string::npos);
+  EXPECT_EQ(EncodeMessage(RegisterMsg{"node1", 4, "cpu", 1}).find("vram_total"), std::string::npos);
+  auto old_progress = DecodeMessage(MessageType::kProgress,
+                                    R"({"trial":"s1-t1","attempt":1,"epoch":3,"metrics":{}})");
+  ASSERT_OK(old_progress);
+  EXPECT_EQ(std::get<ProgressMsg>(*old_progress).processed, 0);
+  auto old_result = DecodeMessage(
+      MessageType::kResult,
+      R"({"trial":"s1-t1","attempt":1,"code":0,"metrics":{},"epochs_done":0,"error":""})");
+  ASSERT_OK(old_result);
+  EXPECT_EQ(std::get<ResultMsg>(*old_result).processed, 0);
+  auto old_register =
+      DecodeMessage(MessageType::kRegister, R"({"host":"h","threads":1,"device":"cpu"})");
+  ASSERT_OK(old_register);
+  EXPECT_EQ(std::get<RegisterMsg>(*old_register).vram_total_bytes, 0);
+}
+
 TEST(MessagesTest, MalformedPayloadsAreErrorsNotCrashes) {
   EXPECT_FALSE(DecodeMessage(MessageType::kAssign, "{not json").ok());
   EXPECT_FALSE(DecodeMessage(MessageType::kAssign, R"({"trial":"bogus","attempt":1,"config":{}})").ok());

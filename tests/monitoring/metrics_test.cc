@@ -14,7 +14,7 @@
 namespace lattice {
 namespace {
 
-TEST(MetricsTest, WorkerSeriesAreCreatedOncePerRankAndNeverForTheCoordinator) {
+TEST(SchedulerMetricsTest, WorkerSeriesAreCreatedOncePerRankAndNeverForTheCoordinator) {
   prometheus::Registry registry;
   SchedulerMetrics metrics(registry);
   EXPECT_EQ(metrics.worker(WorkerRank{1}), nullptr);
@@ -31,7 +31,7 @@ TEST(MetricsTest, WorkerSeriesAreCreatedOncePerRankAndNeverForTheCoordinator) {
   EXPECT_NE(text.find("# TYPE lattice_index_build_seconds histogram"), std::string::npos);
 }
 
-TEST(MetricsTest, PeakResidentBytesFollowsTheProcessAndResets) {
+TEST(SchedulerMetricsTest, PeakResidentBytesFollowsTheProcessAndResets) {
   ResetPeakResidentBytes();
   const int64_t before = PeakResidentBytes();
   EXPECT_GE(before, ResidentBytes() / 2);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/disk_space.h"
 #include "control/channel.h"
 
 namespace lattice {
@@ -39,6 +40,9 @@ struct ClusterOptions {
   // Workers run tasks in a child process they restart when it dies (worker/worker.h).
   // Default: true.
   bool isolate_tasks = true;
+  // Free bytes to keep on the data directory's disk: below it changes get HTTP 507 and no
+  // trial starts (CoordinatorOptions::min_free_bytes). Default: 256 MiB.
+  int64_t min_free_bytes = kDefaultMinFreeBytes;
 };
 
 // Runs rank 0 until `stop` is set (SIGINT/SIGTERM). Returns the process exit code.

@@ -140,7 +140,8 @@ TEST_F(DiskFullTest, ACommitThatHitsTheFullDiskIsHeldUntilSpaceIsBack) {
   EXPECT_TRUE(Call("GET", "/healthz")["storage"].value("commit_held", false));
   mount_->Free();
   ExpectCompletedExactlyOnce(id, 6);
-  for (const auto& w : Call("GET", "/v1/workers")["workers"]) {
+  const json workers = Call("GET", "/v1/workers");  // outlives the loop
+  for (const auto& w : workers["workers"]) {
     EXPECT_NE(w["state"], "lost") << w.dump();
     EXPECT_TRUE(w["lost_reason"].is_null()) << w.dump();
   }

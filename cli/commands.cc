@@ -79,6 +79,7 @@ StatusOr<json> ParseResponse(const StatusOr<ClientResponse>& response) {
     case 404: return Status::NotFound(message);
     case 409: return Status::FailedPrecondition(message);
     case 503: return Status::Unavailable(message);
+    case 507: return Status::InsufficientStorage(message);
     default: return Status::Internal(message);
   }
 }

@@ -113,6 +113,12 @@ int main(int argc, char** argv) {
                       "Intra-op threads per worker task (give each rank its share of the cores)")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
+  cluster->add_option("--min-free-bytes", cluster_options.min_free_bytes,
+                      "Free bytes to keep on the data directory's disk: below it submit, cancel "
+                      "and resume get HTTP 507, no trial starts and /healthz says degraded, "
+                      "until space is freed (0: only a failing write degrades)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 50))
+      ->capture_default_str();
   cluster->add_option("--worker-timeout-ms", cluster_options.worker_timeout_ms,
                       "Silence after which a worker is declared lost and its trial re-queued")
       ->check(CLI::Range(1000, 3600000))

@@ -15,6 +15,7 @@ const char* StatusCodeName(StatusCode code) {
     case StatusCode::kIoError: return "IoError";
     case StatusCode::kInternal: return "Internal";
     case StatusCode::kDataLoss: return "DataLoss";
+    case StatusCode::kInsufficientStorage: return "InsufficientStorage";
   }
   return "Unknown";
 }

@@ -28,6 +28,7 @@ enum class StatusCode {
   kIoError,
   kInternal,
   kDataLoss,  // stored data is missing or corrupt
+  kInsufficientStorage,  // the disk holding the data directory is full (HTTP 507); retry once space is freed
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -49,6 +50,9 @@ class [[nodiscard]] Status {
   static Status IoError(std::string msg) { return {StatusCode::kIoError, std::move(msg)}; }
   static Status Internal(std::string msg) { return {StatusCode::kInternal, std::move(msg)}; }
   static Status DataLoss(std::string msg) { return {StatusCode::kDataLoss, std::move(msg)}; }
+  static Status InsufficientStorage(std::string msg) {
+    return {StatusCode::kInsufficientStorage, std::move(msg)};
+  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -66,6 +66,8 @@ HttpResponse HttpResponse::FromStatus(const Status& status) {
     case StatusCode::kIoError: return Error(500, "io_error", status.message());
     case StatusCode::kInternal: return Error(500, "internal", status.message());
     case StatusCode::kDataLoss: return Error(500, "data_loss", status.message());
+    case StatusCode::kInsufficientStorage:
+      return Error(507, "insufficient_storage", status.message());
   }
   return Error(500, "internal", status.message());
 }

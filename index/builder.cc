@@ -39,8 +39,12 @@ StatusOr<nlohmann::json> Evaluate(const store::VectorIndex& index, const store::
 
 }  // namespace
 
-IndexBuilder::IndexBuilder(StateStore* store, std::string catalog_root, LineageFn lineage)
-    : store_(store), catalog_root_(std::move(catalog_root)), lineage_(std::move(lineage)) {}
+IndexBuilder::IndexBuilder(StateStore* store, std::string catalog_root, LineageFn lineage,
+                           int64_t min_free_bytes)
+    : store_(store),
+      catalog_root_(std::move(catalog_root)),
+      lineage_(std::move(lineage)),
+      min_free_bytes_(min_free_bytes) {}
 
 nlohmann::json IndexBuilder::BuiltFrom(const SweepRecord& sweep) const {
   nlohmann::json out = {{"sweep", sweep.id.ToString()},
@@ -131,11 +135,21 @@ IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
   store::IndexCatalogOptions copts;
   copts.keep_versions = spec.value("keep_versions", 3);
   auto catalog = store::IndexCatalog::Open(catalog_root_, copts);
-  if (!catalog.ok()) return fail(catalog.status());
+  if (!catalog.ok()) return fail(ClassifyNoSpace(catalog.status(), catalog_root_));
   auto items = blocks.ReadMetadata(sweep.id);
   if (!items.ok()) return fail(items.status());
+  // Room for the index files (about the vectors, plus graph links and item metadata) on
+  // top of the reserve (none when it is 0); a publish that fails anyway for lack of space
+  // removes what it wrote (IndexCatalog::Publish) and is reported as such.
+  if (min_free_bytes_ > 0) {
+    const int64_t index_bytes = base->rows * (base->dim * 4 + 64) + (int64_t{1} << 20);
+    if (Status space = CheckFreeSpace(catalog_root_, min_free_bytes_, index_bytes);
+        !space.ok()) {
+      return fail(space);
+    }
+  }
   auto version = (*catalog)->Publish(name, **index, out.meta, &*items);
-  if (!version.ok()) return fail(version.status());
+  if (!version.ok()) return fail(ClassifyNoSpace(version.status(), catalog_root_));
   out.version = *version;
   return out;
 }

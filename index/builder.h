@@ -8,6 +8,10 @@
 //      seed, against exact (flat) search;
 //   4. if index.require.recall@10 is set and not met, stop: the version is not published;
 //   5. publish to the catalog (new version, CURRENT switched atomically).
+// A build that cannot publish for lack of disk space (less than `min_free_bytes` plus room
+// for the index files free — not checked when it is 0 —, or the disk filled up while
+// writing) ends InsufficientStorage and leaves nothing behind; the coordinator starts it
+// again once there is space.
 // The outcome is collected by the coordinator (TakeFinished) which finishes the sweep and
 // deletes the sweep's vector blocks (the published index holds them from then on).
 //
@@ -23,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/disk_space.h"
 #include "store/records.h"
 #include "store/state_store.h"
 
@@ -43,8 +48,9 @@ class IndexBuilder {
   using LineageFn = std::function<nlohmann::json(const SweepRecord&)>;
 
   // `store` must outlive the builder; indexes are published under `catalog_root`.
-  // `lineage` may be empty.
-  IndexBuilder(StateStore* store, std::string catalog_root, LineageFn lineage = {});
+  // `lineage` may be empty. `min_free_bytes`: the disk space reserve (see above).
+  IndexBuilder(StateStore* store, std::string catalog_root, LineageFn lineage = {},
+               int64_t min_free_bytes = kDefaultMinFreeBytes);
   ~IndexBuilder();  // waits for running builds
 
   void Start(const SweepRecord& sweep);
@@ -62,6 +68,7 @@ class IndexBuilder {
   StateStore* const store_;
   const std::string catalog_root_;
   const LineageFn lineage_;
+  const int64_t min_free_bytes_;
   mutable std::mutex mu_;
   std::vector<std::thread> threads_;
   std::vector<IndexBuildOutcome> finished_;

@@ -76,12 +76,14 @@ int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel
   SchedulerMetrics metrics(registry);
   StateStore* state = store->get();
   IndexBuilder index_builder(state, options.data_dir + "/indexes",
-                             [state](const SweepRecord& sweep) { return EncoderLineage(*state, sweep); });
+                             [state](const SweepRecord& sweep) { return EncoderLineage(*state, sweep); },
+                             options.min_free_bytes);
   CoordinatorOptions copts;
   copts.worker_timeout_ms = options.worker_timeout_ms;
   copts.keepalive_ms = std::max(1, options.worker_timeout_ms / 4);
   copts.stop = stop;
   copts.index_builder = &index_builder;
+  copts.min_free_bytes = options.min_free_bytes;
   Coordinator coordinator(copts, store->get(), &channel, options.metrics ? &metrics : nullptr);
   Status recovered = coordinator.Recover();
   if (!recovered.ok()) return fail(recovered);

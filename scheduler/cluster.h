@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/disk_space.h"
 #include "control/channel.h"
 
 namespace lattice {
@@ -43,6 +44,9 @@ struct ClusterOptions {
   // initial values) and the workers' usage reports (WorkerOptions::report_usage). false
   // only to measure their cost (bench/metrics_bench.sh). Default: true.
   bool metrics = true;
+  // Free bytes to keep on the data directory's disk: below it changes get HTTP 507 and no
+  // trial starts (CoordinatorOptions::min_free_bytes). Default: 256 MiB.
+  int64_t min_free_bytes = kDefaultMinFreeBytes;
 };
 
 // Runs rank 0 until `stop` is set (SIGINT/SIGTERM). Returns the process exit code.

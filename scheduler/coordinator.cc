@@ -110,6 +110,8 @@ void Coordinator::Run() {
 }
 
 bool Coordinator::RunOnce() {
+  space_checked_ = false;  // SpaceCheck() reads the disk again in this iteration
+  if (held_) return RetryHeldCommit();
   Pending p;
   bool did_work = PollWorkers(p);
   did_work |= RunCommands(p);
@@ -135,35 +137,49 @@ void Coordinator::Stop() {
     cmd->done.set_value(Status::Unavailable("coordinator is shutting down"));
   }
   commands_.clear();
+  DropHeldCommit();
+}
+
+Status Coordinator::CommitPending(Pending& p) {
+  if (p.batch.empty()) return Status::Ok();
+  auto start = std::chrono::steady_clock::now();
+  // Progress alone is committed without fsync: it acknowledges nothing, a crash loses
+  // at most the epochs since the last synced commit, and the re-run attempt writes them
+  // again. Every state change (assignment, result, submit, cancel) is synced.
+  bool progress_only = p.batch.count() == p.progress_ops;
+  Status s = store_->Commit(p.batch, /*sync=*/!progress_only);
+  if (metrics_ != nullptr) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    metrics_->commit_seconds.Observe(seconds);
+    if (s.ok() && p.checkpoint_bytes > 0) {
+      metrics_->checkpoint_write_seconds.Observe(seconds);
+      metrics_->checkpoint_bytes.Increment(static_cast<double>(p.checkpoint_bytes));
+    }
+  }
+  return s;
 }
 
 void Coordinator::Flush(Pending& p) {
-  if (!p.batch.empty()) {
-    auto start = std::chrono::steady_clock::now();
-    // Progress alone is committed without fsync: it acknowledges nothing, a crash loses
-    // at most the epochs since the last synced commit, and the re-run attempt writes them
-    // again. Every state change (assignment, result, submit, cancel) is synced.
-    bool progress_only = p.batch.count() == p.progress_ops;
-    Status s = store_->Commit(p.batch, /*sync=*/!progress_only);
-    if (metrics_ != nullptr) {
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      metrics_->commit_seconds.Observe(seconds);
-      if (s.ok() && p.checkpoint_bytes > 0) {
-        metrics_->checkpoint_write_seconds.Observe(seconds);
-        metrics_->checkpoint_bytes.Increment(static_cast<double>(p.checkpoint_bytes));
-      }
-    }
-    if (!s.ok()) {
-      // Nothing of this iteration may be acted on: the state is not durable. Stop the
-      // cluster rather than run trials whose assignment could be forgotten.
-      std::fprintf(stderr, "coordinator: FATAL: state store commit failed: %s\n",
-                   s.ToString().c_str());
-      for (auto& [cmd, result] : p.replies) cmd->done.set_value(s);
-      stop_requested_ = true;
-      return;
-    }
+  Status s = CommitPending(p);
+  if (!s.ok() && s.code() != StatusCode::kInsufficientStorage && s.code() != StatusCode::kIoError &&
+      s.code() != StatusCode::kUnavailable) {
+    // A batch the store refuses as such (a broken invariant) would fail every retry:
+    // stop the cluster rather than run trials whose assignment could be forgotten.
+    std::fprintf(stderr, "coordinator: FATAL: state store commit failed: %s\n",
+                 s.ToString().c_str());
+    for (auto& [cmd, result] : p.replies) cmd->done.set_value(s);
+    stop_requested_ = true;
+    return;
   }
+  if (!s.ok()) {  // disk full, I/O error: nothing of it is acted on until it is written
+    Hold(std::move(p), s);
+    return;
+  }
+  Act(p);
+}
+
+void Coordinator::Act(Pending& p) {
   for (auto& [rank, msg] : p.sends) {
     Status s = channel_->Send(rank, msg);
     if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
@@ -229,7 +245,13 @@ bool Coordinator::RunCommands(Pending& p) {
     std::lock_guard<std::mutex> lock(mu_);
     cmds.swap(commands_);
   }
+  // Below the space reserve every command is refused before anything is applied.
+  Status space = cmds.empty() ? Status::Ok() : SpaceCheck();
   for (auto& cmd : cmds) {
+    if (!space.ok()) {
+      cmd->done.set_value(space);
+      continue;
+    }
     StatusOr<SweepRecord> result = cmd->submit   ? DoSubmit(*cmd->submit, p)
                                    : cmd->resume ? DoResume(*cmd->resume, p)
                                                  : DoCancel(*cmd->cancel, p);

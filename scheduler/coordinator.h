@@ -17,6 +17,16 @@
 // drive the loop one RunOnce() at a time with a fake channel and a fake clock
 // (tests/scheduler/coordinator_test.cc); production runs Run() over MPI.
 //
+// Disk full / I/O errors (ARCHITECTURE.md, "Disk full"): below
+// CoordinatorOptions::min_free_bytes free on the data directory's disk, commands (submit,
+// cancel, resume) are refused with InsufficientStorage (HTTP 507) before anything is
+// applied, no trial is placed and step checkpoints are skipped; results of running trials
+// still commit into that reserve. A commit that fails anyway (disk full, I/O error) is held:
+// none of its sends and replies happen, nothing else is committed, no worker message is
+// read and no worker declared lost, commands are refused, keep-alives still go out, and the
+// same batch is committed again every second or two until it succeeds; then the loop
+// carries on where it stopped (no restart, nothing acknowledged before it was durable).
+//
 // Recovery (Recover(), before Run()): sweeps still "running" are loaded; their trials
 // that were "running" go back to "queued" (the next assignment is attempt + 1);
 // terminal trials are never touched again. A trial is one grid point, so a sweep never
@@ -37,9 +47,11 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/disk_space.h"
 #include "common/ids.h"
 #include "common/status.h"
 #include "control/channel.h"
@@ -72,6 +84,23 @@ struct CoordinatorOptions {
   // Heartbeat, so that workers notice a dead coordinator (WorkerOptions::
   // coordinator_timeout_ms). 0: none. Default: 0 (the cluster sets worker_timeout_ms / 4).
   int keepalive_ms = 0;
+  // Free bytes to keep on the disk of the state store (the data directory): below it,
+  // commands get InsufficientStorage (HTTP 507) before anything is applied, no trial is
+  // placed, step checkpoints are skipped and held index builds wait (see the top of this
+  // file). 0: no reserve (only a failing commit degrades). Default: kDefaultMinFreeBytes.
+  int64_t min_free_bytes = kDefaultMinFreeBytes;
+};
+
+// What /healthz says about the data directory.
+struct StorageHealth {
+  bool degraded = false;     // below the reserve, or a commit is held
+  bool commit_held = false;  // a commit failed and is being retried
+  std::string reason;        // why degraded (the error a command would get)
+  std::string data_dir;      // the state store's directory
+  int64_t free_bytes = -1;   // on its disk; -1 when unknown
+  int64_t min_free_bytes = 0;
+  int64_t held_bytes = 0;    // size of the held commit
+  int64_t held_since_ms = 0;
 };
 
 // A worker's life as the coordinator sees it: starting (no Register yet) -> idle <-> busy;
@@ -142,6 +171,8 @@ class Coordinator {
   StatusOr<SweepRecord> Resume(ResumeRequest request);
   std::future<StatusOr<SweepRecord>> ResumeAsync(ResumeRequest request);
   std::vector<WorkerView> Workers() const;
+  // The data directory's state for /healthz. Any thread.
+  StorageHealth Storage() const;
   void RequestStop();
 
  private:
@@ -188,6 +219,25 @@ class Coordinator {
   bool PlaceTrials(Pending& p);
   bool CheckLiveness(Pending& p);
   void Flush(Pending& p);
+  // Commits p.batch (synced unless it holds only progress).
+  Status CommitPending(Pending& p);
+  // After the commit: sends, replies, index builds, reclaims.
+  void Act(Pending& p);
+  // A commit failed for lack of space or an I/O error: keep `p` to commit again.
+  void Hold(Pending p, const Status& error);
+  // One iteration while a commit is held (see the top of this file).
+  bool RetryHeldCommit();
+  // Stop(): the held commit is dropped (never acknowledged); its commands get Unavailable.
+  void DropHeldCommit();
+  // Answers every waiting command with `why` (nothing is applied).
+  void RefuseCommands(const Status& why);
+  // What commands get while a commit is held.
+  Status HeldError() const;
+  // OK, or InsufficientStorage when the data directory's disk is below min_free_bytes
+  // (read at most once per iteration).
+  Status SpaceCheck();
+  // Every keepalive_ms: an empty Heartbeat to each registered worker.
+  void SendKeepAlives(std::vector<std::pair<WorkerRank, Message>>& sends);
 
   void OnRegister(WorkerRank rank, const RegisterMsg& m);
   void OnProgress(WorkerRank rank, const ProgressMsg& m, Pending& p);
@@ -272,6 +322,22 @@ class Coordinator {
   std::map<TrialId, std::vector<StepCheckpoint>> step_checkpoints_;
   // Trials a user resumed from a chosen step (not the latest): used by their next Assign.
   std::map<TrialId, int64_t> resume_from_step_;
+  // Step checkpoints skipped for lack of space, by (trial, attempt, step): their further
+  // pieces are dropped quietly.
+  std::set<std::tuple<TrialId, int, int64_t>> skipped_checkpoints_;
+  // Embed sweeps whose index could not be published for lack of space: started again
+  // (when there is space) at the time given.
+  std::map<SweepId, int64_t> held_index_builds_;
+  // A commit that failed: retried until it succeeds (RetryHeldCommit); its error, when the
+  // next try is due and how many failed.
+  std::optional<Pending> held_;
+  Status held_error_;
+  int64_t held_since_ms_ = 0;
+  int64_t held_retry_ms_ = 0;
+  int held_failures_ = 0;
+  Status space_;               // SpaceCheck() of this iteration
+  bool space_checked_ = false;
+  bool space_was_low_ = false;  // to log the change only
   int64_t rss_sampled_ms_ = 0;  // last time the coordinator's RSS gauge was refreshed
   int64_t keepalive_sent_ms_ = 0;  // last keep-alive round (options_.keepalive_ms)
   std::chrono::microseconds idle_sleep_{20};  // Run()'s back-off after idle iterations
@@ -280,6 +346,10 @@ class Coordinator {
   mutable std::mutex mu_;
   std::deque<std::shared_ptr<Command>> commands_;
   std::vector<WorkerView> worker_views_;  // snapshot for Workers()
+  // Snapshot of the held commit for Storage(): its error (empty: none), size and start.
+  std::string held_reason_;
+  int64_t held_bytes_ = 0;
+  int64_t held_view_since_ms_ = 0;
   std::atomic<bool> stop_requested_{false};
 };
 

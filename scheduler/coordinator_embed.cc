@@ -20,7 +20,27 @@ void Coordinator::OnVectors(WorkerRank rank, VectorsMsg& m) {
 void Coordinator::OnCheckpoint(WorkerRank rank, CheckpointMsg& m, Pending& p) {
   if (!IsCurrentAttempt(rank, m.trial, m.attempt)) return;  // stale
   const auto key = std::make_tuple(m.trial, m.attempt, m.step);
+  if (skipped_checkpoints_.count(key)) return;  // the rest of one skipped for lack of space
   auto it = checkpoint_writers_.find(key);
+  // A step checkpoint is a resume point, not a result: below the space reserve it is
+  // skipped (the attempt runs on) so that the reserve stays for results and final
+  // checkpoints. A final checkpoint is part of the result and is always taken.
+  if (m.step != CheckpointStore::kFinal) {
+    if (Status space = SpaceCheck(); !space.ok()) {
+      if (it != checkpoint_writers_.end()) {
+        it->second.Abandon(p.batch);
+        checkpoint_writers_.erase(it);
+      }
+      skipped_checkpoints_.insert(key);
+      std::fprintf(stderr, "coordinator: trial %s attempt %d: step %lld checkpoint skipped: %s\n",
+                   m.trial.ToString().c_str(), m.attempt, static_cast<long long>(m.step),
+                   space.message().c_str());
+      p.batch.AppendEvent("checkpoint_skipped", {{"trial", m.trial.ToString()},
+                                                 {"step", m.step},
+                                                 {"reason", space.message()}});
+      return;
+    }
+  }
   if (it == checkpoint_writers_.end()) {
     it = checkpoint_writers_.emplace(key, CheckpointStore::Writer(m.trial, m.step, m.total)).first;
   }
@@ -56,6 +76,9 @@ void Coordinator::StoreCheckpoint(TrialRecord& t, int attempt, Pending& p) {
 }
 
 void Coordinator::AbandonCheckpointTransfers(const TrialId& trial, Pending& p) {
+  for (auto it = skipped_checkpoints_.begin(); it != skipped_checkpoints_.end();) {
+    it = std::get<0>(*it) == trial ? skipped_checkpoints_.erase(it) : std::next(it);
+  }
   for (auto it = checkpoint_writers_.begin(); it != checkpoint_writers_.end();) {
     if (std::get<0>(it->first) == trial) {
       it->second.Abandon(p.batch);
@@ -234,12 +257,45 @@ void Coordinator::StartIndexBuild(SweepRecord& sweep, Pending& p) {
 
 bool Coordinator::CollectIndexBuilds(Pending& p) {
   if (options_.index_builder == nullptr) return false;
+  bool restarted = false;
+  // Builds held for lack of space start again once there is space.
+  for (auto held = held_index_builds_.begin(); held != held_index_builds_.end();) {
+    auto it = sweeps_.find(held->first);
+    if (it == sweeps_.end() || it->second.record.state != SweepState::kRunning) {
+      if (it != sweeps_.end()) {  // cancelled meanwhile: no index will use its blocks
+        VectorBlockStore::Delete(p.batch, it->first);
+        p.reclaim_blocks.push_back(it->first);
+        sweeps_.erase(it);
+      }
+      held = held_index_builds_.erase(held);
+      continue;
+    }
+    if (Now() < held->second || !SpaceCheck().ok()) {
+      ++held;
+      continue;
+    }
+    StartIndexBuild(it->second.record, p);
+    held = held_index_builds_.erase(held);
+    restarted = true;
+  }
   auto outcomes = options_.index_builder->TakeFinished();
   for (auto& o : outcomes) {
     auto it = sweeps_.find(o.sweep);
     if (it == sweeps_.end()) continue;
     SweepRecord& sweep = it->second.record;
     std::string index = sweep.spec["index"].value("name", sweep.name);
+    if (o.status.code() == StatusCode::kInsufficientStorage && sweep.state == SweepState::kRunning) {
+      // Not the index's fault: the sweep stays running, its vector blocks stay, and the
+      // build runs again once the data directory has space (tried every 5 s).
+      sweep.message = "index build waiting for disk space: " + o.status.message();
+      p.batch.PutSweep(sweep);
+      p.batch.AppendEvent("index_build_held", {{"sweep", sweep.id.ToString()}, {"index", index},
+                                               {"error", o.status.message()}});
+      std::fprintf(stderr, "coordinator: sweep %s (%s): %s\n", sweep.id.ToString().c_str(),
+                   sweep.name.c_str(), sweep.message.c_str());
+      held_index_builds_[sweep.id] = Now() + 5000;
+      continue;
+    }
     const nlohmann::json& build_seconds = o.meta.is_object() && o.meta.contains("build_seconds")
                                               ? o.meta["build_seconds"]
                                               : nlohmann::json();
@@ -272,7 +328,7 @@ bool Coordinator::CollectIndexBuilds(Pending& p) {
                  sweep.name.c_str(), SweepStateName(sweep.state), sweep.message.c_str());
     sweeps_.erase(it);
   }
-  return !outcomes.empty();
+  return restarted || !outcomes.empty();
 }
 
 }  // namespace lattice

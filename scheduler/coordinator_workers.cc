@@ -207,6 +207,8 @@ bool Coordinator::PlaceTrials(Pending& p) {
   bool placed = false;
   auto it = queue_.begin();
   while (it != queue_.end() && PickWorker(static_cast<size_t>(options_.max_pipeline))) {
+    // Below the space reserve nothing new starts: what runs may still need it.
+    if (!SpaceCheck().ok()) break;
     TrialId id = *it;
     ActiveSweep& sweep = sweeps_.at(id.sweep);
     std::optional<WorkerRank> rank = PickWorker(PipelineDepth(sweep));
@@ -264,17 +266,19 @@ bool Coordinator::CheckLiveness(Pending& p) {
     slot.view.state = WorkerState::kLost;
     changed = true;
   }
-  if (options_.keepalive_ms > 0 && now - keepalive_sent_ms_ >= options_.keepalive_ms) {
-    keepalive_sent_ms_ = now;
-    // Lost ones too: one that was only stopped (SIGSTOP, a stalled node) must not give up
-    // on waking; to a dead rank the small message is simply never read.
-    for (size_t r = 1; r < slots_.size(); ++r) {
-      if (slots_[r].registered) {
-        p.sends.emplace_back(slots_[r].view.rank, HeartbeatMsg{});
-      }
-    }
-  }
+  SendKeepAlives(p.sends);
   return changed;
+}
+
+void Coordinator::SendKeepAlives(std::vector<std::pair<WorkerRank, Message>>& sends) {
+  const int64_t now = Now();
+  if (options_.keepalive_ms <= 0 || now - keepalive_sent_ms_ < options_.keepalive_ms) return;
+  keepalive_sent_ms_ = now;
+  // Lost ones too: one that was only stopped (SIGSTOP, a stalled node) must not give up
+  // on waking; to a dead rank the small message is simply never read.
+  for (size_t r = 1; r < slots_.size(); ++r) {
+    if (slots_[r].registered) sends.emplace_back(slots_[r].view.rank, HeartbeatMsg{});
+  }
 }
 
 Status Coordinator::Transition(TrialRecord& trial, TrialEvent event, WorkerRank worker,

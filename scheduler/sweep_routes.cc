@@ -236,7 +236,23 @@ std::shared_ptr<Router> MakeApiRouter(Coordinator* coordinator, StateStore* stor
                                       store::IndexCatalog* catalog) {
   auto r = std::make_shared<Router>();
   r->SetToken(token);
-  r->Add("GET", "/healthz", [](HttpRequest&) { return HttpResponse::Json(200, {{"status", "ok"}}); });
+  // 200 either way (the process is alive and serves reads); "degraded" while the data
+  // directory is below its space reserve or a commit is held (changes get 507 meanwhile).
+  r->Add("GET", "/healthz", [coordinator](HttpRequest&) {
+    if (coordinator == nullptr) return HttpResponse::Json(200, {{"status", "ok"}});
+    const StorageHealth h = coordinator->Storage();
+    json storage = {{"path", h.data_dir},
+                    {"free_bytes", h.free_bytes},
+                    {"min_free_bytes", h.min_free_bytes},
+                    {"commit_held", h.commit_held}};
+    if (h.commit_held) {
+      storage["held_bytes"] = h.held_bytes;
+      storage["held_since_ms"] = h.held_since_ms;
+    }
+    json out = {{"status", h.degraded ? "degraded" : "ok"}, {"storage", storage}};
+    if (h.degraded) out["reason"] = h.reason;
+    return HttpResponse::Json(200, out);
+  });
   AddSweepRoutes(*r, coordinator, store);
   AddTrialRoutes(*r, store);
   r->Add("GET", "/v1/workers", [coordinator](HttpRequest&) {

@@ -1,6 +1,8 @@
 // The coordinator's HTTP API (see ARCHITECTURE.md, "HTTP API").
 //
-//   GET  /healthz                       liveness
+//   GET  /healthz                       liveness: {"status": "ok"|"degraded", "storage": {...}}
+//                                       ("degraded" + "reason": the data directory is below
+//                                       --min-free-bytes or a commit is held; always 200)
 //   POST /v1/sweeps                     body: spec text (YAML or JSON)  -> 201 sweep
 //   GET  /v1/sweeps[/{id}]              {id} is "s7", "7" or a sweep name (latest)
 //   GET  /v1/sweeps/{id}/trials
@@ -14,7 +16,9 @@
 //   GET  /v1/indexes[/{name}], POST /v1/indexes/{name}/search   see index/routes.h
 //   GET  /metrics                       Prometheus text format
 // Mutating routes and the checkpoint download need "Authorization: Bearer <token>". Errors are
-// {"error": {"code": ..., "message": ...}} with the matching status code.
+// {"error": {"code": ..., "message": ...}} with the matching status code; while the data
+// directory is full, mutating routes get 507 "insufficient_storage" naming it, the free
+// space and what is needed (nothing is applied), and GET routes keep working.
 //
 // Threading: handlers run on the HTTP server's threads; reads go to the StateStore
 // directly (thread-safe), mutations go through the Coordinator's command queue.

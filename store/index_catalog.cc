@@ -179,10 +179,21 @@ StatusOr<int64_t> IndexCatalog::Publish(const std::string& name, const VectorInd
   const int64_t version = current + 1;
   Prune(name, current);  // leftovers of a killed publish, before their number is reused
   if (Status s = WriteVersion(name, version, index, std::move(meta), items); !s.ok()) {
+    // Nothing half-written stays behind (after a full disk it would hold the space).
+    std::error_code ignored;
+    fs::remove_all(Dir(name) + "/.v" + std::to_string(version) + ".tmp", ignored);
     return s.WithContext("publish index \"" + name + "\" v" + std::to_string(version));
   }
-  LATTICE_RETURN_IF_ERROR(internal::WriteStringAtomically(Dir(name) + "/" + kCurrentFile,
-                                                          "v" + std::to_string(version) + "\n"));
+  if (Status s = internal::WriteStringAtomically(Dir(name) + "/" + kCurrentFile,
+                                                 "v" + std::to_string(version) + "\n");
+      !s.ok()) {
+    StatusOr<int64_t> now_current = ReadCurrent(name);
+    if (!now_current.ok() || *now_current != version) {  // never current: the version goes
+      std::error_code ignored;
+      fs::remove_all(Dir(name) + "/v" + std::to_string(version), ignored);
+    }
+    return s.WithContext("publish index \"" + name + "\" v" + std::to_string(version));
+  }
   Prune(name, version);
   return version;
 }

@@ -1,17 +1,26 @@
 #include "store/state_store.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/iterator.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
+#include <sys/time.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdarg>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <utility>
+
+#include "common/disk_space.h"
 
 namespace lattice {
 namespace {
@@ -65,6 +74,60 @@ std::optional<uint64_t> ParseDecimal(const std::string& text) {
 
 bool StartsWith(const rocksdb::Slice& s, const std::string& prefix) {
   return s.size() >= prefix.size() && std::equal(prefix.begin(), prefix.end(), s.data());
+}
+
+// RocksDB's info log (<path>/LOG; the previous run's is kept as LOG.old). A line that cannot
+// be written (disk full) is dropped: RocksDB's own file logger asserts on the line after a
+// failed one, which in Debian's build (assertions on) aborts the process.
+class TolerantFileLogger final : public rocksdb::Logger {
+ public:
+  explicit TolerantFileLogger(std::FILE* file)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL), file_(file) {}
+  ~TolerantFileLogger() override {
+    if (file_ != nullptr) std::fclose(file_);
+  }
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    struct timeval now {};
+    gettimeofday(&now, nullptr);
+    struct tm t {};
+    localtime_r(&now.tv_sec, &t);
+    std::lock_guard<std::mutex> lock(mu_);
+    std::fprintf(file_, "%04d/%02d/%02d-%02d:%02d:%02d.%06ld ", t.tm_year + 1900, t.tm_mon + 1,
+                 t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<long>(now.tv_usec));
+    std::vfprintf(file_, format, ap);
+    std::fputc('\n', file_);
+    std::fflush(file_);
+    std::clearerr(file_);  // a lost line is no reason to stop: the next one may fit
+  }
+
+ private:
+  std::FILE* const file_;
+  std::mutex mu_;
+};
+
+// Turns RocksDB's automatic recovery from a full disk off: it polls every few seconds and
+// only resumes once the disk has more free space than a memtable flush could ever need
+// (64 MiB and up), which a small disk may never have, and it resumes through
+// DB::Resume(), which is not safe after a failed log write (see ReopenIfFailed).
+// StateStore opens the database again before the next write instead.
+class NoAutoRecoveryFromNoSpace final : public rocksdb::EventListener {
+ public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status bg_error,
+                            bool* auto_recovery) override {
+    if (bg_error.IsNoSpace()) *auto_recovery = false;
+    bg_error.PermitUncheckedError();
+  }
+};
+
+// The info logger of the store at `path`: LOG, after the previous one was renamed LOG.old.
+std::shared_ptr<rocksdb::Logger> OpenInfoLog(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::rename(path + "/LOG", path + "/LOG.old", ec);  // absent the first time
+  std::FILE* file = std::fopen((path + "/LOG").c_str(), "a");
+  if (file == nullptr) return nullptr;  // RocksDB opens its own (and says why if it cannot)
+  return std::make_shared<TolerantFileLogger>(file);
 }
 
 }  // namespace
@@ -160,6 +223,11 @@ void StateWriteBatch::AppendEvent(const std::string& type, const nlohmann::json&
 }
 
 bool StateWriteBatch::empty() const { return count() == 0; }
+int64_t StateWriteBatch::bytes() const {
+  int64_t total = 0;
+  for (const auto& op : pending_->ops) total += static_cast<int64_t>(op.key.size() + op.value.size());
+  return total;
+}
 size_t StateWriteBatch::count() const { return pending_->ops.size() + pending_->events.size(); }
 
 // ---------------------------------------------------------------------------------------
@@ -167,26 +235,102 @@ size_t StateWriteBatch::count() const { return pending_->ops.size() + pending_->
 
 struct StateStore::Impl {
   StateStoreOptions options;
+  // The database and its column families; replaced by Reopen() (after a failed write)
+  // under an exclusive db_mu, used under a shared one. Null only when a reopen failed.
   std::unique_ptr<rocksdb::DB> db;
-  std::map<std::string, rocksdb::ColumnFamilyHandle*> cfs;  // owned; freed in ~Impl
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> cfs;  // owned; freed in CloseDb
+  mutable std::shared_mutex db_mu;
+  std::shared_ptr<rocksdb::Logger> info_log;  // kept across reopens
 
   std::mutex commit_mu;         // orders Commits, so event sequence numbers follow commit order
   uint64_t last_event_seq = 0;  // guarded by commit_mu
   std::mutex sweep_id_mu;
   uint64_t next_sweep_id = 1;  // guarded by sweep_id_mu
+  // A write failed: RocksDB refuses writes until it is reopened (see ReopenIfFailed).
+  std::atomic<bool> write_failed{false};
 
-  ~Impl() {
+  ~Impl() { CloseDb(); }
+
+  void CloseDb() {
     if (!db) return;
     for (auto& [name, handle] : cfs) (void)db->DestroyColumnFamilyHandle(handle);
+    cfs.clear();
     (void)db->Close();
+    db.reset();
   }
+  Status OpenDb();
 
   Status Error(const std::string& what, const rocksdb::Status& s) const {
     std::string msg = "state store " + options.path + ": " + what + ": " + s.ToString();
     if (s.IsNotFound()) return Status::NotFound(msg);
     if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
+    if (s.IsNoSpace() || (s.IsIOError() && IsNoSpace(Status::IoError(msg)))) {
+      auto space = GetDiskSpace(options.path);
+      return Status::InsufficientStorage(
+          msg + " (the disk of " + options.path + " is full: " +
+          (space.ok() ? FormatBytes(space->free_bytes) : std::string("unknown")) +
+          " free; free space on that disk: writes resume by themselves)");
+    }
     if (s.IsIOError()) return Status::IoError(msg);
+    if (s.IsBusy() || s.IsTryAgain()) return Status::Unavailable(msg);
     return Status::Internal(msg);
+  }
+
+  // The error of a failed write (see write_failed).
+  Status WriteError(const std::string& what, const rocksdb::Status& s) {
+    write_failed = true;
+    return Error(what, s);
+  }
+
+  // Every use of db/cfs holds this (shared) lock and checks Usable().
+  std::shared_lock<std::shared_mutex> Use() const { return std::shared_lock<std::shared_mutex>(db_mu); }
+  Status Usable() const {
+    if (db) return Status::Ok();
+    return Status::Unavailable("state store " + options.path +
+                               " is closed after a failed write and not yet open again "
+                               "(it is reopened with the next write once there is space)");
+  }
+
+  // Before a write: refuses it (InsufficientStorage, nothing written) when the disk has
+  // less than options.write_floor_bytes + `bytes` free, so that RocksDB rarely meets a full
+  // disk itself.
+  Status CheckFloor(int64_t bytes) const {
+    if (options.write_floor_bytes <= 0) return Status::Ok();
+    Status s = CheckFreeSpace(options.path, options.write_floor_bytes, bytes);
+    if (s.ok()) return s;
+    return Status::InsufficientStorage("state store " + options.path + ": write of " +
+                                       FormatBytes(bytes) + " refused: " + s.message());
+  }
+
+  // Before a write: after a failed one, close and open the database again. RocksDB stops
+  // writes after a failed one (its background error), and DB::Resume() is not enough in
+  // 7.8: a write-ahead log whose append failed stays in use when the memtables are empty
+  // (nothing to flush), and the next append to it asserts (aborts). Opening again starts a
+  // new log; recovery replays the old ones up to the torn record of the failed write, which
+  // was never acknowledged (a torn record at a log's end reads as its end). Recovery does
+  // not flush (avoid_flush_during_recovery), so opening needs only a few files' worth of
+  // space: tried once the disk has 2 MiB free; until then writes get InsufficientStorage.
+  // Readers wait for the (short) reopen.
+  Status ReopenIfFailed() {
+    if (!write_failed.load()) return Status::Ok();
+    std::unique_lock<std::shared_mutex> lock(db_mu);
+    if (!write_failed.load()) return Status::Ok();
+    if (Status space = CheckFreeSpace(options.path, int64_t{2} << 20); !space.ok()) {
+      return Status::InsufficientStorage("state store " + options.path +
+                                         ": writes stopped after a failed write: " +
+                                         space.message());
+    }
+    CloseDb();
+    Status s = OpenDb();
+    if (!s.ok()) {
+      std::fprintf(stderr, "state store %s: reopen after a failed write: %s\n",
+                   options.path.c_str(), s.ToString().c_str());
+      return s;
+    }
+    write_failed = false;
+    std::fprintf(stderr, "state store %s: reopened after a failed write: writes resume\n",
+                 options.path.c_str());
+    return Status::Ok();
   }
 
   Status Context(const Status& s) const { return s.WithContext("state store " + options.path); }
@@ -306,6 +450,30 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const std::string& path
 
 }  // namespace
 
+Status StateStore::Impl::OpenDb() {
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  // Bound the write-ahead log: past this, the column families holding the oldest log are
+  // flushed (embed shards write hundreds of MB of vectors through it).
+  db_options.max_total_wal_size = 256ull << 20;
+  // Disk full: see the header (RocksDB's recovery off, our info logger).
+  db_options.listeners.push_back(std::make_shared<NoAutoRecoveryFromNoSpace>());
+  db_options.info_log = info_log;
+  // Opening replays the write-ahead logs into memtables without flushing them to tables
+  // (they are flushed in the normal course), so that opening again after a failed write
+  // (ReopenIfFailed), or starting, on a nearly full disk needs only a few small files.
+  db_options.avoid_flush_during_recovery = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = Descriptors(options.path);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw);
+  if (!s.ok()) return Error("open", s);
+  db.reset(raw);
+  for (size_t i = 0; i < handles.size(); ++i) cfs[descriptors[i].name] = handles[i];
+  return Status::Ok();
+}
+
 StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& options) {
   if (options.path.empty()) return Status::InvalidArgument("state store: path is empty");
   std::error_code ec;
@@ -314,19 +482,8 @@ StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& 
 
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  rocksdb::DBOptions db_options;
-  db_options.create_if_missing = true;
-  db_options.create_missing_column_families = true;
-  // Bound the write-ahead log: past this, the column families holding the oldest log are
-  // flushed (embed shards write hundreds of MB of vectors through it).
-  db_options.max_total_wal_size = 256ull << 20;
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = Descriptors(options.path);
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw);
-  if (!s.ok()) return impl->Error("open", s);
-  impl->db.reset(raw);
-  for (size_t i = 0; i < handles.size(); ++i) impl->cfs[descriptors[i].name] = handles[i];
+  impl->info_log = OpenInfoLog(options.path);
+  LATTICE_RETURN_IF_ERROR(impl->OpenDb());
   LATTICE_RETURN_IF_ERROR(impl->LoadCounters());
 
   std::unique_ptr<StateStore> store(new StateStore());
@@ -335,6 +492,8 @@ StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const StateStoreOptions& 
 }
 
 StateStore::~StateStore() = default;
+
+const std::string& StateStore::path() const { return impl_->options.path; }
 
 // Protocol:
 //  1. Refuse the batch if a change in it was invalid (nothing is written).
@@ -350,6 +509,10 @@ Status StateStore::Commit(StateWriteBatch& batch, bool sync) {
   if (batch.empty()) return Status::Ok();
 
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
+  LATTICE_RETURN_IF_ERROR(impl_->ReopenIfFailed());
+  LATTICE_RETURN_IF_ERROR(impl_->CheckFloor(batch.bytes()));
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   if (impl_->last_event_seq + p.events.size() > kMaxEventSeq) {
     return impl_->Context(Status::Internal("events: sequence space exhausted"));
   }
@@ -367,7 +530,11 @@ Status StateStore::Commit(StateWriteBatch& batch, bool sync) {
     if (!s.ok()) return impl_->Error("batch put event", s);
   }
   rocksdb::Status s = impl_->db->Write(impl_->WriteOpts(sync && impl_->options.sync_writes), &wb);
-  if (!s.ok()) return impl_->Error("commit " + std::to_string(batch.count()) + " changes", s);
+  if (!s.ok()) {
+    return impl_->WriteError("commit " + std::to_string(batch.count()) + " changes (" +
+                                 FormatBytes(batch.bytes()) + ")",
+                             s);
+  }
   impl_->last_event_seq = seq;
   p.ops.clear();
   p.events.clear();
@@ -376,11 +543,15 @@ Status StateStore::Commit(StateWriteBatch& batch, bool sync) {
 
 StatusOr<SweepId> StateStore::AllocateSweepId() {
   std::lock_guard<std::mutex> lock(impl_->sweep_id_mu);
+  LATTICE_RETURN_IF_ERROR(impl_->ReopenIfFailed());
+  LATTICE_RETURN_IF_ERROR(impl_->CheckFloor(0));
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   uint64_t id = impl_->next_sweep_id;
   // Always synced: the counter must be on disk before the id is used anywhere.
   rocksdb::Status s = impl_->db->Put(impl_->WriteOpts(true), impl_->cfs.at(kMetaCf),
                                      kNextSweepIdKey, std::to_string(id + 1));
-  if (!s.ok()) return impl_->Error("allocate sweep id", s);
+  if (!s.ok()) return impl_->WriteError("allocate sweep id", s);
   impl_->next_sweep_id = id + 1;
   return SweepId{id};
 }
@@ -413,6 +584,8 @@ constexpr size_t kNoLimit = static_cast<size_t>(-1);
 }  // namespace
 
 StatusOr<SweepRecord> StateStore::GetSweep(SweepId id) const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   auto value = impl_->GetRaw(kSweepsCf, id.Key());
   if (value.status().code() == StatusCode::kNotFound) {
     return Status::NotFound("sweep " + id.ToString() + " not found");
@@ -424,6 +597,8 @@ StatusOr<SweepRecord> StateStore::GetSweep(SweepId id) const {
 }
 
 StatusOr<std::vector<SweepRecord>> StateStore::ListSweeps() const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   LATTICE_ASSIGN_OR_RETURN(auto rows, impl_->ScanRaw(kSweepsCf, "", "", kNoLimit));
   auto r = DecodeAll<SweepRecord>(kSweepsCf, rows);
   if (!r.ok()) return impl_->Context(r.status());
@@ -431,6 +606,8 @@ StatusOr<std::vector<SweepRecord>> StateStore::ListSweeps() const {
 }
 
 StatusOr<TrialRecord> StateStore::GetTrial(const TrialId& id) const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   auto value = impl_->GetRaw(kTrialsCf, id.Key());
   if (value.status().code() == StatusCode::kNotFound) {
     return Status::NotFound("trial " + id.ToString() + " not found");
@@ -442,6 +619,8 @@ StatusOr<TrialRecord> StateStore::GetTrial(const TrialId& id) const {
 }
 
 StatusOr<std::vector<TrialRecord>> StateStore::ListTrials(SweepId sweep) const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   LATTICE_ASSIGN_OR_RETURN(auto rows, impl_->ScanRaw(kTrialsCf, sweep.Key() + "/", "", kNoLimit));
   auto r = DecodeAll<TrialRecord>(kTrialsCf, rows);
   if (!r.ok()) return impl_->Context(r.status());
@@ -449,6 +628,8 @@ StatusOr<std::vector<TrialRecord>> StateStore::ListTrials(SweepId sweep) const {
 }
 
 StatusOr<std::vector<TrialRecord>> StateStore::ListAllTrials() const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   LATTICE_ASSIGN_OR_RETURN(auto rows, impl_->ScanRaw(kTrialsCf, "", "", kNoLimit));
   auto r = DecodeAll<TrialRecord>(kTrialsCf, rows);
   if (!r.ok()) return impl_->Context(r.status());
@@ -456,6 +637,8 @@ StatusOr<std::vector<TrialRecord>> StateStore::ListAllTrials() const {
 }
 
 StatusOr<std::vector<EpochMetrics>> StateStore::GetEpochMetrics(const TrialId& id) const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   LATTICE_ASSIGN_OR_RETURN(auto rows, impl_->ScanRaw(kMetricsCf, id.Key() + "/", "", kNoLimit));
   auto r = DecodeAll<EpochMetrics>(kMetricsCf, rows);
   if (!r.ok()) return impl_->Context(r.status());
@@ -464,6 +647,8 @@ StatusOr<std::vector<EpochMetrics>> StateStore::GetEpochMetrics(const TrialId& i
 
 StatusOr<std::vector<nlohmann::json>> StateStore::ListEvents(uint64_t after_seq,
                                                              size_t limit) const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   std::vector<nlohmann::json> out;
   if (limit == 0 || after_seq >= kMaxEventSeq) return out;
   LATTICE_ASSIGN_OR_RETURN(auto rows,
@@ -481,16 +666,22 @@ StatusOr<std::vector<nlohmann::json>> StateStore::ListEvents(uint64_t after_seq,
 
 Status StateStore::Put(const std::string& column_family, const std::string& key,
                        const std::string& value) {
+  LATTICE_RETURN_IF_ERROR(impl_->ReopenIfFailed());
+  LATTICE_RETURN_IF_ERROR(impl_->CheckFloor(static_cast<int64_t>(key.size() + value.size())));
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle,
                            impl_->RawWritableCf(column_family));
   rocksdb::Status s =
       impl_->db->Put(impl_->WriteOpts(impl_->options.sync_writes), handle, key, value);
-  if (!s.ok()) return impl_->Error("put " + column_family + "/" + key, s);
+  if (!s.ok()) return impl_->WriteError("put " + column_family + "/" + key, s);
   return Status::Ok();
 }
 
 StatusOr<std::string> StateStore::Get(const std::string& column_family,
                                       const std::string& key) const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle, impl_->Cf(column_family));
   std::string value;
   rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), handle, key, &value);
@@ -499,15 +690,21 @@ StatusOr<std::string> StateStore::Get(const std::string& column_family,
 }
 
 Status StateStore::Delete(const std::string& column_family, const std::string& key) {
+  LATTICE_RETURN_IF_ERROR(impl_->ReopenIfFailed());
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle,
                            impl_->RawWritableCf(column_family));
   rocksdb::Status s = impl_->db->Delete(impl_->WriteOpts(impl_->options.sync_writes), handle, key);
-  if (!s.ok()) return impl_->Error("delete " + column_family + "/" + key, s);
+  if (!s.ok()) return impl_->WriteError("delete " + column_family + "/" + key, s);
   return Status::Ok();
 }
 
 Status StateStore::CompactRaw(const std::string& column_family, const std::string& begin,
                               const std::string& end) {
+  LATTICE_RETURN_IF_ERROR(impl_->ReopenIfFailed());
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle,
                            impl_->RawWritableCf(column_family));
   rocksdb::Slice b(begin), e(end);
@@ -515,17 +712,21 @@ Status StateStore::CompactRaw(const std::string& column_family, const std::strin
   // Rewrite the bottom level too, so that deleted ranges (and their blobs) really go.
   options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
   rocksdb::Status s = impl_->db->CompactRange(options, handle, &b, &e);
-  if (!s.ok()) return impl_->Error("compact " + column_family + " [" + begin + ", " + end + ")", s);
+  if (!s.ok()) {
+    return impl_->WriteError("compact " + column_family + " [" + begin + ", " + end + ")", s);
+  }
   // The range's writes are also in write-ahead log files, which stay as long as any column
   // family still has unflushed data in them: flush them all so that those files go too.
   std::vector<rocksdb::ColumnFamilyHandle*> all;
   for (const auto& [name, h] : impl_->cfs) all.push_back(h);
   s = impl_->db->Flush(rocksdb::FlushOptions(), all);
-  if (!s.ok()) return impl_->Error("flush after compacting " + column_family, s);
+  if (!s.ok()) return impl_->WriteError("flush after compacting " + column_family, s);
   return Status::Ok();
 }
 
 StatusOr<int64_t> StateStore::DiskBytes() const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   int64_t total = 0;
   for (const auto& [name, handle] : impl_->cfs) {
     for (const char* property : {"rocksdb.total-sst-files-size", "rocksdb.total-blob-file-size"}) {
@@ -538,6 +739,8 @@ StatusOr<int64_t> StateStore::DiskBytes() const {
 
 StatusOr<std::vector<std::string>> StateStore::ScanKeys(const std::string& column_family,
                                                         const std::string& prefix) const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   LATTICE_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * handle, impl_->Cf(column_family));
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), handle));
   std::vector<std::string> keys;
@@ -552,6 +755,8 @@ StatusOr<std::vector<std::string>> StateStore::ScanKeys(const std::string& colum
 
 StatusOr<std::vector<std::pair<std::string, std::string>>> StateStore::Scan(
     const std::string& column_family, const std::string& prefix) const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
   return impl_->ScanRaw(column_family, prefix, "", kNoLimit);
 }
 

@@ -9,8 +9,21 @@
 // WriteOptions::sync = true, so a change is on disk before the caller acts on it.
 // Group commit: callers collect several changes in one StateWriteBatch.
 //
-// Thread-safety: all methods are safe to call concurrently (RocksDB is); the
-// coordinator's scheduler thread is the only writer, HTTP threads read.
+// Disk full / I/O errors: a write is refused (InsufficientStorage, nothing written) unless
+// the disk has StateStoreOptions::write_floor_bytes plus its size free, so RocksDB rarely
+// meets a full disk itself. A write that fails anyway leaves nothing applied and returns
+// the error (InsufficientStorage when the disk is full, IoError otherwise); the batch of a
+// failed Commit is left as it was, so the caller may commit it again. RocksDB then refuses
+// writes while reads go on; the next write closes and opens the database again (once the
+// disk has room for that), so writes work again by themselves once space is back (why not
+// DB::Resume(): state_store.cc, ReopenIfFailed). RocksDB's own recovery from a full disk is
+// switched off, and its info log (LOG) is written by a logger that drops what it cannot
+// write: RocksDB's file logger aborts the process (an assertion Debian's build keeps) on the
+// line after a failed one. See ARCHITECTURE.md, "Disk full".
+//
+// Thread-safety: all methods are safe to call concurrently (RocksDB is; a reopen after a
+// failed write waits for the calls in progress and holds back new ones); the coordinator's
+// scheduler thread is the only writer, HTTP threads read.
 #pragma once
 
 #include <memory>
@@ -33,6 +46,9 @@ namespace lattice {
 struct StateStoreOptions {
   std::string path;            // RocksDB directory, created if missing. Required.
   bool sync_writes = true;     // WAL fsync on every Commit. Default: true. Tests/bench only set false.
+  // Free bytes a write must leave on the disk (on top of its own size), else it is refused
+  // with InsufficientStorage before RocksDB sees it. 0: no check. Default: 1 MiB.
+  int64_t write_floor_bytes = int64_t{1} << 20;
 };
 
 // A set of changes committed atomically by StateStore::Commit.
@@ -56,6 +72,8 @@ class StateWriteBatch {
 
   bool empty() const;
   size_t count() const;
+  // Bytes of the keys and values (events not counted): about what a Commit writes.
+  int64_t bytes() const;
 
  private:
   friend class StateStore;
@@ -74,6 +92,9 @@ class StateStore {
   // becomes durable with the next synced commit). For data that may be lost in a crash
   // without harm, e.g. per-epoch metrics that a re-run attempt writes again.
   Status Commit(StateWriteBatch& batch, bool sync);
+
+  // The RocksDB directory (StateStoreOptions::path).
+  const std::string& path() const;
 
   // Allocates the next sweep id (durable counter in "meta"; never reused, also after restart).
   StatusOr<SweepId> AllocateSweepId();

@@ -72,7 +72,6 @@ class DrainTest : public testutil::ClusterFixture {
                                 << cluster_->Log();
     std::printf("[ info ] drained and exited in %.1f s (grace %d ms)\n", seconds, kGraceMs);
     EXPECT_EQ(*rc, 0) << cluster_->Log();
-    EXPECT_LT(seconds, kGraceMs / 1000.0 + 10) << cluster_->Log();
     const std::string stopped_log = cluster_->Log();
     // (With every rank signalled, a worker's preempted Result may beat the coordinator's own
     // signal: then fewer than 2 are still running when its drain starts.)

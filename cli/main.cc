@@ -2,6 +2,7 @@
 // serve-index` a read-only index server (also its own MPI-free binary, index/main.cc);
 // every other subcommand is a client of the coordinator's HTTP API (see cli/commands.h,
 // cli/index_commands.h, cli/checkpoint_commands.h).
+#include <atomic>
 #include <csignal>
 #include <chrono>
 #include <cstdio>
@@ -26,6 +27,16 @@ std::atomic<bool> g_stop{false};
 
 void OnSignal(int) { g_stop = true; }
 
+// `lattice cluster`: SIGTERM, SIGINT and SIGUSR1 count here. The first drains the cluster
+// (running trials checkpoint and are queued again; docs/ARCHITECTURE.md, "Stopping and
+// Slurm requeue"), a second stops at once. Slurm sends SIGTERM to every task of a step
+// before a requeue or at the time limit; `--signal=USR1@<secs>` sends SIGUSR1 earlier; Open
+// MPI's mpirun forwards SIGUSR1 to every rank.
+std::atomic<int> g_stop_signals{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+
+void OnStopSignal(int) { g_stop_signals.fetch_add(1); }
+
 int RunCluster(const lattice::ClusterOptions& options) {
   // Every rank reads spec files; each applies the same roots (same flags) before MPI.
   const lattice::Status roots = lattice::jobs::SetDataRoots(options.data_roots, {options.data_dir});
@@ -35,8 +46,7 @@ int RunCluster(const lattice::ClusterOptions& options) {
   }
   int provided = 0;
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  for (int sig : {SIGINT, SIGTERM, SIGUSR1}) std::signal(sig, OnStopSignal);
   int rc = 0;
   {
     lattice::MpiControlChannel channel(MPI_COMM_WORLD);
@@ -50,14 +60,15 @@ int RunCluster(const lattice::ClusterOptions& options) {
         std::fprintf(stderr, "lattice cluster: warning: mpirun runs without --enable-recovery: "
                              "a worker rank that dies will end the whole cluster\n");
       }
-      rc = lattice::RunCoordinatorProcess(options, channel, &g_stop);
+      rc = lattice::RunCoordinatorProcess(options, channel, &g_stop_signals);
     } else {
       lattice::WorkerOptions wopts;
       wopts.num_threads = options.worker_threads;
       wopts.isolate_tasks = options.isolate_tasks;
       wopts.report_usage = options.metrics;
       wopts.coordinator_timeout_ms = options.worker_timeout_ms;
-      wopts.stop = &g_stop;
+      wopts.stop_signals = &g_stop_signals;
+      wopts.drain_grace_ms = options.drain_grace_ms;
       rc = lattice::RunWorker(channel, wopts);
     }
     // Shutdown and last results still in flight; a dead rank never takes its share.
@@ -122,6 +133,12 @@ int main(int argc, char** argv) {
   cluster->add_option("--worker-timeout-ms", cluster_options.worker_timeout_ms,
                       "Silence after which a worker is declared lost and its trial re-queued")
       ->check(CLI::Range(1000, 3600000))
+      ->capture_default_str();
+  cluster->add_option("--drain-grace-ms", cluster_options.drain_grace_ms,
+                      "After SIGTERM/SIGINT/SIGUSR1: how long running trials get to checkpoint "
+                      "and report before the cluster stops anyway (keep it below Slurm's "
+                      "KillWait); a second signal stops at once")
+      ->check(CLI::Range(0, 3600000))
       ->capture_default_str();
 
   lattice::IndexServerOptions index_server_options;

@@ -42,6 +42,7 @@ json Encode(const ResultMsg& m) {
             {"epochs_done", m.epochs_done}, {"error", m.error},
             {"run_seconds", m.run_seconds}};
   if (m.processed > 0) j["processed"] = m.processed;
+  if (m.preempted) j["preempted"] = true;
   return j;
 }
 json Encode(const HeartbeatMsg& m) {
@@ -53,6 +54,7 @@ json Encode(const HeartbeatMsg& m) {
 }
 json Encode(const CancelMsg& m) { return {{"trial", TrialToJson(m.trial)}}; }
 json Encode(const ShutdownMsg&) { return json::object(); }
+json Encode(const DrainMsg&) { return json::object(); }
 json Encode(const VectorsMsg& m) {
   json j = {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"begin", m.begin},
              {"rows", m.rows}, {"dim", m.dim}};
@@ -154,7 +156,8 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
       return Message(ResultMsg{id, j.at("attempt").get<int>(), static_cast<StatusCode>(code),
                                j.at("metrics").get<std::map<std::string, double>>(),
                                j.at("epochs_done").get<int>(), j.at("error").get<std::string>(),
-                               j.value("run_seconds", 0.0), j.value("processed", int64_t{0})});
+                               j.value("run_seconds", 0.0), j.value("processed", int64_t{0}),
+                               j.value("preempted", false)});
     }
     case MessageType::kHeartbeat: {
       HeartbeatMsg m;
@@ -174,6 +177,8 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
     }
     case MessageType::kShutdown:
       return Message(ShutdownMsg{});
+    case MessageType::kDrain:
+      return Message(DrainMsg{});
     case MessageType::kVectors:
     case MessageType::kCheckpoint:
       break;  // binary: DecodeVectors, DecodeCheckpoint
@@ -195,6 +200,7 @@ MessageType TypeOf(const Message& m) {
         if constexpr (std::is_same_v<T, CancelMsg>) return MessageType::kCancel;
         if constexpr (std::is_same_v<T, VectorsMsg>) return MessageType::kVectors;
         if constexpr (std::is_same_v<T, CheckpointMsg>) return MessageType::kCheckpoint;
+        if constexpr (std::is_same_v<T, DrainMsg>) return MessageType::kDrain;
         return MessageType::kShutdown;
       },
       m);

@@ -11,7 +11,8 @@
 //   coordinator -> worker: Assign, Cancel, Shutdown; Checkpoint before the first Assign
 //                          that needs it (encoder {type: trial}); Heartbeat (empty) as a
 //                          keep-alive: a worker that hears nothing from the coordinator for
-//                          its timeout exits
+//                          its timeout exits; Drain when the cluster is asked to stop
+//                          (docs/ARCHITECTURE.md, "Stopping and Slurm requeue")
 //
 // A worker runs one task at a time, in the order assigned. For very short tasks the
 // coordinator may assign a few ahead (pipelining), so the next task is already there
@@ -47,6 +48,7 @@ enum class MessageType : int {
   kShutdown = 7,
   kVectors = 8,
   kCheckpoint = 9,
+  kDrain = 10,
 };
 
 struct RegisterMsg {
@@ -87,6 +89,10 @@ struct ResultMsg {
   // embed: corpus rows embedded), also when it failed or was cancelled; 0: none or not
   // measured.
   int64_t processed = 0;
+  // The worker stopped the task because it was draining (DrainMsg, or a stop signal of its
+  // own): the attempt was interrupted, not at fault; code is kCancelled. A train / distill
+  // task with a checkpoint policy sent a step checkpoint of where it stood just before.
+  bool preempted = false;
 };
 
 struct HeartbeatMsg {
@@ -104,6 +110,14 @@ struct CancelMsg {
 };
 
 struct ShutdownMsg {};
+
+// The cluster is stopping (a stop signal: Slurm's requeue, preemption or time limit):
+// stop the running task now — a train / distill task with a checkpoint policy first writes
+// a step checkpoint of where it is and sends it — and answer it with a Result marked
+// `preempted`; tasks queued behind it and any later Assign are answered the same way
+// without running. Shutdown follows once the coordinator has the Results (or its grace
+// period ran out).
+struct DrainMsg {};
 
 // The vectors an embed attempt produced, sent just before its Result (same sender,
 // so MPI's ordering delivers it first). Encoded as a JSON header line + raw floats.
@@ -165,7 +179,7 @@ class CheckpointAssembler {
 };
 
 using Message = std::variant<RegisterMsg, AssignMsg, ProgressMsg, ResultMsg, HeartbeatMsg,
-                             CancelMsg, ShutdownMsg, VectorsMsg, CheckpointMsg>;
+                             CancelMsg, ShutdownMsg, VectorsMsg, CheckpointMsg, DrainMsg>;
 
 MessageType TypeOf(const Message& m);
 std::string EncodeMessage(const Message& m);

@@ -249,6 +249,10 @@ class Trainer {
   Status Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t seen);
   // Waits for the snapshot being written, if any; its error, if it failed.
   Status WaitForSnapshot();
+  // ctx_.preempted() said so before batch `next_batch` of `epoch`: a step checkpoint of this
+  // point (with a checkpoint policy, unless one was made at this step), written out before
+  // returning Cancelled.
+  Status Preempt(int epoch, size_t next_batch, double loss_sum, int64_t seen);
   // After `epoch`'s evaluation: keeps a copy of the weights when the epoch is the best so far
   // by the selection rule.
   void Select(int epoch);
@@ -321,6 +325,7 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
   int64_t seen = resumed ? carried_seen_ : 0;
   for (size_t b = resumed ? start_batch_ : 0; b < batches_.size(); ++b) {
     const auto& [xb, yb] = batches_[b];
+    if (ctx_.preempted && ctx_.preempted()) return Preempt(epoch, b, loss_sum, seen);
     if (ctx_.cancelled && ctx_.cancelled()) {
       return Status::Cancelled("cancelled in epoch " + std::to_string(epoch));
     }
@@ -378,6 +383,19 @@ bool Trainer::CheckpointDue() {
   last_checkpoint_step_ = steps;
   last_checkpoint_time_ = now;
   return true;
+}
+
+Status Trainer::Preempt(int epoch, size_t next_batch, double loss_sum, int64_t seen) {
+  const int64_t steps = optimizer_->steps();
+  std::string what = "preempted in epoch " + std::to_string(epoch) + " at step " +
+                     std::to_string(steps);
+  if (cfg_.checkpoints && ctx_.on_checkpoint && steps > last_checkpoint_step_) {
+    LATTICE_RETURN_IF_ERROR(Snapshot(epoch, next_batch, loss_sum, seen));
+    last_checkpoint_step_ = steps;
+    what += " (step checkpoint written)";
+  }
+  LATTICE_RETURN_IF_ERROR(WaitForSnapshot());  // on_checkpoint has run when this returns
+  return Status::Cancelled(what);
 }
 
 Status Trainer::WaitForSnapshot() {

@@ -62,8 +62,8 @@
 // epochs), best_val_loss (min over epochs), best_epoch (epoch with the best value of the
 // early-stopping metric; val_loss when early stopping is off).
 //
-// Errors: InvalidArgument (bad config, bad dataset files), Cancelled (ctx.cancelled()
-// returned true), FailedPrecondition ("epoch 3: training loss is NaN" / "... is Inf"),
+// Errors: InvalidArgument (bad config, bad dataset files), Cancelled (ctx.cancelled() or
+// ctx.preempted() returned true), FailedPrecondition ("epoch 3: training loss is NaN" / "... is Inf"),
 // Internal (any LibTorch / std exception, with context). No exception escapes.
 //
 // Determinism: the same config (incl. seed) and the same thread count give bit-identical
@@ -94,6 +94,14 @@ struct JobContext {
   // Polled between training batches; returning true stops the job with Cancelled.
   // May be empty (never cancelled).
   std::function<bool()> cancelled;
+  // Polled between training batches, before `cancelled`: returning true preempts the job
+  // (the worker is draining: the cluster is stopping). A train / distill job with a
+  // checkpoint policy first writes a step checkpoint of where it stands (through
+  // on_checkpoint, before RunJob returns) unless it has written one at this very step;
+  // then it ends with Cancelled "preempted ...". A job resumed from that checkpoint goes
+  // on exactly as if it had never stopped. Other jobs just stop (their `cancelled` should
+  // say true too). May be empty.
+  std::function<bool()> preempted;
   // Called after every epoch with that epoch's metrics. May be empty.
   std::function<void(int epoch, const std::map<std::string, double>& metrics)> on_epoch;
   // Rows processed, added to as the job goes (train / distill: each training batch's

@@ -53,7 +53,7 @@ StatusOr<std::string> LoadOrCreateToken(const std::string& data_dir) {
 }
 
 int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel,
-                          const std::atomic<bool>* stop) {
+                          const std::atomic<int>* stop_signals) {
   auto fail = [&](const Status& s) {
     std::fprintf(stderr, "lattice cluster: error: %s\n", s.message().c_str());
     ShutdownWorkers(channel);
@@ -81,7 +81,8 @@ int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel
   CoordinatorOptions copts;
   copts.worker_timeout_ms = options.worker_timeout_ms;
   copts.keepalive_ms = std::max(1, options.worker_timeout_ms / 4);
-  copts.stop = stop;
+  copts.stop_signals = stop_signals;
+  copts.drain_grace_ms = options.drain_grace_ms;
   copts.index_builder = &index_builder;
   copts.min_free_bytes = options.min_free_bytes;
   Coordinator coordinator(copts, store->get(), &channel, options.metrics ? &metrics : nullptr);

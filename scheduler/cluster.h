@@ -47,11 +47,17 @@ struct ClusterOptions {
   // Free bytes to keep on the data directory's disk: below it changes get HTTP 507 and no
   // trial starts (CoordinatorOptions::min_free_bytes). Default: 256 MiB.
   int64_t min_free_bytes = kDefaultMinFreeBytes;
+  // After a stop signal (SIGTERM, SIGINT, SIGUSR1), how long the coordinator waits for the
+  // running trials to checkpoint and report before it stops anyway, milliseconds (workers
+  // wait 5 s more for its Shutdown). Keep it below Slurm's KillWait (30 s by default).
+  // Default: 20000.
+  int drain_grace_ms = 20000;
 };
 
-// Runs rank 0 until `stop` is set (SIGINT/SIGTERM). Returns the process exit code.
+// Runs rank 0 until a drain ends (the first of `stop_signals`, counted by the signal
+// handler) or at once on a second signal. Returns the process exit code (0 after a stop).
 int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel,
-                          const std::atomic<bool>* stop);
+                          const std::atomic<int>* stop_signals);
 
 // Reads <data_dir>/token, creating it (random, mode 0600) when absent.
 StatusOr<std::string> LoadOrCreateToken(const std::string& data_dir);

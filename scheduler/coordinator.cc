@@ -101,7 +101,15 @@ void Coordinator::Run() {
   for (;;) {
     bool stopping = stop_requested_.load() || (options_.stop != nullptr && options_.stop->load());
     if (stopping) break;
+    if (StopSignals() >= 2) {  // stop at once; what still runs resumes from its checkpoint
+      std::fprintf(stderr, "coordinator: second stop signal: stopping now\n");
+      Pending p;
+      PreemptRunningTrials("preempted: the cluster was stopped at once (second stop signal)", p);
+      Flush(p);
+      break;
+    }
     bool did_work = RunOnce();
+    if (Drained()) break;
     idle_sleep_ = did_work ? std::chrono::microseconds(20)
                            : std::min(idle_sleep_ * 2, std::chrono::microseconds(1000));
     clock_->SleepFor(idle_sleep_);
@@ -113,11 +121,12 @@ bool Coordinator::RunOnce() {
   space_checked_ = false;  // SpaceCheck() reads the disk again in this iteration
   if (held_) return RetryHeldCommit();
   Pending p;
-  bool did_work = PollWorkers(p);
+  bool did_work = StartDrainIfRequested(p);
+  did_work |= PollWorkers(p);
   did_work |= RunCommands(p);
   did_work |= CheckLiveness(p);
   did_work |= CollectIndexBuilds(p);
-  did_work |= PlaceTrials(p);
+  did_work |= drain_ ? ContinueDrain(p) : PlaceTrials(p);
   Flush(p);
   if (did_work) UpdateGauges();
   if (metrics_ != nullptr && Now() - rss_sampled_ms_ >= 1000) {

@@ -32,8 +32,20 @@
 // terminal trials are never touched again. A trial is one grid point, so a sweep never
 // runs the same point twice: only attempts of the same trial repeat, one at a time.
 //
-// Thread-safety: Submit(Async), Cancel(Async), Workers and RequestStop may be called from
-// any thread (HTTP handlers); Recover, RunOnce and Run from the channel's thread only.
+// Draining (RequestDrain(), or the first stop signal: SIGTERM, SIGINT, SIGUSR1 — what Slurm
+// sends before a requeue, a preemption or the time limit): no trial is placed any more;
+// every worker gets Drain, so its running task writes a step checkpoint of where it stands
+// (train / distill with a checkpoint policy) and answers with a Result marked preempted;
+// each such trial goes back to "queued" (TrialEvent::kPreempt: the attempt is not spent)
+// in the iteration that receives it, its checkpoint stored before. Run() returns once no
+// trial runs, or after drain_grace_ms, when the trials still running are committed as
+// preempted too (they resume from their latest stored checkpoint); a second stop signal
+// does that at once. Recover() then finds them queued, and the next Assign resumes each
+// from its latest checkpoint. docs/ARCHITECTURE.md, "Stopping and Slurm requeue".
+//
+// Thread-safety: Submit(Async), Cancel(Async), Workers, RequestStop and RequestDrain may be
+// called from any thread (HTTP handlers); Recover, RunOnce and Run from the channel's
+// thread only.
 #pragma once
 
 #include <atomic>
@@ -76,6 +88,13 @@ struct CoordinatorOptions {
   int worker_timeout_ms = 60000;
   // Set by a signal handler to stop the loop (workers get Shutdown). Not owned.
   const std::atomic<bool>* stop = nullptr;
+  // Stop signals counted by a signal handler (SIGTERM, SIGINT, SIGUSR1). Not owned; null:
+  // none. The first drains (see the top of this file), a second stops at once.
+  const std::atomic<int>* stop_signals = nullptr;
+  // How long a drain waits for the running trials' Results, milliseconds, before it stops
+  // anyway. Keep it below Slurm's KillWait (30 s by default), which SIGKILLs the step.
+  // Default: 20000.
+  int drain_grace_ms = 20000;
   // Builds the index of finished embed sweeps. Not owned; null: embed sweeps fail.
   IndexBuilder* index_builder = nullptr;
   // Where time comes from. Not owned; null: SystemClock().
@@ -142,7 +161,8 @@ class Coordinator {
   Status Recover();
 
   // The scheduling loop: RunOnce, then an idle back-off on the clock; returns after
-  // RequestStop() or options.stop, once every worker was sent Shutdown (Stop()).
+  // RequestStop() or options.stop, or when a drain ended (RequestDrain(), stop signals),
+  // once every worker was sent Shutdown (Stop()).
   void Run();
   // One iteration of the loop (see the top of this file); true if it did any work.
   bool RunOnce();
@@ -174,6 +194,11 @@ class Coordinator {
   // The data directory's state for /healthz. Any thread.
   StorageHealth Storage() const;
   void RequestStop();
+  // Starts a drain at the next iteration (see the top of this file). Any thread.
+  void RequestDrain();
+  // Whether a drain has ended: no trial runs any more (or the grace period ran out). Run()
+  // returns at that point; tests driving RunOnce() poll it.
+  bool Drained() const { return drain_.has_value() && drain_->finished; }
 
  private:
   struct ActiveSweep {
@@ -195,6 +220,7 @@ class Coordinator {
     std::deque<Inflight> inflight;  // assigned, in the order the worker runs them
     std::set<TrialId> checkpoints_sent;  // checkpoints this worker holds (encoder trial)
     bool registered = false;             // it sent Register (keep-alives go to these)
+    bool draining = false;  // it preempted a task on its own (a stop signal): no new tasks
   };
   struct Command {
     std::optional<scheduler::SweepSpec> submit;
@@ -238,6 +264,15 @@ class Coordinator {
   Status SpaceCheck();
   // Every keepalive_ms: an empty Heartbeat to each registered worker.
   void SendKeepAlives(std::vector<std::pair<WorkerRank, Message>>& sends);
+  // Draining (scheduler/coordinator_drain.cc). Stop signals seen so far.
+  int StopSignals() const;
+  // A drain was asked for and has not started: send every worker Drain. True if it started.
+  bool StartDrainIfRequested(Pending& p);
+  // While draining, instead of PlaceTrials: ends the drain when no trial runs, or at the
+  // grace deadline (the trials still running are preempted). True if it did anything.
+  bool ContinueDrain(Pending& p);
+  // Commits every running trial as preempted (`why`), e.g. on a second stop signal.
+  void PreemptRunningTrials(const std::string& why, Pending& p);
 
   void OnRegister(WorkerRank rank, const RegisterMsg& m);
   void OnProgress(WorkerRank rank, const ProgressMsg& m, Pending& p);
@@ -338,6 +373,11 @@ class Coordinator {
   Status space_;               // SpaceCheck() of this iteration
   bool space_checked_ = false;
   bool space_was_low_ = false;  // to log the change only
+  struct Drain {
+    int64_t started_ms = 0;
+    bool finished = false;
+  };
+  std::optional<Drain> drain_;  // set when a drain started
   int64_t rss_sampled_ms_ = 0;  // last time the coordinator's RSS gauge was refreshed
   int64_t keepalive_sent_ms_ = 0;  // last keep-alive round (options_.keepalive_ms)
   std::chrono::microseconds idle_sleep_{20};  // Run()'s back-off after idle iterations
@@ -351,6 +391,7 @@ class Coordinator {
   int64_t held_bytes_ = 0;
   int64_t held_view_since_ms_ = 0;
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> drain_requested_{false};
 };
 
 }  // namespace lattice

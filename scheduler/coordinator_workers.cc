@@ -127,10 +127,18 @@ void Coordinator::OnResult(WorkerRank rank, const ResultMsg& m, Pending& p) {
       ++s.run_samples;
     }
   }
+  // A worker that preempts a task while the coordinator is not draining got a stop signal
+  // of its own: it takes no new task (it would preempt it at once).
+  if (m.preempted && !drain_) slot(rank).draining = true;
   if (!IsCurrentAttempt(rank, m.trial, m.attempt)) return;  // cancelled, or given up on
   TrialRecord& t = trials_.at(m.trial);
   const SweepRecord& sweep = sweeps_.at(t.id.sweep).record;
   TrialEvent event = scheduler::EventForResult(m.code);
+  if (m.preempted && m.code == StatusCode::kCancelled) {
+    event = TrialEvent::kPreempt;  // queued again; the attempt is not spent
+    std::fprintf(stderr, "coordinator: trial %s attempt %d preempted on %s: %s\n",
+                 t.id.ToString().c_str(), m.attempt, rank.ToString().c_str(), m.error.c_str());
+  }
   if (event == TrialEvent::kSucceed) {
     Status stored = sweep.kind == JobKind::kEmbed ? StoreVectors(t, m.attempt, p) : Status::Ok();
     if (stored.ok()) {
@@ -152,7 +160,8 @@ void Coordinator::OnResult(WorkerRank rank, const ResultMsg& m, Pending& p) {
       std::fprintf(stderr, "coordinator: %s\n", stored.ToString().c_str());
     }
   }
-  if (event != TrialEvent::kSucceed && event != TrialEvent::kWorkerLost) {
+  if (event != TrialEvent::kSucceed && event != TrialEvent::kWorkerLost &&
+      event != TrialEvent::kPreempt) {
     std::fprintf(stderr, "coordinator: trial %s attempt %d failed on %s: %s\n",
                  t.id.ToString().c_str(), m.attempt, rank.ToString().c_str(), m.error.c_str());
   }
@@ -196,8 +205,9 @@ std::optional<WorkerRank> Coordinator::PickWorker(size_t depth) const {
   std::optional<WorkerRank> best;
   for (size_t r = 1; r < slots_.size(); ++r) {
     const Slot& s = slots_[r];
-    bool usable = s.view.state == WorkerState::kIdle || s.view.state == WorkerState::kBusy;
-    if (!usable || s.inflight.size() >= depth) continue;  // starting, lost, or full
+    bool usable = (s.view.state == WorkerState::kIdle || s.view.state == WorkerState::kBusy) &&
+                  !s.draining;
+    if (!usable || s.inflight.size() >= depth) continue;  // starting, lost, draining, or full
     if (!best || s.inflight.size() < slot(*best).inflight.size()) best = s.view.rank;
   }
   return best;

@@ -20,6 +20,7 @@ TrialState NominalTarget(TrialEvent e) {
     case TrialEvent::kWorkerLost:
     case TrialEvent::kRecover:
     case TrialEvent::kResume:
+    case TrialEvent::kPreempt:
       return TrialState::kQueued;
     case TrialEvent::kCancel:
       return TrialState::kCancelled;
@@ -53,6 +54,8 @@ const char* TrialEventName(TrialEvent e) {
       return "cancel";
     case TrialEvent::kResume:
       return "resume";
+    case TrialEvent::kPreempt:
+      return "preempt";
   }
   return "unknown";
 }
@@ -106,7 +109,8 @@ StatusOr<TrialRecord> ApplyTrialEvent(TrialRecord t, TrialEvent e, int max_attem
     case TrialEvent::kFail:
     case TrialEvent::kFailPermanent: {
       if (!running) return Illegal(t, e);
-      const bool give_up = e == TrialEvent::kFailPermanent || t.attempts >= max_attempts;
+      const bool give_up =
+          e == TrialEvent::kFailPermanent || t.attempts - t.preemptions >= max_attempts;
       t.state = give_up ? TrialState::kFailed : TrialState::kQueued;
       t.error = error;
       if (give_up) t.finished_ms = now_ms;
@@ -114,9 +118,11 @@ StatusOr<TrialRecord> ApplyTrialEvent(TrialRecord t, TrialEvent e, int max_attem
     }
     case TrialEvent::kWorkerLost:
     case TrialEvent::kRecover:
+    case TrialEvent::kPreempt:
       if (!running) return Illegal(t, e);
       t.state = TrialState::kQueued;
       t.error = error;
+      if (e == TrialEvent::kPreempt) t.preemptions += 1;
       return t;
     case TrialEvent::kResume:
       if (!IsTerminal(t.state)) return Illegal(t, e);

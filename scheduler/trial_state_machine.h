@@ -10,6 +10,7 @@
 //   kFailPermanent  running   failed                               error, finished_ms
 //   kWorkerLost     running   queued                               error
 //   kRecover        running   queued   (coordinator restarted)     error
+//   kPreempt        running   queued   (the cluster drained it)    error, preemptions+1
 //   kCancel         queued,   cancelled                            finished_ms, error (reason)
 //                   running
 //   kResume         completed, queued                              error, finished_ms cleared
@@ -20,7 +21,10 @@
 //   "trial s1-t3: illegal transition completed→running (assign)".
 // Terminal states (completed, failed, cancelled) change only by kResume, which a user asks for. kWorkerLost and kRecover
 // re-queue without looking at attempts (the attempt was not the trial's fault), so the
-// attempts counter may exceed max_attempts after lost workers. `worker` keeps the last
+// attempts counter may exceed max_attempts after lost workers. kPreempt (a stopping cluster
+// interrupted the attempt: SIGTERM, Slurm requeue) also counts it in `preemptions`, and kFail
+// gives up only when attempts - preemptions reaches max_attempts: a preempted attempt is
+// not spent. `worker` keeps the last
 // rank after a trial leaves running; it only means "running there" while state is running.
 // Metrics and objective are not touched: the coordinator sets them from the result.
 #pragma once
@@ -36,10 +40,11 @@
 namespace lattice::scheduler {
 
 enum class TrialEvent {
-  kAssign, kSucceed, kFail, kFailPermanent, kWorkerLost, kRecover, kCancel, kResume
+  kAssign, kSucceed, kFail, kFailPermanent, kWorkerLost, kRecover, kCancel, kResume, kPreempt
 };
 
-// "assign", "succeed", "fail", "fail_permanent", "worker_lost", "recover", "cancel", "resume".
+// "assign", "succeed", "fail", "fail_permanent", "worker_lost", "recover", "cancel", "resume",
+// "preempt".
 const char* TrialEventName(TrialEvent e);
 
 // The one failure classification: the event for a task whose attempt ended with `code`

@@ -9,6 +9,7 @@ PACKAGES=(
   prometheus-cpp-dev libboost-all-dev libgtest-dev libyaml-cpp-dev nlohmann-json3-dev
   libcli11-dev libspdlog-dev libhnswlib-dev libopenblas0-pthread libstb-dev
   prometheus dataset-fashion-mnist curl bc
+  slurm-wlm munge   # tests/integration/slurm_test.sh runs deploy/slurm/lattice.sbatch under a real Slurm
   python3-torch python3-faiss python3-hnswlib python3-optuna python3-sklearn python3-numpy
 )
 

@@ -171,6 +171,7 @@ StatusOr<TrialRecord> TrialFromJson(const json& j) {
   if (!state) return Status::InvalidArgument("state: unknown trial state: " + text);
   r.state = *state;
   LATTICE_RETURN_IF_ERROR(ReadInt(j, "attempts", &r.attempts));
+  LATTICE_RETURN_IF_ERROR(ReadInt(j, "preemptions", &r.preemptions));  // absent before: 0
   LATTICE_RETURN_IF_ERROR(ReadInt(j, "worker", &r.worker.value));
   LATTICE_RETURN_IF_ERROR(ReadJson(j, "metrics", &r.metrics));
   LATTICE_RETURN_IF_ERROR(ReadObjective(j, &r.objective));
@@ -274,7 +275,8 @@ nlohmann::json TrialRecord::ToJson() const {
       {"id", id.ToString()},        {"sweep", id.sweep.ToString()},
       {"index", id.index},          {"params", params},
       {"config", config},           {"state", TrialStateName(state)},
-      {"attempts", attempts},       {"worker", worker.value},
+      {"attempts", attempts},       {"preemptions", preemptions},
+      {"worker", worker.value},
       {"metrics", metrics},         {"objective", objective ? json(*objective) : json(nullptr)},
       {"epochs_done", epochs_done}, {"error", error},
       {"started_ms", started_ms},   {"finished_ms", finished_ms},

@@ -54,6 +54,9 @@ struct TrialRecord {
   nlohmann::json config;          // the full job config with params applied
   TrialState state = TrialState::kQueued;
   int attempts = 0;               // number of times it was assigned to a worker
+  // Of those, attempts a stopping cluster interrupted (drain on SIGTERM / Slurm requeue):
+  // they do not count against the sweep's max_attempts.
+  int preemptions = 0;
   WorkerRank worker;               // rank running it now (or last); -1 = none
   nlohmann::json metrics = nlohmann::json::object();  // final and best metrics
   std::optional<double> objective;  // value of the sweep metric, when known

@@ -18,6 +18,7 @@
 
 #include "control/socket_channel.h"
 #include "worker/coordinator_watch.h"
+#include "worker/stop_signal_watch.h"
 #include "worker/worker.h"
 
 namespace lattice {
@@ -57,6 +58,9 @@ StatusOr<TaskProcess> StartTaskProcess(WorkerRank rank, const WorkerOptions& opt
     // The task process: never touches MPI; dies with the rank.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(1);  // the rank died before prctl took effect
+    // Stop signals are the rank's business: Slurm signals every process of a step at once,
+    // and the rank drains this process with a Drain message (its task checkpoints first).
+    for (int sig : {SIGTERM, SIGINT, SIGUSR1}) signal(sig, SIG_IGN);
     close(fds[0]);
     int rc = 1;
     {
@@ -64,6 +68,7 @@ StatusOr<TaskProcess> StartTaskProcess(WorkerRank rank, const WorkerOptions& opt
       WorkerOptions task = options;
       task.isolate_tasks = false;
       task.coordinator_timeout_ms = 0;  // the rank watches the coordinator
+      task.stop_signals = nullptr;      // and the stop signals
       rc = RunTaskLoop(channel, task);
       channel.Flush(10000);
     }
@@ -104,6 +109,7 @@ class Relay {
       return 1;
     }
     CoordinatorWatch watch(options_.coordinator_timeout_ms);
+    StopSignalWatch signals(options_);
     auto idle_sleep = std::chrono::microseconds(20);
     bool running = true;
     while (running) {
@@ -144,7 +150,20 @@ class Relay {
         }
         break;
       }
-      if (options_.stop != nullptr && options_.stop->load()) running = false;
+      switch (signals.Check()) {
+        case StopSignalWatch::kNone:
+          break;
+        case StopSignalWatch::kDrain:  // as if the coordinator had sent Drain
+          std::fprintf(stderr, "worker %d: stop signal: draining (a second one stops at once)\n",
+                       rank());
+          ToTask(DrainMsg{});
+          draining_ = true;
+          break;
+        case StopSignalWatch::kStopNow:
+          std::fprintf(stderr, "worker %d: %s: stopping now\n", rank(), signals.why().c_str());
+          running = false;
+          break;
+      }
       if (watch.Expired()) {
         std::fprintf(stderr, "worker %d: error: nothing from the coordinator for %d ms: exiting\n",
                      rank(), options_.coordinator_timeout_ms);
@@ -173,6 +192,8 @@ class Relay {
     if (std::holds_alternative<HeartbeatMsg>(m)) return true;  // the coordinator's keep-alive
     if (const auto* assign = std::get_if<AssignMsg>(&m)) {
       outstanding_.emplace_back(assign->trial, assign->attempt);
+    } else if (std::holds_alternative<DrainMsg>(m)) {
+      draining_ = true;
     } else if (const auto* piece = std::get_if<CheckpointMsg>(&m)) {
       // An encoder's / teacher's checkpoint is sent once per worker: keep it for a new task
       // process. (A resume checkpoint belongs to one attempt, which a crash ends anyway.)
@@ -243,6 +264,7 @@ class Relay {
     (void)coordinator_.Send(kCoordinatorRank, beat);
     LATTICE_RETURN_IF_ERROR(Start());
     for (const auto& piece : kept_checkpoints_) ToTask(piece);
+    if (draining_) ToTask(DrainMsg{});  // the new process takes no task either
     return Status::Ok();
   }
 
@@ -256,6 +278,7 @@ class Relay {
   const WorkerOptions options_;
   TaskProcess task_;
   bool registered_ = false;
+  bool draining_ = false;  // Drain sent to the task process (a stop signal or the coordinator)
   int restarts_ = 0;
   std::string fault_;
   std::optional<TrialId> running_;                    // per the task process's last heartbeat

@@ -16,6 +16,7 @@
 #include "monitoring/metrics.h"
 #include "worker/coordinator_watch.h"
 #include "worker/device.h"
+#include "worker/stop_signal_watch.h"
 
 namespace lattice {
 namespace {
@@ -44,8 +45,26 @@ class TaskRunner {
 
   void Enqueue(AssignMsg assign) {
     std::lock_guard<std::mutex> lock(mu_);
+    if (draining_) {  // never started: the coordinator queues it again, attempt not spent
+      outbox_.push_back(Preempted(assign, "not started: the worker is stopping"));
+      return;
+    }
     pending_.push_back(std::move(assign));
     cv_.notify_all();
+  }
+
+  // The worker is stopping (DrainMsg or a stop signal): the running task is preempted —
+  // a train / distill task checkpoints where it stands first — and answered with a Result
+  // marked preempted, as are the queued ones (without running) and every later Assign.
+  void Drain() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (draining_) return;
+    draining_ = true;
+    preempt_ = true;
+    for (const AssignMsg& queued : pending_) {
+      outbox_.push_back(Preempted(queued, "not started: the worker is stopping"));
+    }
+    pending_.clear();
   }
 
   // Stops the task if it runs now; a queued one is answered Cancelled without running.
@@ -106,6 +125,7 @@ class TaskRunner {
         pending_.pop_front();
         current_ = task.trial;
         cancel_ = false;
+        preempt_ = draining_.load();
       }
       ResultMsg result = Run(task);
       std::lock_guard<std::mutex> lock(mu_);
@@ -120,7 +140,10 @@ class TaskRunner {
     ctx.cache = &cache_;
     ctx.num_threads = num_threads_;
     ctx.device = device_.TorchDevice();
-    ctx.cancelled = [this] { return cancel_.load(std::memory_order_relaxed); };
+    ctx.cancelled = [this] {
+      return cancel_.load(std::memory_order_relaxed) || preempt_.load(std::memory_order_relaxed);
+    };
+    ctx.preempted = [this] { return preempt_.load(std::memory_order_relaxed); };
     ctx.checkpoint = [this](const std::string& trial) -> std::shared_ptr<const std::string> {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = checkpoints_.find(trial);
@@ -168,10 +191,17 @@ class TaskRunner {
     } else {
       result.code = outcome.status().code();
       result.error = outcome.status().message();
+      result.preempted = result.code == StatusCode::kCancelled && preempt_.load();
     }
     result.run_seconds = std::chrono::duration<double>(Clock::now() - start).count();
     result.processed = processed_.exchange(0, std::memory_order_relaxed);
     return result;
+  }
+
+  static ResultMsg Preempted(const AssignMsg& task, const std::string& why) {
+    ResultMsg r{task.trial, task.attempt, StatusCode::kCancelled, {}, 0, why, 0};
+    r.preempted = true;
+    return r;
   }
 
   // Queues the pieces of a checkpoint for the coordinator.
@@ -196,6 +226,8 @@ class TaskRunner {
   // Step checkpoints to resume from, by (trial, attempt); taken when that attempt starts.
   std::map<std::pair<TrialId, int>, std::shared_ptr<const std::string>> resume_;
   std::atomic<bool> cancel_{false};
+  std::atomic<bool> preempt_{false};   // the running task is to checkpoint and stop
+  std::atomic<bool> draining_{false};  // Drain() was called: no task starts any more
   bool quit_ = false;
   std::thread thread_;  // last: starts after the members above exist
 };
@@ -229,6 +261,7 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
   bool running = true;
   std::deque<Message> outgoing;
   CoordinatorWatch watch(options.coordinator_timeout_ms);
+  StopSignalWatch signals(options);
   while (running) {
     bool did_work = false;
     while (auto polled = channel.Poll()) {
@@ -257,6 +290,8 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
         }
       } else if (auto* cancel = std::get_if<CancelMsg>(&m)) {
         runner.Cancel(cancel->trial);
+      } else if (std::holds_alternative<DrainMsg>(m)) {
+        runner.Drain();
       } else if (std::holds_alternative<ShutdownMsg>(m)) {
         running = false;
       }
@@ -275,7 +310,18 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
       if (!channel.Send(kCoordinatorRank, outgoing.front()).ok()) return 1;
       outgoing.pop_front();
     }
-    if (options.stop != nullptr && options.stop->load()) running = false;
+    switch (signals.Check()) {
+      case StopSignalWatch::kNone:
+        break;
+      case StopSignalWatch::kDrain:
+        runner.Drain();
+        break;
+      case StopSignalWatch::kStopNow:
+        std::fprintf(stderr, "worker %d: %s: stopping now\n", channel.rank().value,
+                     signals.why().c_str());
+        runner.CancelAll();
+        return 0;
+    }
     if (watch.Expired()) {
       std::fprintf(stderr, "worker %d: error: nothing from the coordinator for %d ms: exiting\n",
                    channel.rank().value, options.coordinator_timeout_ms);

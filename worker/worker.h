@@ -2,13 +2,17 @@
 //
 // Protocol (see control/messages.h, control/channel.h):
 //   1. Send Register to rank 0 (host, threads, device, pid).
-//   2. Loop until Shutdown, a stop signal, or loss of the coordinator (nothing heard from it,
-//      not even its keep-alive Heartbeat, for `coordinator_timeout_ms`):
+//   2. Loop until Shutdown, a second stop signal (the first drains, below), or loss of the
+//      coordinator (nothing heard from it, not even its keep-alive Heartbeat, for
+//      `coordinator_timeout_ms`):
 //      - Checkpoint -> keep it for the embed jobs that use it (sent before their Assign).
 //      - Assign  -> queue the job for the task thread, which runs one at a time in order
 //                   (the coordinator assigns ahead only for very short tasks).
 //      - Cancel  -> set the running task's cancel flag, or drop it from the queue; either
 //                   way it is answered with a Cancelled result.
+//      - Drain   -> preempt the running task (it checkpoints first if its job can) and
+//                   answer it, the queued ones and every later Assign with a Cancelled
+//                   Result marked preempted; a stop signal to the worker does the same.
 //      - forward Progress (per epoch) and the final Result from the task thread (after
 //        the attempt's Vectors or Checkpoint, when it has any).
 //      - send a Heartbeat every `heartbeat_interval_ms`.
@@ -21,7 +25,9 @@
 // retryable attempt failure naming the signal), its queued ones with Cancelled (they run
 // again elsewhere), starts a new task process, hands it again the encoder / teacher
 // checkpoints it was given, and reports the restart in its heartbeats. The task process
-// keeps its dataset cache across tasks; it dies with the rank (PR_SET_PDEATHSIG). Why this
+// keeps its dataset cache across tasks; it dies with the rank (PR_SET_PDEATHSIG). It ignores
+// stop signals (Slurm signals every process of a step at once): the rank drains it with a
+// Drain message, so the running task can write its checkpoint. Why this
 // design (and `mpirun --enable-recovery` for a rank that dies itself): docs/ARCHITECTURE.md.
 //
 // Threading: the calling thread owns the channel (MPI_THREAD_FUNNELED). The task thread
@@ -50,6 +56,15 @@ struct WorkerOptions {
   bool report_usage = true;
   // Set by a signal handler: stop after cancelling the running task. Not owned.
   const std::atomic<bool>* stop = nullptr;
+  // Stop signals counted by the process's signal handler (SIGTERM, SIGINT, SIGUSR1). Not
+  // owned; null: none. The first drains the worker — the running task is preempted (a
+  // train / distill task writes a step checkpoint first; its Result is marked preempted),
+  // later Assigns are answered the same way without running — and the worker then waits
+  // for the coordinator's Shutdown at most drain_grace_ms + 5 s before it exits (code 0);
+  // a second stops it at once (code 0). worker/stop_signal_watch.h.
+  const std::atomic<int>* stop_signals = nullptr;
+  // The coordinator's drain grace period (ClusterOptions::drain_grace_ms). Default: 20000.
+  int drain_grace_ms = 20000;
 };
 
 // Runs the worker on `channel` (rank != 0): isolated or in-process as options say.

@@ -31,6 +31,14 @@ TEST(MessagesTest, EveryMessageRoundTrips) {
   EXPECT_EQ(result.code, StatusCode::kInvalidArgument);
   EXPECT_EQ(result.error, "NaN loss");
   EXPECT_EQ(result.epochs_done, 3);
+  EXPECT_FALSE(result.preempted);
+  ResultMsg stopped{id, 2, StatusCode::kCancelled, {}, 1, "preempted in epoch 2 at step 37", 4.5};
+  stopped.preempted = true;
+  auto preempted = RoundTrip(stopped);
+  EXPECT_TRUE(preempted.preempted);
+  EXPECT_EQ(preempted.code, StatusCode::kCancelled);
+  EXPECT_EQ(EncodeMessage(result).find("preempted"), std::string::npos)
+      << "only a preempted result carries the flag";
 
   auto reg = RoundTrip(RegisterMsg{"node1", 4, "cpu", 4321});
   EXPECT_EQ(reg.host, "node1");
@@ -55,6 +63,8 @@ TEST(MessagesTest, EveryMessageRoundTrips) {
 
   EXPECT_EQ(RoundTrip(CancelMsg{id}).trial, id);
   RoundTrip(ShutdownMsg{});
+  RoundTrip(DrainMsg{});
+  EXPECT_EQ(TypeOf(DrainMsg{}), MessageType::kDrain);
 }
 
 // Usage fields (processed rows, device memory) round-trip, are left out when unset, and

@@ -99,6 +99,51 @@ TEST(ResumeTest, ResumedRunsAreBitIdenticalToTheUninterruptedOne) {
   }
 }
 
+// A preempted run (ctx.preempted, as a draining worker sets it) writes a step checkpoint of
+// exactly where it stopped — mid-epoch, off the every_steps grid — and ends Cancelled; the
+// run resumed from that checkpoint ends bit-identical to the uninterrupted one.
+TEST(ResumeTest, PreemptionCheckpointsWhereItStoppedAndResumesBitIdentically) {
+  const json config = Config(1000);  // no policy checkpoint before the preemption
+  Outcome whole = RunTrial(config);
+  ASSERT_TRUE(whole.checkpoints.empty());
+  for (int stop_after : {37, 58}) {  // mid-epoch 2; exactly epoch 2's end (2 x 29 batches)
+    SCOPED_TRACE("preempted after " + std::to_string(stop_after) + " batches");
+    std::vector<Saved> saved;
+    int polls = 0;
+    JobContext ctx;
+    ctx.preempted = [&] { return polls++ >= stop_after; };  // polled once per batch
+    ctx.on_checkpoint = [&](std::string bytes, int64_t step, int epoch) {
+      saved.push_back({std::move(bytes), step, epoch});
+    };
+    auto stopped = RunJob(config, ctx);
+    ASSERT_FALSE(stopped.ok());
+    EXPECT_EQ(stopped.status().code(), StatusCode::kCancelled);
+    EXPECT_NE(stopped.status().message().find("preempted in epoch"), std::string::npos)
+        << stopped.status().message();
+    EXPECT_NE(stopped.status().message().find("step checkpoint written"), std::string::npos);
+    ASSERT_EQ(saved.size(), 1u);
+    EXPECT_EQ(saved[0].step, stop_after);
+    EXPECT_EQ(saved[0].epoch, stop_after / 29 + 1);
+    Outcome resumed = RunTrial(config, std::make_shared<const std::string>(saved[0].bytes));
+    EXPECT_EQ(resumed.result.metrics, whole.result.metrics);
+    ASSERT_TRUE(resumed.result.checkpoint.has_value());
+    EXPECT_TRUE(*resumed.result.checkpoint == *whole.result.checkpoint)
+        << "the final weights differ";
+    ASSERT_EQ(resumed.epochs.size(), 4u - static_cast<size_t>(stop_after / 29));
+  }
+  // Without a checkpoint policy a preempted run just stops: nothing to resume from.
+  json plain = config;
+  plain.erase("checkpoint");
+  JobContext ctx;
+  int saved = 0;
+  ctx.preempted = [] { return true; };
+  ctx.on_checkpoint = [&](std::string, int64_t, int) { ++saved; };
+  auto stopped = RunJob(plain, ctx);
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.status().code(), StatusCode::kCancelled);
+  EXPECT_EQ(saved, 0);
+}
+
 // With keep_best the final checkpoint holds the best epoch's weights, a copy of which every
 // later step checkpoint carries: a run resumed after that epoch still ends with the same bytes.
 TEST(ResumeTest, KeepBestResumesBitIdentically) {

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <random>
@@ -29,6 +30,7 @@ using testutil::FakeClock;
 
 constexpr int kWorkers = 3;
 constexpr int kTimeoutMs = 5000;
+constexpr int kDrainGraceMs = 20000;
 
 WorkerRank W(int r) { return WorkerRank{r}; }
 
@@ -59,6 +61,8 @@ class CoordinatorTest : public ::testing::Test {
     options.worker_timeout_ms = kTimeoutMs;
     options.clock = &clock_;
     options.keepalive_ms = keepalive_ms;
+    options.stop_signals = &stop_signals_;
+    options.drain_grace_ms = kDrainGraceMs;
     coordinator_ = std::make_unique<Coordinator>(options, store_.get(), channel_.get(), metrics_.get());
   }
 
@@ -144,6 +148,7 @@ class CoordinatorTest : public ::testing::Test {
   std::unique_ptr<prometheus::Registry> registry_;
   std::unique_ptr<SchedulerMetrics> metrics_;
   std::unique_ptr<Coordinator> coordinator_;
+  std::atomic<int> stop_signals_{0};  // what the signal handler counts (SIGTERM, ...)
 };
 
 TEST_F(CoordinatorTest, NothingIsAssignedToWorkersThatHaveNotRegistered) {
@@ -546,6 +551,183 @@ TEST_F(CoordinatorTest, StepCheckpointsAreStoredPrunedAndResumedFrom) {
   EXPECT_EQ(resume->step, 200);
   EXPECT_EQ(resume->attempt, 3);
   EXPECT_EQ(Sweep(sweep.id).state, SweepState::kRunning);
+}
+
+// --- Draining on a stop signal (Slurm requeue / preemption / time limit) ----------------
+
+// What a draining worker answers for a task it stopped.
+ResultMsg Preempted(const AssignMsg& a, const std::string& why = "preempted in epoch 2") {
+  ResultMsg r{a.trial, a.attempt, StatusCode::kCancelled, {}, 1, why, 2.0};
+  r.preempted = true;
+  return r;
+}
+
+// A checkpointing sweep: 5 trials on 3 workers. The first signal drains: no new placement,
+// Drain to every worker, the running trials' last checkpoints stored and the trials queued
+// again without spending an attempt; the coordinator is drained when none runs. A restart
+// resumes them from those checkpoints, and every grid point completes exactly once.
+TEST_F(CoordinatorTest, FirstStopSignalDrainsRunningTrialsWhichResumeAfterARestart) {
+  RegisterWorkers();
+  ASSERT_OK_AND_ASSIGN(scheduler::SweepSpec spec, scheduler::ParseSweepSpec(NoopSpec("drain", 5)));
+  for (auto& config : spec.trial_configs) config["checkpoint"] = {{"every_steps", 10}};
+  SweepRecord sweep = Submit(std::move(spec));
+  std::map<WorkerRank, AssignMsg> running;
+  for (auto& [rank, a] : Assigns()) running[rank] = a;
+  ASSERT_EQ(running.size(), 3u);
+  DeliverCheckpoint(W(1), running[W(1)].trial, 1, StepCheckpoint(1.0), 10);  // a regular one
+  Step();
+
+  stop_signals_ = 1;  // SIGTERM
+  Step();
+  auto drains = channel_->TakeSentOf<DrainMsg>();
+  ASSERT_EQ(drains.size(), 3u) << "every registered worker is told to drain";
+  EXPECT_FALSE(coordinator_->Drained());
+  // Worker 1 checkpoints where it stopped (step 17, off the every_steps grid), then answers;
+  // worker 2's trial happened to finish; worker 3 still works.
+  DeliverCheckpoint(W(1), running[W(1)].trial, 1, StepCheckpoint(0.9), 17);
+  channel_->Deliver(W(1), Preempted(running[W(1)]));
+  Finish(W(2), running[W(2)]);
+  Step();
+  EXPECT_TRUE(Assigns().empty()) << "a draining coordinator places nothing";
+  EXPECT_FALSE(coordinator_->Drained());
+  TrialRecord t1 = Trial(sweep.id, running[W(1)].trial.index);
+  EXPECT_EQ(t1.state, TrialState::kQueued);
+  EXPECT_EQ(t1.attempts, 1);
+  EXPECT_EQ(t1.preemptions, 1);
+  EXPECT_EQ(StoredSteps(t1.id), (std::vector<int64_t>{10, 17}));
+  EXPECT_EQ(Trial(sweep.id, running[W(2)].trial.index).state, TrialState::kCompleted);
+  channel_->Deliver(W(3), Preempted(running[W(3)], "noop cancelled"));
+  Step();
+  EXPECT_TRUE(coordinator_->Drained());
+  EXPECT_EQ(Trial(sweep.id, running[W(3)].trial.index).state, TrialState::kQueued);
+  EXPECT_TRUE(Assigns().empty());
+  coordinator_->Stop();
+  EXPECT_EQ(channel_->TakeSentOf<ShutdownMsg>().size(), static_cast<size_t>(kWorkers));
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kRunning);
+
+  // The requeued job starts again on the same data directory.
+  stop_signals_ = 0;
+  StartCoordinator();
+  ASSERT_OK(coordinator_->Recover());
+  RegisterWorkers();
+  std::map<TrialId, int> runs;  // grid point -> times it was assigned
+  for (int round = 0; round < 3; ++round) {
+    for (auto& [rank, m] : channel_->TakeSent()) {
+      if (const auto* c = std::get_if<CheckpointMsg>(&m)) {
+        EXPECT_EQ(c->trial, t1.id) << "only the checkpointed trial resumes";
+        EXPECT_EQ(c->step, 17) << "from the checkpoint written when it was drained";
+        EXPECT_EQ(c->attempt, 2);
+        continue;
+      }
+      const auto* a = std::get_if<AssignMsg>(&m);
+      if (a == nullptr) continue;
+      EXPECT_NE(a->trial, running[W(2)].trial) << "a completed trial never runs again";
+      ++runs[a->trial];
+      channel_->Deliver(rank, ResultMsg{a->trial, a->attempt, StatusCode::kOk, {{"loss", 0.1}},
+                                        1, "", 1.0});
+    }
+    Step();
+  }
+  EXPECT_EQ(runs.size(), 4u) << "the 2 drained trials and the 2 that never started";
+  for (const auto& [trial, n] : runs) EXPECT_EQ(n, 1) << trial.ToString();
+  for (uint32_t i = 0; i < 5; ++i) {
+    TrialRecord t = Trial(sweep.id, i);
+    EXPECT_EQ(t.state, TrialState::kCompleted) << t.id.ToString();
+    EXPECT_EQ(t.attempts - t.preemptions, 1) << t.id.ToString() << ": one attempt spent";
+  }
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+}
+
+TEST_F(CoordinatorTest, DrainGraceRunningOutCommitsTheUnreportedTrialsAsPreempted) {
+  RegisterWorkers(2);
+  SweepRecord sweep = Submit(NoopSpec("slow", 3));
+  auto assigns = Assigns();
+  ASSERT_EQ(assigns.size(), 2u);
+  coordinator_->RequestDrain();  // what the first signal does
+  Step();
+  EXPECT_EQ(channel_->TakeSentOf<DrainMsg>().size(), 2u);
+  // The workers stay alive (heartbeats about their tasks) but never answer.
+  auto wait = [&](int ms) {
+    for (int left = ms; left > 0; left -= 1000) {
+      clock_.Advance(std::chrono::milliseconds(std::min(left, 1000)));
+      for (const auto& [rank, a] : assigns) {
+        HeartbeatMsg beat;
+        beat.trial = a.trial;
+        channel_->Deliver(rank, beat);
+      }
+      Step();
+    }
+  };
+  wait(kDrainGraceMs - 1);
+  EXPECT_FALSE(coordinator_->Drained());
+  wait(2);
+  EXPECT_TRUE(coordinator_->Drained());
+  for (const auto& [rank, a] : assigns) {
+    TrialRecord t = Trial(sweep.id, a.trial.index);
+    EXPECT_EQ(t.state, TrialState::kQueued) << t.id.ToString();
+    EXPECT_EQ(t.preemptions, 1);
+    EXPECT_EQ(t.error, "preempted: no result within the drain grace period");
+  }
+  // A Result that comes after is of an attempt given up on: dropped.
+  Finish(assigns[0].first, assigns[0].second);
+  Step();
+  EXPECT_EQ(Trial(sweep.id, assigns[0].second.trial.index).state, TrialState::kQueued);
+}
+
+TEST_F(CoordinatorTest, SecondStopSignalStopsAtOnceWithRunningTrialsQueuedAgain) {
+  RegisterWorkers(2);
+  SweepRecord sweep = Submit(NoopSpec("stop", 2));
+  ASSERT_EQ(Assigns().size(), 2u);
+  stop_signals_ = 2;  // two SIGTERMs (or USR1, then Slurm's SIGTERM) before the loop ran
+  coordinator_->Run();  // returns at once
+  EXPECT_EQ(channel_->TakeSentOf<ShutdownMsg>().size(), static_cast<size_t>(kWorkers));
+  for (uint32_t i = 0; i < 2; ++i) {
+    TrialRecord t = Trial(sweep.id, i);
+    EXPECT_EQ(t.state, TrialState::kQueued);
+    EXPECT_EQ(t.preemptions, 1);
+  }
+  stop_signals_ = 0;
+  StartCoordinator();  // after a restart both run again, attempt 2
+  ASSERT_OK(coordinator_->Recover());
+  RegisterWorkers(2);
+  auto again = Assigns();
+  ASSERT_EQ(again.size(), 2u);
+  for (const auto& [rank, a] : again) EXPECT_EQ(a.attempt, 2);
+}
+
+TEST_F(CoordinatorTest, RunReturnsOnceTheDrainEnds) {
+  RegisterWorkers(1);
+  SweepRecord sweep = Submit(NoopSpec("run", 2));
+  auto assigns = Assigns();
+  ASSERT_EQ(assigns.size(), 1u);
+  channel_->Deliver(W(1), Preempted(assigns[0].second));  // the worker was signalled too
+  stop_signals_ = 1;
+  coordinator_->Run();
+  EXPECT_TRUE(coordinator_->Drained());
+  EXPECT_EQ(Trial(sweep.id, 0).state, TrialState::kQueued);
+  EXPECT_EQ(Trial(sweep.id, 1).state, TrialState::kQueued) << "never placed while draining";
+  EXPECT_TRUE(Assigns().empty());
+}
+
+// A worker that preempts its task while the coordinator is not draining got a stop signal of
+// its own: its trial runs elsewhere and it gets no new task.
+TEST_F(CoordinatorTest, AWorkerDrainingOnItsOwnGetsNoNewTask) {
+  RegisterWorkers(2);
+  SweepRecord sweep = Submit(NoopSpec("one", 3));
+  std::map<WorkerRank, AssignMsg> running;
+  for (auto& [rank, a] : Assigns()) running[rank] = a;
+  ASSERT_EQ(running.size(), 2u);
+  channel_->Deliver(W(1), Preempted(running[W(1)]));
+  Step(3);
+  EXPECT_TRUE(Assigns().empty()) << "worker 1 is stopping; worker 2 is busy";
+  EXPECT_EQ(Trial(sweep.id, running[W(1)].trial.index).state, TrialState::kQueued);
+  Finish(W(2), running[W(2)]);
+  Step();
+  auto next = Assigns();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].first, W(2));
+  EXPECT_EQ(next[0].second.trial, running[W(1)].trial) << "the preempted trial first (grid order)";
+  EXPECT_EQ(next[0].second.attempt, 2);
 }
 
 // What a worker gets: the pieces of checkpoints put together, and the messages that are not

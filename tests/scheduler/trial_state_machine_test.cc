@@ -17,7 +17,8 @@ const TrialState kAllStates[] = {TrialState::kQueued, TrialState::kRunning, Tria
                                  TrialState::kFailed, TrialState::kCancelled};
 const TrialEvent kAllEvents[] = {
     TrialEvent::kAssign,     TrialEvent::kSucceed, TrialEvent::kFail,  TrialEvent::kFailPermanent,
-    TrialEvent::kWorkerLost, TrialEvent::kRecover, TrialEvent::kCancel,  TrialEvent::kResume};
+    TrialEvent::kWorkerLost, TrialEvent::kRecover, TrialEvent::kCancel,  TrialEvent::kResume,
+    TrialEvent::kPreempt};
 
 TrialRecord Trial(TrialState state, int attempts = 1) {
   TrialRecord t;
@@ -58,6 +59,7 @@ std::optional<TrialState> Expected(TrialState from, TrialEvent e) {
         return S::kFailed;
       case E::kWorkerLost:
       case E::kRecover:
+      case E::kPreempt:
         return S::kQueued;
       case E::kCancel:
         return S::kCancelled;
@@ -170,6 +172,35 @@ TEST_F(TrialStateMachineTest, WorkerLostAndRecoverRequeueEvenAtMaxAttempts) {
     EXPECT_EQ(t.state, TrialState::kQueued) << TrialEventName(e);
     EXPECT_EQ(t.attempts, kMaxAttempts);
     EXPECT_EQ(t.error, "worker w2 lost");
+  }
+}
+
+TEST_F(TrialStateMachineTest, PreemptRequeuesWithoutSpendingTheAttempt) {
+  // The last allowed attempt is preempted: queued again, and counted as preempted.
+  ASSERT_OK_AND_ASSIGN(TrialRecord t, Apply(TrialState::kRunning, TrialEvent::kPreempt,
+                                            kMaxAttempts, "preempted: the cluster is stopping"));
+  EXPECT_EQ(t.state, TrialState::kQueued);
+  EXPECT_EQ(t.attempts, kMaxAttempts);
+  EXPECT_EQ(t.preemptions, 1);
+  EXPECT_EQ(t.error, "preempted: the cluster is stopping");
+  EXPECT_EQ(t.finished_ms, 0);
+  // Its next attempt (attempts + 1) fails: still retried, since one attempt was preempted.
+  ASSERT_OK_AND_ASSIGN(t, ApplyTrialEvent(t, TrialEvent::kAssign, kMaxAttempts, WorkerRank{1},
+                                          kNow, ""));
+  EXPECT_EQ(t.attempts, kMaxAttempts + 1);
+  ASSERT_OK_AND_ASSIGN(t, ApplyTrialEvent(t, TrialEvent::kFail, kMaxAttempts, WorkerRank{}, kNow,
+                                          "io error"));
+  EXPECT_EQ(t.state, TrialState::kFailed) << "attempts - preemptions = max_attempts";
+  // Without the preemption the same failure would have come one attempt earlier.
+  TrialRecord fresh = Trial(TrialState::kRunning, kMaxAttempts - 1);
+  fresh.preemptions = 1;
+  ASSERT_OK_AND_ASSIGN(fresh, ApplyTrialEvent(fresh, TrialEvent::kFail, kMaxAttempts,
+                                              WorkerRank{}, kNow, "io error"));
+  EXPECT_EQ(fresh.state, TrialState::kQueued);
+  // Lost workers and restarts after a crash still spend the attempt number as before.
+  for (TrialEvent e : {TrialEvent::kWorkerLost, TrialEvent::kRecover}) {
+    ASSERT_OK_AND_ASSIGN(TrialRecord lost, Apply(TrialState::kRunning, e, 1, "x"));
+    EXPECT_EQ(lost.preemptions, 0) << TrialEventName(e);
   }
 }
 

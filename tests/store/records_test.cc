@@ -37,6 +37,7 @@ TrialRecord SampleTrial() {
   t.config = json{{"train", {{"epochs", 500}}}, {"lr", 0.001}};
   t.state = TrialState::kFailed;
   t.attempts = 2;
+  t.preemptions = 1;
   t.worker = WorkerRank{3};
   t.metrics = json{{"best_val_accuracy", 0.837}};
   t.objective = 0.837;
@@ -116,6 +117,7 @@ TEST(RecordsTest, TrialJsonShapeAndRoundTrip) {
   EXPECT_EQ(back.config, t.config);
   EXPECT_EQ(back.state, t.state);
   EXPECT_EQ(back.attempts, t.attempts);
+  EXPECT_EQ(back.preemptions, t.preemptions);
   EXPECT_EQ(back.worker.value, t.worker.value);
   EXPECT_EQ(back.metrics, t.metrics);
   ASSERT_TRUE(back.objective.has_value());
@@ -137,6 +139,16 @@ TEST(RecordsTest, TrialWithoutObjectiveIsNull) {
   ASSERT_OK_AND_ASSIGN(TrialRecord back, TrialRecord::FromJson(j));
   EXPECT_FALSE(back.objective.has_value());
   EXPECT_EQ(back.worker.value, -1);
+}
+
+TEST(RecordsTest, TrialStoredBeforePreemptionsWereCountedReadsZero) {
+  TrialRecord t = SampleTrial();
+  json j = t.ToJson();
+  EXPECT_EQ(j["preemptions"], 1);
+  j.erase("preemptions");
+  ASSERT_OK_AND_ASSIGN(TrialRecord back, TrialRecord::FromJson(j));
+  EXPECT_EQ(back.preemptions, 0);
+  EXPECT_EQ(back.attempts, 2);
 }
 
 TEST(RecordsTest, EpochMetricsRoundTripKeepsNonFiniteAsNan) {

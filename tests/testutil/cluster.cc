@@ -128,6 +128,20 @@ void TestCluster::SignalAndWait(int sig, int timeout_ms) {
   }
 }
 
+std::optional<int> TestCluster::WaitForExit(int timeout_ms) {
+  if (pid_ <= 0) return std::nullopt;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return std::nullopt;
+}
+
 void TestCluster::Stop() { SignalAndWait(SIGTERM, 20000); }
 void TestCluster::Kill() { SignalAndWait(SIGKILL, 5000); }
 

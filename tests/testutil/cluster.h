@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,12 @@ class TestCluster {
   void Stop();
   // SIGKILL to every process of the cluster at once (no clean-up), and wait.
   void Kill();
+  // Waits up to `timeout_ms` for mpirun to exit by itself (e.g. after a stop signal to its
+  // ranks): its exit code, or nullopt if it still runs (then nothing is killed).
+  std::optional<int> WaitForExit(int timeout_ms);
+
+  // mpirun's pid (the process group of the cluster); -1 when not running.
+  pid_t pid() const { return pid_; }
 
   int port() const { return port_; }
   std::string token() const;

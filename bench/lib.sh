@@ -5,7 +5,9 @@ PYTHON=/usr/bin/python3
 start_cluster() {  # build-dir data-dir ranks [extra `lattice cluster` args...]
   local build=$1 dir=$2 ranks=$3
   shift 3
-  rm -rf "$dir" "$dir.log"
+  # KEEP_DATA=1: start on the data directory as it is (else it starts empty).
+  [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$dir"
+  rm -f "$dir.log"
   setsid mpirun --allow-run-as-root --oversubscribe --enable-recovery --bind-to none -np "$ranks" \
     "$build/lattice" cluster --data-dir "$dir" --port 0 --worker-threads 1 \
     --data-roots "$PWD,/usr/share/datasets,/usr/lib/python3/dist-packages/sklearn/datasets/data" \

@@ -89,6 +89,33 @@ StatusOr<json> CallJson(HttpClient& client, const std::string& method, const std
   return ParseResponse(client.Request(method, target, body, content_type));
 }
 
+StatusOr<json> FetchAllTrials(HttpClient& client, const std::string& sweep) {
+  json all;
+  std::string after;  // "": the first page
+  for (;;) {
+    StatusOr<json> page = CallJson(
+        client, "GET", SweepTarget(sweep, after.empty() ? "/trials" : "/trials?after=" + after), "",
+        "");
+    if (!page.ok()) return page.status();
+    if (!page->is_object() || !(*page)["trials"].is_array()) {
+      return Status::Internal("the coordinator's trials page has no \"trials\" array");
+    }
+    const json next = page->value("next_after", json());
+    if (all.is_null()) {
+      all = std::move(*page);
+    } else {
+      json& trials = all["trials"];
+      for (json& t : (*page)["trials"]) trials.push_back(std::move(t));
+    }
+    if (!next.is_number_integer()) break;
+    const std::string next_text = std::to_string(next.get<int64_t>());
+    if (next_text == after) return Status::Internal("the coordinator repeated a trials page");
+    after = next_text;
+  }
+  all.erase("next_after");
+  return all;
+}
+
 std::string StringField(const json& j, const char* key, const std::string& fallback) {
   if (!j.is_object()) return fallback;
   const auto it = j.find(key);
@@ -193,7 +220,7 @@ int RunTrials(const ClientOptions& options, const TrialsArgs& args, CommandIo& i
   auto client = MakeClient(options, "");
   StatusOr<json> sweep = CallJson(*client, "GET", SweepTarget(args.sweep, ""), "", "");
   if (!sweep.ok()) return PrintError(io, sweep.status().message(), 1);
-  StatusOr<json> trials = CallJson(*client, "GET", SweepTarget(args.sweep, "/trials"), "", "");
+  StatusOr<json> trials = internal::FetchAllTrials(*client, args.sweep);
   if (!trials.ok()) return PrintError(io, trials.status().message(), 1);
   TrialsView view;
   view.format = *format;

@@ -3,7 +3,7 @@
 //
 //   submit <spec> [--wait]   POST /v1/sweeps (raw YAML/JSON body; then GET /v1/sweeps/{id})
 //   status [sweep]           GET /v1/sweeps, GET /v1/sweeps/{id}
-//   trials <sweep> ...       GET /v1/sweeps/{id} + GET /v1/sweeps/{id}/trials
+//   trials <sweep> ...       GET /v1/sweeps/{id} + GET /v1/sweeps/{id}/trials (every page)
 //   cancel <sweep>           POST /v1/sweeps/{id}/cancel
 //   workers                  GET /v1/workers
 //

@@ -1,7 +1,7 @@
 // The `lattice` command: `lattice cluster` runs a cluster under mpirun; `lattice
 // serve-index` a read-only index server (also its own MPI-free binary, index/main.cc);
 // every other subcommand is a client of the coordinator's HTTP API (see cli/commands.h,
-// cli/index_commands.h, cli/checkpoint_commands.h).
+// cli/index_commands.h, cli/checkpoint_commands.h, cli/top_command.h).
 #include <atomic>
 #include <csignal>
 #include <chrono>
@@ -15,6 +15,7 @@
 #include "cli/checkpoint_commands.h"
 #include "cli/commands.h"
 #include "cli/index_commands.h"
+#include "cli/top_command.h"
 #include "control/mpi_channel.h"
 #include "index/server.h"
 #include "jobs/data_roots.h"
@@ -151,6 +152,7 @@ int main(int argc, char** argv) {
   lattice::cli::RegisterClientCommands(app, &exit_code);
   lattice::cli::RegisterIndexCommands(app, &exit_code);
   lattice::cli::RegisterCheckpointCommands(app, &exit_code);
+  lattice::cli::RegisterTopCommand(app, &exit_code);
 
   CLI11_PARSE(app, argc, argv);
   if (cluster->parsed()) return RunCluster(cluster_options);

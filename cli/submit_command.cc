@@ -88,8 +88,7 @@ int WaitForSweep(HttpClient& client, const std::string& id, const SubmitArgs& ar
   const std::string state = StateOf(sweep);
   const std::string message = internal::StringField(sweep, "message");
   io.err << "sweep " << id << " " << state << (message.empty() ? "" : ": " + message) << "\n";
-  StatusOr<json> trials =
-      internal::CallJson(client, "GET", internal::SweepTarget(id, "/trials"), "", "");
+  StatusOr<json> trials = internal::FetchAllTrials(client, id);
   if (!trials.ok()) return internal::PrintError(io, trials.status().message(), 1);
   TrialsView view;
   view.top = 5;

@@ -2,24 +2,51 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <map>
+#include <vector>
 
 #include "jobs/embed_config.h"
 #include "jobs/train_config.h"
 
 namespace lattice::jobs {
 
-Status ValidateJobConfig(const nlohmann::json& config) {
+Status ValidateJobConfig(const nlohmann::json& config) { return ValidateJobConfig(config, nullptr); }
+
+Status ValidateJobConfig(const nlohmann::json& config, std::set<std::string>* found_files) {
   LATTICE_ASSIGN_OR_RETURN(JobConfig parsed, ParseJobConfig(config));
+  // Whether every file of `files` is known to exist; when not, `check` looks, and what it
+  // found is remembered.
+  auto checked = [found_files](std::vector<std::string> files, const auto& check) -> Status {
+    files.erase(std::remove(files.begin(), files.end(), std::string()), files.end());
+    if (found_files != nullptr &&
+        std::all_of(files.begin(), files.end(),
+                    [&](const std::string& f) { return found_files->count(f) > 0; })) {
+      return Status::Ok();
+    }
+    LATTICE_RETURN_IF_ERROR(check());
+    if (found_files != nullptr) found_files->insert(files.begin(), files.end());
+    return Status::Ok();
+  };
   if (parsed.kind == JobKind::kTrain || parsed.kind == JobKind::kDistill) {
-    LATTICE_RETURN_IF_ERROR(CheckDatasetFilesExist(parsed.dataset, "dataset"));
+    const DatasetConfig& d = parsed.dataset;
+    std::vector<std::string> files = {d.train.features, d.train.labels};
+    if (d.validation) {
+      files.push_back(d.validation->features);
+      files.push_back(d.validation->labels);
+    }
+    LATTICE_RETURN_IF_ERROR(
+        checked(files, [&] { return CheckDatasetFilesExist(parsed.dataset, "dataset"); }));
   }
   if (parsed.distill && parsed.distill->teacher.type == TeacherConfig::Type::kTorchScript) {
-    struct stat st;
     const std::string& path = parsed.distill->teacher.path;
-    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-      return Status::InvalidArgument("teacher.path: file not found: " + path);
-    }
+    LATTICE_RETURN_IF_ERROR(checked({path}, [&] {
+      struct stat st;
+      if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+        return Status::InvalidArgument("teacher.path: file not found: " + path);
+      }
+      return Status::Ok();
+    }));
   } else if (parsed.kind == JobKind::kEmbed) {
     LATTICE_RETURN_IF_ERROR(CheckEmbedFilesExist(*parsed.embed));
   }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <optional>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -24,6 +25,10 @@ namespace lattice::jobs {
 // ranges and missing dataset files give InvalidArgument whose message names the key
 // path, e.g. "train.lr: must be > 0, got -1" or "dataset.features: file not found: x.npy".
 Status ValidateJobConfig(const nlohmann::json& config);
+// The same for the many configs of one sweep: dataset and teacher files already in
+// `*found_files` are not looked up again, and those found now are added (a 100,000-point
+// grid stats its dataset once, not 100,000 times).
+Status ValidateJobConfig(const nlohmann::json& config, std::set<std::string>* found_files);
 
 // Maps a search parameter name to the config path it sets: a dotted name is a path
 // already ("model.hidden", "train.schedule.type", "train.clip_grad_norm"); short aliases: lr, weight_decay, batch_size, epochs, momentum,

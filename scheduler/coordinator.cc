@@ -1,5 +1,7 @@
 #include "scheduler/coordinator.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -48,23 +50,39 @@ Coordinator::Coordinator(CoordinatorOptions options, StateStore* store, ControlC
 
 Status Coordinator::Recover() {
   LATTICE_ASSIGN_OR_RETURN(auto sweeps, store_->ListSweeps());
+  LATTICE_ASSIGN_OR_RETURN(auto counts, store_->ListSweepCounts());
+  std::map<SweepId, SweepCounts> stored_counts;
+  for (auto& c : counts) stored_counts.emplace(c.sweep, std::move(c));
   Pending p;
   int requeued = 0;
   for (auto& sweep : sweeps) {
-    if (sweep.state != SweepState::kRunning) continue;
+    if (sweep.state != SweepState::kRunning) {
+      // A data directory from before counts were stored: each finished sweep is counted
+      // once, a few per loop iteration (CountOldSweeps), so the start does not wait.
+      if (stored_counts.count(sweep.id) == 0) uncounted_.emplace_back(sweep.id, sweep.maximize);
+      continue;
+    }
     ActiveSweep& active = sweeps_[sweep.id];
     active.record = sweep;
     LATTICE_ASSIGN_OR_RETURN(auto trials, store_->ListTrials(sweep.id));
+    // A running sweep's trials are read anyway: its counts are checked against them.
+    CountTrials(active, trials);
+    p.counts_changed.insert(sweep.id);
+    auto stored = stored_counts.find(sweep.id);
+    if (stored != stored_counts.end() && stored->second != active.counts) {
+      std::fprintf(stderr, "coordinator: sweep %s: stored counts %s disagree with its trials: %s\n",
+                   sweep.id.ToString().c_str(), stored->second.ToJson().dump().c_str(),
+                   active.counts.ToJson().dump().c_str());
+    }
+    size_t queued_in_memory = 0;
     for (auto& t : trials) {
-      active.completed += t.state == TrialState::kCompleted;
       if (IsTerminal(t.state)) continue;
-      ++active.unfinished;
       TrialId id = t.id;
-      trials_[id] = std::move(t);
-      if (trials_[id].state == TrialState::kQueued) {
+      if (t.state == TrialState::kQueued) {  // the first ones in memory, the others read later
         queue_.insert(id);
-      } else {
-        ++active.running;  // Transition moves it from running to queued
+        if (queued_in_memory++ < QueuedBatch()) trials_[id] = std::move(t);
+      } else {  // Transition moves it from running to queued
+        trials_[id] = std::move(t);
         LATTICE_RETURN_IF_ERROR(
             Transition(trials_[id], TrialEvent::kRecover, WorkerRank{}, "coordinator restarted", p));
         ++requeued;
@@ -77,15 +95,18 @@ Status Coordinator::Recover() {
         }
       }
     }
-    if (active.unfinished == 0 && sweep.kind == JobKind::kEmbed && options_.index_builder != nullptr) {
+    const bool finished = active.counts.unfinished() == 0;
+    if (finished && sweep.kind == JobKind::kEmbed && options_.index_builder != nullptr) {
       StartIndexBuild(active.record, p);  // every shard was embedded before the crash
-    } else if (active.unfinished == 0) {  // every trial finished before the crash
+    } else if (finished) {  // every trial finished before the crash
       active.record.state = SweepState::kCompleted;
       active.record.finished_ms = Now();
       p.batch.PutSweep(active.record);
+      p.batch.PutSweepCounts(active.counts);
       sweeps_.erase(sweep.id);
     }
   }
+  PutChangedCounts(p);
   p.batch.AppendEvent("coordinator_started",
                       {{"active_sweeps", sweeps_.size()}, {"requeued_trials", requeued},
                        {"workers", channel_->size() - 1}});
@@ -93,6 +114,10 @@ Status Coordinator::Recover() {
   for (const auto& sweep : p.index_builds) options_.index_builder->Start(sweep);
   std::fprintf(stderr, "coordinator: recovered %zu running sweep(s), %zu queued trial(s), %d re-queued\n",
                sweeps_.size(), queue_.size(), requeued);
+  if (!uncounted_.empty()) {
+    std::fprintf(stderr, "coordinator: counting the trials of %zu finished sweep(s) stored "
+                         "without counts, in the background\n", uncounted_.size());
+  }
   UpdateGauges();
   return Status::Ok();
 }
@@ -127,7 +152,16 @@ bool Coordinator::RunOnce() {
   did_work |= CheckLiveness(p);
   did_work |= CollectIndexBuilds(p);
   did_work |= drain_ ? ContinueDrain(p) : PlaceTrials(p);
+  did_work |= CountOldSweeps(p);
+  PutChangedCounts(p);
   Flush(p);
+  if (p.release_memory) {
+    // A finished sweep's trials, or the records of a large submit beyond those kept in
+    // memory, and the batch are freed by now; but glibc keeps such memory in its arenas (the
+    // HTTP thread's that parsed the spec too): give the free pages back, so that the RSS
+    // follows the sweeps running, not all that ever ran.
+    malloc_trim(0);
+  }
   if (did_work) UpdateGauges();
   if (metrics_ != nullptr && Now() - rss_sampled_ms_ >= 1000) {
     rss_sampled_ms_ = Now();
@@ -299,16 +333,19 @@ StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending&
   p.batch.PutSweep(sweep);
   ActiveSweep& active = sweeps_[id];
   active.record = sweep;
+  active.counts.sweep = id;
   for (uint32_t i = 0; i < sweep.num_trials; ++i) {
     TrialRecord t;
     t.id = TrialId{id, i};
     t.params = std::move(spec.points[i]);
     t.config = std::move(spec.trial_configs[i]);
     p.batch.PutTrial(t);
+    active.counts.Move(std::nullopt, t.state);
     queue_.insert(t.id);
-    trials_[t.id] = std::move(t);
-    ++active.unfinished;
+    if (i < QueuedBatch()) trials_[t.id] = std::move(t);  // the others are read when due
   }
+  p.counts_changed.insert(id);
+  if (sweep.num_trials > QueuedBatch()) p.release_memory = true;  // the others were dropped
   p.batch.AppendEvent("sweep_submitted",
                       {{"sweep", id.ToString()}, {"name", sweep.name}, {"trials", sweep.num_trials}});
   return sweep;
@@ -321,6 +358,7 @@ StatusOr<SweepRecord> Coordinator::DoCancel(SweepId id, Pending& p) {
     return Status::FailedPrecondition("sweep " + id.ToString() + " is already " +
                                       SweepStateName(stored.state));
   }
+  LATTICE_RETURN_IF_ERROR(LoadQueued(TrialId{id, 0}, /*limit=*/0));  // every queued one
   it->second.record.state = SweepState::kCancelled;
   it->second.record.message = "cancelled by user";
   SweepRecord result = it->second.record;
@@ -342,10 +380,11 @@ StatusOr<SweepRecord> Coordinator::DoCancel(SweepId id, Pending& p) {
 StatusOr<SweepRecord> Coordinator::DoResume(const ResumeRequest& request, Pending& p) {
   const TrialId id = request.trial;
   const std::string name = id.ToString();
-  if (trials_.count(id)) {
-    return Status::FailedPrecondition("trial " + name + " is " +
-                                      TrialStateName(trials_.at(id).state) +
-                                      ": only a finished trial can be resumed");
+  if (trials_.count(id) || queue_.count(id)) {
+    return Status::FailedPrecondition(
+        "trial " + name + " is " +
+        TrialStateName(trials_.count(id) ? trials_.at(id).state : TrialState::kQueued) +
+        ": only a finished trial can be resumed");
   }
   LATTICE_ASSIGN_OR_RETURN(TrialRecord trial, store_->GetTrial(id));
   LATTICE_ASSIGN_OR_RETURN(std::vector<CheckpointInfo> stored, CheckpointStore(store_).ListSteps(id));
@@ -370,21 +409,20 @@ StatusOr<SweepRecord> Coordinator::DoResume(const ResumeRequest& request, Pendin
     }
     trial.config["train"]["epochs"] = *request.epochs;
   }
-  // The sweep runs again until this trial ends (counters from the stored trials).
+  // The sweep runs again until this trial ends (counted from the stored trials).
   auto active = sweeps_.find(id.sweep);
   if (active == sweeps_.end()) {
     LATTICE_ASSIGN_OR_RETURN(SweepRecord sweep, store_->GetSweep(id.sweep));
     LATTICE_ASSIGN_OR_RETURN(std::vector<TrialRecord> all, store_->ListTrials(id.sweep));
     ActiveSweep& a = sweeps_[id.sweep];
-    for (const TrialRecord& t : all) a.completed += t.state == TrialState::kCompleted && t.id != id;
     sweep.state = SweepState::kRunning;
     sweep.message = "trial " + name + " resumed";
     sweep.finished_ms = 0;
     a.record = sweep;
+    CountTrials(a, all);
     active = sweeps_.find(id.sweep);
     p.batch.PutSweep(sweep);
   }
-  ++active->second.unfinished;
   trials_[id] = std::move(trial);
   LATTICE_RETURN_IF_ERROR(Transition(trials_[id], TrialEvent::kResume, WorkerRank{},
                                      "resumed from step " + std::to_string(step), p));

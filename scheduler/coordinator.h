@@ -48,6 +48,7 @@
 // thread only.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -99,6 +100,11 @@ struct CoordinatorOptions {
   IndexBuilder* index_builder = nullptr;
   // Where time comes from. Not owned; null: SystemClock().
   Clock* clock = nullptr;
+  // Queued trials of a sweep whose records (params, config) are held in memory: the next
+  // ones to place. The others are only ids in the queue until their turn, then read from
+  // the store this many at a time, so that a 100,000-point grid does not sit in memory.
+  // Default: 512.
+  int queued_records_in_memory = 512;
   // Every this many milliseconds, each registered worker (lost ones too) gets an empty
   // Heartbeat, so that workers notice a dead coordinator (WorkerOptions::
   // coordinator_timeout_ms). 0: none. Default: 0 (the cluster sets worker_timeout_ms / 4).
@@ -199,13 +205,19 @@ class Coordinator {
   // Whether a drain has ended: no trial runs any more (or the grace period ran out). Run()
   // returns at that point; tests driving RunOnce() poll it.
   bool Drained() const { return drain_.has_value() && drain_->finished; }
+  // Trial records held in memory: running trials and the next queued ones of running
+  // sweeps (CoordinatorOptions::queued_records_in_memory); finished ones are only in the
+  // store. Scheduler thread only (tests, benchmarks).
+  size_t TrialsInMemory() const { return trials_.size(); }
 
  private:
   struct ActiveSweep {
     SweepRecord record;
-    int running = 0;
-    uint32_t unfinished = 0;
-    uint32_t completed = 0;  // trials that reached "completed"
+    // Its trials by state and its best trial, stored with every change (CountTransition).
+    SweepCounts counts;
+    // (index, objective) of its completed trials with a finite objective: where the best is
+    // found again when the best trial is resumed.
+    std::vector<std::pair<uint32_t, double>> objectives;
     // Moving average of successful attempts' run time on the workers, seconds, and how
     // many fed it: decides whether this sweep's trials are short enough to pipeline.
     double mean_run_seconds = 0;
@@ -235,6 +247,8 @@ class Coordinator {
     std::vector<std::pair<std::shared_ptr<Command>, StatusOr<SweepRecord>>> replies;
     std::vector<SweepRecord> index_builds;  // started once their last shard is durable
     std::vector<SweepId> reclaim_blocks;    // vector blocks deleted: compact after commit
+    std::set<SweepId> counts_changed;       // active sweeps whose counts go into the batch
+    bool release_memory = false;            // much was freed: give it back after the commit
     size_t progress_ops = 0;  // batch changes that are only per-epoch progress
     int64_t checkpoint_bytes = 0;  // checkpoint chunk bytes in `batch` (metrics)
   };
@@ -323,6 +337,21 @@ class Coordinator {
   Status Transition(TrialRecord& trial, scheduler::TrialEvent event, WorkerRank worker,
                     const std::string& error, Pending& p);
   void FinishTrial(const TrialRecord& trial, Pending& p);
+  // Counts (and finds the best of) `trials`, all of the sweep's, from scratch.
+  static void CountTrials(ActiveSweep& sweep, const std::vector<TrialRecord>& trials);
+  // Moves `trial`'s count from `before` to its state and keeps the best trial in step.
+  void CountTransition(ActiveSweep& sweep, const TrialRecord& trial, TrialState before,
+                       Pending& p);
+  // Puts the counts of the sweeps in p.counts_changed into the batch (once per commit).
+  void PutChangedCounts(Pending& p);
+  // Counts some of uncounted_ (about 20 ms of them) into the batch; true if it did.
+  bool CountOldSweeps(Pending& p);
+  // Reads the stored records of queued trials of first.sweep, from `first` on, that are not
+  // in memory: at most `limit` (0: all of them) into trials_.
+  Status LoadQueued(const TrialId& first, size_t limit);
+  size_t QueuedBatch() const {
+    return static_cast<size_t>(std::max(1, options_.queued_records_in_memory));
+  }
   // Removes (trial, attempt) from the worker's in-flight list; false if not there.
   bool ReleaseWorker(WorkerRank rank, const TrialId& trial, int attempt);
   // How many trials of `sweep` a worker may hold at once (1, or more when short).
@@ -345,7 +374,8 @@ class Coordinator {
 
   // Scheduler-thread state.
   std::map<SweepId, ActiveSweep> sweeps_;
-  std::map<TrialId, TrialRecord> trials_;  // live (non-terminal) trials of active sweeps
+  // Records of live trials of active sweeps: the running ones and the next queued ones.
+  std::map<TrialId, TrialRecord> trials_;
   std::set<TrialId> queue_;                // queued trials, in placement order
   std::vector<Slot> slots_;                // index = rank; slot 0 unused
   // Vectors of embed attempts whose Result has not arrived yet, by (trial, attempt).
@@ -378,6 +408,9 @@ class Coordinator {
     bool finished = false;
   };
   std::optional<Drain> drain_;  // set when a drain started
+  // Finished sweeps (id, maximize) of a data directory from before sweep counts were
+  // stored, still to count (Recover finds them, CountOldSweeps counts them).
+  std::deque<std::pair<SweepId, bool>> uncounted_;
   int64_t rss_sampled_ms_ = 0;  // last time the coordinator's RSS gauge was refreshed
   int64_t keepalive_sent_ms_ = 0;  // last keep-alive round (options_.keepalive_ms)
   std::chrono::microseconds idle_sleep_{20};  // Run()'s back-off after idle iterations

@@ -1,4 +1,7 @@
 // Coordinator: worker messages, placement, liveness and trial transitions.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "scheduler/coordinator.h"
@@ -223,12 +226,24 @@ bool Coordinator::PlaceTrials(Pending& p) {
     ActiveSweep& sweep = sweeps_.at(id.sweep);
     std::optional<WorkerRank> rank = PickWorker(PipelineDepth(sweep));
     if (!rank ||
-        (sweep.record.max_concurrent > 0 && sweep.running >= sweep.record.max_concurrent)) {
+        (sweep.record.max_concurrent > 0 &&
+         sweep.counts.count(TrialState::kRunning) >=
+             static_cast<uint32_t>(sweep.record.max_concurrent))) {
+      it = queue_.lower_bound(TrialId{SweepId{id.sweep.value + 1}, 0});  // next sweep
+      continue;
+    }
+    auto record = trials_.find(id);
+    if (record == trials_.end()) {  // only in the store: read it and the next ones
+      Status loaded = LoadQueued(id, QueuedBatch());
+      if (!loaded.ok()) std::fprintf(stderr, "coordinator: %s\n", loaded.ToString().c_str());
+      record = trials_.find(id);
+    }
+    if (record == trials_.end()) {  // not stored yet (submitted in this iteration)
       it = queue_.lower_bound(TrialId{SweepId{id.sweep.value + 1}, 0});  // next sweep
       continue;
     }
     ++it;  // Transition erases `id` from the queue
-    TrialRecord& t = trials_.at(id);
+    TrialRecord& t = record->second;
     Status s = Transition(t, TrialEvent::kAssign, *rank, "", p);
     if (!s.ok()) {
       std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
@@ -245,6 +260,29 @@ bool Coordinator::PlaceTrials(Pending& p) {
     placed = true;
   }
   return placed;
+}
+
+Status Coordinator::LoadQueued(const TrialId& first, size_t limit) {
+  const SweepId sweep = first.sweep;
+  auto queued = queue_.lower_bound(first);
+  auto missing = [&] {  // a queued trial of the sweep, from `first` on, not in memory
+    for (; queued != queue_.end() && queued->sweep == sweep; ++queued) {
+      if (trials_.count(*queued) == 0) return true;
+    }
+    return false;
+  };
+  if (!missing()) return Status::Ok();
+  LATTICE_ASSIGN_OR_RETURN(
+      std::vector<TrialRecord> stored,
+      store_->ListTrials(sweep, queued->index, limit > 0 ? limit : static_cast<size_t>(-1)));
+  for (TrialRecord& t : stored) {
+    // Only those still queued in memory too: this iteration may have changed others.
+    if (t.state == TrialState::kQueued && queue_.count(t.id) && trials_.count(t.id) == 0) {
+      TrialId id = t.id;
+      trials_.emplace(id, std::move(t));
+    }
+  }
+  return Status::Ok();
 }
 
 bool Coordinator::CheckLiveness(Pending& p) {
@@ -300,15 +338,14 @@ Status Coordinator::Transition(TrialRecord& trial, TrialEvent event, WorkerRank 
                                         Now(), error));
   if (before == TrialState::kQueued) queue_.erase(trial.id);
   if (before == TrialState::kRunning) {
-    --sweep.running;
     AbandonCheckpointTransfers(trial.id, p);  // the attempt ended
   }
   if (trial.state == TrialState::kQueued) queue_.insert(trial.id);
-  if (trial.state == TrialState::kRunning) ++sweep.running;
   if (metrics_ != nullptr && before == TrialState::kRunning && trial.state == TrialState::kQueued) {
     metrics_->trials_retried.Increment();
   }
   p.batch.PutTrial(trial);
+  CountTransition(sweep, trial, before, p);
   if (IsTerminal(trial.state)) {
     TrialRecord done = trial;  // `trial` lives in trials_, erased below
     trials_.erase(done.id);
@@ -332,18 +369,18 @@ void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
   auto it = sweeps_.find(trial.id.sweep);
   if (it == sweeps_.end()) return;
   ActiveSweep& active = it->second;
-  if (trial.state == TrialState::kCompleted) ++active.completed;
-  if (--active.unfinished > 0) return;
+  if (active.counts.unfinished() > 0) return;
   SweepRecord& sweep = active.record;
+  const uint32_t completed = active.counts.count(TrialState::kCompleted);
   if (sweep.state == SweepState::kRunning) {
-    bool all_ok = active.completed == sweep.num_trials;
+    bool all_ok = completed == sweep.num_trials;
     if (sweep.kind == JobKind::kEmbed && all_ok && options_.index_builder != nullptr) {
       StartIndexBuild(sweep, p);
       return;  // the sweep ends when its index is built (CollectIndexBuilds)
     }
     // Completed unless every trial failed (an embed sweep needs every shard).
-    sweep.state = active.completed > 0 ? SweepState::kCompleted : SweepState::kFailed;
-    if (active.completed == 0) sweep.message = "every trial failed";
+    sweep.state = completed > 0 ? SweepState::kCompleted : SweepState::kFailed;
+    if (completed == 0) sweep.message = "every trial failed";
     if (sweep.kind == JobKind::kEmbed && !all_ok) {
       sweep.state = SweepState::kFailed;
       sweep.message = "a shard failed: no index was built";
@@ -355,11 +392,85 @@ void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
   }
   sweep.finished_ms = Now();
   p.batch.PutSweep(sweep);
+  p.batch.PutSweepCounts(active.counts);  // erased below: PutChangedCounts no longer sees it
   p.batch.AppendEvent("sweep_finished", {{"sweep", sweep.id.ToString()},
                                          {"state", SweepStateName(sweep.state)}});
   std::fprintf(stderr, "coordinator: sweep %s (%s) %s\n", sweep.id.ToString().c_str(),
                sweep.name.c_str(), SweepStateName(sweep.state));
   sweeps_.erase(it);
+  p.release_memory = true;
+}
+
+void Coordinator::CountTrials(ActiveSweep& sweep, const std::vector<TrialRecord>& trials) {
+  sweep.counts = SweepCounts::FromTrials(sweep.record.id, trials, sweep.record.maximize);
+  sweep.objectives.clear();
+  for (const TrialRecord& t : trials) {
+    if (t.state == TrialState::kCompleted && t.objective && std::isfinite(*t.objective)) {
+      sweep.objectives.emplace_back(t.id.index, *t.objective);
+    }
+  }
+}
+
+void Coordinator::CountTransition(ActiveSweep& sweep, const TrialRecord& trial, TrialState before,
+                                  Pending& p) {
+  SweepCounts& counts = sweep.counts;
+  counts.Move(before, trial.state);
+  p.counts_changed.insert(trial.id.sweep);
+  const bool maximize = sweep.record.maximize;
+  if (before == TrialState::kCompleted) {  // resumed: no longer among the completed
+    auto& objectives = sweep.objectives;
+    objectives.erase(std::remove_if(objectives.begin(), objectives.end(),
+                                    [&](const auto& o) { return o.first == trial.id.index; }),
+                     objectives.end());
+    if (counts.best == trial.id) {  // the best among the others, by the same rule
+      counts.best.reset();
+      counts.best_params = nullptr;
+      TrialRecord candidate;
+      candidate.state = TrialState::kCompleted;
+      for (const auto& [index, objective] : objectives) {
+        candidate.id = TrialId{trial.id.sweep, index};
+        candidate.objective = objective;
+        counts.Consider(candidate, maximize);
+      }
+      if (counts.best) {  // params never change: the stored record has them
+        auto stored = store_->GetTrial(*counts.best);
+        if (stored.ok()) counts.best_params = stored->params;
+      }
+    }
+  }
+  if (trial.state == TrialState::kCompleted && trial.objective &&
+      std::isfinite(*trial.objective)) {
+    sweep.objectives.emplace_back(trial.id.index, *trial.objective);
+    counts.Consider(trial, maximize);
+  }
+}
+
+bool Coordinator::CountOldSweeps(Pending& p) {
+  if (uncounted_.empty()) return false;
+  // Whole sweeps, for about this long per iteration (placement and results go on between).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+  do {
+    const auto [id, maximize] = uncounted_.front();
+    uncounted_.pop_front();
+    if (sweeps_.count(id)) continue;  // resumed meanwhile, and counted then
+    auto trials = store_->ListTrials(id);
+    if (!trials.ok()) {
+      std::fprintf(stderr, "coordinator: counting sweep %s: %s\n", id.ToString().c_str(),
+                   trials.status().ToString().c_str());
+      continue;
+    }
+    p.batch.PutSweepCounts(SweepCounts::FromTrials(id, *trials, maximize));
+  } while (!uncounted_.empty() && std::chrono::steady_clock::now() < until);
+  if (uncounted_.empty()) std::fprintf(stderr, "coordinator: every stored sweep is counted\n");
+  return true;
+}
+
+void Coordinator::PutChangedCounts(Pending& p) {
+  for (SweepId id : p.counts_changed) {
+    auto it = sweeps_.find(id);
+    if (it != sweeps_.end()) p.batch.PutSweepCounts(it->second.counts);
+  }
+  p.counts_changed.clear();
 }
 
 void Coordinator::UpdateGauges() {

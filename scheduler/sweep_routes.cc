@@ -1,5 +1,6 @@
 #include "scheduler/sweep_routes.h"
 
+#include <cerrno>
 #include <cstdlib>
 #include <limits>
 
@@ -8,7 +9,6 @@
 #include "monitoring/metrics.h"
 #include "scheduler/checkpoints.h"
 #include "scheduler/sweep_spec.h"
-#include "scheduler/trial_state_machine.h"
 #include "store/checkpoint_store.h"
 
 namespace lattice {
@@ -26,10 +26,34 @@ StatusOr<SweepRecord> FindSweep(StateStore* store, const std::string& text) {
   return Status::NotFound("no sweep with id or name '" + text + "'");
 }
 
+// The sweep's stored counts; for a sweep stored without them (a data directory from before
+// they existed, until Recover counts it) they are counted from its trials.
+StatusOr<SweepCounts> CountsOf(StateStore* store, const SweepRecord& sweep) {
+  auto counts = store->GetSweepCounts(sweep.id);
+  if (counts.status().code() != StatusCode::kNotFound) return counts;
+  LATTICE_ASSIGN_OR_RETURN(auto trials, store->ListTrials(sweep.id));
+  return SweepCounts::FromTrials(sweep.id, trials, sweep.maximize);
+}
+
 HttpResponse SweepResponse(StateStore* store, const SweepRecord& sweep, int status = 200) {
-  auto trials = store->ListTrials(sweep.id);
-  if (!trials.ok()) return HttpResponse::FromStatus(trials.status());
-  return HttpResponse::Json(status, SweepSummaryJson(sweep, *trials));
+  auto counts = CountsOf(store, sweep);
+  if (!counts.ok()) return HttpResponse::FromStatus(counts.status());
+  return HttpResponse::Json(status, SweepSummaryJson(sweep, *counts));
+}
+
+// Query parameter `name` as an integer in [lo, hi]; `fallback` when absent.
+StatusOr<int64_t> IntQuery(const HttpRequest& req, const std::string& name, int64_t lo, int64_t hi,
+                           int64_t fallback) {
+  auto q = req.query.find(name);
+  if (q == req.query.end()) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(q->second.c_str(), &end, 10);
+  if (q->second.empty() || *end != '\0' || errno != 0 || v < lo || v > hi) {
+    return Status::InvalidArgument(name + ": must be an integer in [" + std::to_string(lo) +
+                                   ", " + std::to_string(hi) + "], got '" + q->second + "'");
+  }
+  return static_cast<int64_t>(v);
 }
 
 json WorkerJson(const WorkerView& w) {
@@ -58,14 +82,23 @@ void AddSweepRoutes(Router& r, Coordinator* coordinator, StateStore* store) {
     if (!sweep.ok()) return HttpResponse::FromStatus(sweep.status());
     return SweepResponse(store, *sweep, 201);
   }, /*mutating=*/true);
+  // Reads each sweep's stored counts, never its trials.
   r.Add("GET", "/v1/sweeps", [store](HttpRequest&) {
     auto sweeps = store->ListSweeps();
     if (!sweeps.ok()) return HttpResponse::FromStatus(sweeps.status());
+    auto counts = store->ListSweepCounts();  // ascending sweep id, like `sweeps`
+    if (!counts.ok()) return HttpResponse::FromStatus(counts.status());
     json out = json::array();
+    auto c = counts->begin();
     for (const auto& s : *sweeps) {
-      auto trials = store->ListTrials(s.id);
-      if (!trials.ok()) return HttpResponse::FromStatus(trials.status());
-      out.push_back(SweepSummaryJson(s, *trials));
+      while (c != counts->end() && c->sweep < s.id) ++c;
+      if (c != counts->end() && c->sweep == s.id) {
+        out.push_back(SweepSummaryJson(s, *c));
+        continue;
+      }
+      auto counted = CountsOf(store, s);
+      if (!counted.ok()) return HttpResponse::FromStatus(counted.status());
+      out.push_back(SweepSummaryJson(s, *counted));
     }
     return HttpResponse::Json(200, {{"sweeps", out}});
   });
@@ -74,14 +107,27 @@ void AddSweepRoutes(Router& r, Coordinator* coordinator, StateStore* store) {
     if (!sweep.ok()) return HttpResponse::FromStatus(sweep.status());
     return SweepResponse(store, *sweep);
   });
+  // One page of trials by index: ?after=I (the last index of the previous page) and
+  // ?limit=N (default and most: kTrialsPageLimit); "next_after" is the `after` of the next
+  // page, null on the last one.
   r.Add("GET", "/v1/sweeps/{id}/trials", [store](HttpRequest& req) {
     auto sweep = FindSweep(store, req.path_params["id"]);
     if (!sweep.ok()) return HttpResponse::FromStatus(sweep.status());
-    auto trials = store->ListTrials(sweep->id);
+    auto limit = IntQuery(req, "limit", 1, kTrialsPageLimit, kTrialsPageLimit);
+    if (!limit.ok()) return HttpResponse::FromStatus(limit.status());
+    auto after = IntQuery(req, "after", -1, std::numeric_limits<uint32_t>::max() - 1, -1);
+    if (!after.ok()) return HttpResponse::FromStatus(after.status());
+    // One more than asked: whether another page follows.
+    auto trials = store->ListTrials(sweep->id, static_cast<uint32_t>(*after + 1),
+                                    static_cast<size_t>(*limit) + 1);
     if (!trials.ok()) return HttpResponse::FromStatus(trials.status());
+    const bool more = trials->size() > static_cast<size_t>(*limit);
+    if (more) trials->pop_back();
     json out = json::array();
     for (const auto& t : *trials) out.push_back(t.ToJson());
-    return HttpResponse::Json(200, {{"sweep", sweep->ToJson()}, {"trials", out}});
+    json next = more ? json(trials->back().id.index) : json(nullptr);
+    return HttpResponse::Json(200, {{"sweep", sweep->ToJson()}, {"trials", std::move(out)},
+                                    {"next_after", std::move(next)}});
   });
   // Body (optional): {"from_step": N, "epochs": M}; see Coordinator::Resume.
   r.Add("POST", "/v1/trials/{id}/resume", [coordinator, store](HttpRequest& req) {
@@ -218,16 +264,13 @@ void AddTrialRoutes(Router& r, StateStore* store) {
 
 }  // namespace
 
-json SweepSummaryJson(const SweepRecord& sweep, const std::vector<TrialRecord>& trials) {
+json SweepSummaryJson(const SweepRecord& sweep, const SweepCounts& counts) {
   json j = sweep.ToJson();
-  json counts = {{"queued", 0}, {"running", 0}, {"completed", 0}, {"failed", 0}, {"cancelled", 0}};
-  for (const auto& t : trials) counts[TrialStateName(t.state)] = counts[TrialStateName(t.state)].get<int>() + 1;
-  j["counts"] = counts;
-  auto best = scheduler::BestTrial(trials, sweep.maximize);
-  j["best"] = best ? json{{"trial", trials[*best].id.ToString()},
-                          {"objective", *trials[*best].objective},
-                          {"params", trials[*best].params}}
-                   : json(nullptr);
+  json c = counts.ToJson();
+  j["best"] = std::move(c["best"]);
+  c.erase("best");
+  c.erase("sweep");
+  j["counts"] = std::move(c);
   return j;
 }
 

@@ -5,7 +5,9 @@
 //                                       --min-free-bytes or a commit is held; always 200)
 //   POST /v1/sweeps                     body: spec text (YAML or JSON)  -> 201 sweep
 //   GET  /v1/sweeps[/{id}]              {id} is "s7", "7" or a sweep name (latest)
-//   GET  /v1/sweeps/{id}/trials
+//   GET  /v1/sweeps/{id}/trials         ?after=I&limit=N: one page of trials by index
+//                                       (default and most 1000); "next_after": the next
+//                                       page's `after`, null on the last page
 //   POST /v1/sweeps/{id}/cancel
 //   POST /v1/trials/{id}/resume         {"from_step": N, "epochs": M} (both optional)
 //   GET  /v1/trials/{id}[/metrics]
@@ -41,8 +43,11 @@ std::shared_ptr<Router> MakeApiRouter(Coordinator* coordinator, StateStore* stor
                                       prometheus::Registry* registry, const std::string& token,
                                       store::IndexCatalog* catalog = nullptr);
 
-// The API's JSON view of a sweep: the record plus trial counts by state and the best
-// trial so far ({"trial": "s3-t4", "objective": 0.98} or null).
-nlohmann::json SweepSummaryJson(const SweepRecord& sweep, const std::vector<TrialRecord>& trials);
+// Most trials one GET /v1/sweeps/{id}/trials page holds, and its default size.
+inline constexpr int64_t kTrialsPageLimit = 1000;
+
+// The API's JSON view of a sweep: the record plus trial counts by state ("counts") and the
+// best trial so far ({"trial": "s3-t4", "objective": 0.98, "params": {...}} or null).
+nlohmann::json SweepSummaryJson(const SweepRecord& sweep, const SweepCounts& counts);
 
 }  // namespace lattice

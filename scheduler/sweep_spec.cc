@@ -9,6 +9,7 @@
 #include <limits>
 #include <optional>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "jobs/job_config.h"
@@ -231,9 +232,10 @@ Status ParseSearch(OrderedJson* search, int64_t base_values, SweepSpec* out,
 Status BuildTrialConfigs(const OrderedJson& doc, SweepSpec* out) {
   nlohmann::json base = JobConfigBase(doc);
   out->trial_configs.reserve(out->points.size());
+  std::set<std::string> found_files;  // each dataset file is looked up once per sweep
   for (size_t i = 0; i < out->points.size(); ++i) {
     nlohmann::json config = ApplyParameters(base, out->points[i]);
-    Status s = jobs::ValidateJobConfig(config);
+    Status s = jobs::ValidateJobConfig(config, &found_files);
     if (!s.ok()) {
       std::string context = "trial " + std::to_string(i);
       if (!out->parameter_names.empty()) {

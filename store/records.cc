@@ -211,6 +211,31 @@ StatusOr<EpochMetrics> EpochMetricsFromJson(const json& j) {
   return m;
 }
 
+StatusOr<SweepCounts> SweepCountsFromJson(const json& j) {
+  LATTICE_RETURN_IF_ERROR(RequireObject(j, "sweep counts"));
+  SweepCounts c;
+  std::string text;
+  LATTICE_RETURN_IF_ERROR(ReadString(j, "sweep", &text, /*required=*/true));
+  auto id = SweepId::Parse(text);
+  if (!id) return Status::InvalidArgument("sweep: not a sweep id: " + text);
+  c.sweep = *id;
+  for (size_t i = 0; i < c.by_state.size(); ++i) {
+    LATTICE_RETURN_IF_ERROR(ReadInt(j, kTrialStateNames[i], &c.by_state[i]));
+  }
+  const json* best = Find(j, "best");
+  if (best == nullptr || best->is_null()) return c;
+  LATTICE_RETURN_IF_ERROR(RequireObject(*best, "best"));
+  TrialId trial;
+  LATTICE_RETURN_IF_ERROR(ReadTrialId(*best, "trial", &trial));
+  std::optional<double> objective;
+  LATTICE_RETURN_IF_ERROR(ReadObjective(*best, &objective));
+  if (!objective) return Status::InvalidArgument("best.objective: required field is missing");
+  c.best = trial;
+  c.best_objective = *objective;
+  LATTICE_RETURN_IF_ERROR(ReadJson(*best, "params", &c.best_params));
+  return c;
+}
+
 // nlohmann only throws on our own bugs here (all types are checked first); keep the
 // "never throws" promise anyway.
 template <typename T, typename F>
@@ -270,17 +295,44 @@ StatusOr<SweepRecord> SweepRecord::FromJson(const nlohmann::json& j) {
   return r;
 }
 
+namespace {
+
+// Every field of a trial record but its params and config (the big ones).
+json TrialHead(const TrialRecord& t) {
+  return json{{"id", t.id.ToString()},
+              {"sweep", t.id.sweep.ToString()},
+              {"index", t.id.index},
+              {"state", TrialStateName(t.state)},
+              {"attempts", t.attempts},
+              {"preemptions", t.preemptions},
+              {"worker", t.worker.value},
+              {"metrics", t.metrics},
+              {"objective", t.objective ? json(*t.objective) : json(nullptr)},
+              {"epochs_done", t.epochs_done},
+              {"error", t.error},
+              {"started_ms", t.started_ms},
+              {"finished_ms", t.finished_ms},
+              {"checkpoint_bytes", t.checkpoint_bytes}};
+}
+
+}  // namespace
+
 nlohmann::json TrialRecord::ToJson() const {
-  return json{
-      {"id", id.ToString()},        {"sweep", id.sweep.ToString()},
-      {"index", id.index},          {"params", params},
-      {"config", config},           {"state", TrialStateName(state)},
-      {"attempts", attempts},       {"preemptions", preemptions},
-      {"worker", worker.value},
-      {"metrics", metrics},         {"objective", objective ? json(*objective) : json(nullptr)},
-      {"epochs_done", epochs_done}, {"error", error},
-      {"started_ms", started_ms},   {"finished_ms", finished_ms},
-      {"checkpoint_bytes", checkpoint_bytes}};
+  json j = TrialHead(*this);
+  j["params"] = params;
+  j["config"] = config;
+  return j;
+}
+
+std::string TrialRecord::Dump() const {
+  std::string out = TrialHead(*this).dump();
+  out.pop_back();  // the head's closing '}'
+  out += ",\"config\":";
+  out += config.dump();
+  out += ",\"params\":";
+  out += params.dump();
+  out += '}';
+  return out;
 }
 
 StatusOr<TrialRecord> TrialRecord::FromJson(const nlohmann::json& j) {
@@ -299,6 +351,55 @@ nlohmann::json EpochMetrics::ToJson() const {
 StatusOr<EpochMetrics> EpochMetrics::FromJson(const nlohmann::json& j) {
   auto r = CatchAll<EpochMetrics>([&] { return EpochMetricsFromJson(j); });
   if (!r.ok()) return r.status().WithContext("epoch metrics");
+  return r;
+}
+
+void SweepCounts::Move(std::optional<TrialState> from, TrialState to) {
+  if (from) {
+    uint32_t& n = by_state[static_cast<size_t>(*from)];
+    if (n > 0) --n;
+  }
+  ++by_state[static_cast<size_t>(to)];
+}
+
+bool SweepCounts::Consider(const TrialRecord& t, bool maximize) {
+  if (t.state != TrialState::kCompleted || !t.objective || !std::isfinite(*t.objective)) {
+    return false;
+  }
+  const double v = *t.objective;
+  const bool better = !best || (maximize ? v > best_objective : v < best_objective) ||
+                      (v == best_objective && t.id.index < best->index);
+  if (!better) return false;
+  best = t.id;
+  best_objective = v;
+  best_params = t.params;
+  return true;
+}
+
+SweepCounts SweepCounts::FromTrials(SweepId sweep, const std::vector<TrialRecord>& trials,
+                                    bool maximize) {
+  SweepCounts c;
+  c.sweep = sweep;
+  for (const TrialRecord& t : trials) {
+    c.Move(std::nullopt, t.state);
+    c.Consider(t, maximize);
+  }
+  return c;
+}
+
+nlohmann::json SweepCounts::ToJson() const {
+  json j = {{"sweep", sweep.ToString()}};
+  for (size_t i = 0; i < by_state.size(); ++i) j[kTrialStateNames[i]] = by_state[i];
+  j["best"] = best ? json{{"trial", best->ToString()},
+                          {"objective", best_objective},
+                          {"params", best_params}}
+                   : json(nullptr);
+  return j;
+}
+
+StatusOr<SweepCounts> SweepCounts::FromJson(const nlohmann::json& j) {
+  auto r = CatchAll<SweepCounts>([&] { return SweepCountsFromJson(j); });
+  if (!r.ok()) return r.status().WithContext("sweep counts");
   return r;
 }
 

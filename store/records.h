@@ -4,10 +4,12 @@
 // sent over the HTTP API. Enum text forms ("queued", "running", ...) are part of the API.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -67,6 +69,9 @@ struct TrialRecord {
   int64_t checkpoint_bytes = 0;   // size of the stored checkpoint (train), 0 = none
 
   nlohmann::json ToJson() const;
+  // ToJson() as text (how the store keeps it), without copying params and config into a
+  // JSON tree first.
+  std::string Dump() const;
   static StatusOr<TrialRecord> FromJson(const nlohmann::json& j);
 };
 
@@ -78,6 +83,41 @@ struct EpochMetrics {
 
   nlohmann::json ToJson() const;
   static StatusOr<EpochMetrics> FromJson(const nlohmann::json& j);
+};
+
+// A sweep's trials counted by state, and its best completed trial so far: what sweep
+// listings show, stored beside the sweep (StateWriteBatch::PutSweepCounts) in the same
+// commit as every trial change that moves them, so that a listing reads one small record per
+// sweep instead of every trial. The coordinator owns the counting (Transition).
+struct SweepCounts {
+  SweepId sweep;
+  std::array<uint32_t, 5> by_state{};  // trials per TrialState, indexed by its value
+  // The completed trial with the best finite objective (the highest when maximize, else the
+  // lowest; a tie keeps the lower index), its objective and params; unset while there is none.
+  std::optional<TrialId> best;
+  double best_objective = 0;
+  nlohmann::json best_params;
+
+  uint32_t count(TrialState s) const { return by_state[static_cast<size_t>(s)]; }
+  // Queued + running: trials that have not ended.
+  uint32_t unfinished() const { return count(TrialState::kQueued) + count(TrialState::kRunning); }
+  // One trial went from `from` (nullopt: a new trial) to `to`.
+  void Move(std::optional<TrialState> from, TrialState to);
+  // Makes `t` the best if it is completed with a finite objective that beats the best (the
+  // tie rule above). Returns whether it did.
+  bool Consider(const TrialRecord& t, bool maximize);
+  // Counts `trials` (any order) from scratch.
+  static SweepCounts FromTrials(SweepId sweep, const std::vector<TrialRecord>& trials,
+                                bool maximize);
+
+  // {"sweep", "queued", "running", "completed", "failed", "cancelled",
+  //  "best": {"trial", "objective", "params"} | null}
+  nlohmann::json ToJson() const;
+  static StatusOr<SweepCounts> FromJson(const nlohmann::json& j);
+  friend bool operator==(const SweepCounts& a, const SweepCounts& b) {
+    return a.ToJson() == b.ToJson();
+  }
+  friend bool operator!=(const SweepCounts& a, const SweepCounts& b) { return !(a == b); }
 };
 
 int64_t NowMillis();

@@ -1,10 +1,12 @@
 #include "store/state_store.h"
 
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/iterator.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>
+#include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <sys/time.h>
 
@@ -35,8 +37,9 @@ constexpr const char* kIndexesCf = "indexes";
 constexpr const char* kItemsCf = "items";
 constexpr const char* kEventsCf = "events";
 constexpr const char* kMetaCf = "meta";
-constexpr const char* kAllCfs[] = {kSweepsCf,  kTrialsCf, kMetricsCf, kCheckpointsCf,
-                                   kIndexesCf, kItemsCf,  kEventsCf,  kMetaCf};
+constexpr const char* kSweepCountsCf = "sweep_counts";
+constexpr const char* kAllCfs[] = {kSweepsCf, kTrialsCf, kMetricsCf, kCheckpointsCf, kIndexesCf,
+                                   kItemsCf,  kEventsCf, kMetaCf,    kSweepCountsCf};
 // Column families that raw Put/Delete may write; the others have invariants (event
 // sequence, id counter, record encoding) that only the typed API keeps.
 constexpr const char* kRawWritableCfs[] = {kCheckpointsCf, kIndexesCf, kItemsCf};
@@ -161,7 +164,11 @@ void StateWriteBatch::PutTrial(const TrialRecord& trial) {
     pending_->error = Status::InvalidArgument("trial " + trial.id.ToString() + ": index above " +
                                               std::to_string(kMaxTrialIndex));
   }
-  pending_->ops.push_back({kTrialsCf, trial.id.Key(), trial.ToJson().dump()});
+  pending_->ops.push_back({kTrialsCf, trial.id.Key(), trial.Dump()});
+}
+
+void StateWriteBatch::PutSweepCounts(const SweepCounts& counts) {
+  pending_->ops.push_back({kSweepCountsCf, counts.sweep.Key(), counts.ToJson().dump()});
 }
 
 void StateWriteBatch::PutRaw(const std::string& column_family, const std::string& key,
@@ -248,6 +255,8 @@ struct StateStore::Impl {
   uint64_t next_sweep_id = 1;  // guarded by sweep_id_mu
   // A write failed: RocksDB refuses writes until it is reopened (see ReopenIfFailed).
   std::atomic<bool> write_failed{false};
+  mutable std::atomic<uint64_t> trials_decoded{0};  // see StateStore::TrialsDecoded
+  std::shared_ptr<rocksdb::Cache> block_cache;  // shared by every column family, kept across reopens
 
   ~Impl() { CloseDb(); }
 
@@ -425,8 +434,15 @@ Status StateStore::Impl::LoadCounters() {
 
 namespace {
 
-// Existing column families (a store created by a newer version may have more) plus ours.
-std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const std::string& path) {
+// Existing column families (a store created by a newer version may have more) plus ours,
+// all with one table factory over `cache`.
+std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const StateStoreOptions& options,
+                                                         std::shared_ptr<rocksdb::Cache> cache) {
+  const std::string& path = options.path;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = std::move(cache);
+  table.cache_index_and_filter_blocks = true;  // else they live outside any bound
+  std::shared_ptr<rocksdb::TableFactory> table_factory(rocksdb::NewBlockBasedTableFactory(table));
   std::vector<std::string> names;
   rocksdb::DBOptions probe;
   if (!rocksdb::DB::ListColumnFamilies(probe, path, &names).ok()) names.clear();
@@ -438,6 +454,8 @@ std::vector<rocksdb::ColumnFamilyDescriptor> Descriptors(const std::string& path
   std::vector<rocksdb::ColumnFamilyDescriptor> out;
   for (const auto& name : names) {
     rocksdb::ColumnFamilyOptions cf_options;
+    cf_options.table_factory = table_factory;
+    cf_options.write_buffer_size = std::max<size_t>(options.write_buffer_bytes / 4, 1 << 20);
     if (name == kCheckpointsCf) {
       cf_options.enable_blob_files = true;
       cf_options.min_blob_size = kCheckpointMinBlobBytes;
@@ -464,7 +482,11 @@ Status StateStore::Impl::OpenDb() {
   // (they are flushed in the normal course), so that opening again after a failed write
   // (ReopenIfFailed), or starting, on a nearly full disk needs only a few small files.
   db_options.avoid_flush_during_recovery = true;
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = Descriptors(options.path);
+  // Memory bounds (StateStoreOptions): without them each column family has its own 32 MiB
+  // block cache, index blocks outside it, and 2 x 64 MiB of memtables.
+  db_options.db_write_buffer_size = options.write_buffer_bytes;
+  if (!block_cache) block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = Descriptors(options, block_cache);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, descriptors, &handles, &raw);
@@ -613,15 +635,27 @@ StatusOr<TrialRecord> StateStore::GetTrial(const TrialId& id) const {
     return Status::NotFound("trial " + id.ToString() + " not found");
   }
   if (!value.ok()) return value.status();
+  ++impl_->trials_decoded;
   auto r = Decode<TrialRecord>(std::string(kTrialsCf) + "/" + id.Key(), *value);
   if (!r.ok()) return impl_->Context(r.status());
   return r;
 }
 
 StatusOr<std::vector<TrialRecord>> StateStore::ListTrials(SweepId sweep) const {
+  return ListTrials(sweep, 0, kNoLimit);
+}
+
+StatusOr<std::vector<TrialRecord>> StateStore::ListTrials(SweepId sweep, uint32_t first_index,
+                                                          size_t limit) const {
+  if (limit == 0) return std::vector<TrialRecord>{};
+  const std::string prefix = sweep.Key() + "/";
+  // Past the largest index a key can hold, nothing is left (TrialId::Key() pads to 6 digits).
+  if (first_index > static_cast<uint32_t>(kMaxTrialIndex)) return std::vector<TrialRecord>{};
   auto use = impl_->Use();
   LATTICE_RETURN_IF_ERROR(impl_->Usable());
-  LATTICE_ASSIGN_OR_RETURN(auto rows, impl_->ScanRaw(kTrialsCf, sweep.Key() + "/", "", kNoLimit));
+  LATTICE_ASSIGN_OR_RETURN(
+      auto rows, impl_->ScanRaw(kTrialsCf, prefix, TrialId{sweep, first_index}.Key(), limit));
+  impl_->trials_decoded += rows.size();
   auto r = DecodeAll<TrialRecord>(kTrialsCf, rows);
   if (!r.ok()) return impl_->Context(r.status());
   return r;
@@ -631,7 +665,32 @@ StatusOr<std::vector<TrialRecord>> StateStore::ListAllTrials() const {
   auto use = impl_->Use();
   LATTICE_RETURN_IF_ERROR(impl_->Usable());
   LATTICE_ASSIGN_OR_RETURN(auto rows, impl_->ScanRaw(kTrialsCf, "", "", kNoLimit));
+  impl_->trials_decoded += rows.size();
   auto r = DecodeAll<TrialRecord>(kTrialsCf, rows);
+  if (!r.ok()) return impl_->Context(r.status());
+  return r;
+}
+
+uint64_t StateStore::TrialsDecoded() const { return impl_->trials_decoded.load(); }
+
+StatusOr<SweepCounts> StateStore::GetSweepCounts(SweepId id) const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
+  auto value = impl_->GetRaw(kSweepCountsCf, id.Key());
+  if (value.status().code() == StatusCode::kNotFound) {
+    return Status::NotFound("sweep " + id.ToString() + " has no stored counts");
+  }
+  if (!value.ok()) return value.status();
+  auto r = Decode<SweepCounts>(std::string(kSweepCountsCf) + "/" + id.Key(), *value);
+  if (!r.ok()) return impl_->Context(r.status());
+  return r;
+}
+
+StatusOr<std::vector<SweepCounts>> StateStore::ListSweepCounts() const {
+  auto use = impl_->Use();
+  LATTICE_RETURN_IF_ERROR(impl_->Usable());
+  LATTICE_ASSIGN_OR_RETURN(auto rows, impl_->ScanRaw(kSweepCountsCf, "", "", kNoLimit));
+  auto r = DecodeAll<SweepCounts>(kSweepCountsCf, rows);
   if (!r.ok()) return impl_->Context(r.status());
   return r;
 }

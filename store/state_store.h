@@ -3,7 +3,8 @@
 // Column families (see ARCHITECTURE.md): "sweeps" (key SweepId::Key()), "trials"
 // (key TrialId::Key()), "metrics" (key "<TrialId::Key()>/<attempt 4 digits>/<epoch 6 digits>"),
 // "events" (key 16-digit sequence, append-only JSON audit log), "meta" (counters),
-// plus "checkpoints", "indexes", "items" created empty for the later subsystems.
+// "sweep_counts" (key SweepId::Key(): a SweepCounts per sweep, what listings read instead of
+// the trials), plus "checkpoints", "indexes", "items" created empty for the later subsystems.
 //
 // Durability: every Commit() is one atomic RocksDB WriteBatch written with
 // WriteOptions::sync = true, so a change is on disk before the caller acts on it.
@@ -49,6 +50,12 @@ struct StateStoreOptions {
   // Free bytes a write must leave on the disk (on top of its own size), else it is refused
   // with InsufficientStorage before RocksDB sees it. 0: no check. Default: 1 MiB.
   int64_t write_floor_bytes = int64_t{1} << 20;
+  // RocksDB's memory, bounded whatever the data: one block cache that every column family
+  // shares, index and filter blocks included, in bytes. Default: 64 MiB.
+  size_t block_cache_bytes = 64ull << 20;
+  // Memtables of all column families together, in bytes; past it the largest is flushed
+  // (each column family's own is at most a quarter of it). Default: 128 MiB.
+  size_t write_buffer_bytes = 128ull << 20;
 };
 
 // A set of changes committed atomically by StateStore::Commit.
@@ -61,6 +68,9 @@ class StateWriteBatch {
 
   void PutSweep(const SweepRecord& sweep);
   void PutTrial(const TrialRecord& trial);
+  // The sweep's counts; whoever changes a trial's state puts its sweep's new counts in the
+  // same batch (the coordinator does, once per sweep and commit).
+  void PutSweepCounts(const SweepCounts& counts);
   void PutEpochMetrics(const EpochMetrics& metrics);
   // A raw value in "checkpoints", "indexes" or "items" (others make Commit fail).
   void PutRaw(const std::string& column_family, const std::string& key, std::string value);
@@ -103,7 +113,17 @@ class StateStore {
   StatusOr<std::vector<SweepRecord>> ListSweeps() const;        // ascending id
   StatusOr<TrialRecord> GetTrial(const TrialId& id) const;      // NotFound if absent
   StatusOr<std::vector<TrialRecord>> ListTrials(SweepId sweep) const;  // ascending index
+  // One page: the sweep's trials with index >= first_index, at most `limit`, ascending.
+  StatusOr<std::vector<TrialRecord>> ListTrials(SweepId sweep, uint32_t first_index,
+                                                size_t limit) const;
   StatusOr<std::vector<TrialRecord>> ListAllTrials() const;
+  // A sweep's stored counts (NotFound: none were stored, e.g. a data directory written before
+  // they existed, until the coordinator's Recover counts it); all of them, ascending sweep id.
+  StatusOr<SweepCounts> GetSweepCounts(SweepId id) const;
+  StatusOr<std::vector<SweepCounts>> ListSweepCounts() const;
+  // How many trial records the reads above have decoded since Open: listings must not
+  // decode trials, and tests and benchmarks hold them to it with this.
+  uint64_t TrialsDecoded() const;
   // Per-epoch metrics of a trial, all attempts, ascending (attempt, epoch).
   StatusOr<std::vector<EpochMetrics>> GetEpochMetrics(const TrialId& id) const;
   // Events with sequence > after_seq, at most `limit`, ascending.

@@ -48,6 +48,11 @@ StatusOr<nlohmann::json> CallJson(HttpClient& client, const std::string& method,
                                   const std::string& target, const std::string& body,
                                   const std::string& content_type);
 
+// Every trial of `sweep` (GET /v1/sweeps/{id}/trials page after page, following
+// "next_after"; a server without pages answers all in one): the first page's body with
+// "trials" holding them all, ascending index.
+StatusOr<nlohmann::json> FetchAllTrials(HttpClient& client, const std::string& sweep);
+
 // j[key] when j is an object and j[key] has the type, else `fallback` (never throws).
 std::string StringField(const nlohmann::json& j, const char* key, const std::string& fallback = "");
 int64_t IntField(const nlohmann::json& j, const char* key, int64_t fallback = 0);

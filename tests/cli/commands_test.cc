@@ -1,5 +1,6 @@
 #include "cli/commands.h"
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <mutex>
@@ -212,6 +213,40 @@ TEST_F(CommandsTest, StatusTrialsCancelWorkers) {
   EXPECT_EQ(RunWorkers(options_, io_), 0);
   EXPECT_EQ(out_.str().rfind("RANK  HOST  STATE  TRIAL  LAST-SEEN", 0), 0u) << out_.str();
   EXPECT_NE(out_.str().find("\n1     h     idle   -"), std::string::npos) << out_.str();
+}
+
+TEST_F(CommandsTest, TrialsReadsEveryPage) {
+  // A coordinator that pages 2 trials at a time (GET /v1/sweeps/{id}/trials?after=).
+  auto router = std::make_shared<Router>();
+  router->Add("GET", "/v1/sweeps/{id}", [](HttpRequest&) {
+    return HttpResponse::Json(200, SweepJson("completed", 3));
+  });
+  std::atomic<int> pages{0};
+  router->Add("GET", "/v1/sweeps/{id}/trials", [&pages](HttpRequest& req) {
+    ++pages;
+    const int first = req.query.count("after") ? std::stoi(req.query["after"]) + 1 : 0;
+    json trials = json::array();
+    for (int i = first; i < std::min(first + 2, 5); ++i) {
+      trials.push_back({{"id", "s3-t" + std::to_string(i)}, {"index", i}, {"state", "completed"},
+                        {"objective", 0.1 * i}});
+    }
+    return HttpResponse::Json(200, {{"trials", trials},
+                                    {"next_after", first + 2 < 5 ? json(first + 1) : json(nullptr)}});
+  });
+  auto server = testing::StartLoopbackServer(router);
+  options_.port = server->port();
+  TrialsArgs trials;
+  trials.sweep = "s3";
+  trials.format = "csv";
+  EXPECT_EQ(RunTrials(options_, trials, io_), 0) << err_.str();
+  EXPECT_EQ(pages.load(), 3);
+  const std::string out = out_.str();
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = "s3-t" + std::to_string(i) + ",";
+    EXPECT_NE(out.find(id), std::string::npos) << id << " in " << out;
+    EXPECT_EQ(out.find(id), out.rfind(id)) << id << " twice in " << out;
+  }
+  EXPECT_LT(out.find("s3-t4"), out.find("s3-t0")) << "sorted best first over all pages";
 }
 
 TEST_F(CommandsTest, UnreachableCoordinatorExitsOne) {

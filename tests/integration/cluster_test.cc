@@ -169,6 +169,39 @@ TEST_F(ClusterTest, WorkersAndMetricsEndpoints) {
   EXPECT_NE(r->body.find("lattice_queue_depth"), std::string::npos);
 }
 
+// `lattice top --once` against a live cluster: both workers, and the trial one of them runs.
+TEST_F(ClusterTest, TopOnceShowsTheWorkersAndARunningTrial) {
+  StartCluster();
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    json workers = Call("GET", "/v1/workers")["workers"];
+    return workers.size() == 2 && workers[0]["state"] == "idle" && workers[1]["state"] == "idle";
+  }, std::chrono::seconds(30)));
+  json sweep = Call("POST", "/v1/sweeps",
+                    "name: slow\nkind: noop\nsearch: {method: grid, parameters: {sleep_ms: [60000]}}\n",
+                    201);
+  const std::string id = sweep["id"];
+  ASSERT_TRUE(testutil::WaitFor([&] {
+    return Call("GET", "/v1/sweeps/" + id)["counts"]["running"] == 1;
+  }, std::chrono::seconds(30)));
+
+  std::string out;
+  ASSERT_EQ(testutil::RunCommand(testutil::LatticeBinary() + " top --once --port " +
+                                     std::to_string(cluster_->port()),
+                                 &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("workers 2 (1 idle, 1 busy, 0 lost)"), std::string::npos) << out;
+  EXPECT_NE(out.find("queue 0"), std::string::npos) << out;
+  const size_t running = out.find("RUNNING TRIALS\n");
+  ASSERT_NE(running, std::string::npos) << out;
+  const std::string trials = out.substr(running);
+  EXPECT_NE(trials.find("\n" + id + "-t0  " + id + " "), std::string::npos) << out;
+  const std::string workers = out.substr(0, running);
+  EXPECT_NE(workers.find("busy"), std::string::npos) << out;
+  EXPECT_NE(workers.find(id + "-t0"), std::string::npos) << out;
+  Call("POST", "/v1/sweeps/" + id + "/cancel");
+}
+
 }  // namespace
 }  // namespace lattice
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "jobs/checkpoint.h"
+#include "scheduler/sweep_routes.h"
 #include "scheduler/sweep_spec.h"
 #include "store/checkpoint_store.h"
 #include "tests/testutil/fake_channel.h"
@@ -31,6 +32,7 @@ using testutil::FakeClock;
 constexpr int kWorkers = 3;
 constexpr int kTimeoutMs = 5000;
 constexpr int kDrainGraceMs = 20000;
+constexpr int kQueuedInMemory = kWorkers;  // the first iteration can fill every worker
 
 WorkerRank W(int r) { return WorkerRank{r}; }
 
@@ -63,7 +65,19 @@ class CoordinatorTest : public ::testing::Test {
     options.keepalive_ms = keepalive_ms;
     options.stop_signals = &stop_signals_;
     options.drain_grace_ms = kDrainGraceMs;
+    // Small, so that every test also reads queued trials back from the store.
+    options.queued_records_in_memory = kQueuedInMemory;
     coordinator_ = std::make_unique<Coordinator>(options, store_.get(), channel_.get(), metrics_.get());
+  }
+
+  // Closes the coordinator and the store, and opens both again (as after a restart).
+  void ReopenStore() {
+    coordinator_.reset();
+    store_.reset();
+    auto store = StateStore::Open({dir_.Join("state"), /*sync_writes=*/false});
+    ASSERT_OK(store);
+    store_ = std::move(store).value();
+    StartCoordinator();
   }
 
   void Step(int iterations = 1) {
@@ -874,6 +888,196 @@ TEST_F(CoordinatorTest, ResumeRunsAFinishedTrialAgainFromAChosenStepCheckpoint) 
   Step();
   EXPECT_EQ(Trial(sweep.id, 0).state, TrialState::kCompleted);
   EXPECT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+}
+
+// The stored counts of `sweep` are what counting its stored trials gives.
+void ExpectCountsMatchTrials(const StateStore& store, const SweepRecord& sweep,
+                             const std::string& when) {
+  ASSERT_OK_AND_ASSIGN(SweepCounts stored, store.GetSweepCounts(sweep.id));
+  ASSERT_OK_AND_ASSIGN(auto trials, store.ListTrials(sweep.id));
+  EXPECT_EQ(stored.ToJson(), SweepCounts::FromTrials(sweep.id, trials, sweep.maximize).ToJson())
+      << when;
+}
+
+// A result with val_accuracy (the noop sweeps' metric) = `objective`.
+ResultMsg Succeeded(const AssignMsg& a, double objective) {
+  ResultMsg r;
+  r.trial = a.trial;
+  r.attempt = a.attempt;
+  r.code = StatusCode::kOk;
+  r.run_seconds = 1;
+  r.metrics = {{"val_accuracy", objective}};
+  return r;
+}
+
+TEST_F(CoordinatorTest, SweepCountsFollowEveryTrialChangeThroughARestartAndCancel) {
+  RegisterWorkers(2);
+  SweepRecord sweep = Submit(NoopSpec("counts", 6, "max_attempts: 2\n"));
+  ExpectCountsMatchTrials(*store_, sweep, "after submit");
+  ASSERT_OK_AND_ASSIGN(SweepCounts counts, store_->GetSweepCounts(sweep.id));
+  EXPECT_EQ(counts.count(TrialState::kRunning), 2u);
+  EXPECT_EQ(counts.count(TrialState::kQueued), 4u);
+
+  auto a = Assigns();  // t0, t1
+  ASSERT_EQ(a.size(), 2u);
+  channel_->Deliver(a[0].first, Succeeded(a[0].second, 0.7));  // t0 completes
+  Finish(a[1].first, a[1].second, StatusCode::kIoError);        // t1 is retried
+  Step();
+  ExpectCountsMatchTrials(*store_, sweep, "after a completion and a retry");
+  ASSERT_OK_AND_ASSIGN(counts, store_->GetSweepCounts(sweep.id));
+  EXPECT_EQ(counts.best, (TrialId{sweep.id, 0}));
+
+  a = Assigns();  // t1 attempt 2, t2
+  ASSERT_EQ(a.size(), 2u);
+  for (const auto& [rank, m] : a) {
+    if (m.trial.index == 1) {
+      Finish(rank, m, StatusCode::kIoError);  // attempt 2 of 2: failed
+    } else {
+      channel_->Deliver(rank, Succeeded(m, 0.9));  // the new best
+    }
+  }
+  Step();
+  ExpectCountsMatchTrials(*store_, sweep, "after a failure");
+  ASSERT_OK_AND_ASSIGN(counts, store_->GetSweepCounts(sweep.id));
+  EXPECT_EQ(counts.count(TrialState::kFailed), 1u);
+  EXPECT_EQ(counts.best, (TrialId{sweep.id, 2}));
+  EXPECT_EQ(counts.best_objective, 0.9);
+
+  // Two trials are running when the coordinator dies; the new one counts them queued.
+  ASSERT_EQ(Assigns().size(), 2u);
+  ReopenStore();
+  ASSERT_OK(coordinator_->Recover());
+  ExpectCountsMatchTrials(*store_, sweep, "after a restart");
+  ASSERT_OK_AND_ASSIGN(counts, store_->GetSweepCounts(sweep.id));
+  EXPECT_EQ(counts.count(TrialState::kRunning), 0u);
+  EXPECT_EQ(counts.count(TrialState::kQueued), 3u);
+
+  RegisterWorkers(1);
+  ASSERT_EQ(Assigns().size(), 1u);
+  auto cancelled = coordinator_->CancelAsync(sweep.id);
+  Step();
+  ASSERT_OK(cancelled.get());
+  ExpectCountsMatchTrials(*store_, sweep, "after cancel");
+  ASSERT_OK_AND_ASSIGN(counts, store_->GetSweepCounts(sweep.id));
+  EXPECT_EQ(counts.count(TrialState::kCancelled), 3u);
+  EXPECT_EQ(counts.count(TrialState::kCompleted), 2u);
+  EXPECT_EQ(coordinator_->TrialsInMemory(), 0u) << "a finished sweep keeps no trial in memory";
+
+  // Listing every sweep reads the stored counts: no trial is decoded.
+  prometheus::Registry registry;
+  auto router = MakeApiRouter(coordinator_.get(), store_.get(), &registry, "tok");
+  const uint64_t decoded = store_->TrialsDecoded();
+  HttpRequest req;
+  req.method = "GET";
+  req.target = req.path = "/v1/sweeps";
+  HttpResponse listed = router->Dispatch(req);
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  EXPECT_EQ(store_->TrialsDecoded(), decoded);
+  nlohmann::json body = nlohmann::json::parse(listed.body);
+  ASSERT_EQ(body["sweeps"].size(), 1u);
+  EXPECT_EQ(body["sweeps"][0]["counts"]["cancelled"], 3);
+  EXPECT_EQ(body["sweeps"][0]["best"]["trial"], (TrialId{sweep.id, 2}).ToString());
+}
+
+TEST_F(CoordinatorTest, OnlyRunningAndTheNextQueuedTrialsAreInMemory) {
+  RegisterWorkers(1);
+  SweepRecord sweep = Submit(NoopSpec("window", 12));
+  // The first kQueuedInMemory (one of them running now); the other 9 only in the store.
+  EXPECT_EQ(coordinator_->TrialsInMemory(), static_cast<size_t>(kQueuedInMemory));
+  std::vector<uint32_t> order;
+  for (int round = 0; round < 20; ++round) {
+    for (auto& [rank, m] : Assigns()) {
+      order.push_back(m.trial.index);
+      EXPECT_EQ(m.config, Trial(sweep.id, m.trial.index).config) << "read back whole";
+      EXPECT_LE(coordinator_->TrialsInMemory(), 1u + kQueuedInMemory);
+      Finish(rank, m);
+    }
+    Step();
+  }
+  std::vector<uint32_t> want(12);
+  for (uint32_t i = 0; i < 12; ++i) want[i] = i;
+  EXPECT_EQ(order, want) << "grid order, each once";
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+  EXPECT_EQ(coordinator_->TrialsInMemory(), 0u) << "a finished sweep keeps no trial in memory";
+  ExpectCountsMatchTrials(*store_, sweep, "at the end");
+}
+
+TEST_F(CoordinatorTest, CancelAndRestartReachQueuedTrialsThatAreOnlyInTheStore) {
+  RegisterWorkers(1);
+  SweepRecord sweep = Submit(NoopSpec("thin", 10));
+  ASSERT_EQ(Assigns().size(), 1u);
+  StartCoordinator();  // a restart keeps the first queued ones in memory too
+  ASSERT_OK(coordinator_->Recover());
+  EXPECT_EQ(coordinator_->TrialsInMemory(), 1u + kQueuedInMemory) << "+ the re-queued t0";
+  auto cancelled = coordinator_->CancelAsync(sweep.id);
+  Step();
+  ASSERT_OK(cancelled.get());
+  for (uint32_t i = 0; i < 10; ++i) {
+    TrialRecord t = Trial(sweep.id, i);
+    EXPECT_EQ(t.state, TrialState::kCancelled) << i;
+    EXPECT_EQ(t.config.value("seed", -1), static_cast<int>(i)) << "record kept whole";
+  }
+  ExpectCountsMatchTrials(*store_, sweep, "after cancel");
+  EXPECT_EQ(coordinator_->TrialsInMemory(), 0u);
+}
+
+TEST_F(CoordinatorTest, ResumingTheBestTrialMakesTheNextBestTheBestUntilItEnds) {
+  RegisterWorkers(1);
+  ASSERT_OK_AND_ASSIGN(scheduler::SweepSpec spec, scheduler::ParseSweepSpec(NoopSpec("best", 3)));
+  spec.trial_configs[1]["checkpoint"] = {{"every_steps", 10}};
+  SweepRecord sweep = Submit(std::move(spec));
+  for (double objective : {0.8, 0.95, 0.8}) {  // t0 and t2 tie: t0 is the next best
+    auto a = Assigns();
+    ASSERT_EQ(a.size(), 1u);
+    if (a[0].second.trial.index == 1) DeliverCheckpoint(W(1), a[0].second.trial, 1, StepCheckpoint(1), 10);
+    channel_->Deliver(W(1), Succeeded(a[0].second, objective));
+    Step();
+  }
+  ASSERT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+  ASSERT_OK_AND_ASSIGN(SweepCounts counts, store_->GetSweepCounts(sweep.id));
+  EXPECT_EQ(counts.best, (TrialId{sweep.id, 1}));
+
+  auto resumed = coordinator_->ResumeAsync({TrialId{sweep.id, 1}, std::nullopt, std::nullopt});
+  Step();
+  ASSERT_OK(resumed.get());
+  ExpectCountsMatchTrials(*store_, sweep, "after resuming the best");
+  ASSERT_OK_AND_ASSIGN(counts, store_->GetSweepCounts(sweep.id));
+  EXPECT_EQ(counts.best, (TrialId{sweep.id, 0}));
+  EXPECT_EQ(counts.best_params, Trial(sweep.id, 0).params);
+
+  auto a = Assigns();
+  ASSERT_EQ(a.size(), 1u);
+  channel_->Deliver(W(1), Succeeded(a[0].second, 0.5));  // worse this time
+  Step();
+  ExpectCountsMatchTrials(*store_, sweep, "after the resumed trial ended");
+  EXPECT_EQ(Sweep(sweep.id).state, SweepState::kCompleted);
+}
+
+TEST_F(CoordinatorTest, RecoverCountsTheSweepsOfADataDirectoryWrittenWithoutCounts) {
+  // As an older version left it: sweeps and trials, no counts.
+  StateWriteBatch b;
+  SweepRecord old;
+  old.id = SweepId{7};
+  old.name = "old";
+  old.state = SweepState::kCompleted;
+  old.num_trials = 3;
+  b.PutSweep(old);
+  for (uint32_t i = 0; i < 3; ++i) {
+    TrialRecord t;
+    t.id = TrialId{old.id, i};
+    t.state = i == 2 ? TrialState::kFailed : TrialState::kCompleted;
+    if (i < 2) t.objective = 0.5 + i;
+    b.PutTrial(t);
+  }
+  ASSERT_OK(store_->Commit(b));
+  EXPECT_EQ(store_->GetSweepCounts(old.id).status().code(), StatusCode::kNotFound);
+  StartCoordinator();
+  ASSERT_OK(coordinator_->Recover());  // does not wait for the counting
+  Step();                              // counts them
+  ExpectCountsMatchTrials(*store_, old, "after Recover");
+  ASSERT_OK_AND_ASSIGN(SweepCounts counts, store_->GetSweepCounts(old.id));
+  EXPECT_EQ(counts.count(TrialState::kCompleted), 2u);
+  EXPECT_EQ(counts.best, (TrialId{old.id, 1}));
 }
 
 TEST_F(CoordinatorTest, StopSendsShutdownToEveryWorkerAndRefusesNewCommands) {

@@ -127,6 +127,11 @@ TEST(RecordsTest, TrialJsonShapeAndRoundTrip) {
   EXPECT_EQ(back.started_ms, t.started_ms);
   EXPECT_EQ(back.finished_ms, t.finished_ms);
   EXPECT_EQ(back.ToJson(), j);
+  // The stored text is the same record.
+  EXPECT_EQ(json::parse(t.Dump()), j);
+  t.objective.reset();
+  t.params = json::object();
+  EXPECT_EQ(json::parse(t.Dump()), t.ToJson());
 }
 
 TEST(RecordsTest, TrialWithoutObjectiveIsNull) {
@@ -247,6 +252,71 @@ TEST(RecordsTest, NowMillisIsUnixEpochMilliseconds) {
   EXPECT_GT(a, int64_t{1577836800000});  // after 2020-01-01
   EXPECT_LT(a, int64_t{4102444800000});  // before 2100-01-01
   EXPECT_GE(NowMillis(), a);
+}
+
+}  // namespace
+}  // namespace lattice
+
+namespace lattice {
+namespace {
+
+TrialRecord Done(uint32_t index, std::optional<double> objective,
+                 TrialState state = TrialState::kCompleted) {
+  TrialRecord t;
+  t.id = TrialId{SweepId{4}, index};
+  t.state = state;
+  t.objective = objective;
+  t.params = json{{"i", index}};
+  return t;
+}
+
+TEST(SweepCountsTest, MovesCountAndTheBestFollowsTheGoalWithTiesToTheLowerIndex) {
+  SweepCounts c;
+  c.sweep = SweepId{4};
+  for (int i = 0; i < 4; ++i) c.Move(std::nullopt, TrialState::kQueued);
+  c.Move(TrialState::kQueued, TrialState::kRunning);
+  c.Move(TrialState::kRunning, TrialState::kCompleted);
+  EXPECT_EQ(c.count(TrialState::kQueued), 3u);
+  EXPECT_EQ(c.count(TrialState::kCompleted), 1u);
+  EXPECT_EQ(c.unfinished(), 3u);
+
+  EXPECT_TRUE(c.Consider(Done(5, 0.5), /*maximize=*/true));
+  EXPECT_FALSE(c.Consider(Done(6, 0.4), true));
+  EXPECT_FALSE(c.Consider(Done(7, 0.5), true)) << "a tie keeps the lower index";
+  EXPECT_TRUE(c.Consider(Done(2, 0.5), true));
+  EXPECT_FALSE(c.Consider(Done(1, 0.9, TrialState::kRunning), true)) << "not completed";
+  EXPECT_FALSE(c.Consider(Done(1, std::numeric_limits<double>::infinity()), true));
+  EXPECT_FALSE(c.Consider(Done(1, std::nullopt), true));
+  EXPECT_EQ(c.best, (TrialId{SweepId{4}, 2}));
+  EXPECT_EQ(c.best_params, json({{"i", 2}}));
+  EXPECT_TRUE(c.Consider(Done(9, 0.1), /*maximize=*/false));
+
+  // FromTrials agrees with BestTrial's rule whatever the order.
+  std::vector<TrialRecord> trials = {Done(3, 0.7), Done(1, 0.7), Done(0, 0.2, TrialState::kFailed),
+                                     Done(2, 0.6)};
+  SweepCounts from = SweepCounts::FromTrials(SweepId{4}, trials, true);
+  EXPECT_EQ(from.best, (TrialId{SweepId{4}, 1}));
+  EXPECT_EQ(from.count(TrialState::kCompleted), 3u);
+  EXPECT_EQ(from.count(TrialState::kFailed), 1u);
+}
+
+TEST(SweepCountsTest, JsonRoundTripAndBadInput) {
+  SweepCounts c = SweepCounts::FromTrials(SweepId{4}, {Done(3, 0.25), Done(1, std::nullopt)}, true);
+  ASSERT_OK_AND_ASSIGN(SweepCounts back, SweepCounts::FromJson(c.ToJson()));
+  EXPECT_EQ(back, c);
+  EXPECT_EQ(c.ToJson()["completed"], 2);
+  EXPECT_EQ(c.ToJson()["best"]["trial"], "s4-t3");
+  SweepCounts none = SweepCounts::FromTrials(SweepId{4}, {}, true);
+  ASSERT_OK_AND_ASSIGN(back, SweepCounts::FromJson(none.ToJson()));
+  EXPECT_FALSE(back.best);
+  EXPECT_EQ(SweepCounts::FromJson(json{{"sweep", "s4"}, {"queued", -1}}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(SweepCounts::FromJson(json{{"queued", 1}}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(SweepCounts::FromJson(json{{"sweep", "s4"}, {"best", {{"trial", "s4-t1"}}}})
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
 }
 
 }  // namespace

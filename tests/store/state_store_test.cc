@@ -436,3 +436,68 @@ TEST(StateStoreSyncTest, UnsyncedCommitIsVisibleAndKept) {
 
 }  // namespace
 }  // namespace lattice
+
+namespace lattice {
+namespace {
+
+TEST_F(StateStoreTest, SweepCountsRoundTripBesideTheSweeps) {
+  StateWriteBatch b;
+  for (uint64_t id : {3, 1, 2}) {
+    b.PutSweep(MakeSweep(id, "s"));
+    SweepCounts c;
+    c.sweep = SweepId{id};
+    c.Move(std::nullopt, TrialState::kQueued);
+    TrialRecord done = MakeTrial(id, 1);
+    done.state = TrialState::kCompleted;
+    c.Move(std::nullopt, done.state);
+    c.Consider(done, /*maximize=*/true);
+    b.PutSweepCounts(c);
+  }
+  ASSERT_OK(Commit(b));
+  ASSERT_OK_AND_ASSIGN(SweepCounts two, store_->GetSweepCounts(SweepId{2}));
+  EXPECT_EQ(two.count(TrialState::kQueued), 1u);
+  EXPECT_EQ(two.best, (TrialId{SweepId{2}, 1}));
+  EXPECT_EQ(two.best_params, MakeTrial(2, 1).params);
+  ASSERT_OK_AND_ASSIGN(auto all, store_->ListSweepCounts());
+  ASSERT_EQ(all.size(), 3u);
+  for (uint64_t i = 0; i < 3; ++i) EXPECT_EQ(all[i].sweep, SweepId{i + 1});
+  EXPECT_EQ(store_->GetSweepCounts(SweepId{9}).status().code(), StatusCode::kNotFound);
+  // The sweep id counter is not confused by the new column family.
+  Reopen();
+  ASSERT_OK_AND_ASSIGN(SweepId next, store_->AllocateSweepId());
+  EXPECT_EQ(next, SweepId{4});
+}
+
+TEST_F(StateStoreTest, TrialPagesReturnEveryTrialOnceAndOnlyTrialReadsDecodeTrials) {
+  StateWriteBatch b;
+  for (uint32_t i = 0; i < 23; ++i) b.PutTrial(MakeTrial(5, i));
+  for (uint32_t i = 0; i < 4; ++i) b.PutTrial(MakeTrial(6, i));  // the next sweep's
+  b.PutSweep(MakeSweep(5, "paged"));
+  ASSERT_OK(Commit(b));
+  EXPECT_EQ(store_->TrialsDecoded(), 0u);
+  ASSERT_OK(store_->ListSweeps());
+  ASSERT_OK(store_->ListSweepCounts());
+  EXPECT_EQ(store_->TrialsDecoded(), 0u) << "sweep listings decode no trial";
+
+  std::vector<uint32_t> seen;
+  uint32_t first = 0;
+  for (int pages = 0; pages < 10; ++pages) {
+    ASSERT_OK_AND_ASSIGN(auto page, store_->ListTrials(SweepId{5}, first, 5));
+    for (const auto& t : page) seen.push_back(t.id.index);
+    if (page.size() < 5) break;
+    first = page.back().id.index + 1;
+  }
+  std::vector<uint32_t> want(23);
+  for (uint32_t i = 0; i < 23; ++i) want[i] = i;
+  EXPECT_EQ(seen, want);
+  EXPECT_EQ(store_->TrialsDecoded(), 23u);
+  ASSERT_OK_AND_ASSIGN(auto none, store_->ListTrials(SweepId{5}, 1000000, 5));
+  EXPECT_TRUE(none.empty());
+  ASSERT_OK_AND_ASSIGN(auto zero, store_->ListTrials(SweepId{5}, 0, 0));
+  EXPECT_TRUE(zero.empty());
+  ASSERT_OK(store_->GetTrial(TrialId{SweepId{6}, 0}));
+  EXPECT_EQ(store_->TrialsDecoded(), 24u);
+}
+
+}  // namespace
+}  // namespace lattice

@@ -9,6 +9,9 @@ PACKAGES=(
   prometheus-cpp-dev libboost-all-dev libgtest-dev libyaml-cpp-dev nlohmann-json3-dev
   libcli11-dev libspdlog-dev libhnswlib-dev libopenblas0-pthread libstb-dev
   prometheus dataset-fashion-mnist curl bc
+  # scripts/fuzz.sh: clang + libFuzzer / sanitizer runtimes, OpenMP for FAISS under clang,
+  # llvm-symbolizer for readable crash reports
+  clang-14 libclang-rt-14-dev libomp-14-dev llvm-14
   python3-torch python3-faiss python3-hnswlib python3-optuna python3-sklearn python3-numpy
 )
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <stdexcept>
 #include <type_traits>
 
 namespace lattice {
@@ -10,6 +12,34 @@ namespace {
 using nlohmann::json;
 
 json TrialToJson(const TrialId& id) { return id.ToString(); }
+
+// j[key] as an integer of type T. Throws (DecodeMessage turns it into InvalidArgument)
+// when it is missing, not an integer, or outside T's range: nlohmann's get<int>() would
+// truncate 4294967297 and convert 1e30 (undefined behaviour for a float out of range).
+template <typename T>
+T Int(const json& j, const char* key) {
+  const json& v = j.at(key);
+  constexpr uint64_t kMax = static_cast<uint64_t>(std::numeric_limits<T>::max());
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() <= kMax) return static_cast<T>(v.get<uint64_t>());
+  } else if (v.is_number_integer()) {
+    const int64_t i = v.get<int64_t>();
+    const bool fits = i >= 0 ? static_cast<uint64_t>(i) <= kMax
+                             : std::is_signed_v<T> &&
+                                   i >= static_cast<int64_t>(std::numeric_limits<T>::min());
+    if (fits) return static_cast<T>(i);
+  }
+  throw std::invalid_argument(std::string("'") + key + "' must be an integer in [" +
+                              std::to_string(std::numeric_limits<T>::min()) + ", " +
+                              std::to_string(std::numeric_limits<T>::max()) + "], got " +
+                              v.dump());
+}
+
+// Int(j, key), or `fallback` when j has no `key`.
+template <typename T>
+T IntOr(const json& j, const char* key, T fallback) {
+  return j.contains(key) ? Int<T>(j, key) : fallback;
+}
 
 StatusOr<TrialId> TrialFromJson(const json& j, const char* key) {
   if (!j.contains(key) || !j[key].is_string()) {
@@ -67,21 +97,39 @@ json Encode(const CheckpointMsg& m) {
           {"bytes", m.bytes.size()}, {"offset", m.offset}, {"total", m.total}};
 }
 
+// Compact JSON. Text fields carry whatever the sender had (an error naming a file whose name
+// is not UTF-8, a host name): invalid UTF-8 becomes U+FFFD rather than an exception.
+// Non-finite doubles (a NaN validation loss) become null, which Metrics reads back as NaN.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// A number, or NaN for null (what Dump makes of a value that was not finite).
+double Number(const json& v) {
+  return v.is_null() ? std::numeric_limits<double>::quiet_NaN() : v.get<double>();
+}
+
+// A metrics object: name -> Number.
+std::map<std::string, double> Metrics(const json& j) {
+  if (!j.is_object()) throw std::invalid_argument("'metrics' must be an object, got " + Dump(j));
+  std::map<std::string, double> out;
+  for (const auto& [name, value] : j.items()) out[name] = Number(value);
+  return out;
+}
+
 std::string EncodePayload(const Message& m) {
   if (const auto* c = std::get_if<CheckpointMsg>(&m)) {
-    std::string out = Encode(*c).dump();
+    std::string out = Dump(Encode(*c));
     out.push_back('\n');
     out.append(c->bytes);
     return out;
   }
   if (const auto* v = std::get_if<VectorsMsg>(&m)) {
-    std::string out = Encode(*v).dump();
+    std::string out = Dump(Encode(*v));
     out.push_back('\n');
     const char* bytes = reinterpret_cast<const char*>(v->data.data());
     out.append(bytes, v->data.size() * sizeof(float));
     return out;
   }
-  return std::visit([](const auto& v) { return Encode(v).dump(); }, m);
+  return std::visit([](const auto& v) { return Dump(Encode(v)); }, m);
 }
 
 StatusOr<Message> DecodeVectors(const std::string& payload) {
@@ -89,8 +137,8 @@ StatusOr<Message> DecodeVectors(const std::string& payload) {
   if (nl == std::string::npos) return Status::InvalidArgument("vectors message: no header");
   json j = json::parse(payload.substr(0, nl));
   LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
-  VectorsMsg m{id, j.at("attempt").get<int>(), j.at("begin").get<int64_t>(),
-               j.at("rows").get<int64_t>(), j.at("dim").get<int>(), {}, {}};
+  VectorsMsg m{id, Int<int>(j, "attempt"), Int<int64_t>(j, "begin"),
+               Int<int64_t>(j, "rows"), Int<int>(j, "dim"), {}, {}};
   if (j.contains("metadata")) {
     m.metadata = j["metadata"].get<std::vector<std::string>>();
     if (static_cast<int64_t>(m.metadata.size()) != m.rows) {
@@ -98,15 +146,19 @@ StatusOr<Message> DecodeVectors(const std::string& payload) {
                                      " metadata entries for " + std::to_string(m.rows) + " rows");
     }
   }
-  size_t bytes = payload.size() - nl - 1;
-  if (m.rows < 0 || m.dim < 0 ||
-      bytes != static_cast<size_t>(m.rows) * static_cast<size_t>(m.dim) * sizeof(float)) {
+  const size_t bytes = payload.size() - nl - 1;
+  // rows x dim floats, compared without overflow (rows 2^62 x dim 4 x 4 bytes wraps to 0);
+  // rows of dim 0 would be rows without data.
+  const bool fits = m.rows >= 0 && m.dim >= 0 && (m.rows == 0 || m.dim > 0) &&
+                    (m.rows == 0 || static_cast<uint64_t>(m.rows) <=
+                                        bytes / sizeof(float) / static_cast<uint64_t>(m.dim));
+  if (!fits || bytes != static_cast<size_t>(m.rows) * static_cast<size_t>(m.dim) * sizeof(float)) {
     return Status::InvalidArgument("vectors message: " + std::to_string(bytes) +
                                    " payload bytes for " + std::to_string(m.rows) + " x " +
                                    std::to_string(m.dim) + " floats");
   }
   m.data.resize(bytes / sizeof(float));
-  std::memcpy(m.data.data(), payload.data() + nl + 1, bytes);
+  if (bytes > 0) std::memcpy(m.data.data(), payload.data() + nl + 1, bytes);
   return Message(std::move(m));
 }
 
@@ -116,13 +168,13 @@ StatusOr<Message> DecodeCheckpoint(const std::string& payload) {
   json j = json::parse(payload.substr(0, nl));
   LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
   const size_t bytes = payload.size() - nl - 1;
-  if (j.at("bytes").get<size_t>() != bytes) {
+  if (Int<uint64_t>(j, "bytes") != bytes) {
     return Status::InvalidArgument("checkpoint message: " + std::to_string(bytes) +
                                    " payload bytes, header says " + j.at("bytes").dump());
   }
-  CheckpointMsg m{id, j.at("attempt").get<int>(), payload.substr(nl + 1),
-                  j.value("step", int64_t{0}), j.value("offset", int64_t{0}),
-                  j.value("total", static_cast<int64_t>(bytes))};
+  CheckpointMsg m{id, Int<int>(j, "attempt"), payload.substr(nl + 1),
+                  IntOr<int64_t>(j, "step", 0), IntOr<int64_t>(j, "offset", 0),
+                  IntOr<int64_t>(j, "total", static_cast<int64_t>(bytes))};
   if (m.offset < 0 || m.total < m.offset || m.total - m.offset < static_cast<int64_t>(bytes)) {
     return Status::InvalidArgument("checkpoint message: piece of " + std::to_string(bytes) +
                                    " bytes at offset " + std::to_string(m.offset) +
@@ -134,36 +186,35 @@ StatusOr<Message> DecodeCheckpoint(const std::string& payload) {
 StatusOr<Message> Decode(MessageType type, const json& j) {
   switch (type) {
     case MessageType::kRegister:
-      return Message(RegisterMsg{j.at("host").get<std::string>(), j.at("threads").get<int>(),
-                                 j.at("device").get<std::string>(), j.value("pid", 0),
-                                 j.value("vram_total_bytes", int64_t{0})});
+      return Message(RegisterMsg{j.at("host").get<std::string>(), Int<int>(j, "threads"),
+                                 j.at("device").get<std::string>(), IntOr<int>(j, "pid", 0),
+                                 IntOr<int64_t>(j, "vram_total_bytes", 0)});
     case MessageType::kAssign: {
       LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
-      return Message(AssignMsg{id, j.at("attempt").get<int>(), j.at("config")});
+      return Message(AssignMsg{id, Int<int>(j, "attempt"), j.at("config")});
     }
     case MessageType::kProgress: {
       LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
-      return Message(ProgressMsg{id, j.at("attempt").get<int>(), j.at("epoch").get<int>(),
-                                 j.at("metrics").get<std::map<std::string, double>>(),
-                                 j.value("processed", int64_t{0})});
+      return Message(ProgressMsg{id, Int<int>(j, "attempt"), Int<int>(j, "epoch"),
+                                 Metrics(j.at("metrics")), IntOr<int64_t>(j, "processed", 0)});
     }
     case MessageType::kResult: {
       LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
-      int code = j.at("code").get<int>();
+      const int code = Int<int>(j, "code");
       if (code < 0 || code > static_cast<int>(StatusCode::kDataLoss)) {
         return Status::InvalidArgument("message: bad result code " + std::to_string(code));
       }
-      return Message(ResultMsg{id, j.at("attempt").get<int>(), static_cast<StatusCode>(code),
-                               j.at("metrics").get<std::map<std::string, double>>(),
-                               j.at("epochs_done").get<int>(), j.at("error").get<std::string>(),
-                               j.value("run_seconds", 0.0), j.value("processed", int64_t{0}),
-                               j.value("preempted", false)});
+      return Message(ResultMsg{id, Int<int>(j, "attempt"), static_cast<StatusCode>(code),
+                               Metrics(j.at("metrics")),
+                               Int<int>(j, "epochs_done"), j.at("error").get<std::string>(),
+                               j.contains("run_seconds") ? Number(j["run_seconds"]) : 0.0,
+                               IntOr<int64_t>(j, "processed", 0), j.value("preempted", false)});
     }
     case MessageType::kHeartbeat: {
       HeartbeatMsg m;
-      m.rss_bytes = j.at("rss_bytes").get<int64_t>();
-      m.vram_bytes = j.value("vram_bytes", int64_t{0});
-      m.task_restarts = j.value("task_restarts", 0);
+      m.rss_bytes = Int<int64_t>(j, "rss_bytes");
+      m.vram_bytes = IntOr<int64_t>(j, "vram_bytes", 0);
+      m.task_restarts = IntOr<int>(j, "task_restarts", 0);
       m.fault = j.value("fault", "");
       if (j.contains("trial")) {
         LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
@@ -235,6 +286,9 @@ std::vector<CheckpointMsg> SplitCheckpoint(const TrialId& trial, int attempt, in
   return pieces;
 }
 
+// The most a checkpoint being put together reserves ahead of the pieces it has received.
+constexpr int64_t kAssemblerReserveBytes = 4 * kCheckpointPieceBytes;
+
 StatusOr<std::optional<CheckpointMsg>> CheckpointAssembler::Add(CheckpointMsg piece) {
   const auto key = std::make_tuple(piece.trial, piece.attempt, piece.step);
   auto it = partial_.find(key);
@@ -247,7 +301,9 @@ StatusOr<std::optional<CheckpointMsg>> CheckpointAssembler::Add(CheckpointMsg pi
   }
   if (piece.last() && it == partial_.end()) return std::optional<CheckpointMsg>(std::move(piece));
   if (it == partial_.end()) {
-    piece.bytes.reserve(static_cast<size_t>(piece.total));
+    // Room for the whole checkpoint, but never more than a few pieces ahead: `total` comes
+    // off the wire, and a bad one (9 TB) must not become one allocation.
+    piece.bytes.reserve(static_cast<size_t>(std::min(piece.total, kAssemblerReserveBytes)));
     partial_.emplace(key, std::move(piece));
     return std::optional<CheckpointMsg>();
   }

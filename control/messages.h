@@ -22,6 +22,11 @@
 // Every Progress/Result carries the trial id and the attempt number it belongs to, so
 // the coordinator can drop messages of an attempt it has already given up on.
 //
+// Encoding edge cases: text that is not valid UTF-8 (an error naming a file whose name is
+// not) is sent with U+FFFD in place of the bad bytes; a metric or run_seconds that is not
+// finite is sent as null and decoded as NaN. Integer fields must decode as integers within
+// their C++ type, or the message is InvalidArgument.
+//
 #pragma once
 
 #include <map>

@@ -489,6 +489,10 @@ StatusOr<SearchRequest> ParseBinarySearchRequest(
                                      "' (expected k, ef_search, nprobe)");
     }
   }
+  if (out.k > limits.max_k) {  // the default k (10) with max_k below it, as for JSON
+    return Status::InvalidArgument("k: must be between 1 and " + std::to_string(limits.max_k) +
+                                   ", got " + std::to_string(out.k));
+  }
   const size_t row_bytes = sizeof(float) * static_cast<size_t>(limits.dim);
   if (row_bytes == 0 || body.size() % row_bytes != 0) {
     return Status::InvalidArgument("body: " + std::to_string(body.size()) +

@@ -66,8 +66,9 @@ StatusOr<SearchRequest> ParseSearchRequest(std::string_view body,
 // The binary form (Content-Type: application/octet-stream): `body` is nq rows of dim
 // raw little-endian float32 values, row-major, as numpy's
 // queries.astype("<f4").tobytes() writes them; `query` holds the decoded query-string
-// parameters, each optional: k (1..max_k, default 10), ef_search (1..max_ef_search) and
-// nprobe (1..max_nprobe); max_query_work applies as for JSON.
+// parameters, each optional: k (1..max_k, default 10; as for JSON, the default too must
+// be within max_k), ef_search (1..max_ef_search) and nprobe (1..max_nprobe);
+// max_query_work applies as for JSON.
 // Errors (InvalidArgument):
 //   "body: 3000 bytes is not a multiple of 3136 (rows of dim 784 float32 values)"
 //   "vectors: must hold at least one query" (empty body), the max_batch message above,

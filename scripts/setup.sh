@@ -10,6 +10,9 @@ PACKAGES=(
   libcli11-dev libspdlog-dev libhnswlib-dev libopenblas0-pthread libstb-dev
   prometheus dataset-fashion-mnist curl bc
   slurm-wlm munge   # tests/integration/slurm_test.sh runs deploy/slurm/lattice.sbatch under a real Slurm
+  # scripts/fuzz.sh: clang + libFuzzer / sanitizer runtimes, OpenMP for FAISS under clang,
+  # llvm-symbolizer for readable crash reports
+  clang-14 libclang-rt-14-dev libomp-14-dev llvm-14
   python3-torch python3-faiss python3-hnswlib python3-optuna python3-sklearn python3-numpy
 )
 

@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <limits>
 #include <optional>
-#include <regex>
 #include <unordered_set>
 #include <vector>
 
@@ -39,6 +38,15 @@ Status TooManyKeys(const std::string& where) {
                                  " keys in one mapping; that is the limit");
 }
 
+// yaml-cpp writes the escapes \N and \_ (U+0085, U+00A0) as single Latin-1 bytes, and a
+// NUL byte in the text can turn into one: text that is valid UTF-8 can give a scalar that
+// is not, which nlohmann::json cannot serialise (the spec is stored as JSON).
+Status NotUtf8(const std::string& where) {
+  return Status::InvalidArgument(
+      where + ": not valid UTF-8 once YAML escapes are applied (write \\N, \\_ as the "
+              "characters themselves)");
+}
+
 Status NotFinite(const std::string& where) {
   return Status::InvalidArgument(where +
                                  ": .nan and .inf are not allowed (a spec is stored as JSON)");
@@ -46,27 +54,62 @@ Status NotFinite(const std::string& where) {
 
 // ---- YAML -----------------------------------------------------------------------------
 
+// The YAML 1.2 core schema's number forms, matched by hand: std::regex (libstdc++)
+// recurses once per character and overflows the stack on a scalar of ~100,000 digits,
+// which a spec well under the 5 MB body limit can hold.
+size_t Digits(const std::string& s, size_t i) {
+  size_t n = 0;
+  while (i + n < s.size() && s[i + n] >= '0' && s[i + n] <= '9') ++n;
+  return n;
+}
+size_t Sign(const std::string& s) { return !s.empty() && (s[0] == '-' || s[0] == '+') ? 1 : 0; }
+
+// [-+]?[0-9]+
+bool IsYamlInt(const std::string& s) {
+  const size_t i = Sign(s);
+  return i < s.size() && i + Digits(s, i) == s.size();
+}
+
+// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+bool IsYamlFloat(const std::string& s) {
+  size_t i = Sign(s);
+  const size_t whole = Digits(s, i);
+  i += whole;
+  if (i < s.size() && s[i] == '.') {
+    const size_t fraction = Digits(s, i + 1);
+    if (whole == 0 && fraction == 0) return false;
+    i += 1 + fraction;
+  } else if (whole == 0) {
+    return false;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+    const size_t exponent = Digits(s, i);
+    if (exponent == 0) return false;
+    i += exponent;
+  }
+  return i == s.size();
+}
+
 // A plain (unquoted) scalar typed by the YAML 1.2 core schema.
 OrderedJson PlainScalarToJson(const std::string& s) {
-  static const std::regex kInt(R"([-+]?[0-9]+)");
-  static const std::regex kFloat(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
-  static const std::regex kInf(R"([-+]?\.(inf|Inf|INF))");
-  static const std::regex kNan(R"(\.(nan|NaN|NAN))");
   if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
   if (s == "true" || s == "True" || s == "TRUE") return true;
   if (s == "false" || s == "False" || s == "FALSE") return false;
-  if (std::regex_match(s, kInt)) {
+  if (IsYamlInt(s)) {
     errno = 0;
     const long long v = std::strtoll(s.c_str(), nullptr, 10);
     if (errno != ERANGE) return static_cast<int64_t>(v);
     return std::strtod(s.c_str(), nullptr);  // too big for int64: keep it as a float
   }
-  if (std::regex_match(s, kFloat)) return std::strtod(s.c_str(), nullptr);
-  if (std::regex_match(s, kInf)) {
+  if (IsYamlFloat(s)) return std::strtod(s.c_str(), nullptr);
+  const std::string unsigned_part = s.substr(Sign(s));  // [-+]?\.(inf|Inf|INF)
+  if (unsigned_part == ".inf" || unsigned_part == ".Inf" || unsigned_part == ".INF") {
     return s[0] == '-' ? -std::numeric_limits<double>::infinity()
                        : std::numeric_limits<double>::infinity();
   }
-  if (std::regex_match(s, kNan)) return std::numeric_limits<double>::quiet_NaN();
+  if (s == ".nan" || s == ".NaN" || s == ".NAN") return std::numeric_limits<double>::quiet_NaN();
   return s;
 }
 
@@ -83,6 +126,7 @@ class YamlConverter {
       case YAML::NodeType::Null:
         return OrderedJson(nullptr);
       case YAML::NodeType::Scalar: {
+        if (!CheckUtf8(node.Scalar()).ok()) return NotUtf8(where);
         // "!" marks a quoted scalar; an explicit !!str tag also forces a string.
         if (node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str") {
           return OrderedJson(node.Scalar());
@@ -128,6 +172,7 @@ class YamlConverter {
     for (const auto& kv : node) {
       if (!kv.first.IsScalar()) return Status::InvalidArgument(where + ": keys must be text");
       const std::string key = kv.first.Scalar();
+      if (!CheckUtf8(key).ok()) return NotUtf8(where + " (a key)");
       if (keys.size() >= static_cast<size_t>(kMaxSpecKeysPerMapping)) return TooManyKeys(where);
       if (!keys.insert(key).second) {
         return Status::InvalidArgument(Join(path, key) + ": duplicate key");

@@ -8,7 +8,9 @@
 //      surrogate-pair escapes such as "\ud83d\ude00". Integers stay integers (above
 //      INT64_MAX: floats, as in YAML).
 //   3. Anything else is YAML (yaml-cpp). Aliases are expanded while converting; an alias
-//      inside the node it names ("&a [*a]") is rejected, as is every limit below.
+//      inside the node it names ("&a [*a]") is rejected, as is every limit below, and a
+//      scalar or key that is not valid UTF-8 once escapes are applied (yaml-cpp writes
+//      "\N" and "\_" as single Latin-1 bytes).
 //   4. Both paths count every value (mapping, list, scalar; keys do not count), the
 //      nesting of mappings and lists, and the keys of each mapping, and stop at the first
 //      limit passed, so no input costs more than the limits allow. Duplicate keys and

@@ -1,5 +1,7 @@
 #include "control/messages.h"
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 #include "tests/testutil/testutil.h"
@@ -193,6 +195,116 @@ TEST(MessagesTest, CheckpointsSplitIntoPiecesAndAssembleBack) {
   auto whole = assembler.Add(empty[0]);
   ASSERT_OK(whole);
   EXPECT_TRUE(whole->has_value());
+}
+
+// Found by tests/fuzz/fuzz_control_messages (its corpus holds these inputs): rows x dim
+// x 4 bytes wrapped around to 0, so a header-only message claimed 2^62 rows of no data.
+TEST(MessagesTest, VectorsWhoseSizeOverflowsAreRejected) {
+  const std::string header = R"({"trial":"s1-t0","attempt":1,"begin":0,"rows":4611686018427387904,"dim":4})";
+  auto overflow = DecodeMessage(MessageType::kVectors, header + "\n");
+  ASSERT_FALSE(overflow.ok());
+  EXPECT_EQ(overflow.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(overflow.status().message().find("0 payload bytes for 4611686018427387904 x 4"),
+            std::string::npos)
+      << overflow.status().message();
+  // Rows of dimension 0 carry nothing either.
+  auto no_dim = DecodeMessage(
+      MessageType::kVectors, R"({"trial":"s1-t0","attempt":1,"begin":0,"rows":3,"dim":0})" "\n");
+  EXPECT_FALSE(no_dim.ok());
+  // No rows at all is still a message (an empty shard).
+  auto empty = DecodeMessage(
+      MessageType::kVectors, R"({"trial":"s1-t0","attempt":1,"begin":0,"rows":0,"dim":0})" "\n");
+  ASSERT_OK(empty);
+  EXPECT_TRUE(std::get<VectorsMsg>(*empty).data.empty());
+}
+
+// Found by the fuzzer: nlohmann's get<int>() converted 4611686018.27 (undefined behaviour
+// for a float out of range) and truncated 2^32 + 1 to 1. Integer fields must be integers
+// within their type.
+TEST(MessagesTest, IntegerFieldsMustBeIntegersInRange) {
+  auto decode = [](MessageType type, const std::string& payload) {
+    return DecodeMessage(type, payload);
+  };
+  const std::string progress = R"({"trial":"s1-t0","epoch":1,"metrics":{},"attempt":)";
+  for (const char* bad : {"4611686018.27", "1e30", "4294967297", "-2147483649", "1.0", "\"1\""}) {
+    auto m = decode(MessageType::kProgress, progress + bad + "}");
+    ASSERT_FALSE(m.ok()) << bad;
+    EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(m.status().message().find("'attempt' must be an integer"), std::string::npos)
+        << m.status().message();
+  }
+  ASSERT_OK(decode(MessageType::kProgress, progress + "2147483647}"));
+  ASSERT_OK(decode(MessageType::kProgress, progress + "-2147483648}"));
+  EXPECT_FALSE(decode(MessageType::kRegister,
+                      R"({"host":"h","threads":1e3,"device":"cpu","pid":1})").ok());
+  EXPECT_FALSE(decode(MessageType::kHeartbeat, R"({"rss_bytes":1.5})").ok());
+  EXPECT_FALSE(decode(MessageType::kHeartbeat, R"({"rss_bytes":18446744073709551615})").ok());
+  EXPECT_FALSE(decode(MessageType::kCheckpoint,
+                      "{\"trial\":\"s1-t0\",\"attempt\":1,\"bytes\":-1}\n").ok());
+  EXPECT_FALSE(decode(MessageType::kCheckpoint,
+                      "{\"trial\":\"s1-t0\",\"attempt\":1,\"bytes\":1e300}\nx").ok());
+  auto ok = decode(MessageType::kHeartbeat, R"({"rss_bytes":9223372036854775807,"task_restarts":2})");
+  ASSERT_OK(ok);
+  EXPECT_EQ(std::get<HeartbeatMsg>(*ok).rss_bytes, INT64_MAX);
+}
+
+// Found by the fuzzer: the assembler reserved a piece's `total` up front, so a piece
+// claiming a 9 TB checkpoint was one 9 TB allocation (std::bad_alloc in the receiver).
+TEST(MessagesTest, AssemblerDoesNotReserveABogusTotal) {
+  auto decoded = DecodeMessage(
+      MessageType::kCheckpoint,
+      "{\"trial\":\"s1-t0\",\"attempt\":1,\"bytes\":1,\"offset\":0,\"total\":9000000000000}\nx");
+  ASSERT_OK(decoded);
+  CheckpointAssembler assembler;
+  StatusOr<std::optional<CheckpointMsg>> added = Status::Internal("not called");
+  EXPECT_NO_THROW(added = assembler.Add(std::get<CheckpointMsg>(std::move(decoded).value())));
+  ASSERT_OK(added);
+  EXPECT_FALSE(added->has_value());
+}
+
+// Found by tests/fuzz/fuzz_control_messages (encoder mode): a Result whose error text was
+// not UTF-8 (a file name) made EncodeMessage throw, and a NaN metric was encoded as null,
+// which the decoder refused, so the whole Result was lost.
+TEST(MessagesTest, NonUtf8TextAndNonFiniteNumbersCrossTheWire) {
+  const double nan = std::nan("");
+  ResultMsg result{TrialId{SweepId{1}, 2}, 1, StatusCode::kInvalidArgument,
+                   {{"val_loss", nan}, {"big", HUGE_VAL}, {"ok", 0.5}}, 3,
+                   "corpus.dir: /data/\xff.png: cannot decode image", nan};
+  std::string encoded;
+  ASSERT_NO_THROW(encoded = EncodeMessage(result));
+  auto decoded = DecodeMessage(MessageType::kResult, encoded);
+  ASSERT_OK(decoded);
+  const auto& got = std::get<ResultMsg>(*decoded);
+  EXPECT_TRUE(std::isnan(got.metrics.at("val_loss")));
+  EXPECT_TRUE(std::isnan(got.metrics.at("big")));  // not finite: NaN on arrival
+  EXPECT_EQ(got.metrics.at("ok"), 0.5);
+  EXPECT_TRUE(std::isnan(got.run_seconds));
+  EXPECT_EQ(got.error, "corpus.dir: /data/\xEF\xBF\xBD.png: cannot decode image");
+  EXPECT_EQ(EncodeMessage(got), encoded);
+
+  auto progress = DecodeMessage(MessageType::kProgress,
+                                EncodeMessage(ProgressMsg{TrialId{SweepId{1}, 2}, 1, 4, {{"loss", nan}}}));
+  ASSERT_OK(progress);
+  EXPECT_TRUE(std::isnan(std::get<ProgressMsg>(*progress).metrics.at("loss")));
+
+  HeartbeatMsg beat;
+  beat.rss_bytes = 1;
+  beat.fault = "killed by signal 11 while reading \xc3";
+  RegisterMsg reg{"host-\xfe", 1, "cpu", 7};
+  std::string beat_bytes, reg_bytes;
+  ASSERT_NO_THROW(beat_bytes = EncodeMessage(beat));
+  ASSERT_NO_THROW(reg_bytes = EncodeMessage(reg));
+  auto beat_back = DecodeMessage(MessageType::kHeartbeat, beat_bytes);
+  auto reg_back = DecodeMessage(MessageType::kRegister, reg_bytes);
+  ASSERT_OK(beat_back);
+  ASSERT_OK(reg_back);
+  EXPECT_EQ(std::get<HeartbeatMsg>(*beat_back).fault, "killed by signal 11 while reading \xEF\xBF\xBD");
+  EXPECT_EQ(std::get<RegisterMsg>(*reg_back).host, "host-\xEF\xBF\xBD");
+  // Metrics must still be an object of numbers.
+  EXPECT_FALSE(DecodeMessage(MessageType::kProgress,
+                             R"({"trial":"s1-t0","attempt":1,"epoch":1,"metrics":[["a",1]]})").ok());
+  EXPECT_FALSE(DecodeMessage(MessageType::kProgress,
+                             R"({"trial":"s1-t0","attempt":1,"epoch":1,"metrics":{"a":"1"}})").ok());
 }
 
 }  // namespace

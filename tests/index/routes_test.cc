@@ -378,6 +378,24 @@ TEST(SearchRequestTest, TheFuzzedRequestIsRejectedNamingTheLimit) {
   EXPECT_TRUE(bench.ok()) << bench.status().message();
 }
 
+// Found by tests/fuzz/fuzz_search_request: without k in the query string the binary
+// form used the default k (10) even with max_k below it, which the JSON form refuses.
+TEST(SearchRequestTest, BinaryDefaultKIsCheckedAgainstMaxK) {
+  SearchRequestLimits limits;
+  limits.dim = 1;
+  limits.max_k = 5;
+  const std::string row(sizeof(float), '\0');
+  auto binary = ParseBinarySearchRequest(row, {}, limits);
+  ASSERT_FALSE(binary.ok());
+  EXPECT_EQ(binary.status().message(), "k: must be between 1 and 5, got 10");
+  auto json_form = ParseSearchRequest("{\"vectors\": [[0]]}", limits);
+  ASSERT_FALSE(json_form.ok());
+  EXPECT_EQ(json_form.status().message(), binary.status().message());
+  auto with_k = ParseBinarySearchRequest(row, {{"k", "5"}}, limits);
+  ASSERT_OK(with_k);
+  EXPECT_EQ(with_k->k, 5);
+}
+
 TEST(SearchRequestTest, ParsesIntoOneContiguousBuffer) {
   ASSERT_OK_AND_ASSIGN(
       SearchRequest r,

@@ -321,6 +321,52 @@ TEST_F(SweepSpecTest, JsonSurrogatePairEscapesAreAccepted) {
   ExpectInvalid("{\"name\": \"n\\ud83d\", \"kind\": \"noop\"}", "spec: ");
 }
 
+// Found while fuzzing (tests/fuzz/fuzz_sweep_spec): plain scalars were typed with
+// std::regex, whose libstdc++ matcher recurses once per character, so one number of
+// ~100,000 digits (a 100 KB spec, far below the 5 MB body limit) overflowed the stack
+// and killed the coordinator. Long scalars are now typed in one pass.
+TEST_F(SweepSpecTest, LongPlainScalarsDoNotOverflowTheStack) {
+  const std::string digits(1000000, '7');
+  // Too big for int64 and for a double: +inf, which a spec refuses.
+  ExpectInvalid("name: n\nkind: noop\nseed: " + digits + "\n", "seed: .nan and .inf");
+  ExpectInvalid("name: n\nkind: noop\nsleep_ms: 0." + digits + "\n", "sleep_ms");
+  ExpectInvalid("name: n\nkind: noop\nsleep_ms: -." + digits + "e-5\n", "sleep_ms");
+  ExpectInvalid("name: " + digits + "x\nkind: noop\n", "name: must match");
+  // The typing itself is unchanged (the YAML 1.2 core schema).
+  auto spec = ParseSweepSpec(
+      "name: n\nkind: noop\nsleep_ms: +12\nsearch:\n  method: grid\n  parameters:\n"
+      "    seed: [1., .5, -2.5e3, 7E+2, 5e, .e1, '+', -.inf, .NaN, 0x1F, 1_000]\n");
+  ASSERT_FALSE(spec.ok());  // -.inf and .NaN are refused
+  EXPECT_NE(spec.status().message().find(".nan and .inf"), std::string::npos);
+  auto types = internal::ParseSpecDocument(
+      "a: [1., .5, -2.5e3, 7E+2, 5e, .e1, '+', +, 0x1F, 1_000, 12, -0, +7]\n");
+  ASSERT_OK(types);
+  const json expected = json::parse(
+      R"([1.0, 0.5, -2500.0, 700.0, "5e", ".e1", "+", "+", "0x1F", "1_000", 12, 0, 7])");
+  EXPECT_EQ(json((*types)["a"]), expected);
+}
+
+// Found by tests/fuzz/fuzz_sweep_spec: yaml-cpp writes the escapes \N and \_ as single
+// Latin-1 bytes (and "\0N" in the text as one), so a valid UTF-8 spec gave strings that
+// are not UTF-8: json::dump() then threw out of ParseSweepSpec (a 500 from POST
+// /v1/sweeps), or the spec was accepted and could not be stored.
+TEST_F(SweepSpecTest, YamlEscapesThatAreNotUtf8AreRejected) {
+  const char nul[] = "name: n1\nkind: \0Noop\nsleep_ms: 5\n";  // the fuzzer's input
+  ExpectInvalid(std::string(nul, sizeof nul - 1), "kind: not valid UTF-8");
+  ExpectInvalid("name: \"n\\N\"\nkind: noop\n", "name: not valid UTF-8 once YAML escapes");
+  ExpectInvalid("name: n\nkind: noop\nsearch:\n  method: grid\n  metric: {name: \"a\\_b\"}\n"
+                "  parameters: {sleep_ms: [1]}\n",
+                "search.metric.name: not valid UTF-8");
+  ExpectInvalid("name: n\nkind: noop\n\"k\\N\": 1\n", "spec (a key): not valid UTF-8");
+  // The characters themselves are fine, as are escapes yaml-cpp encodes as UTF-8.
+  auto spec = ParseSweepSpec("name: n\nkind: noop\nsearch:\n  method: grid\n"
+                             "  metric: {name: \"a\u00a0b\\u00e9\\x41\"}\n"
+                             "  parameters: {sleep_ms: [1]}\n");
+  ASSERT_OK(spec);
+  EXPECT_EQ(spec->metric, "a\u00a0b\u00e9A");
+  EXPECT_NO_THROW(spec->spec.dump());
+}
+
 TEST_F(SweepSpecTest, NonFiniteNumbersAreRejectedNamingTheKey) {
   ExpectInvalid(std::string(kNoopHead) + "sleep_ms: .nan\n",
                 "sleep_ms: .nan and .inf are not allowed");

@@ -11,14 +11,14 @@ namespace lattice::cli {
 
 using nlohmann::json;
 
-namespace {
-
 const json& Field(const json& j, const char* key) {
   static const json kNull;
   if (!j.is_object()) return kNull;
   const auto it = j.find(key);
   return it == j.end() ? kNull : *it;
 }
+
+namespace {
 
 std::string Str(const json& j, const char* key, const std::string& fallback = "-") {
   const json& v = Field(j, key);

@@ -28,6 +28,8 @@ std::string FormatCell(const nlohmann::json& value);
 std::string FormatDuration(int64_t ms);
 // RFC 4180: quoted (with doubled quotes) when it has a comma, quote, CR or LF.
 std::string CsvEscape(const std::string& field);
+// `j[key]` when `j` is an object that has it, else a null value (never throws).
+const nlohmann::json& Field(const nlohmann::json& j, const char* key);
 
 // Left-aligned columns separated by two spaces; no trailing spaces; one '\n' per line.
 class TextTable {

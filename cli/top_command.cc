@@ -25,13 +25,6 @@ using nlohmann::json;
 
 namespace {
 
-const json& Field(const json& j, const char* key) {
-  static const json kNull;
-  if (!j.is_object()) return kNull;
-  const auto it = j.find(key);
-  return it == j.end() ? kNull : *it;
-}
-
 std::string Str(const json& j, const char* key) {
   const json& v = Field(j, key);
   return v.is_string() && !v.get<std::string>().empty() ? v.get<std::string>() : "-";

@@ -244,7 +244,10 @@ TEST_P(VectorIndexTest, PerRequestParamsAndConcurrentSearches) {
   const SearchParams narrow{1, 10};
   ASSERT_OK_AND_ASSIGN(SearchResult w, index->Search(queries_->data.data(), kQueries, kK, wide));
   ASSERT_OK_AND_ASSIGN(SearchResult n, index->Search(queries_->data.data(), kQueries, kK, narrow));
-  EXPECT_GE(Recall(w) + 1e-9, Recall(n));
+  // PQ codes are approximate: with more lists probed, a near neighbour's coded distance can
+  // lose to a farther one's, so IVF-PQ recall may dip a little (seen: 0.6065 vs 0.607).
+  const double slack = GetParam().type == IndexType::kIvfPq ? 0.01 : 1e-9;
+  EXPECT_GE(Recall(w) + slack, Recall(n));
   if (GetParam().type != IndexType::kIvfPq) {
     EXPECT_GE(Recall(w), 0.97);
   }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <unordered_set>
 
@@ -177,6 +178,36 @@ StatusOr<IdMatrix> ExactGroundTruth(const FloatMatrix& base, const FloatMatrix& 
     flat.search(queries.rows, queries.data.data(), k, dist.data(), out.ids.data());
   } catch (const std::exception& e) {
     return Status::Internal(std::string("ground truth: faiss: ") + e.what());
+  }
+  return out;
+}
+
+StatusOr<SearchResult> ExactSearch(const VectorIndex& index, const float* queries, int64_t nq,
+                                   int k) {
+  if (k < 1 || k > kMaxSearchK) {
+    return Status::InvalidArgument("k: must be between 1 and " + std::to_string(kMaxSearchK) +
+                                   ", got " + std::to_string(k));
+  }
+  std::vector<int64_t> ids;
+  std::vector<float> data;
+  LATTICE_RETURN_IF_ERROR(index.ExportVectors(&ids, &data));
+  const bool l2 = index.params().metric == Metric::kL2;
+  SearchResult out;
+  out.nq = static_cast<int>(nq);
+  out.k = k;
+  out.ids.assign(static_cast<size_t>(nq) * static_cast<size_t>(k), -1);
+  out.distances.assign(out.ids.size(), l2 ? std::numeric_limits<float>::infinity()
+                                          : -std::numeric_limits<float>::infinity());
+  if (ids.empty() || nq == 0) return out;
+  try {
+    faiss::IndexFlat flat(index.dim(), l2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT);
+    flat.add(static_cast<int64_t>(ids.size()), data.data());
+    flat.search(nq, queries, k, out.distances.data(), out.ids.data());
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("exact search: faiss: ") + e.what());
+  }
+  for (int64_t& id : out.ids) {
+    if (id >= 0) id = ids[static_cast<size_t>(id)];  // position -> item id
   }
   return out;
 }

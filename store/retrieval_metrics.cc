@@ -1,6 +1,7 @@
 #include "store/retrieval_metrics.h"
 
 #include <faiss/IndexFlat.h>
+#include <faiss/utils/distances.h>
 
 #include <cmath>
 #include <cstdio>
@@ -199,15 +200,27 @@ StatusOr<SearchResult> ExactSearch(const VectorIndex& index, const float* querie
   out.distances.assign(out.ids.size(), l2 ? std::numeric_limits<float>::infinity()
                                           : -std::numeric_limits<float>::infinity());
   if (ids.empty() || nq == 0) return out;
+  // What IndexFlat{L2,IP}::search runs, straight over the exported rows (no second copy).
+  const size_t d = static_cast<size_t>(index.dim());
   try {
-    faiss::IndexFlat flat(index.dim(), l2 ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT);
-    flat.add(static_cast<int64_t>(ids.size()), data.data());
-    flat.search(nq, queries, k, out.distances.data(), out.ids.data());
+    if (l2) {
+      faiss::knn_L2sqr(queries, data.data(), d, static_cast<size_t>(nq), ids.size(),
+                       static_cast<size_t>(k), out.distances.data(), out.ids.data());
+    } else {
+      faiss::knn_inner_product(queries, data.data(), d, static_cast<size_t>(nq), ids.size(),
+                               static_cast<size_t>(k), out.distances.data(), out.ids.data());
+    }
   } catch (const std::exception& e) {
     return Status::Internal(std::string("exact search: faiss: ") + e.what());
   }
-  for (int64_t& id : out.ids) {
-    if (id >= 0) id = ids[static_cast<size_t>(id)];  // position -> item id
+  for (size_t i = 0; i < out.ids.size(); ++i) {
+    int64_t& id = out.ids[i];
+    if (id >= 0) {
+      id = ids[static_cast<size_t>(id)];  // position -> item id
+    } else {
+      out.distances[i] = l2 ? std::numeric_limits<float>::infinity()
+                            : -std::numeric_limits<float>::infinity();
+    }
   }
   return out;
 }

@@ -11,10 +11,12 @@
 #include <memory>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/curves_command.h"
 #include "cli/format.h"
 #include "http/client.h"
 #include "cli/internal/api.h"
@@ -195,16 +197,27 @@ TokenResult ReadToken(const std::string& data_dir) {
   return result;
 }
 
-int RunStatus(const ClientOptions& options, const std::string& sweep, CommandIo& io) {
+int RunStatus(const ClientOptions& options, const std::string& sweep, CommandIo& io,
+              const std::string& format) {
+  StatusOr<TrialsFormat> parsed_format = ParseTrialsFormat(format);
+  if (!parsed_format.ok()) return PrintError(io, parsed_format.status().message(), 1);
   auto client = MakeClient(options, "");
   const std::string target = sweep.empty() ? "/v1/sweeps" : SweepTarget(sweep, "");
   StatusOr<json> body = CallJson(*client, "GET", target, "", "");
   if (!body.ok()) return PrintError(io, body.status().message(), 1);
+  const json& list = body->is_object() && body->contains("sweeps") ? (*body)["sweeps"] : *body;
+  if (*parsed_format == TrialsFormat::kJson) {
+    io.out << (sweep.empty() ? list : *body).dump(2) << "\n";
+    return 0;
+  }
+  if (*parsed_format == TrialsFormat::kCsv) {
+    io.out << FormatSweepsTable(sweep.empty() ? *body : json::array({*body}), NowMs(), true);
+    return 0;
+  }
   if (!sweep.empty()) {
     io.out << FormatSweepDetails(*body, NowMs());
     return 0;
   }
-  const json& list = body->is_object() && body->contains("sweeps") ? (*body)["sweeps"] : *body;
   if (!list.is_array() || list.empty()) {
     io.out << "no sweeps yet: submit one with `lattice submit <spec.yaml>`\n";
     return 0;
@@ -259,11 +272,19 @@ int RunResume(const ClientOptions& options, const ResumeArgs& args, CommandIo& i
   return 0;
 }
 
-int RunWorkers(const ClientOptions& options, CommandIo& io) {
+int RunWorkers(const ClientOptions& options, CommandIo& io, const std::string& format) {
+  StatusOr<TrialsFormat> parsed_format = ParseTrialsFormat(format);
+  if (!parsed_format.ok()) return PrintError(io, parsed_format.status().message(), 1);
   auto client = MakeClient(options, "");
   StatusOr<json> body = CallJson(*client, "GET", "/v1/workers", "", "");
   if (!body.ok()) return PrintError(io, body.status().message(), 1);
-  io.out << FormatWorkersTable(*body, NowMs());
+  if (*parsed_format == TrialsFormat::kJson) {
+    const json& list =
+        body->is_object() && body->contains("workers") ? (*body)["workers"] : *body;
+    io.out << list.dump(2) << "\n";
+    return 0;
+  }
+  io.out << FormatWorkersTable(*body, NowMs(), *parsed_format == TrialsFormat::kCsv);
   return 0;
 }
 
@@ -276,6 +297,7 @@ struct CommandState {
   ClientOptions options;
   SubmitArgs submit;
   std::string sweep;  // status / cancel
+  std::string format = "table";  // status / workers
   TrialsArgs trials;
   ResumeArgs resume;
 };
@@ -283,6 +305,30 @@ struct CommandState {
 using internal::SetRunner;
 
 }  // namespace
+
+std::string UnknownSubcommandError(CLI::App& app, int argc, const char* const* argv) {
+  CLI::App* current = &app;
+  std::string path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word.empty() || word[0] == '-') return "";
+    const std::vector<CLI::App*> subs = current->get_subcommands([](CLI::App*) { return true; });
+    if (subs.empty()) return "";
+    CLI::App* next = nullptr;
+    for (CLI::App* sub : subs) {
+      if (sub->check_name(word)) next = sub;
+    }
+    if (next == nullptr) {
+      if (current->get_require_subcommand_min() == 0) return "";  // a positional argument
+      std::string names;
+      for (CLI::App* sub : subs) names += (names.empty() ? "" : ", ") + sub->get_name();
+      return "unknown command '" + path + word + "' (" + path + "commands: " + names + ")";
+    }
+    path += word + " ";
+    current = next;
+  }
+  return "";
+}
 
 void RegisterClientCommands(CLI::App& app, int* exit_code) {
   auto state = std::make_shared<CommandState>();
@@ -297,9 +343,13 @@ void RegisterClientCommands(CLI::App& app, int* exit_code) {
 
   CLI::App* status = app.add_subcommand("status", "list sweeps, or show one sweep");
   status->add_option("sweep", state->sweep, "sweep id (e.g. s3)");
+  status->add_option("--format", state->format, "table | csv | json")
+      ->check(CLI::IsMember({"table", "csv", "json"}))
+      ->capture_default_str();
   AddCommonOptions(status, &state->options);
-  SetRunner(status, exit_code,
-            [state](CommandIo& io) { return RunStatus(state->options, state->sweep, io); });
+  SetRunner(status, exit_code, [state](CommandIo& io) {
+    return RunStatus(state->options, state->sweep, io, state->format);
+  });
 
   CLI::App* trials = app.add_subcommand("trials", "list a sweep's trials, best first");
   trials->add_option("sweep", state->trials.sweep, "sweep id (e.g. s3)")->required();
@@ -334,10 +384,31 @@ void RegisterClientCommands(CLI::App& app, int* exit_code) {
   SetRunner(resume, exit_code,
             [state](CommandIo& io) { return RunResume(state->options, state->resume, io); });
 
+  CLI::App* watch = app.add_subcommand(
+      "watch", "follow a running sweep (live progress, then its top trials); exits 0 if it "
+               "completed, 1 if it failed or was cancelled");
+  watch->add_option("sweep", state->sweep, "sweep id or name (e.g. s3)")->required();
+  AddCommonOptions(watch, &state->options);
+  SetRunner(watch, exit_code,
+            [state](CommandIo& io) { return RunWatch(state->options, state->sweep, io); });
+
+  CLI::App* curves = app.add_subcommand("curves", "a trial's metrics per epoch");
+  curves->add_option("trial", state->sweep, "trial id (e.g. s3-t4)")->required();
+  curves->add_option("--format", state->format, "table | csv | json")
+      ->check(CLI::IsMember({"table", "csv", "json"}))
+      ->capture_default_str();
+  AddCommonOptions(curves, &state->options);
+  SetRunner(curves, exit_code, [state](CommandIo& io) {
+    return RunCurves(state->options, state->sweep, state->format, io);
+  });
+
   CLI::App* workers = app.add_subcommand("workers", "list the cluster's workers");
+  workers->add_option("--format", state->format, "table | csv | json")
+      ->check(CLI::IsMember({"table", "csv", "json"}))
+      ->capture_default_str();
   AddCommonOptions(workers, &state->options);
   SetRunner(workers, exit_code,
-            [state](CommandIo& io) { return RunWorkers(state->options, io); });
+            [state](CommandIo& io) { return RunWorkers(state->options, io, state->format); });
 }
 
 }  // namespace lattice::cli

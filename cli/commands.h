@@ -2,10 +2,12 @@
 // workers. Each talks to the coordinator's HTTP API:
 //
 //   submit <spec> [--wait]   POST /v1/sweeps (raw YAML/JSON body; then GET /v1/sweeps/{id})
-//   status [sweep]           GET /v1/sweeps, GET /v1/sweeps/{id}
+//   status [sweep]           GET /v1/sweeps, GET /v1/sweeps/{id}   (--format table|csv|json)
 //   trials <sweep> ...       GET /v1/sweeps/{id} + GET /v1/sweeps/{id}/trials (every page)
 //   cancel <sweep>           POST /v1/sweeps/{id}/cancel
-//   workers                  GET /v1/workers
+//   watch <sweep>            polls GET /v1/sweeps/{id} until the sweep ends (exit code: its outcome)
+//   curves <trial>           GET /v1/trials/{id}/metrics (cli/curves_command.h)
+//   workers                  GET /v1/workers                       (--format table|csv|json)
 //
 // Exit codes: 0 success; 1 any error (printed as "error: <message>" on stderr), a sweep
 // waited for that ended failed/cancelled; 2 a spec the coordinator rejected (HTTP 400 on
@@ -85,7 +87,9 @@ struct TokenResult {
 TokenResult ReadToken(const std::string& data_dir);
 
 int RunSubmit(const ClientOptions& options, const SubmitArgs& args, CommandIo& io);
-int RunStatus(const ClientOptions& options, const std::string& sweep, CommandIo& io);
+// format: "table" | "csv" | "json" (json: the API's sweep list / sweep object as is).
+int RunStatus(const ClientOptions& options, const std::string& sweep, CommandIo& io,
+              const std::string& format = "table");
 int RunTrials(const ClientOptions& options, const TrialsArgs& args, CommandIo& io);
 int RunCancel(const ClientOptions& options, const std::string& sweep, CommandIo& io);
 
@@ -96,12 +100,22 @@ struct ResumeArgs {
   int64_t epochs = 0;     // 0: as the spec said
 };
 int RunResume(const ClientOptions& options, const ResumeArgs& args, CommandIo& io);
-int RunWorkers(const ClientOptions& options, CommandIo& io);
+// `lattice watch <sweep>`: follows a sweep (id or name) as `submit --wait` does — live
+// progress on stderr, its top 5 trials at the end — and exits 0 when it completed, 1 when
+// it failed or was cancelled (at once, when it already had).
+int RunWatch(const ClientOptions& options, const std::string& sweep, CommandIo& io);
+int RunWorkers(const ClientOptions& options, CommandIo& io, const std::string& format = "table");
 
 // Adds the submit, status, trials, cancel and workers subcommands (each with --host,
 // --port, --data-dir) to `app`. When one of them runs (from app.parse), it writes to
 // std::cout / std::cerr and stores its exit code in *exit_code, which must outlive the
 // parse. The option storage lives as long as `app`.
 void RegisterClientCommands(CLI::App& app, int* exit_code);
+
+// Checks argv's leading words against the subcommands registered on `app` before CLI11
+// parses (CLI11 says only "A subcommand is required"): a word that names no subcommand
+// where one is required gives "unknown command 'index foo' (index commands: list, search,
+// ...)"; "" when the words are fine (options and positional arguments are left to CLI11).
+std::string UnknownSubcommandError(CLI::App& app, int argc, const char* const* argv);
 
 }  // namespace lattice::cli

@@ -225,7 +225,16 @@ std::string TextTable::Render() const {
   return out;
 }
 
-std::string FormatSweepsTable(const json& sweeps, int64_t now_ms) {
+std::string TextTable::RenderCsv() const {
+  std::string out;
+  for (const auto& row : rows_) {
+    for (size_t i = 0; i < row.size(); ++i) out += (i ? "," : "") + CsvEscape(row[i]);
+    out += "\n";
+  }
+  return out;
+}
+
+std::string FormatSweepsTable(const json& sweeps, int64_t now_ms, bool csv) {
   TextTable table({"ID", "NAME", "KIND", "STATE", "TRIALS", "RUNNING", "FAILED", "BEST", "AGE"});
   for (const json& s : ArrayOf(sweeps, "sweeps")) {
     const json& counts = Field(s, "counts");
@@ -235,7 +244,7 @@ std::string FormatSweepsTable(const json& sweeps, int64_t now_ms) {
                   std::to_string(Int(counts, "failed")), BestCell(s),
                   created ? FormatDuration(now_ms - static_cast<int64_t>(*created)) : "-"});
   }
-  return table.Render();
+  return csv ? table.RenderCsv() : table.Render();
 }
 
 std::string FormatSweepDetails(const json& sweep, int64_t now_ms) {
@@ -323,7 +332,7 @@ std::string FormatTrials(const json& sweep, const json& trials, const TrialsView
   return TrialsTable(cols, sorted, view.max_error_chars);
 }
 
-std::string FormatWorkersTable(const json& workers, int64_t now_ms) {
+std::string FormatWorkersTable(const json& workers, int64_t now_ms, bool csv) {
   TextTable table({"RANK", "HOST", "STATE", "TRIAL", "LAST-SEEN", "RESTARTS", "NOTE"});
   for (const json& w : ArrayOf(workers, "workers")) {
     const std::optional<double> seen = Num(w, "last_seen_ms");
@@ -336,7 +345,7 @@ std::string FormatWorkersTable(const json& workers, int64_t now_ms) {
                   seen ? FormatDuration(now_ms - static_cast<int64_t>(*seen)) + " ago" : "-",
                   FormatCell(Field(w, "task_restarts")), note});
   }
-  return table.Render();
+  return csv ? table.RenderCsv() : table.Render();
 }
 
 }  // namespace lattice::cli

@@ -37,6 +37,8 @@ class TextTable {
   explicit TextTable(std::vector<std::string> header);
   void AddRow(std::vector<std::string> row);
   std::string Render() const;
+  // The same rows as CSV (RFC 4180, header first).
+  std::string RenderCsv() const;
 
  private:
   std::vector<std::vector<std::string>> rows_;  // rows_[0] is the header
@@ -44,8 +46,9 @@ class TextTable {
 
 // GET /v1/sweeps ({"sweeps": [S...]} or the bare array) → table with columns
 // ID NAME KIND STATE TRIALS RUNNING FAILED BEST AGE. TRIALS is "<finished>/<total>",
-// finished = completed + failed + cancelled; BEST is "<metric>=<value>".
-std::string FormatSweepsTable(const nlohmann::json& sweeps, int64_t now_ms);
+// finished = completed + failed + cancelled; BEST is "<metric>=<value>". `csv`: the same
+// cells as CSV.
+std::string FormatSweepsTable(const nlohmann::json& sweeps, int64_t now_ms, bool csv = false);
 // GET /v1/sweeps/{id} → "key: value" lines.
 std::string FormatSweepDetails(const nlohmann::json& sweep, int64_t now_ms);
 // One progress line for `submit --wait`:
@@ -80,6 +83,6 @@ std::string FormatTrials(const nlohmann::json& sweep, const nlohmann::json& tria
                          const TrialsView& view);
 
 // GET /v1/workers → table RANK HOST STATE TRIAL LAST-SEEN ("3s ago").
-std::string FormatWorkersTable(const nlohmann::json& workers, int64_t now_ms);
+std::string FormatWorkersTable(const nlohmann::json& workers, int64_t now_ms, bool csv = false);
 
 }  // namespace lattice::cli

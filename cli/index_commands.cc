@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <cmath>
 #include <iomanip>
 #include <iostream>
@@ -15,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/format.h"
+#include "cli/index_eval.h"
 #include "http/client.h"
 #include "cli/internal/api.h"
 #include "jobs/dataset.h"
@@ -43,14 +43,10 @@ void AppendParams(std::string& out, const store::SearchParams& params) {
   json p = json::object();
   if (params.ef_search > 0) p["ef_search"] = params.ef_search;
   if (params.nprobe > 0) p["nprobe"] = params.nprobe;
+  if (params.exact) p["exact"] = true;
   if (!p.empty()) out += ",\"params\":" + p.dump();
 }
 
-std::string Fixed(double v, int digits) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(digits) << v;
-  return s.str();
-}
 
 }  // namespace
 
@@ -144,6 +140,15 @@ std::string SearchBody(const float* x, int64_t n, int dim, int k,
   return out;
 }
 
+std::string ItemsBody(const int64_t* items, int64_t n, int k, const store::SearchParams& params) {
+  std::string out = "{\"k\":" + std::to_string(k);
+  AppendParams(out, params);
+  out += ",\"items\":[";
+  for (int64_t i = 0; i < n; ++i) out += (i ? "," : "") + std::to_string(items[i]);
+  out += "]}";
+  return out;
+}
+
 StatusOr<store::IdMatrix> ResultIds(const std::string& response_body, int64_t rows, int cols) {
   json body = json::parse(response_body, nullptr, /*allow_exceptions=*/false);
   if (!body.is_object() || !body.contains("results") || !body["results"].is_array() ||
@@ -204,23 +209,29 @@ StatusOr<std::vector<int>> ParseKList(const std::string& text) {
 
 // ---- commands ----
 
-int RunIndexList(const ClientOptions& options, CommandIo& io) {
+int RunIndexList(const ClientOptions& options, const std::string& format, CommandIo& io) {
+  auto parsed_format = ParseTrialsFormat(format);
+  if (!parsed_format.ok()) return PrintError(io, parsed_format.status().message(), 1);
   auto client = internal::MakeClient(options, "");
   StatusOr<json> body = CallJson(*client, "GET", "/v1/indexes", "", "");
   if (!body.ok()) return PrintError(io, body.status().message(), 1);
-  const json& list = body->value("indexes", json::array());
-  if (list.empty()) {
+  const json list = body->value("indexes", json::array());
+  if (*parsed_format == TrialsFormat::kJson) {
+    io.out << list.dump(2) << "\n";
+    return 0;
+  }
+  if (list.empty() && *parsed_format == TrialsFormat::kTable) {
     io.out << "no indexes yet: an embed sweep publishes one when it completes\n";
     return 0;
   }
   TextTable table(
-      {"NAME", "VERSION", "TYPE", "VECTORS", "DIM", "METRIC", "RECALL@10", "BUILT-FROM"});
+      {"NAME", "VERSION", "TYPE", "VECTORS", "DIM", "METRIC", "RECALL@10", "BYTES", "BUILT-FROM"});
   for (const json& e : list) {
-    auto cell = [&e](const char* key) { return FormatCell(e.value(key, json())); };
+    auto cell = [&e](const char* key) { return FormatCell(Field(e, key)); };
     table.AddRow({cell("name"), cell("version"), cell("type"), cell("vectors"), cell("dim"),
-                  cell("metric"), cell("recall@10"), FormatBuiltFrom(e)});
+                  cell("metric"), cell("recall@10"), cell("index_bytes"), FormatBuiltFrom(e)});
   }
-  io.out << table.Render();
+  io.out << (*parsed_format == TrialsFormat::kCsv ? table.RenderCsv() : table.Render());
   return 0;
 }
 
@@ -231,9 +242,7 @@ int RunIndexSearch(const ClientOptions& options, const IndexSearchArgs& args, Co
   const store::SearchParams params{args.nprobe, args.ef_search};
   std::string body;
   if (args.item >= 0) {
-    body = "{\"k\":" + std::to_string(args.k);
-    AppendParams(body, params);
-    body += ",\"items\":[" + std::to_string(args.item) + "]}";
+    body = ItemsBody(&args.item, 1, args.k, params);
   } else {
     auto queries = LoadQueryFile(args.vector_file, 0);
     if (!queries.ok()) return PrintError(io, queries.status().message(), 1);
@@ -254,80 +263,6 @@ int RunIndexSearch(const ClientOptions& options, const IndexSearchArgs& args, Co
   return 0;
 }
 
-namespace {
-
-struct EvalRun {
-  store::IdMatrix retrieved;
-  std::vector<double> batch_ms;
-  double wall_s = 0;
-};
-
-// Sends the queries in batches of args.batch and collects the returned ids.
-StatusOr<EvalRun> SendBatches(const ClientOptions& options, const IndexEvalArgs& args,
-                              const store::FloatMatrix& queries, int k) {
-  EvalRun run;
-  run.retrieved = {queries.rows, k, {}};
-  run.retrieved.ids.reserve(static_cast<size_t>(queries.rows * k));
-  auto client = internal::MakeClient(options, "");
-  const store::SearchParams params{args.nprobe, args.ef_search};
-  const auto start = std::chrono::steady_clock::now();
-  for (int64_t first = 0; first < queries.rows; first += args.batch) {
-    const int64_t n = std::min<int64_t>(args.batch, queries.rows - first);
-    const std::string body =
-        SearchBody(queries.data.data() + first * queries.dim, n, queries.dim, k, params);
-    const auto t0 = std::chrono::steady_clock::now();
-    auto response = client->Request("POST", IndexTarget(args.name, "/search"), body);
-    run.batch_ms.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    if (!response.ok() || response->status != 200) {
-      auto err = internal::ParseResponse(response);
-      return err.status().WithContext("queries " + std::to_string(first) + ".." +
-                                      std::to_string(first + n - 1));
-    }
-    LATTICE_ASSIGN_OR_RETURN(store::IdMatrix ids, ResultIds(response->body, n, k));
-    run.retrieved.ids.insert(run.retrieved.ids.end(), ids.ids.begin(), ids.ids.end());
-  }
-  run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return run;
-}
-
-}  // namespace
-
-int RunIndexEval(const ClientOptions& options, const IndexEvalArgs& args, CommandIo& io) {
-  if (args.ground_truth.empty()) {
-    return PrintError(io, "--ground-truth is required: an .ivecs file with the exact nearest "
-                          "item ids of each query (the server answers approximately)", 1);
-  }
-  if (args.batch < 1) return PrintError(io, "--batch must be >= 1", 1);
-  const int k = *std::max_element(args.ks.begin(), args.ks.end());
-  auto queries = LoadQueryFile(args.queries, args.limit);
-  if (!queries.ok()) return PrintError(io, queries.status().message(), 1);
-  auto truth = store::ReadIvecs(args.ground_truth, queries->rows);
-  if (!truth.ok()) return PrintError(io, truth.status().message(), 1);
-  if (truth->rows < queries->rows || truth->cols < k) {
-    return PrintError(io, args.ground_truth + ": has " + std::to_string(truth->rows) + " rows of " +
-                              std::to_string(truth->cols) + " ids; need " +
-                              std::to_string(queries->rows) + " rows of at least " +
-                              std::to_string(k), 1);
-  }
-  auto run = SendBatches(options, args, *queries, k);
-  if (!run.ok()) return PrintError(io, run.status().message(), 1);
-  auto rows = ComputeEvalMetrics(run->retrieved, *truth, args.ks);
-  if (!rows.ok()) return PrintError(io, rows.status().message(), 1);
-  TextTable table({"K", "RECALL", "MRR", "MAP", "NDCG"});
-  for (const EvalRow& r : *rows) {
-    table.AddRow({std::to_string(r.k), Fixed(r.recall, 4), Fixed(r.mrr, 4), Fixed(r.map, 4),
-                  Fixed(r.ndcg, 4)});
-  }
-  const LatencySummary lat = SummarizeLatencies(run->batch_ms, queries->rows, run->wall_s);
-  io.out << table.Render();
-  io.out << queries->rows << " queries in " << run->batch_ms.size() << " batch(es) of <= "
-         << args.batch << ": " << Fixed(lat.qps, 1) << " QPS (client); batch latency P50 "
-         << Fixed(lat.p50_ms, 2) << " ms, P95 " << Fixed(lat.p95_ms, 2) << " ms, P99 "
-         << Fixed(lat.p99_ms, 2) << " ms\n";
-  return 0;
-}
-
 // ---- registration ----
 
 namespace {
@@ -335,8 +270,7 @@ namespace {
 struct IndexCommandState {
   ClientOptions options;
   IndexSearchArgs search;
-  IndexEvalArgs eval;
-  std::string ks = "1,5,10";
+  std::string list_format = "table";
 };
 
 void AddSearchKnobs(CLI::App* sub, int* ef_search, int* nprobe) {
@@ -355,7 +289,10 @@ void RegisterIndexCommands(CLI::App& app, int* exit_code) {
 
   CLI::App* list = index->add_subcommand("list", "list published indexes");
   internal::AddCommonOptions(list, &st->options);
-  internal::SetRunner(list, exit_code, [st](CommandIo& io) { return RunIndexList(st->options, io); });
+  list->add_option("--format", st->list_format, "table | csv | json")
+      ->check(CLI::IsMember({"table", "csv", "json"}))->capture_default_str();
+  internal::SetRunner(list, exit_code,
+                      [st](CommandIo& io) { return RunIndexList(st->options, st->list_format, io); });
 
   CLI::App* search = index->add_subcommand("search", "k nearest neighbours of vectors or an item");
   search->add_option("name", st->search.name, "index name")->required();
@@ -372,25 +309,7 @@ void RegisterIndexCommands(CLI::App& app, int* exit_code) {
   internal::SetRunner(search, exit_code,
                  [st](CommandIo& io) { return RunIndexSearch(st->options, st->search, io); });
 
-  CLI::App* eval = index->add_subcommand("eval", "recall/MRR/MAP/NDCG and latency of an index");
-  eval->add_option("name", st->eval.name, "index name")->required();
-  eval->add_option("--queries", st->eval.queries, "queries: .npy, .fvecs or idx3 images (.gz ok)")
-      ->required();
-  eval->add_option("--ground-truth", st->eval.ground_truth,
-                   ".ivecs of exact nearest item ids per query (required)");
-  eval->add_option("--k", st->ks, "cutoffs, comma-separated")->capture_default_str();
-  eval->add_option("--limit", st->eval.limit, "use only the first N queries (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  eval->add_option("--batch", st->eval.batch, "queries per request")
-      ->check(CLI::PositiveNumber)->capture_default_str();
-  AddSearchKnobs(eval, &st->eval.ef_search, &st->eval.nprobe);
-  internal::AddCommonOptions(eval, &st->options);
-  internal::SetRunner(eval, exit_code, [st](CommandIo& io) {
-    auto ks = ParseKList(st->ks);
-    if (!ks.ok()) return PrintError(io, ks.status().message(), 1);
-    st->eval.ks = *ks;
-    return RunIndexEval(st->options, st->eval, io);
-  });
+  AddIndexEvalCommands(index, exit_code);
 }
 
 }  // namespace lattice::cli

@@ -1,19 +1,15 @@
 // `lattice index ...`: clients of the index query routes (index/routes.h), served
 // by the coordinator or by `lattice serve-index` (pass its --port).
 //
-//   index list                       GET /v1/indexes → table NAME VERSION TYPE VECTORS DIM
-//                                    METRIC RECALL@10 BUILT-FROM
+//   index list [--format table|csv|json]
+//                                    GET /v1/indexes → table NAME VERSION TYPE VECTORS DIM
+//                                    METRIC RECALL@10 BYTES BUILT-FROM (BYTES: the index
+//                                    file); json: the entries as the server sends them
 //   index search NAME (--vector-file F | --item ID) [--k 10] [--ef-search N] [--nprobe N]
 //                [--format table|json]
 //                                    POST /v1/indexes/NAME/search; table QUERY RANK ID DISTANCE
-//   index eval NAME --queries F --ground-truth GT.ivecs [--k 1,5,10] [--limit N]
-//              [--batch 1000] [--ef-search N] [--nprobe N]
-//                                    sends the queries in batches, prints recall / MRR / MAP /
-//                                    NDCG at each k (store/retrieval_metrics.h) and the
-//                                    client-side QPS and P50/P95/P99 latency of the batches.
-// Query files: .npy (2-D), .fvecs, or MNIST idx3 images (optionally .gz). Ground truth:
-// .ivecs whose ids are the index's item ids (row numbers of the corpus for embed sweeps),
-// nearest first, at least max(k) per row and at least as many rows as queries.
+//   index eval / index compare       see cli/index_eval.h
+// Query files: .npy (2-D), .fvecs, or MNIST idx3 images (optionally .gz).
 //
 // Exit codes: 0 success; 1 any error, printed as "error: <message>" on stderr.
 #pragma once
@@ -50,25 +46,11 @@ struct IndexSearchArgs {
   std::string format = "table";
 };
 
-struct IndexEvalArgs {
-  std::string name;
-  std::string queries;       // --queries
-  std::string ground_truth;  // --ground-truth (.ivecs); required
-  // Cutoffs (--k 1,5,10); the search asks for max(ks). Default: {1, 5, 10}.
-  std::vector<int> ks = {1, 5, 10};
-  // Use only the first N queries (--limit); 0 = all. Default: 0.
-  int64_t limit = 0;
-  // Queries per request (--batch). Default: 1000.
-  int batch = 1000;
-  int ef_search = 0;
-  int nprobe = 0;
-};
-
-int RunIndexList(const ClientOptions& options, CommandIo& io);
+// format: "table" | "csv" | "json".
+int RunIndexList(const ClientOptions& options, const std::string& format, CommandIo& io);
 int RunIndexSearch(const ClientOptions& options, const IndexSearchArgs& args, CommandIo& io);
-int RunIndexEval(const ClientOptions& options, const IndexEvalArgs& args, CommandIo& io);
 
-// Adds `index` with subcommands list, search and eval to `app` (same conventions as
+// Adds `index` with subcommands list, search, eval and compare to `app` (same conventions as
 // RegisterClientCommands: *exit_code receives the exit code).
 void RegisterIndexCommands(CLI::App& app, int* exit_code);
 
@@ -78,7 +60,8 @@ struct EvalRow {
   int k = 0;
   double recall = 0, mrr = 0, map = 0, ndcg = 0;
 };
-// recall@k, MRR@k, MAP@k and NDCG@k of `retrieved` against `truth` for each k in `ks`.
+// recall@k, MRR@k, MAP@k and NDCG@k of `retrieved` against exact neighbours `truth` for
+// each k in `ks` (index eval's ann_* metrics).
 // InvalidArgument on a shape mismatch (see store/retrieval_metrics.h).
 StatusOr<std::vector<EvalRow>> ComputeEvalMetrics(const store::IdMatrix& retrieved,
                                                   const store::IdMatrix& truth,
@@ -86,12 +69,15 @@ StatusOr<std::vector<EvalRow>> ComputeEvalMetrics(const store::IdMatrix& retriev
 
 struct LatencySummary {
   double qps = 0;                         // queries / wall_s
-  double p50_ms = 0, p95_ms = 0, p99_ms = 0;  // nearest-rank percentiles of batch_ms
+  double p50_ms = 0, p95_ms = 0, p99_ms = 0;  // nearest-rank percentiles of the requests
 };
 LatencySummary SummarizeLatencies(std::vector<double> batch_ms, int64_t queries, double wall_s);
 
 // The body of a search request for rows [0, n) of x (n * dim floats), shortest float text.
 std::string SearchBody(const float* x, int64_t n, int dim, int k, const store::SearchParams& params);
+
+// The same for item ids ("more like this"): {"k", "params", "items": [items[0..n)]}.
+std::string ItemsBody(const int64_t* items, int64_t n, int k, const store::SearchParams& params);
 
 // The response's "results" as an IdMatrix of `cols` columns (missing hits padded with -1).
 StatusOr<store::IdMatrix> ResultIds(const std::string& response_body, int64_t rows, int cols);

@@ -154,6 +154,11 @@ int main(int argc, char** argv) {
   lattice::cli::RegisterCheckpointCommands(app, &exit_code);
   lattice::cli::RegisterTopCommand(app, &exit_code);
 
+  if (const std::string unknown = lattice::cli::UnknownSubcommandError(app, argc, argv);
+      !unknown.empty()) {
+    std::fprintf(stderr, "error: %s\nRun with --help for more information.\n", unknown.c_str());
+    return 2;
+  }
   CLI11_PARSE(app, argc, argv);
   if (cluster->parsed()) return RunCluster(cluster_options);
   if (serve_index->parsed()) {

@@ -1,4 +1,4 @@
-// `lattice submit <spec> [--wait]`.
+// `lattice submit <spec> [--wait]` and `lattice watch <sweep>`.
 #include <chrono>
 #include <fstream>
 #include <ostream>
@@ -97,6 +97,15 @@ int WaitForSweep(HttpClient& client, const std::string& id, const SubmitArgs& ar
 }
 
 }  // namespace
+
+int RunWatch(const ClientOptions& options, const std::string& sweep, CommandIo& io) {
+  auto client = internal::MakeClient(options, "");
+  StatusOr<json> found =
+      internal::CallJson(*client, "GET", internal::SweepTarget(sweep, ""), "", "");
+  if (!found.ok()) return internal::PrintError(io, found.status().message(), 1);
+  const std::string id = internal::StringField(*found, "id", sweep);
+  return WaitForSweep(*client, id, SubmitArgs{}, io);
+}
 
 int RunSubmit(const ClientOptions& options, const SubmitArgs& args, CommandIo& io) {
   std::ifstream in(args.spec_path, std::ios::binary);

@@ -15,6 +15,8 @@
 #include <prometheus/histogram.h>
 
 #include "index/search_request.h"
+#include "monitoring/metrics.h"
+#include "store/retrieval_metrics.h"
 
 namespace lattice {
 namespace {
@@ -45,10 +47,17 @@ json EntryJson(const store::CatalogEntry& entry) {
   json j = entry.meta.is_object() ? entry.meta : json::object();
   j["name"] = entry.name;
   j["version"] = entry.version;
+  j["index_bytes"] = entry.index_bytes;
   if (!j.contains("created_ms") && j.contains("created_unix") && j["created_unix"].is_number()) {
     j["created_ms"] = static_cast<int64_t>(j["created_unix"].get<double>() * 1000);
   }
   return j;
+}
+
+// The serving process's memory, for callers that size a deployment.
+json ServerJson() {
+  const int64_t rss = ResidentBytes();  // sampled apart from the peak: keep peak >= rss
+  return {{"rss_bytes", rss}, {"peak_rss_bytes", std::max(rss, PeakResidentBytes())}};
 }
 
 StatusOr<store::CatalogEntry> FindEntry(store::IndexCatalog* catalog, const std::string& name) {
@@ -172,7 +181,8 @@ HttpResponse Search(store::IndexCatalog* catalog, const IndexApiOptions& options
     sr.vectors = std::move(vectors).value();
     search_k = std::min(sr.k + 1, store::kMaxSearchK);  // room for the item itself
   }
-  auto result = ix.Search(sr.vectors.data(), sr.nq, search_k, sr.params);
+  auto result = sr.params.exact ? store::ExactSearch(ix, sr.vectors.data(), sr.nq, search_k)
+                                : ix.Search(sr.vectors.data(), sr.nq, search_k, sr.params);
   if (!result.ok()) return HttpResponse::FromStatus(result.status());
   // Metadata of the current version (a publish between the two lookups can pair a new
   // version's metadata with the old index for one request; ids are corpus rows either way).
@@ -199,7 +209,7 @@ void AddIndexRoutes(Router& router, store::IndexCatalog* catalog,
     if (!entries.ok()) return HttpResponse::FromStatus(entries.status());
     json out = json::array();
     for (const auto& e : *entries) out.push_back(EntryJson(e));
-    return HttpResponse::Json(200, {{"indexes", out}});
+    return HttpResponse::Json(200, {{"indexes", out}, {"server", ServerJson()}});
   });
   router.Add("GET", "/v1/indexes/{name}", [catalog](HttpRequest& req) {
     const std::string& name = req.path_params["name"];
@@ -209,6 +219,7 @@ void AddIndexRoutes(Router& router, store::IndexCatalog* catalog,
     if (!versions.ok()) return HttpResponse::FromStatus(versions.status());
     json j = EntryJson(*entry);
     j["versions"] = *versions;
+    j["server"] = ServerJson();
     return HttpResponse::Json(200, j);
   });
   router.Add(

@@ -1,14 +1,19 @@
 // The index query service: read-only HTTP routes over an IndexCatalog, served by the
 // coordinator (MakeApiRouter) and by the standalone `lattice serve-index` (index_server.h).
 //
-//   GET  /v1/indexes          {"indexes": [entry, ...]} sorted by name
-//   GET  /v1/indexes/{name}   entry + {"versions": [1, 2, ...]}
+//   GET  /v1/indexes          {"indexes": [entry, ...], "server": server} sorted by name
+//   GET  /v1/indexes/{name}   entry + {"versions": [1, 2, ...], "server": server}
 //        entry = the version's meta.json (vectors, dim, type, metric, backend, params,
-//        recall@10, mrr@10, built_from, created_ms, ...) + {"name", "version"}
+//        recall@10, mrr@10, built_from, created_ms, ...) + {"name", "version",
+//        "index_bytes" (the index file's size on disk)}
+//        server = {"rss_bytes", "peak_rss_bytes"}: the serving process's resident memory
+//        now and its high-water mark (the whole process: coordinator or serve-index)
 //   POST /v1/indexes/{name}/search
 //        body (see index/search_request.h):
 //          {"vectors": [[...], ...]} | {"items": [id, ...]}, "k": 10,
-//          "params": {"ef_search": 64, "nprobe": 8}
+//          "params": {"ef_search": 64, "nprobe": 8}   or {"exact": true}: brute force
+//          over the stored vectors (store::ExactSearch; O(vectors x dim) per query: the
+//          oracle for ANN recall; also ?exact=true on the binary form)
 //        -> {"results": [{"ids": [...], "distances": [...]}, ...], "took_ms": 0.21}
 //        Hits of an index published with item metadata (embed corpora: image paths,
 //        labels) also carry "metadata": [{...} or null per hit].

@@ -46,7 +46,7 @@ class Handler final : public nlohmann::json_sax<json> {
   int64_t k() const { return k_; }
 
   bool null() override { return Scalar(Kind::kNull, 0, 0); }
-  bool boolean(bool) override { return Scalar(Kind::kBool, 0, 0); }
+  bool boolean(bool v) override { return Scalar(Kind::kBool, v ? 1 : 0, v ? 1 : 0); }
   bool number_integer(number_integer_t v) override {
     return Scalar(Kind::kInteger, static_cast<double>(v), v);
   }
@@ -141,8 +141,10 @@ class Handler final : public nlohmann::json_sax<json> {
       param_ = &out_->params.ef_search;
     } else if (key == "nprobe") {
       param_ = &out_->params.nprobe;
+    } else if (key == "exact") {
+      param_ = nullptr;
     } else {
-      return Fail("params." + key + ": unknown key (expected ef_search, nprobe)");
+      return Fail("params." + key + ": unknown key (expected ef_search, nprobe, exact)");
     }
     param_name_ = key;
     return true;
@@ -173,6 +175,11 @@ class Handler final : public nlohmann::json_sax<json> {
       return true;
     }
     const std::string at = "params." + param_name_;
+    if (param_ == nullptr) {  // exact
+      if (kind != Kind::kBool) return Fail(at + ": expected true or false" + got);
+      out_->params.exact = i != 0;
+      return true;
+    }
     if (kind != Kind::kInteger) return Fail(at + ": expected an integer" + got);
     const int64_t max = param_ == &out_->params.nprobe ? limits_.max_nprobe : limits_.max_ef_search;
     if (i < 1 || i > max) {
@@ -404,7 +411,7 @@ class FastScanner {
       } else if (key == "nprobe" && v <= limits_.max_nprobe) {
         out_->params.nprobe = static_cast<int>(v);
       } else {
-        return false;  // the SAX parser names the fault
+        return false;  // the SAX parser names the fault (and reads "exact")
       }
     } while (Consume(','));
     return Consume('}');
@@ -484,9 +491,14 @@ StatusOr<SearchRequest> ParseBinarySearchRequest(
       const int64_t max = name == "nprobe" ? limits.max_nprobe : limits.max_ef_search;
       LATTICE_RETURN_IF_ERROR(QueryInt(name, text, 1, max, &v, " (max_" + name + ")"));
       (name == "nprobe" ? out.params.nprobe : out.params.ef_search) = static_cast<int>(v);
+    } else if (name == "exact") {
+      if (text != "true" && text != "false" && text != "1" && text != "0") {
+        return Status::InvalidArgument("exact: expected true or false, got '" + text + "'");
+      }
+      out.params.exact = text == "true" || text == "1";
     } else {
       return Status::InvalidArgument("unknown query parameter '" + name +
-                                     "' (expected k, ef_search, nprobe)");
+                                     "' (expected k, ef_search, nprobe, exact)");
     }
   }
   if (out.k > limits.max_k) {  // the default k (10) with max_k below it, as for JSON

@@ -6,8 +6,9 @@
 //
 //   {"vectors": [[f, ...], ...]}  or  {"items": [id, ...]}      exactly one of the two
 //   "k": 10                                                     optional, 1..max_k
-//   "params": {"ef_search": 64, "nprobe": 8}                    optional, 1..max_ef_search
-//                                                               and 1..max_nprobe
+//   "params": {"ef_search": 64, "nprobe": 8, "exact": true}     optional, 1..max_ef_search,
+//                                                               1..max_nprobe, a boolean
+//                                                               (exact: brute force)
 //   and queries x max(k, ef_search) <= max_query_work
 //
 // Every rule is checked while parsing and the first violation is returned as
@@ -67,7 +68,7 @@ StatusOr<SearchRequest> ParseSearchRequest(std::string_view body,
 // raw little-endian float32 values, row-major, as numpy's
 // queries.astype("<f4").tobytes() writes them; `query` holds the decoded query-string
 // parameters, each optional: k (1..max_k, default 10; as for JSON, the default too must
-// be within max_k), ef_search (1..max_ef_search) and nprobe (1..max_nprobe);
+// be within max_k), ef_search (1..max_ef_search), nprobe (1..max_nprobe) and exact;
 // max_query_work applies as for JSON.
 // Errors (InvalidArgument):
 //   "body: 3000 bytes is not a multiple of 3136 (rows of dim 784 float32 values)"
@@ -75,7 +76,8 @@ StatusOr<SearchRequest> ParseSearchRequest(std::string_view body,
 //   "vectors[3][5]: not a finite float32" (NaN or infinity),
 //   "k: expected an integer, got 'ten'", "k: must be between 1 and 1000, got 0",
 //   "ef_search: must be between 1 and 1024, got 0 (max_ef_search)",
-//   "unknown query parameter 'kk' (expected k, ef_search, nprobe)".
+//   "unknown query parameter 'kk' (expected k, ef_search, nprobe, exact)";
+//   exact=true|false|1|0 asks for brute force ("exact: expected true or false, got 'y'").
 StatusOr<SearchRequest> ParseBinarySearchRequest(
     std::string_view body, const std::map<std::string, std::string>& query,
     const SearchRequestLimits& limits);

@@ -19,7 +19,11 @@ Status CheckIndexKeys(const OrderedJson& index) {
   static const std::set<std::string> kKeys = {"name", "type", "metric", "params", "require",
                                               "eval", "keep_versions"};
   for (const auto& item : index.items()) {
-    if (!kKeys.count(item.key())) return Status::InvalidArgument("index." + item.key() + ": unknown key");
+    if (!kKeys.count(item.key())) {
+      return Status::InvalidArgument("index." + item.key() +
+                                     ": unknown key (allowed: eval, keep_versions, metric, name, "
+                                     "params, require, type)");
+    }
   }
   return Status::Ok();
 }

@@ -233,6 +233,20 @@ StatusOr<std::vector<float>> FaissVectorIndex::Reconstruct(int64_t id) const {
   return out;
 }
 
+Status FaissVectorIndex::ExportVectors(std::vector<int64_t>* ids, std::vector<float>* data) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  const int64_t n = index_->ntotal;
+  ids->assign(index_->id_map.begin(), index_->id_map.end());
+  data->resize(static_cast<size_t>(n) * static_cast<size_t>(params_.dim));
+  try {
+    if (n > 0) index_->index->reconstruct_n(0, n, data->data());
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("export: faiss ") + IndexTypeName(params_.type) + ": " +
+                            e.what());
+  }
+  return Status::Ok();
+}
+
 int64_t FaissVectorIndex::size() const {
   std::shared_lock<std::shared_mutex> lock(mu_);
   return index_->ntotal;

@@ -203,6 +203,22 @@ StatusOr<std::vector<float>> HnswVectorIndex::Reconstruct(int64_t id) const {
   return std::vector<float>(data, data + params_.dim);
 }
 
+Status HnswVectorIndex::ExportVectors(std::vector<int64_t>* ids, std::vector<float>* data) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  const Graph& g = *impl_->graph;
+  ids->clear();
+  data->clear();
+  ids->reserve(g.cur_element_count);
+  data->reserve(g.cur_element_count * static_cast<size_t>(params_.dim));
+  for (hnswlib::tableint internal = 0; internal < g.cur_element_count; ++internal) {
+    if (g.isMarkedDeleted(internal)) continue;
+    ids->push_back(static_cast<int64_t>(g.getExternalLabel(internal)));
+    const float* v = reinterpret_cast<const float*>(g.getDataByInternalId(internal));
+    data->insert(data->end(), v, v + params_.dim);
+  }
+  return Status::Ok();
+}
+
 int64_t HnswVectorIndex::size() const {
   std::shared_lock<std::shared_mutex> lock(mu_);
   return static_cast<int64_t>(impl_->graph->cur_element_count);

@@ -35,6 +35,7 @@ class HnswVectorIndex final : public VectorIndex {
   StatusOr<SearchResult> Search(const float* queries, int64_t nq, int k,
                                 const SearchParams& params) const override;
   StatusOr<std::vector<float>> Reconstruct(int64_t id) const override;
+  Status ExportVectors(std::vector<int64_t>* ids, std::vector<float>* data) const override;
   int64_t size() const override;
   const IndexParams& params() const override { return params_; }
   const char* backend() const override { return "hnswlib"; }

@@ -259,7 +259,9 @@ StatusOr<std::vector<CatalogEntry>> IndexCatalog::List() const {
     LATTICE_ASSIGN_OR_RETURN(std::string text, internal::ReadWholeFile(meta_path));
     nlohmann::json meta = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (meta.is_discarded()) return Status::IoError(meta_path + ": invalid JSON");
-    out.push_back(CatalogEntry{name, *version, std::move(meta)});
+    const int64_t bytes =
+        internal::FileBytes(Dir(name) + "/v" + std::to_string(*version) + "/" + kIndexFile);
+    out.push_back(CatalogEntry{name, *version, std::move(meta), std::max<int64_t>(bytes, 0)});
   }
   if (ec) return Status::IoError(root_ + ": " + ec.message());
   std::sort(out.begin(), out.end(),

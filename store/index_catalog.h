@@ -61,6 +61,7 @@ struct CatalogEntry {
   std::string name;
   int64_t version = 0;   // the CURRENT version
   nlohmann::json meta;   // its meta.json
+  int64_t index_bytes = 0;  // size of its index file on disk (index.bin), bytes
 };
 
 class IndexCatalog {

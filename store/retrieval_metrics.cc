@@ -1,12 +1,14 @@
 #include "store/retrieval_metrics.h"
 
 #include <faiss/IndexFlat.h>
+#include <faiss/utils/distances.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <unordered_set>
 
@@ -177,6 +179,48 @@ StatusOr<IdMatrix> ExactGroundTruth(const FloatMatrix& base, const FloatMatrix& 
     flat.search(queries.rows, queries.data.data(), k, dist.data(), out.ids.data());
   } catch (const std::exception& e) {
     return Status::Internal(std::string("ground truth: faiss: ") + e.what());
+  }
+  return out;
+}
+
+StatusOr<SearchResult> ExactSearch(const VectorIndex& index, const float* queries, int64_t nq,
+                                   int k) {
+  if (k < 1 || k > kMaxSearchK) {
+    return Status::InvalidArgument("k: must be between 1 and " + std::to_string(kMaxSearchK) +
+                                   ", got " + std::to_string(k));
+  }
+  std::vector<int64_t> ids;
+  std::vector<float> data;
+  LATTICE_RETURN_IF_ERROR(index.ExportVectors(&ids, &data));
+  const bool l2 = index.params().metric == Metric::kL2;
+  SearchResult out;
+  out.nq = static_cast<int>(nq);
+  out.k = k;
+  out.ids.assign(static_cast<size_t>(nq) * static_cast<size_t>(k), -1);
+  out.distances.assign(out.ids.size(), l2 ? std::numeric_limits<float>::infinity()
+                                          : -std::numeric_limits<float>::infinity());
+  if (ids.empty() || nq == 0) return out;
+  // What IndexFlat{L2,IP}::search runs, straight over the exported rows (no second copy).
+  const size_t d = static_cast<size_t>(index.dim());
+  try {
+    if (l2) {
+      faiss::knn_L2sqr(queries, data.data(), d, static_cast<size_t>(nq), ids.size(),
+                       static_cast<size_t>(k), out.distances.data(), out.ids.data());
+    } else {
+      faiss::knn_inner_product(queries, data.data(), d, static_cast<size_t>(nq), ids.size(),
+                               static_cast<size_t>(k), out.distances.data(), out.ids.data());
+    }
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("exact search: faiss: ") + e.what());
+  }
+  for (size_t i = 0; i < out.ids.size(); ++i) {
+    int64_t& id = out.ids[i];
+    if (id >= 0) {
+      id = ids[static_cast<size_t>(id)];  // position -> item id
+    } else {
+      out.distances[i] = l2 ? std::numeric_limits<float>::infinity()
+                            : -std::numeric_limits<float>::infinity();
+    }
   }
   return out;
 }

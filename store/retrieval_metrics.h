@@ -55,4 +55,13 @@ StatusOr<IdMatrix> ReadIvecs(const std::string& path, int64_t max_rows = 0);
 StatusOr<IdMatrix> ExactGroundTruth(const FloatMatrix& base, const FloatMatrix& queries, int k,
                                     Metric metric);
 
+// The exact k nearest stored vectors of each query, by brute force (what faiss::IndexFlat
+// searches with, run over ExportVectors; same metric and distance conventions as Search;
+// ties in distance are broken by storage order). The oracle for approximate search: recall of `index` against
+// it is ANN recall. For ivf_pq the stored vectors are the PQ decodings, so this measures
+// the IVF probing loss but not the quantisation loss. Costs one copy of the vectors
+// (O(size() * dim) memory) and O(nq * size() * dim) time per call. InvalidArgument for k outside [1, kMaxSearchK].
+StatusOr<SearchResult> ExactSearch(const VectorIndex& index, const float* queries, int64_t nq,
+                                   int k);
+
 }  // namespace lattice::store

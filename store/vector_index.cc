@@ -122,8 +122,11 @@ Status ValidateIndexParams(const IndexParams& p) {
   const auto& allowed = AllowedKeys(p.type);
   for (auto it = p.build.begin(); it != p.build.end(); ++it) {
     if (!allowed.count(it.key())) {
+      std::string list;
+      for (const auto& key : allowed) list += (list.empty() ? "" : ", ") + std::string(key);
       return Status::InvalidArgument("index.params." + it.key() + ": unknown key for type " +
-                                     IndexTypeName(p.type));
+                                     IndexTypeName(p.type) +
+                                     (list.empty() ? " (it takes none)" : " (allowed: " + list + ")"));
     }
   }
   return ValidateTypeParams(p);

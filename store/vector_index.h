@@ -81,6 +81,10 @@ Status ValidateIndexParams(const IndexParams& params);
 struct SearchParams {
   int nprobe = 0;     // IVF: lists visited. Ignored by other types.
   int ef_search = 0;  // HNSW: candidate list size (raised to k if smaller). Ignored otherwise.
+  // Brute force over the stored vectors instead (ExactSearch below); nprobe and ef_search
+  // are then ignored. VectorIndex::Search itself ignores it: callers dispatch to
+  // ExactSearch (store/retrieval_metrics.h).
+  bool exact = false;
 };
 
 // nq rows of k results, row-major. Rows with fewer than k hits are padded with id -1
@@ -110,6 +114,11 @@ class VectorIndex {
   // Exact for flat, ivf_flat and hnsw; for ivf_pq it is the PQ decoding (centroid +
   // quantized residual), an approximation of what was added. Same locking as Search.
   virtual StatusOr<std::vector<float>> Reconstruct(int64_t id) const = 0;
+
+  // Every stored vector with its id, in the backend's storage order: ids->size() rows,
+  // data->size() = rows * dim(). Exact for flat, ivf_flat and hnsw; for ivf_pq the PQ
+  // decodings (as Reconstruct). Same locking as Search; O(size() * dim) memory.
+  virtual Status ExportVectors(std::vector<int64_t>* ids, std::vector<float>* data) const = 0;
 
   // Number of vectors stored.
   virtual int64_t size() const = 0;

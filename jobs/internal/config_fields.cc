@@ -32,7 +32,11 @@ Status Bad(const std::string& path, const std::string& msg) {
 Status CheckObject(const json& obj, const std::string& path, const std::set<std::string>& allowed) {
   if (!obj.is_object()) return Bad(path, "expected an object, got " + TypeName(obj));
   for (auto it = obj.begin(); it != obj.end(); ++it) {
-    if (!allowed.count(it.key())) return Bad(Join(path, it.key()), "unknown key");
+    if (!allowed.count(it.key())) {
+      std::string list;
+      for (const std::string& key : allowed) list += (list.empty() ? "" : ", ") + key;
+      return Bad(Join(path, it.key()), "unknown key (allowed: " + list + ")");
+    }
   }
   return Status::Ok();
 }

@@ -215,6 +215,69 @@ TEST_F(CommandsTest, StatusTrialsCancelWorkers) {
   EXPECT_NE(out_.str().find("\n1     h     idle   -"), std::string::npos) << out_.str();
 }
 
+// --format json prints the API's arrays / objects (parsed back here); csv the table's cells.
+TEST_F(CommandsTest, StatusAndWorkersInJsonAndCsv) {
+  FakeCoordinator fake;
+  UseServer(fake);
+  EXPECT_EQ(RunStatus(options_, "", io_, "json"), 0) << err_.str();
+  const json sweeps = json::parse(out_.str());
+  ASSERT_TRUE(sweeps.is_array()) << out_.str();
+  EXPECT_EQ(sweeps[0]["id"], "s3");
+  out_.str("");
+  EXPECT_EQ(RunStatus(options_, "s3", io_, "json"), 0);
+  EXPECT_EQ(json::parse(out_.str())["name"], "digits-probe-grid");
+  out_.str("");
+  EXPECT_EQ(RunStatus(options_, "", io_, "csv"), 0);
+  EXPECT_EQ(out_.str().rfind("ID,NAME,KIND,STATE,TRIALS,RUNNING,FAILED,BEST,AGE\ns3,", 0), 0u)
+      << out_.str();
+  out_.str("");
+  EXPECT_EQ(RunWorkers(options_, io_, "json"), 0);
+  const json workers = json::parse(out_.str());
+  ASSERT_TRUE(workers.is_array()) << out_.str();
+  EXPECT_EQ(workers[0]["rank"], 1);
+  out_.str("");
+  EXPECT_EQ(RunWorkers(options_, io_, "csv"), 0);
+  EXPECT_EQ(out_.str().rfind("RANK,HOST,STATE,TRIAL,LAST-SEEN,RESTARTS,NOTE\n1,h,idle,", 0), 0u)
+      << out_.str();
+  EXPECT_EQ(RunWorkers(options_, io_, "yaml"), 1);
+  EXPECT_NE(err_.str().find("--format must be table, csv or json"), std::string::npos);
+}
+
+TEST_F(CommandsTest, WatchFollowsASweepAndExitsWithItsOutcome) {
+  FakeCoordinator fake("failed");
+  UseServer(fake);
+  EXPECT_EQ(RunWatch(options_, "s3", io_), 1);
+  EXPECT_NE(err_.str().find("sweep s3 failed: 2 trials failed\n"), std::string::npos)
+      << err_.str();
+  FakeCoordinator done;
+  UseServer(done);
+  err_.str("");
+  EXPECT_EQ(RunWatch(options_, "s3", io_), 0) << err_.str();
+  EXPECT_NE(err_.str().find("sweep s3 completed\n"), std::string::npos) << err_.str();
+  EXPECT_EQ(RunWatch(options_, "s9", io_), 1);
+}
+
+TEST(UnknownSubcommandTest, NamesTheWordAndTheCommands) {
+  CLI::App app{"lattice"};
+  app.require_subcommand(1);
+  int exit_code = 0;
+  RegisterClientCommands(app, &exit_code);
+  CLI::App* index = app.add_subcommand("index", "indexes");
+  index->require_subcommand(1);
+  index->add_subcommand("list", "list");
+  auto error = [&app](std::vector<const char*> args) {
+    args.insert(args.begin(), "lattice");
+    return UnknownSubcommandError(app, static_cast<int>(args.size()), args.data());
+  };
+  const std::string top = error({"sumbit", "x.yaml"});
+  EXPECT_EQ(top.rfind("unknown command 'sumbit' (commands: submit, status, trials", 0), 0u) << top;
+  EXPECT_EQ(error({"index", "lst"}), "unknown command 'index lst' (index commands: list)");
+  EXPECT_EQ(error({"index", "list", "--port", "1"}), "");
+  EXPECT_EQ(error({"trials", "s3"}), "");  // a positional argument
+  EXPECT_EQ(error({"--help"}), "");
+  EXPECT_EQ(error({}), "");
+}
+
 TEST_F(CommandsTest, TrialsReadsEveryPage) {
   // A coordinator that pages 2 trials at a time (GET /v1/sweeps/{id}/trials?after=).
   auto router = std::make_shared<Router>();

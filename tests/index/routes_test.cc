@@ -137,8 +137,16 @@ TEST_F(IndexApiTest, ListsAndGetsIndexes) {
   EXPECT_EQ(list["indexes"][1]["name"], "hnsw16");
   EXPECT_EQ(list["indexes"][1]["backend"], "hnswlib");
 
+  for (const json& e : list["indexes"]) {
+    EXPECT_GT(e["index_bytes"].get<int64_t>(), kRows * kDim * 4) << e.dump();  // the vectors
+  }
+  EXPECT_GT(list["server"]["rss_bytes"].get<int64_t>(), 0) << list.dump();
+  EXPECT_GE(list["server"]["peak_rss_bytes"].get<int64_t>(),
+            list["server"]["rss_bytes"].get<int64_t>());
+
   json one = Call("GET", "/v1/indexes/hnsw16", "", 200);
   EXPECT_EQ(one["name"], "hnsw16");
+  EXPECT_GT(one["server"]["peak_rss_bytes"].get<int64_t>(), 0);
   EXPECT_EQ(one["versions"], json::array({1}));
   json missing = Call("GET", "/v1/indexes/nope", "", 404);
   EXPECT_EQ(missing["error"]["code"], "not_found");
@@ -186,6 +194,39 @@ TEST_F(IndexApiTest, SearchByItemDropsTheItemItself) {
   json h = Call("POST", "/v1/indexes/hnsw16/search", json{{"items", {50}}, {"k", 3}}.dump(), 200);
   ASSERT_EQ(h["results"][0]["ids"].size(), 3u);
   for (const auto& id : h["results"][0]["ids"]) EXPECT_NE(id.get<int64_t>(), 50);
+}
+
+// params.exact (JSON) and ?exact=true (binary) search by brute force: on the HNSW index
+// the answer is the flat index's, by vector and by item.
+TEST_F(IndexApiTest, ExactSearchEqualsFlatSearch) {
+  const json rows = Rows(500, 30);
+  json flat = Call("POST", "/v1/indexes/flat16/search",
+                   json{{"vectors", rows}, {"k", 10}}.dump(), 200);
+  json exact = Call("POST", "/v1/indexes/hnsw16/search",
+                    json{{"vectors", rows}, {"k", 10}, {"params", {{"exact", true}}}}.dump(), 200);
+  ASSERT_EQ(exact["results"].size(), 30u) << exact.dump().substr(0, 300);
+  for (size_t q = 0; q < 30; ++q) {
+    EXPECT_EQ(exact["results"][q]["ids"], flat["results"][q]["ids"]) << q;
+  }
+  json by_item = Call("POST", "/v1/indexes/hnsw16/search",
+                      json{{"items", {50, 70}}, {"k", 4}, {"params", {{"exact", true}}}}.dump(), 200);
+  json flat_items = Call("POST", "/v1/indexes/flat16/search",
+                         json{{"items", {50, 70}}, {"k", 4}}.dump(), 200);
+  EXPECT_EQ(by_item["results"][0]["ids"], flat_items["results"][0]["ids"]);
+  EXPECT_EQ(by_item["results"][1]["ids"], flat_items["results"][1]["ids"]);
+  std::string bytes(reinterpret_cast<const char*>(base_->data() + 500 * kDim), 4 * kDim);
+  auto bin = client_->Request("POST", "/v1/indexes/hnsw16/search?k=10&exact=true", bytes,
+                              "application/octet-stream");
+  ASSERT_OK(bin);
+  ASSERT_EQ(bin->status, 200) << bin->body;
+  EXPECT_EQ(json::parse(bin->body)["results"][0]["ids"], flat["results"][0]["ids"]);
+  EXPECT_EQ(Error(json{{"vectors", Rows(0, 1)}, {"params", {{"exact", 1}}}}.dump()),
+            "params.exact: expected true or false, got integer");
+  auto bad = client_->Request("POST", "/v1/indexes/hnsw16/search?exact=yes", bytes,
+                              "application/octet-stream");
+  ASSERT_OK(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("exact: expected true or false, got 'yes'"), std::string::npos);
 }
 
 TEST_F(IndexApiTest, BatchEqualsSingleQueries) {
@@ -236,7 +277,7 @@ TEST_F(IndexApiTest, BadRequestsAreClear4xxErrors) {
   EXPECT_NE(Error(vectors("5")).find("vectors[0]: expected an array of numbers"),
             std::string::npos);
   EXPECT_EQ(Error("{\"params\":{\"efsearch\":5},\"vectors\":[" + row + "]}"),
-            "params.efsearch: unknown key (expected ef_search, nprobe)");
+            "params.efsearch: unknown key (expected ef_search, nprobe, exact)");
   EXPECT_NE(Error("{\"params\":{\"ef_search\":0},\"vectors\":[" + row + "]}")
                 .find("params.ef_search: must be between 1"),
             std::string::npos);
@@ -300,7 +341,7 @@ TEST_F(IndexApiTest, BadBinaryRequestsAreClear400s) {
   EXPECT_EQ(error("?nprobe=1025", row),
             "nprobe: must be between 1 and 1024, got 1025 (max_nprobe)");
   EXPECT_EQ(error("?nprobe=2x", row), "nprobe: expected an integer, got '2x'");
-  EXPECT_EQ(error("?kk=5", row), "unknown query parameter 'kk' (expected k, ef_search, nprobe)");
+  EXPECT_EQ(error("?kk=5", row), "unknown query parameter 'kk' (expected k, ef_search, nprobe, exact)");
   std::string too_many;
   for (int64_t i = 0; i <= kMaxBatch; ++i) too_many += row;
   EXPECT_NE(error("", too_many).find("too many queries"), std::string::npos);

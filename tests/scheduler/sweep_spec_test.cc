@@ -116,6 +116,16 @@ TEST_F(SweepSpecTest, EmbedIndexParamsAreValidatedLikeTheBackendDoes) {
   ExpectInvalid(head + "index: {type: hnsw, params: {M: 1}}\n", "index.params.M");
   ExpectInvalid(head + "index: {type: hnsw, params: {M: 100000}}\n", "index.params.M");
   ExpectInvalid(head + "index: {params: {M: 16, bogus: 1}}\n", "index.params.bogus: unknown key");
+  // Unknown nested keys list the allowed ones.
+  ExpectInvalid(head + "index: {params: {M: 16, bogus: 1}}\n",
+                "index.params.bogus: unknown key for type hnsw (allowed: M, backend, "
+                "ef_construction, ef_search, max_elements, seed)");
+  ExpectInvalid(head + "index: {typ: flat}\n",
+                "index.typ: unknown key (allowed: eval, keep_versions, metric, name, params, "
+                "require, type)");
+  ExpectInvalid("name: e\nkind: embed\nencoder: {type: flatten}\ncorpus: {format: idx, images: "
+                "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz, lables: y.gz}\n",
+                "corpus.lables: unknown key (allowed: ");
   ExpectInvalid(head + "index: {type: ivf_flat, params: {nlist: 0}}\n", "index.params.nlist");
   ExpectInvalid(head + "index: {type: ivf_pq, params: {nbits: 99}}\n", "index.params.nbits");
   ExpectInvalid(head + "index: {type: flat, params: {nlist: 4}}\n", "index.params.nlist");

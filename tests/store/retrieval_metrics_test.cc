@@ -99,16 +99,5 @@ TEST(RetrievalMetricsTest, FvecsRoundTripAndTruncation) {
   EXPECT_EQ(ReadIvecs(dir.Join("missing.ivecs")).status().code(), StatusCode::kNotFound);
 }
 
-TEST(RetrievalMetricsTest, ReadsFashionMnistGroundTruth) {
-  const std::string path =
-      testutil::SharedDir() + "/data/fashion-mnist/fashion-mnist-784-euclidean_gt100.ivecs";
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << "missing " << path;
-  ASSERT_OK_AND_ASSIGN(IdMatrix gt, ReadIvecs(path));
-  EXPECT_EQ(gt.rows, 10000);
-  EXPECT_EQ(gt.cols, 100);
-  EXPECT_GE(gt.ids[0], 0);
-  EXPECT_LT(gt.ids[0], 60000);
-}
-
 }  // namespace
 }  // namespace lattice::store

@@ -284,6 +284,34 @@ TEST_P(VectorIndexTest, ReconstructReturnsTheStoredVector) {
   }
 }
 
+// ExportVectors gives every stored vector under its caller id, and ExactSearch over them
+// is the exact answer (ivf_pq: exact over its PQ decodings, so only close to the truth).
+TEST_P(VectorIndexTest, ExportAndExactSearchMatchTheExactTruth) {
+  std::shared_ptr<VectorIndex> index = Built();
+  ASSERT_NE(index, nullptr);
+  std::vector<int64_t> ids;
+  std::vector<float> data;
+  ASSERT_OK(index->ExportVectors(&ids, &data));
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kBase));
+  ASSERT_EQ(data.size(), static_cast<size_t>(kBase * kDim));
+  const bool approximate = GetParam().type == IndexType::kIvfPq;
+  for (size_t i = 0; i < ids.size() && !approximate; i += 97) {
+    const float* x = base_->data.data() + ((ids[i] - 1000) / 7) * kDim;
+    ASSERT_TRUE(std::equal(x, x + kDim, data.data() + i * kDim)) << "id " << ids[i];
+  }
+  ASSERT_OK_AND_ASSIGN(SearchResult exact, ExactSearch(*index, queries_->data.data(), kQueries, kK));
+  ASSERT_EQ(exact.ids.size(), static_cast<size_t>(kQueries * kK));
+  const double recall = Recall(exact);
+  std::printf("%s exact-search recall@10 %.3f\n", GetParam().label.c_str(), recall);
+  if (approximate) {
+    EXPECT_GE(recall, 0.5);
+  } else {
+    EXPECT_GE(recall, 0.999);  // equal distances may order differently
+  }
+  EXPECT_EQ(ExactSearch(*index, queries_->data.data(), 1, 0).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST_P(VectorIndexTest, IncrementalAddsInSeveralBatches) {
   ASSERT_OK_AND_ASSIGN(auto index, MakeVectorIndex(Params()));
   for (int64_t start = 0; start < kBase; start += 1250) {
@@ -319,6 +347,10 @@ TEST(VectorIndexFactoryTest, RejectsBadParamsNamingTheKey) {
   ExpectInvalid(Ivf({{"nlist", 0}}), "index.params.nlist");
   ExpectInvalid(Ivf({{"nlist", "many"}}), "index.params.nlist");
   ExpectInvalid(Ivf({{"nlsit", 4}}), "index.params.nlsit");
+  ExpectInvalid(Ivf({{"nlsit", 4}}),
+                "index.params.nlsit: unknown key for type ivf_flat (allowed: nlist, nprobe, "
+                "train_size)");
+  ExpectInvalid({IndexType::kFlat, Metric::kL2, 8, {{"M", 4}}}, "for type flat (it takes none)");
   ExpectInvalid({IndexType::kIvfPq, Metric::kL2, 10, {{"m", 4}}}, "index.params.m");
   ExpectInvalid({IndexType::kIvfPq, Metric::kL2, 8, {{"nbits", 17}}}, "index.params.nbits");
   ExpectInvalid({IndexType::kHnsw, Metric::kL2, 8, {{"M", 1}}}, "index.params.M");

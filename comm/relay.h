@@ -15,7 +15,7 @@
 // the gang's world ranks, from the Assign), and kept while the attempt runs.
 //
 // Cost: two memcpy of the payload per collective and the rank's wake-up latency (its loop
-// polls every 100 us at most while a gang task runs): bench/gang_bench measures the share.
+// polls every 200 us at most while a gang task runs): bench/gang_bench measures the share.
 //
 // A failed gang: the waiting member is cancelled (its JobContext), returns Cancelled, and
 // the rank abandons the op in flight when the next gang's first request arrives (its peers

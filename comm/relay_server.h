@@ -27,7 +27,7 @@ class RelayServer {
   // A new task process: requests of the old one are forgotten.
   void Reset();
   // Starts a posted request, tests the one in flight. Returns true while a gang is set
-  // (the caller then polls again within ~100 us).
+  // (the caller then polls again within ~200 us).
   bool Poll();
 
  private:

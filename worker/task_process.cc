@@ -184,10 +184,11 @@ class Relay {
         Stop();
         return 1;
       }
-      // While a gang task runs, its collectives wait on this loop: poll at least every 50 us.
+      // While a gang task runs, its collectives wait on this loop: poll at least every 200 us
+      // (a step of a model worth a gang takes tens of ms; more wake-ups steal its cores).
       const bool gang = relay_server_ && relay_server_->Poll();
-      idle_sleep = did_work ? std::chrono::microseconds(20)
-                            : std::min(idle_sleep * 2, std::chrono::microseconds(gang ? 50 : 2000));
+      const auto most = std::chrono::microseconds(gang ? 200 : 2000);
+      idle_sleep = did_work ? std::chrono::microseconds(20) : std::min(idle_sleep * 2, most);
       // Wakes at once when the task process reports (a Result must not wait for the back-off).
       if (running) task_.channel->WaitForInput(idle_sleep);
     }

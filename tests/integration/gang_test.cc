@@ -29,6 +29,28 @@ class GangTest : public testutil::ClusterFixture {
     return Call("GET", "/v1/sweeps/" + sweep["id"].get<std::string>() + "/trials")["trials"];
   }
 
+  // The largest absolute difference between the final weights of two trials (Debian's
+  // python3-torch loads the archives); -1 when it cannot tell.
+  double WeightDiff(const std::string& a, const std::string& b) {
+    {
+      std::ofstream script(dir_.Join("diff.py"));
+      script << "import sys, torch\n"
+                "a = torch.jit.load(sys.argv[1]).state_dict()\n"
+                "b = torch.jit.load(sys.argv[2]).state_dict()\n"
+                "assert a.keys() == b.keys(), (a.keys(), b.keys())\n"
+                "assert max(a[k].abs().max().item() for k in a) > 0, 'all zero'\n"
+                "print('maxdiff %.9f' % max((a[k] - b[k]).abs().max().item() for k in a))\n";
+    }
+    std::string out;
+    const int rc = testutil::RunCommand(
+        "/usr/bin/python3 " + dir_.Join("diff.py") + " " + SaveArchive(a) + " " + SaveArchive(b),
+        &out);
+    std::printf("[ info ] weights %s vs %s: %s", a.c_str(), b.c_str(), out.c_str());
+    const size_t at = out.find("maxdiff ");
+    EXPECT_TRUE(rc == 0 && at != std::string::npos) << out;
+    return rc == 0 && at != std::string::npos ? std::stod(out.substr(at + 8)) : -1;
+  }
+
   // The final checkpoint of `trial`'s archive (after the header line), written to a file.
   std::string SaveArchive(const std::string& trial) {
     auto r = client_->Request("GET", "/v1/trials/" + trial + "/checkpoint");
@@ -54,9 +76,10 @@ std::string TrainSpec(const std::string& name, int k, const std::string& extra =
 }
 
 // Tolerances: the gang sums two half-batch gradients where one worker computes the whole
-// batch's at once, so the float results differ in the last bits and the differences grow a
-// little with every step. After 2 epochs (126 steps) of AdamW: weights within 2e-3
-// absolute, val_loss within 1e-3 relative, val_accuracy within 0.5 % (5 of 800 rows).
+// batch's at once, so the float results differ in the last bits, and the differences may
+// grow with every step. After 2 epochs (100 steps) of AdamW: weights within 1e-4 absolute
+// (measured: 9.6e-7), val_loss and train_loss within 1e-4 relative (measured: equal to 7
+// digits), val_accuracy within 2 of the 800 validation rows.
 TEST_F(GangTest, TwoWorkerGangTrainsLikeOneWorker) {
   StartCluster(3);
   json one = WaitForSweep(Submit(TrainSpec("one", 1))["id"], std::chrono::seconds(300));
@@ -68,33 +91,15 @@ TEST_F(GangTest, TwoWorkerGangTrainsLikeOneWorker) {
   for (const char* metric : {"val_loss", "train_loss"}) {
     const double x = a["metrics"][metric], y = b["metrics"][metric];
     std::printf("[ info ] %s: one worker %.7f, gang of 2 %.7f\n", metric, x, y);
-    EXPECT_NEAR(x, y, 1e-3 * std::fabs(x)) << metric;
+    EXPECT_NEAR(x, y, 1e-4 * std::fabs(x)) << metric;
   }
   EXPECT_NEAR(a["metrics"]["val_accuracy"].get<double>(),
-              b["metrics"]["val_accuracy"].get<double>(), 0.005);
+              b["metrics"]["val_accuracy"].get<double>(), 2.0 / 800 + 1e-9);
   EXPECT_EQ(a["epochs_done"], b["epochs_done"]);
 
-  {
-    std::ofstream script(dir_.Join("diff.py"));
-    script << "import sys, torch\n"
-              "a = torch.jit.load(sys.argv[1]).state_dict()\n"
-              "b = torch.jit.load(sys.argv[2]).state_dict()\n"
-              "assert a.keys() == b.keys(), (a.keys(), b.keys())\n"
-              "print('maxdiff %.9f' % max((a[k] - b[k]).abs().max().item() for k in a))\n"
-              "print('maxabs %.9f' % max(a[k].abs().max().item() for k in a))\n";
-  }
-  std::string out;
-  ASSERT_EQ(testutil::RunCommand("/usr/bin/python3 " + dir_.Join("diff.py") + " " +
-                                     SaveArchive(a["id"]) + " " + SaveArchive(b["id"]),
-                                 &out),
-            0)
-      << out;
-  std::printf("[ info ] weights: %s", out.c_str());
-  const size_t at = out.find("maxdiff ");
-  ASSERT_NE(at, std::string::npos) << out;
-  const double maxdiff = std::stod(out.substr(at + 8));
-  EXPECT_LE(maxdiff, 2e-3) << out;
-  EXPECT_GT(out.find("maxabs 0.0"), out.size()) << "the weights are not all zero: " << out;
+  const double maxdiff = WeightDiff(a["id"], b["id"]);
+  EXPECT_GE(maxdiff, 0);
+  EXPECT_LE(maxdiff, 1e-4);
 }
 
 std::string NoopSpec(const std::string& name, int trials, int k) {
@@ -147,7 +152,9 @@ TEST_F(GangTest, KilledGangTrialResumesFromItsCheckpointOnAFreshGang) {
   // Both workers ran it as one gang.
   json workers = Call("GET", "/v1/workers")["workers"];
   for (const json& w : workers) {
-    if (w["trial"] == trial) EXPECT_EQ(w["gang"], json::array({1, 2})) << workers.dump();
+    if (w["trial"] == trial) {
+      EXPECT_EQ(w["gang"], json::array({1, 2})) << workers.dump();
+    }
   }
   cluster_->Kill();
 
@@ -161,6 +168,18 @@ TEST_F(GangTest, KilledGangTrialResumesFromItsCheckpointOnAFreshGang) {
   EXPECT_EQ(t["attempts"], 2);
   EXPECT_EQ(t["epochs_done"], 8) << t.dump();
   EXPECT_GT(t["metrics"]["val_accuracy"].get<double>(), 0.75) << t.dump();
+
+  // The same gang trial never interrupted ends with the same weights and validation
+  // metrics (every member restored the same step checkpoint: optimizer, data order, RNGs).
+  json again = WaitForSweep(
+      Submit(TrainSpec("uninterrupted", 2, "checkpoint: {every_steps: 20, keep_last: 2}\n", 8,
+                       6000))["id"],
+      std::chrono::seconds(600));
+  ASSERT_EQ(again["state"], "completed") << again.dump(2);
+  const json u = Trials(again)[0];
+  EXPECT_EQ(u["metrics"]["val_loss"], t["metrics"]["val_loss"]);
+  EXPECT_EQ(u["metrics"]["val_accuracy"], t["metrics"]["val_accuracy"]);
+  EXPECT_EQ(WeightDiff(u["id"], trial), 0.0);
 }
 
 }  // namespace

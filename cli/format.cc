@@ -333,15 +333,21 @@ std::string FormatTrials(const json& sweep, const json& trials, const TrialsView
 }
 
 std::string FormatWorkersTable(const json& workers, int64_t now_ms, bool csv) {
-  TextTable table({"RANK", "HOST", "STATE", "TRIAL", "LAST-SEEN", "RESTARTS", "NOTE"});
+  TextTable table({"RANK", "HOST", "STATE", "TRIAL", "GANG", "LAST-SEEN", "RESTARTS", "NOTE"});
   for (const json& w : ArrayOf(workers, "workers")) {
+    // A multi-worker trial's ranks, member 0 (the one that reports) first.
+    std::string gang;
+    const json& members = Field(w, "gang");
+    if (members.is_array()) {
+      for (const json& r : members) gang += (gang.empty() ? "" : ",") + FormatCell(r);
+    }
     const std::optional<double> seen = Num(w, "last_seen_ms");
     // Why a worker is lost, else why its task process last restarted.
     const std::string note = Str(w, "state") == "lost" && Str(w, "lost_reason") != "-"
                                  ? Str(w, "lost_reason")
                                  : Str(w, "fault");
     table.AddRow({FormatCell(Field(w, "rank")), Str(w, "host"), Str(w, "state"),
-                  Str(w, "trial"),
+                  Str(w, "trial"), gang.empty() ? "-" : gang,
                   seen ? FormatDuration(now_ms - static_cast<int64_t>(*seen)) + " ago" : "-",
                   FormatCell(Field(w, "task_restarts")), note});
   }

@@ -48,6 +48,10 @@ int RunCluster(const lattice::ClusterOptions& options) {
   int provided = 0;
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
   for (int sig : {SIGINT, SIGTERM, SIGUSR1}) std::signal(sig, OnStopSignal);
+  // Gangs make their sub-communicators from this duplicate (collective: every rank, now),
+  // not from the control channel's MPI_COMM_WORLD (lattice::WorkerOptions::gang_parent).
+  MPI_Comm gang_parent = MPI_COMM_NULL;
+  MPI_Comm_dup(MPI_COMM_WORLD, &gang_parent);
   int rc = 0;
   {
     lattice::MpiControlChannel channel(MPI_COMM_WORLD);
@@ -70,11 +74,13 @@ int RunCluster(const lattice::ClusterOptions& options) {
       wopts.coordinator_timeout_ms = options.worker_timeout_ms;
       wopts.stop_signals = &g_stop_signals;
       wopts.drain_grace_ms = options.drain_grace_ms;
+      wopts.gang_parent = gang_parent;
       rc = lattice::RunWorker(channel, wopts);
     }
     // Shutdown and last results still in flight; a dead rank never takes its share.
     channel.Flush(std::chrono::seconds(5));
   }
+  MPI_Comm_free(&gang_parent);
   MPI_Finalize();
   return rc;
 }

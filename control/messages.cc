@@ -56,7 +56,9 @@ json Encode(const RegisterMsg& m) {
   return j;
 }
 json Encode(const AssignMsg& m) {
-  return {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"config", m.config}};
+  json j = {{"trial", TrialToJson(m.trial)}, {"attempt", m.attempt}, {"config", m.config}};
+  if (!m.gang.empty()) j["gang"] = m.gang;
+  return j;
 }
 // Optional fields are written only when set and read with a default, so either side may
 // be older than the other.
@@ -191,7 +193,18 @@ StatusOr<Message> Decode(MessageType type, const json& j) {
                                  IntOr<int64_t>(j, "vram_total_bytes", 0)});
     case MessageType::kAssign: {
       LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));
-      return Message(AssignMsg{id, Int<int>(j, "attempt"), j.at("config")});
+      AssignMsg assign{id, Int<int>(j, "attempt"), j.at("config"), {}};
+      if (j.contains("gang")) {
+        const json& gang = j.at("gang");
+        if (!gang.is_array()) throw std::invalid_argument("'gang' must be an array of ranks");
+        for (const json& r : gang) {
+          if (!r.is_number_integer() || r.get<int64_t>() < 1 || r.get<int64_t>() > 1 << 24) {
+            throw std::invalid_argument("'gang' must hold worker ranks, got " + r.dump());
+          }
+          assign.gang.push_back(r.get<int>());
+        }
+      }
+      return Message(std::move(assign));
     }
     case MessageType::kProgress: {
       LATTICE_ASSIGN_OR_RETURN(TrialId id, TrialFromJson(j, "trial"));

@@ -68,6 +68,10 @@ struct AssignMsg {
   TrialId trial;
   int attempt = 0;           // 1-based
   nlohmann::json config;     // the job config (see jobs/job_config.h)
+  // A multi-worker trial (resources.workers_per_trial > 1): the world ranks of its gang,
+  // member 0 first; every member gets the same Assign. Member 0 reports Progress, step
+  // and final checkpoints; every member sends a Result. Empty: a one-worker trial.
+  std::vector<int> gang = {};
 };
 
 struct ProgressMsg {

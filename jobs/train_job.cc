@@ -19,6 +19,7 @@
 
 #include "jobs/embed_config.h"
 #include "jobs/embed_job.h"
+#include "jobs/internal/data_parallel.h"
 #include "jobs/internal/device.h"
 #include "jobs/internal/feature_match.h"
 #include "jobs/internal/flat_optimizer.h"
@@ -272,6 +273,7 @@ class Trainer {
   std::unique_ptr<internal::FeatureMatch> feature_match_;
   std::unique_ptr<internal::FlatParameters> flat_;  // aliases model_'s parameters
   std::unique_ptr<internal::FlatOptimizer> optimizer_;
+  internal::DataParallel dp_{ctx_.gang};  // a no-op for one worker
   std::unique_ptr<internal::LrSchedule> schedule_;
   double last_lr_ = 0;  // lr of the latest optimizer step: the per-epoch metric "lr"
   internal::Progress progress_{cfg_.train.early_stopping};
@@ -342,7 +344,8 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
       return Status::FailedPrecondition("epoch " + std::to_string(epoch) + ": training loss is " +
                                         (std::isnan(value) ? "NaN" : "Inf"));
     }
-    loss.backward();
+    (dp_.active() ? loss * dp_.Share(b) : loss).backward();  // gangs: this slice's share
+    LATTICE_RETURN_IF_ERROR(dp_.AllreduceGradients(*flat_));
     if (cfg_.train.clip_grad_norm) flat_->ClipGradNorm(*cfg_.train.clip_grad_norm);
     last_lr_ = schedule_->lr();
     optimizer_->set_lr(last_lr_);
@@ -355,6 +358,7 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
       LATTICE_RETURN_IF_ERROR(Snapshot(epoch, b + 1, loss_sum, seen));
     }
   }
+  LATTICE_RETURN_IF_ERROR(dp_.SumEpochLoss(&loss_sum, &seen));
   return seen > 0 ? loss_sum / static_cast<double>(seen) : 0.0;
 }
 
@@ -567,12 +571,20 @@ StatusOr<JobResult> Trainer::Run() {
                        {"student_params", static_cast<double>(student_params)}};
   }
   if (!order_restored_) last_lr_ = schedule_->lr();  // as is if an epoch had no step at all
+  const bool batchnorm = cfg_.model.batchnorm && cfg_.model.type == ModelType::kMlp;
+  LATTICE_RETURN_IF_ERROR(dp_.Start(*model_, *flat_, batches_,
+                                    {&teacher_batches_, &feature_batches_}, batchnorm ? 2 : 1));
+  dp_.DropRestoredEpochSums(&carried_loss_sum_, &carried_seen_);
   result.epochs_done = start_epoch_ - 1;
   for (int epoch = start_epoch_; epoch <= cfg_.train.epochs; ++epoch) {
     LATTICE_ASSIGN_OR_RETURN(double train_loss, TrainEpoch(epoch));
+    LATTICE_RETURN_IF_ERROR(dp_.AverageBuffers(*model_));
     EvalResult eval =
         Evaluate(model_, data_.x_val, data_.y_val, teacher_ ? teacher_->val : torch::Tensor(),
                  feature_match_.get(), feature_match_ ? teacher_->features_val : torch::Tensor());
+    double shared[] = {eval.loss, eval.accuracy, eval.agreement, eval.feature_loss};
+    LATTICE_RETURN_IF_ERROR(dp_.ShareValues(shared, 4));  // gangs: member 0's decide
+    eval = {shared[0], shared[1], shared[2], shared[3]};
     schedule_->OnEpochEnd(eval.loss);
     last = {{"train_loss", train_loss},
             {"val_loss", eval.loss},
@@ -598,6 +610,7 @@ StatusOr<JobResult> Trainer::Run() {
     result.metrics["selected_val_accuracy"] = selected_->metrics.at("val_accuracy");
   }
   progress_.Fill(&result.metrics);
+  dp_.Report(&result.metrics);
   LATTICE_RETURN_IF_ERROR(WaitForSnapshot());  // every step checkpoint is out before the result
   if (cfg_.train.save_checkpoint) {
     CheckpointHeader header;

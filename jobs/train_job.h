@@ -86,6 +86,10 @@
 #include "common/status.h"
 #include "jobs/dataset.h"
 
+namespace lattice::comm {
+class Communicator;  // comm/communicator.h
+}  // namespace lattice::comm
+
 namespace lattice::jobs {
 
 class EncoderCache;  // jobs/embed_job.h
@@ -132,6 +136,11 @@ struct JobContext {
   // The checkpoint of a train trial, by trial id ("s3-t4"), for embed jobs with encoder
   // {type: trial}; returns null when this process does not have it. May be empty.
   std::function<std::shared_ptr<const std::string>(const std::string& trial)> checkpoint;
+  // A multi-worker trial: this member's Communicator of the gang (not owned; must outlive
+  // RunJob). Train / distill jobs then train data-parallel (jobs/internal/data_parallel.h):
+  // every member calls RunJob with the same config, and member 0's results, checkpoints
+  // and callbacks are the trial's. Null: one worker.
+  comm::Communicator* gang = nullptr;
 };
 
 // Checks that this process can run jobs on `device` ("cpu", "cuda:0"): FailedPrecondition

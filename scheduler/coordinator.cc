@@ -304,6 +304,13 @@ bool Coordinator::RunCommands(Pending& p) {
 }
 
 StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending& p) {
+  const size_t workers = slots_.size() - 1;
+  if (static_cast<size_t>(spec.workers_per_trial) > workers) {
+    return Status::InvalidArgument(
+        "resources.workers_per_trial: " + std::to_string(spec.workers_per_trial) +
+        " workers per trial, but the cluster has " + std::to_string(workers) + " worker" +
+        (workers == 1 ? "" : "s"));
+  }
   // A trial's checkpoint as an embed encoder or a distill teacher: checked against the store
   // now; a sweep id ("s3") or name becomes its best trial's id in every trial's config.
   const char* source = spec.kind == JobKind::kEmbed     ? "encoder"

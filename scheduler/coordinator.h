@@ -6,7 +6,17 @@
 //   3. place queued trials on idle workers (FIFO by sweep, then grid index,
 //      respecting each sweep's max_concurrent_trials); trials that take only a few
 //      milliseconds are assigned a few ahead per worker so the worker never waits for
-//      the coordinator's round trip;
+//      the coordinator's round trip. A multi-worker trial (resources.workers_per_trial =
+//      k > 1) is placed on k idle workers at once or not at all (so no gang is ever half
+//      formed, and no two gangs wait on each other's workers); a worker holds one gang
+//      task and nothing else. Gangs are placed before one-worker trials, and when the
+//      oldest waiting gang (the first in placement order) cannot form, nothing else is
+//      placed: the idle workers wait for it and busy ones join it as they finish, so a
+//      stream of one-worker trials (older sweeps' too) cannot starve it; unless fewer
+//      than k workers are alive, when it waits without holding anyone. No backfill (the
+//      coordinator does not know how long trials take). A gang attempt ends as a whole: a
+//      member's failure or loss fails it, and every other member is sent Cancel (they
+//      stay busy until they answer, so a worker is never given a second task);
 //   4. declare silent workers lost and queue their trials again;
 //   5. commit all changes of this iteration as ONE synced RocksDB batch (group commit);
 //   6. only then act: send Assign/Cancel messages and answer the waiting commands.
@@ -154,6 +164,8 @@ struct WorkerView {
   int task_restarts = 0;         // times its task process died and was restarted
   std::string fault;             // why the last time ("task process killed by signal 11 ...")
   std::string lost_reason;       // why it is (or was last) declared lost
+  // The gang of `trial` (member 0 first) when it is a multi-worker trial; else empty.
+  std::vector<WorkerRank> gang;
 };
 
 class Coordinator {
@@ -257,6 +269,9 @@ class Coordinator {
   bool PollWorkers(Pending& p);
   bool RunCommands(Pending& p);
   bool PlaceTrials(Pending& p);
+  // One placement pass over the queue, of gang trials or of one-worker trials; sets
+  // *reserved when the oldest waiting gang cannot form yet.
+  bool PlacePass(bool gangs, bool* reserved, Pending& p);
   bool CheckLiveness(Pending& p);
   void Flush(Pending& p);
   // Commits p.batch (synced unless it holds only progress).
@@ -313,7 +328,7 @@ class Coordinator {
   // Before assigning an attempt of a trial that has step checkpoints: queue the latest
   // readable one (or the one `lattice resume --from-step` chose) for the worker, which
   // resumes from it.
-  void SendResumeIfAny(WorkerRank rank, const TrialRecord& t, Pending& p);
+  void SendResumeIfAny(const std::vector<WorkerRank>& ranks, const TrialRecord& t, Pending& p);
   struct StepCheckpoint {
     int64_t step = 0;
     double metric = 0;  // the policy's metric at that point; NaN when it had none yet
@@ -358,6 +373,20 @@ class Coordinator {
   size_t PipelineDepth(const ActiveSweep& sweep) const;
   // The worker with the fewest in-flight trials below `depth`, or nullopt if none.
   std::optional<WorkerRank> PickWorker(size_t depth) const;
+  // Gangs (resources.workers_per_trial; the policy is at the top of this file).
+  // The gang size of a sweep's trials (1 for a one-worker trial).
+  static int WorkersPerTrial(const SweepRecord& sweep);
+  // The `k` lowest idle workers with nothing in flight, or fewer when there are not k.
+  std::vector<WorkerRank> PickGang(size_t k) const;
+  // Workers that are up (idle or busy) and not draining.
+  size_t LiveWorkers() const;
+  // Whether `rank` holds (trial, attempt) in flight.
+  bool Holds(WorkerRank rank, const TrialId& trial, int attempt) const;
+  // A gang attempt ended: every member but `except` that still holds it gets Cancel.
+  void CancelGangMembers(const TrialId& trial, int attempt, WorkerRank except, Pending& p);
+  // A member other than member 0 answered: its failure (or its own preemption while the
+  // cluster is not draining) ends the attempt for the whole gang.
+  void OnGangMemberResult(WorkerRank rank, const ResultMsg& m, Pending& p);
   Slot& slot(WorkerRank rank) { return slots_[static_cast<size_t>(rank.value)]; }
   const Slot& slot(WorkerRank rank) const { return slots_[static_cast<size_t>(rank.value)]; }
   int64_t Now() const { return clock_->NowMillis(); }

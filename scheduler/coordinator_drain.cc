@@ -73,6 +73,7 @@ void Coordinator::PreemptRunningTrials(const std::string& why, Pending& p) {
     }
     slot.inflight.clear();
     slot.view.trial.reset();
+    slot.view.gang.clear();
     if (slot.view.state == WorkerState::kBusy) slot.view.state = WorkerState::kIdle;
   }
   if (preempted > 0) {

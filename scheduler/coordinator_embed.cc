@@ -171,7 +171,8 @@ void Coordinator::StoreStepCheckpoint(const TrialRecord& t, const CheckpointStor
   p.batch.AppendEvent("checkpoint", {{"trial", t.id.ToString()}, {"step", writer.step()}});
 }
 
-void Coordinator::SendResumeIfAny(WorkerRank rank, const TrialRecord& t, Pending& p) {
+void Coordinator::SendResumeIfAny(const std::vector<WorkerRank>& ranks, const TrialRecord& t,
+                                  Pending& p) {
   const std::vector<StepCheckpoint>& list = StepCheckpoints(t);
   if (list.empty()) return;
   int64_t step = list.back().step;
@@ -197,7 +198,7 @@ void Coordinator::SendResumeIfAny(WorkerRank rank, const TrialRecord& t, Pending
     p.batch.AppendEvent("trial_resumed",
                         {{"trial", t.id.ToString()}, {"attempt", t.attempts}, {"step", c->step}});
     for (auto& piece : SplitCheckpoint(t.id, t.attempts, c->step, std::move(blob).value())) {
-      p.sends.emplace_back(rank, std::move(piece));
+      for (WorkerRank rank : ranks) p.sends.emplace_back(rank, piece);  // every gang member
     }
     return;
   }

@@ -120,6 +120,7 @@ void Coordinator::CountProcessed(WorkerRank rank, const TrialId& trial, int64_t 
 
 void Coordinator::OnResult(WorkerRank rank, const ResultMsg& m, Pending& p) {
   CountProcessed(rank, m.trial, m.processed);
+  const bool held = Holds(rank, m.trial, m.attempt);
   if (ReleaseWorker(rank, m.trial, m.attempt) && m.code == StatusCode::kOk) {
     if (metrics_ != nullptr) metrics_->trial_seconds.Observe(m.run_seconds);
     auto sweep = sweeps_.find(m.trial.sweep);
@@ -133,7 +134,10 @@ void Coordinator::OnResult(WorkerRank rank, const ResultMsg& m, Pending& p) {
   // A worker that preempts a task while the coordinator is not draining got a stop signal
   // of its own: it takes no new task (it would preempt it at once).
   if (m.preempted && !drain_) slot(rank).draining = true;
-  if (!IsCurrentAttempt(rank, m.trial, m.attempt)) return;  // cancelled, or given up on
+  if (!IsCurrentAttempt(rank, m.trial, m.attempt)) {  // cancelled, given up on, or a member
+    if (held) OnGangMemberResult(rank, m, p);
+    return;
+  }
   TrialRecord& t = trials_.at(m.trial);
   const SweepRecord& sweep = sweeps_.at(t.id.sweep).record;
   TrialEvent event = scheduler::EventForResult(m.code);
@@ -175,6 +179,74 @@ void Coordinator::OnResult(WorkerRank rank, const ResultMsg& m, Pending& p) {
   if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
 }
 
+void Coordinator::OnGangMemberResult(WorkerRank rank, const ResultMsg& m, Pending& p) {
+  auto it = trials_.find(m.trial);
+  if (it == trials_.end() || it->second.state != TrialState::kRunning ||
+      it->second.attempts != m.attempt || WorkersPerTrial(sweeps_.at(m.trial.sweep).record) <= 1) {
+    return;  // the attempt already ended (this member was cancelled), or not a gang
+  }
+  if (m.code == StatusCode::kOk) return;  // member 0 reports the trial's outcome
+  TrialEvent event = scheduler::EventForResult(m.code);
+  if (m.code == StatusCode::kCancelled) {
+    // Draining: member 0 preempts too and reports, after its step checkpoint.
+    if (!m.preempted || drain_) return;
+    event = TrialEvent::kPreempt;  // a stop signal to this member only: the gang is broken
+  }
+  std::fprintf(stderr, "coordinator: trial %s attempt %d: gang member %s ended it: %s\n",
+               m.trial.ToString().c_str(), m.attempt, rank.ToString().c_str(), m.error.c_str());
+  Status s = Transition(it->second, event, rank, "gang member " + rank.ToString() + ": " + m.error, p);
+  if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
+}
+
+bool Coordinator::Holds(WorkerRank rank, const TrialId& trial, int attempt) const {
+  if (rank.value <= 0 || rank.value >= static_cast<int>(slots_.size())) return false;
+  for (const Inflight& f : slot(rank).inflight) {
+    if (f.trial == trial && f.attempt == attempt) return true;
+  }
+  return false;
+}
+
+void Coordinator::CancelGangMembers(const TrialId& trial, int attempt, WorkerRank except,
+                                    Pending& p) {
+  for (size_t r = 1; r < slots_.size(); ++r) {
+    const WorkerRank rank = slots_[r].view.rank;
+    if (rank != except && slots_[r].view.state != WorkerState::kLost && Holds(rank, trial, attempt)) {
+      p.sends.emplace_back(rank, CancelMsg{trial});
+    }
+  }
+}
+
+int Coordinator::WorkersPerTrial(const SweepRecord& sweep) {
+  const nlohmann::json& spec = sweep.spec;
+  if (!spec.is_object() || !spec.contains("resources")) return 1;
+  const nlohmann::json& res = spec["resources"];
+  if (!res.is_object() || !res.contains("workers_per_trial") ||
+      !res["workers_per_trial"].is_number_integer()) {
+    return 1;
+  }
+  return std::max(1, res["workers_per_trial"].get<int>());
+}
+
+std::vector<WorkerRank> Coordinator::PickGang(size_t k) const {
+  std::vector<WorkerRank> gang;
+  for (size_t r = 1; r < slots_.size() && gang.size() < k; ++r) {
+    const Slot& s = slots_[r];
+    if (s.view.state == WorkerState::kIdle && s.inflight.empty() && !s.draining) {
+      gang.push_back(s.view.rank);
+    }
+  }
+  return gang;
+}
+
+size_t Coordinator::LiveWorkers() const {
+  size_t live = 0;
+  for (size_t r = 1; r < slots_.size(); ++r) {
+    const Slot& s = slots_[r];
+    live += (s.view.state == WorkerState::kIdle || s.view.state == WorkerState::kBusy) && !s.draining;
+  }
+  return live;
+}
+
 bool Coordinator::ReleaseWorker(WorkerRank rank, const TrialId& trial, int attempt) {
   Slot& slot = this->slot(rank);
   bool found = false;
@@ -188,6 +260,7 @@ bool Coordinator::ReleaseWorker(WorkerRank rank, const TrialId& trial, int attem
   }
   if (slot.inflight.empty()) {
     slot.view.trial.reset();
+    slot.view.gang.clear();
   } else {
     slot.view.trial = slot.inflight.front().trial;
   }
@@ -217,19 +290,51 @@ std::optional<WorkerRank> Coordinator::PickWorker(size_t depth) const {
 }
 
 bool Coordinator::PlaceTrials(Pending& p) {
+  bool reserved = false;  // a gang waits for workers: no one-worker trial starts
+  bool placed = PlacePass(/*gangs=*/true, &reserved, p);
+  if (!reserved) placed |= PlacePass(/*gangs=*/false, &reserved, p);
+  return placed;
+}
+
+bool Coordinator::PlacePass(bool gangs, bool* reserved, Pending& p) {
   bool placed = false;
   auto it = queue_.begin();
+  auto next_sweep = [&](const TrialId& id) {
+    return queue_.lower_bound(TrialId{SweepId{id.sweep.value + 1}, 0});
+  };
   while (it != queue_.end() && PickWorker(static_cast<size_t>(options_.max_pipeline))) {
     // Below the space reserve nothing new starts: what runs may still need it.
     if (!SpaceCheck().ok()) break;
     TrialId id = *it;
     ActiveSweep& sweep = sweeps_.at(id.sweep);
-    std::optional<WorkerRank> rank = PickWorker(PipelineDepth(sweep));
-    if (!rank ||
-        (sweep.record.max_concurrent > 0 &&
-         sweep.counts.count(TrialState::kRunning) >=
-             static_cast<uint32_t>(sweep.record.max_concurrent))) {
-      it = queue_.lower_bound(TrialId{SweepId{id.sweep.value + 1}, 0});  // next sweep
+    const size_t k = static_cast<size_t>(WorkersPerTrial(sweep.record));
+    if ((k > 1) != gangs) {
+      it = next_sweep(id);
+      continue;
+    }
+    if (sweep.record.max_concurrent > 0 &&
+        sweep.counts.count(TrialState::kRunning) >=
+            static_cast<uint32_t>(sweep.record.max_concurrent)) {
+      it = next_sweep(id);
+      continue;
+    }
+    std::vector<WorkerRank> members;
+    if (k > 1) {
+      members = PickGang(k);
+      if (members.size() < k) {
+        // The oldest waiting gang: nothing else takes a worker (top of coordinator.h),
+        // unless it cannot form at all now.
+        if (LiveWorkers() >= k) {
+          *reserved = true;
+          break;
+        }
+        it = next_sweep(id);
+        continue;
+      }
+    } else if (std::optional<WorkerRank> rank = PickWorker(PipelineDepth(sweep))) {
+      members.push_back(*rank);
+    } else {
+      it = next_sweep(id);
       continue;
     }
     auto record = trials_.find(id);
@@ -239,23 +344,30 @@ bool Coordinator::PlaceTrials(Pending& p) {
       record = trials_.find(id);
     }
     if (record == trials_.end()) {  // not stored yet (submitted in this iteration)
-      it = queue_.lower_bound(TrialId{SweepId{id.sweep.value + 1}, 0});  // next sweep
+      it = next_sweep(id);
       continue;
     }
     ++it;  // Transition erases `id` from the queue
     TrialRecord& t = record->second;
-    Status s = Transition(t, TrialEvent::kAssign, *rank, "", p);
+    Status s = Transition(t, TrialEvent::kAssign, members.front(), "", p);
     if (!s.ok()) {
       std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
       continue;
     }
-    Slot& slot = this->slot(*rank);
-    slot.view.state = WorkerState::kBusy;
-    slot.inflight.push_back(Inflight{id, t.attempts});
-    slot.view.trial = slot.inflight.front().trial;
-    SendCheckpointIfNeeded(*rank, t, p);
-    SendResumeIfAny(*rank, t, p);
-    p.sends.emplace_back(*rank, AssignMsg{id, t.attempts, t.config});
+    AssignMsg assign{id, t.attempts, t.config, {}};
+    if (k > 1) {
+      for (WorkerRank r : members) assign.gang.push_back(r.value);
+    }
+    for (WorkerRank r : members) {
+      Slot& slot = this->slot(r);
+      slot.view.state = WorkerState::kBusy;
+      slot.inflight.push_back(Inflight{id, t.attempts});
+      slot.view.trial = slot.inflight.front().trial;
+      if (k > 1) slot.view.gang = members;
+      SendCheckpointIfNeeded(r, t, p);
+    }
+    SendResumeIfAny(members, t, p);  // every member restores the same state
+    for (WorkerRank r : members) p.sends.emplace_back(r, assign);
     if (metrics_ != nullptr) metrics_->trials_dispatched.Increment();
     placed = true;
   }
@@ -311,6 +423,7 @@ bool Coordinator::CheckLiveness(Pending& p) {
     }
     slot.inflight.clear();
     slot.view.trial.reset();
+    slot.view.gang.clear();
     slot.view.state = WorkerState::kLost;
     changed = true;
   }
@@ -339,6 +452,10 @@ Status Coordinator::Transition(TrialRecord& trial, TrialEvent event, WorkerRank 
   if (before == TrialState::kQueued) queue_.erase(trial.id);
   if (before == TrialState::kRunning) {
     AbandonCheckpointTransfers(trial.id, p);  // the attempt ended
+    // A gang's other members stop too (on success they are finishing by themselves).
+    if (event != TrialEvent::kSucceed && WorkersPerTrial(sweep.record) > 1) {
+      CancelGangMembers(trial.id, trial.attempts, worker, p);
+    }
   }
   if (trial.state == TrialState::kQueued) queue_.insert(trial.id);
   if (metrics_ != nullptr && before == TrialState::kRunning && trial.state == TrialState::kQueued) {

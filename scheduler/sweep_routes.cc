@@ -57,10 +57,16 @@ StatusOr<int64_t> IntQuery(const HttpRequest& req, const std::string& name, int6
 }
 
 json WorkerJson(const WorkerView& w) {
+  json gang = nullptr;  // the ranks running its trial together, member 0 first
+  if (!w.gang.empty()) {
+    gang = json::array();
+    for (WorkerRank r : w.gang) gang.push_back(r.value);
+  }
   return {{"rank", w.rank.value},
           {"host", w.host},
           {"state", WorkerStateName(w.state)},
           {"trial", w.trial ? json(w.trial->ToString()) : json(nullptr)},
+          {"gang", gang},
           {"threads", w.threads},
           {"device", w.device},
           {"rss_bytes", w.rss_bytes},

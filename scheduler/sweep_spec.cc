@@ -117,11 +117,19 @@ Status ParseLimits(OrderedJson* doc, SweepSpec* out) {
   LATTICE_RETURN_IF_ERROR(CheckKeys(res, "resources", {"workers_per_trial"}));
   LATTICE_ASSIGN_OR_RETURN(auto workers,
                            OptionalInt(res, "workers_per_trial", "resources.workers_per_trial", 1));
-  if (workers && *workers != 1) {
-    return Status::InvalidArgument(
-        "resources.workers_per_trial: only 1 worker per trial is supported for now, got " +
-        std::to_string(*workers));
+  out->workers_per_trial = static_cast<int>(workers.value_or(1));
+  if (out->workers_per_trial > kMaxWorkersPerTrial) {
+    return Status::InvalidArgument("resources.workers_per_trial: at most " +
+                                   std::to_string(kMaxWorkersPerTrial) + ", got " +
+                                   std::to_string(out->workers_per_trial));
   }
+  if (out->workers_per_trial > 1 && out->kind == JobKind::kEmbed) {
+    return Status::InvalidArgument(
+        "resources.workers_per_trial: an embed sweep's shards each run on one worker (the "
+        "shards are spread over the workers already); got " +
+        std::to_string(out->workers_per_trial));
+  }
+  (*doc)["resources"]["workers_per_trial"] = out->workers_per_trial;
   return Status::Ok();
 }
 

@@ -12,7 +12,11 @@
 //     max_trials: 20                   # random only, required, >= 1; rejected for grid
 //   max_concurrent_trials: 8           # optional int >= 1; default unlimited (0)
 //   max_attempts: 3                    # optional int >= 1; default 3
-//   resources: {workers_per_trial: 1}  # optional; only 1 is supported for now
+//   resources: {workers_per_trial: 1}  # optional int in [1, 1024]; default 1. k > 1: each
+//                                      # trial runs on a gang of k workers at once (train /
+//                                      # distill: data-parallel; noop: every member sleeps);
+//                                      # not for embed. More than the cluster's workers is
+//                                      # refused at submit (the coordinator knows that).
 //
 // Protocol of ParseSweepSpec:
 //   1. The text (UTF-8) is read as JSON when it is a JSON object, else by yaml-cpp (JSON
@@ -67,6 +71,9 @@ inline constexpr int kMaxSpecKeysPerMapping = 1000;
 // kMaxTrialsPerSweep) of 50 values each.
 inline constexpr int64_t kMaxSweepValues = 5000000;
 
+// The most workers one trial may ask for (resources.workers_per_trial).
+inline constexpr int kMaxWorkersPerTrial = 1024;
+
 struct SweepSpec {
   std::string name;
   JobKind kind = JobKind::kTrain;
@@ -80,6 +87,7 @@ struct SweepSpec {
   bool maximize = true;    // goal of the metric
   int max_concurrent = 0;  // 0 = unlimited
   int max_attempts = kDefaultMaxAttempts;
+  int workers_per_trial = 1;  // resources.workers_per_trial: the gang size
   std::vector<std::string> parameter_names;   // in spec order (JSON objects sort keys)
   std::vector<nlohmann::json> points;         // params per trial, in expansion order
   std::vector<nlohmann::json> trial_configs;  // job config per trial, same order as points

@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "comm/relay.h"
+#include "comm/relay_server.h"
 #include "control/socket_channel.h"
 #include "worker/coordinator_watch.h"
 #include "worker/stop_signal_watch.h"
@@ -104,6 +106,18 @@ class Relay {
       : coordinator_(coordinator), options_(options) {}
 
   int Run() {
+    // Gangs' collectives: shared memory mapped before the fork, served on sub-communicators
+    // of options.gang_parent (its ranks are world ranks).
+    if (options_.gang_parent != MPI_COMM_NULL) {
+      auto buffer = comm::RelayBuffer::Create(comm::RelayBuffer::kDefaultCapacity);
+      if (!buffer.ok()) {
+        std::fprintf(stderr, "worker %d: error: %s\n", rank(), buffer.status().message().c_str());
+        return 1;
+      }
+      relay_buffer_ = std::move(buffer).value();
+      options_.relay = relay_buffer_.get();
+      relay_server_ = std::make_unique<comm::RelayServer>(relay_buffer_.get(), options_.gang_parent);
+    }
     if (Status started = Start(); !started.ok()) {
       std::fprintf(stderr, "worker %d: error: %s\n", rank(), started.message().c_str());
       return 1;
@@ -170,8 +184,11 @@ class Relay {
         Stop();
         return 1;
       }
-      idle_sleep = did_work ? std::chrono::microseconds(20)
-                            : std::min(idle_sleep * 2, std::chrono::microseconds(2000));
+      // While a gang task runs, its collectives wait on this loop: poll at least every 200 us
+      // (a step of a model worth a gang takes tens of ms; more wake-ups steal its cores).
+      const bool gang = relay_server_ && relay_server_->Poll();
+      const auto most = std::chrono::microseconds(gang ? 200 : 2000);
+      idle_sleep = did_work ? std::chrono::microseconds(20) : std::min(idle_sleep * 2, most);
       // Wakes at once when the task process reports (a Result must not wait for the back-off).
       if (running) task_.channel->WaitForInput(idle_sleep);
     }
@@ -192,6 +209,10 @@ class Relay {
     if (std::holds_alternative<HeartbeatMsg>(m)) return true;  // the coordinator's keep-alive
     if (const auto* assign = std::get_if<AssignMsg>(&m)) {
       outstanding_.emplace_back(assign->trial, assign->attempt);
+      if (relay_server_ && !assign->gang.empty()) {
+        relay_server_->SetGang(comm::GangKey(assign->trial.ToString(), assign->attempt),
+                               assign->gang);
+      }
     } else if (std::holds_alternative<DrainMsg>(m)) {
       draining_ = true;
     } else if (const auto* piece = std::get_if<CheckpointMsg>(&m)) {
@@ -214,6 +235,9 @@ class Relay {
       beat->fault = fault_;
       running_ = beat->trial;
     } else if (const auto* result = std::get_if<ResultMsg>(&m)) {
+      if (relay_server_) {
+        relay_server_->EndGang(comm::GangKey(result->trial.ToString(), result->attempt));
+      }
       for (auto it = outstanding_.begin(); it != outstanding_.end(); ++it) {
         if (it->first == result->trial && it->second == result->attempt) {
           outstanding_.erase(it);
@@ -262,6 +286,7 @@ class Relay {
     beat.task_restarts = restarts_;
     beat.fault = fault_;
     (void)coordinator_.Send(kCoordinatorRank, beat);
+    if (relay_server_) relay_server_->Reset();  // requests of the dead process are void
     LATTICE_RETURN_IF_ERROR(Start());
     for (const auto& piece : kept_checkpoints_) ToTask(piece);
     if (draining_) ToTask(DrainMsg{});  // the new process takes no task either
@@ -275,7 +300,9 @@ class Relay {
   }
 
   ControlChannel& coordinator_;
-  const WorkerOptions options_;
+  WorkerOptions options_;  // .relay set by Run() before the first fork
+  std::unique_ptr<comm::RelayBuffer> relay_buffer_;
+  std::unique_ptr<comm::RelayServer> relay_server_;
   TaskProcess task_;
   bool registered_ = false;
   bool draining_ = false;  // Drain sent to the task process (a stop signal or the coordinator)

@@ -11,6 +11,7 @@
 #include <optional>
 #include <thread>
 
+#include "comm/relay.h"
 #include "jobs/dataset.h"
 #include "jobs/train_job.h"
 #include "monitoring/metrics.h"
@@ -27,10 +28,13 @@ using Clock = std::chrono::steady_clock;
 // thread-safe outbox.
 class TaskRunner {
  public:
-  TaskRunner(int num_threads, DeviceInfo device, bool report_usage)
+  TaskRunner(int num_threads, DeviceInfo device, bool report_usage, WorkerRank rank,
+             comm::RelayBuffer* relay)
       : num_threads_(num_threads),
         device_(std::move(device)),
         report_usage_(report_usage),
+        rank_(rank),
+        relay_(relay),
         thread_([this] { Loop(); }) {}
 
   ~TaskRunner() {
@@ -47,6 +51,15 @@ class TaskRunner {
     std::lock_guard<std::mutex> lock(mu_);
     if (draining_) {  // never started: the coordinator queues it again, attempt not spent
       outbox_.push_back(Preempted(assign, "not started: the worker is stopping"));
+      return;
+    }
+    if (!assign.gang.empty() && (current_ || !pending_.empty())) {
+      // Its peers would wait for it behind another task: the coordinator never does this
+      // (a gang forms on idle workers); refuse rather than stall the gang.
+      outbox_.push_back(ResultMsg{assign.trial, assign.attempt, StatusCode::kInternal, {}, 0,
+                                  "worker w" + std::to_string(rank_.value) +
+                                      " was given a gang task while it holds another",
+                                  0});
       return;
     }
     pending_.push_back(std::move(assign));
@@ -170,6 +183,17 @@ class TaskRunner {
       ResetPeakResidentBytes();
     }
     ResultMsg result{task.trial, task.attempt, StatusCode::kOk, {}, 0, "", 0};
+    std::unique_ptr<comm::RelayCommunicator> gang;
+    int member = 0;
+    if (!task.gang.empty()) {
+      StatusOr<int> joined = JoinGang(task, ctx, &gang);
+      if (!joined.ok()) {
+        result.code = joined.status().code();
+        result.error = joined.status().message();
+        return result;
+      }
+      member = *joined;
+    }
     ResetPeakDeviceMemory(device_);
     auto outcome = jobs::RunJob(task.config, ctx);
     if (outcome.ok()) {
@@ -185,7 +209,7 @@ class TaskRunner {
         outbox_.push_back(VectorsMsg{task.trial, task.attempt, block.begin, block.rows, block.dim,
                                      std::move(block.vectors), std::move(block.metadata)});
       }
-      if (outcome->checkpoint) {
+      if (outcome->checkpoint && member == 0) {
         Post(SplitCheckpoint(task.trial, task.attempt, 0, std::move(*outcome->checkpoint)));
       }
     } else {
@@ -196,6 +220,33 @@ class TaskRunner {
     result.run_seconds = std::chrono::duration<double>(Clock::now() - start).count();
     result.processed = processed_.exchange(0, std::memory_order_relaxed);
     return result;
+  }
+
+  // A multi-worker trial: this member's communicator (through the rank: comm/relay.h) in
+  // ctx.gang; members other than 0 report nothing but their Result. Returns the member.
+  StatusOr<int> JoinGang(const AssignMsg& task, jobs::JobContext& ctx,
+                         std::unique_ptr<comm::RelayCommunicator>* gang) {
+    if (relay_ == nullptr) {
+      return Status::FailedPrecondition(
+          "a multi-worker trial needs task isolation (lattice cluster --task-isolation true)");
+    }
+    int member = -1;
+    for (size_t i = 0; i < task.gang.size(); ++i) {
+      if (task.gang[i] == rank_.value) member = static_cast<int>(i);
+    }
+    if (member < 0) {
+      return Status::InvalidArgument("worker " + rank_.ToString() + " is not in the gang of " +
+                                     task.trial.ToString());
+    }
+    *gang = std::make_unique<comm::RelayCommunicator>(
+        relay_, comm::GangKey(task.trial.ToString(), task.attempt), member,
+        static_cast<int>(task.gang.size()), ctx.cancelled);
+    ctx.gang = gang->get();
+    if (member > 0) {
+      ctx.on_epoch = nullptr;
+      ctx.on_checkpoint = nullptr;
+    }
+    return member;
   }
 
   static ResultMsg Preempted(const AssignMsg& task, const std::string& why) {
@@ -213,6 +264,8 @@ class TaskRunner {
   const int num_threads_;
   const DeviceInfo device_;
   const bool report_usage_;
+  const WorkerRank rank_;
+  comm::RelayBuffer* const relay_;  // null: no gangs (not isolated)
   std::atomic<int64_t> processed_{0};  // rows of the running task not reported yet
   jobs::DatasetCache cache_;
   std::mutex mu_;
@@ -254,7 +307,8 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
   RegisterMsg hello{HostName(), options.num_threads, device.Describe(), getpid(),
                     device.total_bytes};
   if (!channel.Send(kCoordinatorRank, hello).ok()) return 1;
-  TaskRunner runner(options.num_threads, device, options.report_usage);
+  TaskRunner runner(options.num_threads, device, options.report_usage, channel.rank(),
+                    options.relay);
   CheckpointAssembler checkpoints;  // pieces of checkpoints the coordinator sends
   auto next_heartbeat = Clock::now();
   auto idle_sleep = std::chrono::microseconds(20);

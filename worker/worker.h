@@ -17,6 +17,11 @@
 //        the attempt's Vectors or Checkpoint, when it has any).
 //      - send a Heartbeat every `heartbeat_interval_ms`.
 //
+// Multi-worker trials (AssignMsg::gang): every member runs the task; its collectives go
+// from the task process to the rank through shared memory (comm/relay.h), and the rank runs
+// them on a sub-communicator of the gang's ranks while it goes on relaying. Only member 0
+// sends Progress and checkpoints; every member sends its Result. They need task isolation.
+//
 // Task isolation (`isolate_tasks`, the default): the rank that owns MPI does not run tasks
 // itself. It forks a long-lived task process (RunTaskLoop over a socketpair,
 // control/socket_channel.h) and relays messages between it and the coordinator. When the
@@ -34,9 +39,15 @@
 // runs jobs::RunJob and talks to the loop only through a mutex-protected outbox.
 #pragma once
 
+#include <mpi.h>
+
 #include <atomic>
 
 #include "control/channel.h"
+
+namespace lattice::comm {
+class RelayBuffer;  // comm/relay.h
+}  // namespace lattice::comm
 
 namespace lattice {
 
@@ -65,6 +76,15 @@ struct WorkerOptions {
   const std::atomic<int>* stop_signals = nullptr;
   // The coordinator's drain grace period (ClusterOptions::drain_grace_ms). Default: 20000.
   int drain_grace_ms = 20000;
+  // Shared memory to the rank for a gang's collectives (comm/relay.h): set by the rank
+  // (RunWorker, isolated) before it forks the task process. Not owned; null: multi-worker
+  // trials fail (they need task isolation).
+  comm::RelayBuffer* relay = nullptr;
+  // The communicator gangs' sub-communicators are made from (MPI_Comm_create_group): a
+  // duplicate of MPI_COMM_WORLD made by every rank at start (cli/main.cc), never the
+  // control channel's, whose MPI_Iprobe(MPI_ANY_TAG) would take the group creation's own
+  // messages for control messages. MPI_COMM_NULL: no gangs on this worker.
+  MPI_Comm gang_parent = MPI_COMM_NULL;
 };
 
 // Runs the worker on `channel` (rank != 0): isolated or in-process as options say.

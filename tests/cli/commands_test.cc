@@ -211,7 +211,7 @@ TEST_F(CommandsTest, StatusTrialsCancelWorkers) {
 
   out_.str("");
   EXPECT_EQ(RunWorkers(options_, io_), 0);
-  EXPECT_EQ(out_.str().rfind("RANK  HOST  STATE  TRIAL  LAST-SEEN", 0), 0u) << out_.str();
+  EXPECT_EQ(out_.str().rfind("RANK  HOST  STATE  TRIAL  GANG  LAST-SEEN", 0), 0u) << out_.str();
   EXPECT_NE(out_.str().find("\n1     h     idle   -"), std::string::npos) << out_.str();
 }
 

@@ -175,18 +175,18 @@ TEST(FormatTest, WorkersTable) {
   const json workers = {
       {"workers",
        {{{"rank", 1}, {"host", "gpu01"}, {"state", "busy"}, {"trial", "s3-t4"},
-         {"last_seen_ms", 9000}, {"task_restarts", 1},
+         {"gang", {1, 2}}, {"last_seen_ms", 9000}, {"task_restarts", 1},
          {"fault", "task process killed by signal 11 (Segmentation fault) while running s3-t2"}},
-        {{"rank", 2}, {"host", "gpu02"}, {"state", "idle"}, {"trial", nullptr},
+        {{"rank", 2}, {"host", "gpu02"}, {"state", "busy"}, {"trial", "s3-t4"}, {"gang", {1, 2}},
          {"last_seen_ms", 10000}, {"task_restarts", 0}, {"fault", nullptr}},
         {{"rank", 3}, {"host", "gpu03"}, {"state", "lost"}, {"trial", nullptr},
          {"last_seen_ms", 1000}, {"task_restarts", 0}, {"lost_reason", "no message for 61 s"}}}}};
   EXPECT_EQ(FormatWorkersTable(workers, 12000),
-            "RANK  HOST   STATE  TRIAL  LAST-SEEN  RESTARTS  NOTE\n"
-            "1     gpu01  busy   s3-t4  3s ago     1         task process killed by signal 11 "
+            "RANK  HOST   STATE  TRIAL  GANG  LAST-SEEN  RESTARTS  NOTE\n"
+            "1     gpu01  busy   s3-t4  1,2   3s ago     1         task process killed by signal 11 "
             "(Segmentation fault) while running s3-t2\n"
-            "2     gpu02  idle   -      2s ago     0         -\n"
-            "3     gpu03  lost   -      11s ago    0         no message for 61 s\n");
+            "2     gpu02  busy   s3-t4  1,2   2s ago     0         -\n"
+            "3     gpu03  lost   -      -     11s ago    0         no message for 61 s\n");
 }
 
 }  // namespace

@@ -24,6 +24,10 @@ TEST(MessagesTest, EveryMessageRoundTrips) {
   EXPECT_EQ(assign.trial, id);
   EXPECT_EQ(assign.attempt, 2);
   EXPECT_DOUBLE_EQ(assign.config["train"]["lr"].get<double>(), 0.001);
+  EXPECT_TRUE(assign.gang.empty());
+  AssignMsg member{id, 2, {{"kind", "noop"}}};
+  member.gang = {3, 1, 2};
+  EXPECT_EQ(RoundTrip(member).gang, (std::vector<int>{3, 1, 2}));
 
   auto progress = RoundTrip(ProgressMsg{id, 1, 5, {{"val_accuracy", 0.75}}});
   EXPECT_EQ(progress.epoch, 5);
@@ -100,6 +104,12 @@ TEST(MessagesTest, UsageFieldsAreOptionalOnTheWire) {
 TEST(MessagesTest, MalformedPayloadsAreErrorsNotCrashes) {
   EXPECT_FALSE(DecodeMessage(MessageType::kAssign, "{not json").ok());
   EXPECT_FALSE(DecodeMessage(MessageType::kAssign, R"({"trial":"bogus","attempt":1,"config":{}})").ok());
+  EXPECT_FALSE(DecodeMessage(MessageType::kAssign,
+                             R"({"trial":"s1-t1","attempt":1,"config":{},"gang":[1,"x"]})").ok());
+  EXPECT_FALSE(DecodeMessage(MessageType::kAssign,
+                             R"({"trial":"s1-t1","attempt":1,"config":{},"gang":[0,1]})").ok());
+  EXPECT_FALSE(DecodeMessage(MessageType::kAssign,
+                             R"({"trial":"s1-t1","attempt":1,"config":{},"gang":7})").ok());
   EXPECT_FALSE(DecodeMessage(MessageType::kResult, R"({"trial":"s1-t1","attempt":1})").ok());
   EXPECT_FALSE(DecodeMessage(MessageType::kResult,
                              R"({"trial":"s1-t1","attempt":1,"code":42,"metrics":{},"epochs_done":0,"error":""})")

@@ -449,8 +449,12 @@ TEST_F(SweepSpecTest, RejectsBadLimitsAndResources) {
                 "max_concurrent_trials: must be an integer");
   ExpectInvalid(TrainSpec(kGrid27, "max_attempts: 0\n"), "max_attempts: must be in [1,");
   ExpectInvalid(TrainSpec(kGrid27, "max_attempts: 2.5\n"), "max_attempts: must be an integer");
-  ExpectInvalid(TrainSpec(kGrid27, "resources: {workers_per_trial: 4}\n"),
-                "resources.workers_per_trial: only 1 worker per trial is supported");
+  ExpectInvalid(TrainSpec(kGrid27, "resources: {workers_per_trial: 0}\n"),
+                "resources.workers_per_trial: must be in [1,");
+  ExpectInvalid(TrainSpec(kGrid27, "resources: {workers_per_trial: 2000}\n"),
+                "resources.workers_per_trial: at most 1024");
+  ExpectInvalid(TrainSpec(kGrid27, "resources: {workers_per_trial: two}\n"),
+                "resources.workers_per_trial: must be an integer");
   ExpectInvalid(TrainSpec(kGrid27, "resources: {gpus: 1}\n"), "resources.gpus: unknown key");
   ExpectInvalid(TrainSpec(kGrid27, "resources: 1\n"), "resources: must be a mapping");
 }
@@ -675,6 +679,19 @@ TEST(DescribePointTest, UsesGivenOrderThenTheRest) {
   EXPECT_EQ(DescribePoint(p, {"optimizer", "lr", "dropout"}),
             "optimizer=sgd, lr=0.001, dropout=0.1, zeta=1");
   EXPECT_EQ(DescribePoint(json::object(), {}), "");
+}
+
+TEST_F(SweepSpecTest, WorkersPerTrialIsTheGangSize) {
+  ASSERT_OK_AND_ASSIGN(SweepSpec one, ParseSweepSpec(TrainSpec(kGrid27)));
+  EXPECT_EQ(one.workers_per_trial, 1);
+  EXPECT_FALSE(one.spec.contains("resources"));  // the default is not stored
+  ASSERT_OK_AND_ASSIGN(SweepSpec four,
+                       ParseSweepSpec(TrainSpec(kGrid27, "resources: {workers_per_trial: 4}\n")));
+  EXPECT_EQ(four.workers_per_trial, 4);
+  EXPECT_EQ(four.spec["resources"]["workers_per_trial"], 4);
+  EXPECT_FALSE(four.trial_configs[0].contains("resources"));
+  ExpectInvalid(std::string("name: e\n") + kEmbedHead + "resources: {workers_per_trial: 2}\n",
+                "resources.workers_per_trial: an embed sweep's shards each run on one worker");
 }
 
 }  // namespace

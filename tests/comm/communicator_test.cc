@@ -1,0 +1,258 @@
+// The Communicator contract (comm/communicator.h), run against every backend of the build:
+//   mpi       MpiCommunicator over the whole world (a duplicate)
+//   relay     RelayCommunicator in a forked child (no MPI there), its rank serving it with a
+//             RelayServer: how a worker's task process runs collectives
+//   nccl      NcclCommunicator (LATTICE_WITH_CUDA builds with a CUDA device; skipped with the
+//             reason otherwise)
+// plus MpiCommunicator::CreateGroup on a subset of the ranks, in a new order.
+// Runs under `mpirun -np 3` (ctest comm_contract_mpi): every rank runs every test.
+#include <mpi.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "comm/mpi_communicator.h"
+#include "comm/relay.h"
+#include "comm/relay_server.h"
+#include "tests/testutil/testutil.h"
+
+namespace lattice::comm {
+namespace {
+
+using Check = std::function<Status(Communicator&)>;
+}  // namespace
+
+int g_run_id = 0;  // set by main: the same on every rank
+
+namespace {
+
+Status Expect(bool ok, const std::string& what) {
+  return ok ? Status::Ok() : Status::Internal(what);
+}
+
+Status CheckAllreduce(Communicator& c, size_t count) {
+  const float n = static_cast<float>(c.size());
+  std::vector<float> sum(count), mean(count);
+  for (size_t i = 0; i < count; ++i) {
+    sum[i] = static_cast<float>((c.rank() + 1) * static_cast<int>(i % 13));
+    mean[i] = sum[i];
+  }
+  LATTICE_RETURN_IF_ERROR(c.Allreduce(sum.data(), count, ReduceOp::kSum));
+  LATTICE_RETURN_IF_ERROR(c.Allreduce(mean.data(), count, ReduceOp::kMean));
+  for (size_t i = 0; i < count; ++i) {
+    const float expected = static_cast<float>(i % 13) * n * (n + 1) / 2;
+    if (sum[i] != expected) {
+      return Status::Internal("sum[" + std::to_string(i) + "] = " + std::to_string(sum[i]) +
+                              ", expected " + std::to_string(expected));
+    }
+    if (std::fabs(mean[i] - expected / n) > 1e-6f * std::max(1.0f, expected)) {
+      return Status::Internal("mean[" + std::to_string(i) + "] = " + std::to_string(mean[i]) +
+                              ", expected " + std::to_string(expected / n));
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckBroadcast(Communicator& c, size_t bytes) {
+  const int root = c.size() - 1;
+  std::vector<unsigned char> data(bytes, 0);
+  if (c.rank() == root) {
+    for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<unsigned char>((i * 7 + 3) % 251);
+  }
+  LATTICE_RETURN_IF_ERROR(c.Broadcast(data.data(), bytes, root));
+  for (size_t i = 0; i < bytes; ++i) {
+    if (data[i] != (i * 7 + 3) % 251) {
+      return Status::Internal("byte " + std::to_string(i) + " differs on member " +
+                              std::to_string(c.rank()));
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckAllgather(Communicator& c) {
+  const size_t count = 5;
+  std::vector<float> send(count), recv(count * static_cast<size_t>(c.size()), -1);
+  for (size_t i = 0; i < count; ++i) send[i] = static_cast<float>(c.rank() * 100 + static_cast<int>(i));
+  LATTICE_RETURN_IF_ERROR(c.Allgather(send.data(), count, recv.data()));
+  for (int m = 0; m < c.size(); ++m) {
+    for (size_t i = 0; i < count; ++i) {
+      LATTICE_RETURN_IF_ERROR(Expect(recv[static_cast<size_t>(m) * count + i] ==
+                                         static_cast<float>(m * 100 + static_cast<int>(i)),
+                                     "allgather: member " + std::to_string(m) + " element " +
+                                         std::to_string(i)));
+    }
+  }
+  return Status::Ok();
+}
+
+// After a barrier every member has written its file, which it did just before.
+Status CheckBarrier(Communicator& c) {
+  static int round = 0;
+  ++round;
+  const std::string dir = ::testing::TempDir();
+  auto path = [&](int m) {
+    return dir + "/barrier-" + std::to_string(g_run_id) + "-" + std::to_string(round) + "-" +
+           std::to_string(m);
+  };
+  if (FILE* f = std::fopen(path(c.rank()).c_str(), "w")) std::fclose(f);
+  LATTICE_RETURN_IF_ERROR(c.Barrier());
+  for (int m = 0; m < c.size(); ++m) {
+    LATTICE_RETURN_IF_ERROR(Expect(access(path(m).c_str(), F_OK) == 0,
+                                   "member " + std::to_string(m) + " passed no barrier yet"));
+  }
+  LATTICE_RETURN_IF_ERROR(c.Barrier());  // nobody removes a file another still checks
+  std::remove(path(c.rank()).c_str());
+  return Status::Ok();
+}
+
+Status CheckBadRoot(Communicator& c) {
+  char byte = 0;
+  Status s = c.Broadcast(&byte, 1, c.size());
+  return Expect(s.code() == StatusCode::kInvalidArgument &&
+                    s.message().find("root") != std::string::npos,
+                "broadcast from a root outside the gang: " + s.ToString());
+}
+
+// A relay buffer smaller than the payloads above, so that they go in pieces.
+constexpr size_t kRelayCapacity = 64 << 10;
+
+Status RunOn(const std::string& backend, const Check& check) {
+  if (backend == "mpi") {
+    LATTICE_ASSIGN_OR_RETURN(auto comm, MpiCommunicator::Duplicate(MPI_COMM_WORLD));
+    return check(*comm);
+  }
+  // relay: a child process (which never calls MPI) posts, this rank serves.
+  int rank = 0, size = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  LATTICE_ASSIGN_OR_RETURN(auto buffer, RelayBuffer::Create(kRelayCapacity));
+  std::vector<int> ranks;
+  for (int r = 0; r < size; ++r) ranks.push_back(r);
+  const uint64_t gang = GangKey("contract", 1);
+  RelayServer server(buffer.get(), MPI_COMM_WORLD);
+  server.SetGang(gang, ranks);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    RelayCommunicator comm(buffer.get(), gang, rank, size, nullptr);
+    Status s = check(comm);
+    if (!s.ok()) std::fprintf(stderr, "relay member %d: %s\n", rank, s.ToString().c_str());
+    std::fflush(nullptr);
+    _exit(s.ok() ? 0 : 1);
+  }
+  if (pid < 0) return Status::IoError("fork failed");
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) server.Poll();
+  server.EndGang(gang);
+  return Expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                "the relay member's checks failed (its message is above)");
+}
+
+class CommunicatorTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "nccl") {
+      GTEST_SKIP() << "NCCL: this build has no CUDA (configure with -DLATTICE_WITH_CUDA=ON on a "
+                      "machine with a GPU)";
+    }
+  }
+};
+
+TEST_P(CommunicatorTest, AllreduceSumsAndAverages) {
+  ASSERT_OK(RunOn(GetParam(), [](Communicator& c) { return CheckAllreduce(c, 1007); }));
+}
+
+TEST_P(CommunicatorTest, AllreduceLargerThanTheRelayBufferGoesInPieces) {
+  ASSERT_OK(RunOn(GetParam(), [](Communicator& c) { return CheckAllreduce(c, 50001); }));
+}
+
+TEST_P(CommunicatorTest, BroadcastCopiesTheRootsBytes) {
+  ASSERT_OK(RunOn(GetParam(), [](Communicator& c) { return CheckBroadcast(c, 100003); }));
+}
+
+TEST_P(CommunicatorTest, AllgatherOrdersByMember) {
+  ASSERT_OK(RunOn(GetParam(), CheckAllgather));
+}
+
+TEST_P(CommunicatorTest, BarrierWaitsForEveryMember) {
+  ASSERT_OK(RunOn(GetParam(), CheckBarrier));
+}
+
+TEST_P(CommunicatorTest, BroadcastFromARootOutsideTheGangIsInvalid) {
+  ASSERT_OK(RunOn(GetParam(), CheckBadRoot));
+}
+
+TEST_P(CommunicatorTest, SizesAndRanksMatchTheWorld) {
+  int rank = 0, size = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  ASSERT_OK(RunOn(GetParam(), [&](Communicator& c) {
+    return Expect(c.rank() == rank && c.size() == size,
+                  "rank/size " + std::to_string(c.rank()) + "/" + std::to_string(c.size()));
+  }));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, CommunicatorTest, ::testing::Values("mpi", "relay", "nccl"),
+                         [](const auto& info) { return info.param; });
+
+// A gang of the world's ranks from 1 on, in reverse order (the coordinator, rank 0, takes no
+// part, as in a cluster): member 0 is the highest rank.
+TEST(MpiCommunicatorGroupTest, SubsetInAnyOrder) {
+  int rank = 0, size = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size < 3) GTEST_SKIP() << "needs 3 ranks";
+  std::vector<int> members;
+  for (int r = size - 1; r >= 1; --r) members.push_back(r);
+  if (rank == 0) {
+    auto outside = MpiCommunicator::CreateGroup(MPI_COMM_WORLD, members, 7);
+    EXPECT_EQ(outside.status().code(), StatusCode::kInvalidArgument);
+    return;
+  }
+  auto comm = MpiCommunicator::CreateGroup(MPI_COMM_WORLD, members, 7);
+  ASSERT_OK(comm.status());
+  EXPECT_EQ((*comm)->size(), size - 1);
+  EXPECT_EQ((*comm)->rank(), size - 1 - rank);
+  ASSERT_OK(CheckAllreduce(**comm, 333));
+  ASSERT_OK(CheckBroadcast(**comm, 77));
+}
+
+TEST(MpiCommunicatorGroupTest, BadMemberListsAreInvalid) {
+  int size = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  auto dup = MpiCommunicator::CreateGroup(MPI_COMM_WORLD, {0, 0}, 1);
+  EXPECT_EQ(dup.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(dup.status().message().find("twice"), std::string::npos) << dup.status().ToString();
+  auto out = MpiCommunicator::CreateGroup(MPI_COMM_WORLD, {size}, 1);
+  EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(MpiCommunicator::CreateGroup(MPI_COMM_WORLD, {}, 1).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace lattice::comm
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  ::testing::InitGoogleTest(&argc, argv);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  // A name every rank (and its forked members) shares: rank 0's pid.
+  int pid = static_cast<int>(getpid());
+  MPI_Bcast(&pid, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  lattice::comm::g_run_id = pid;
+  const int rc = RUN_ALL_TESTS();
+  int worst = 0;  // every rank's failures fail the run
+  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return worst;
+}

@@ -4,10 +4,7 @@
 //   "noop"  — sleeps `sleep_ms` (checking cancellation every 10 ms) and returns no metrics.
 //   "embed" — embeds one shard of a corpus and returns the vectors in
 //     JobResult::embeddings; see jobs/embed_job.h (RunEmbed) for the contract.
-//   "train" — trains a linear / MLP classifier, or the user's TorchScript module (model
-//     {type: torchscript}: jobs/internal/torchscript_model.h; loaded and checked on two
-//     training rows before step 3, InvalidArgument naming model.path when it does not fit),
-//     on a dataset (see jobs/train_config.h):
+//   "train" — trains a linear / MLP classifier on a dataset (see jobs/train_config.h):
 //     1. load the dataset (through ctx.cache when set) and split it: a seeded Fisher-Yates
 //        shuffle (dataset.split.seed) or the explicit validation files;
 //     2. optionally standardize with mean/std fitted on the training split only;

@@ -195,11 +195,11 @@ void TorchScriptModel::LoadWeights(const NamedWeights& weights) {
 }
 
 std::unique_ptr<TrainModel> TorchScriptModel::Twin() const {
-  torch::jit::Module copy;
-  {
-    torch::NoGradGuard no_grad;  // plain copies, not autograd clones of the parameters
-    copy = module_.deepcopy();
-  }
+  // Through save + load, not Module::deepcopy: deepcopy memoises tensors by storage, and the
+  // trainer's parameters all share the flat buffer's, so every copy would be the first one.
+  std::stringstream bytes;
+  module_.save(bytes);
+  torch::jit::Module copy = torch::jit::load(bytes, (*module_.parameters().begin()).device());
   // Saved as the original is (a downloaded step checkpoint trains on in Python).
   auto src = module_.parameters();
   auto dst = copy.parameters();

@@ -112,7 +112,8 @@ TEST_F(DistillTest, TorchScriptStudent) {
   StartCluster();
   json teacher = Call("POST", "/v1/sweeps",
                       Spec("ts-teacher", "kind: train\nseed: 1\nmodel: {type: mlp, hidden: [256, 128]}\n"
-                                         "train: {epochs: 4, batch_size: 64, threads: 1}\n"),
+                                         "train: {epochs: 4, batch_size: 64, threads: 1}\n"
+                                         "search: {method: grid, parameters: {seed: [1]}}\n"),
                       201);
   json teacher_done = WaitForSweep(teacher["id"], std::chrono::seconds(600));
   ASSERT_EQ(teacher_done["state"], "completed") << teacher_done.dump(2) << cluster_->Log();

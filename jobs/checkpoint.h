@@ -20,6 +20,10 @@
 // of the last epoch run, or, with checkpoint.keep_best >= 1 or train.early_stopping, those of
 // the best epoch by that metric (jobs/train_job.h, "Final weights"); the header's metrics then
 // are that epoch's (val_loss, val_accuracy, ...) and metrics.selected_epoch names it.
+// A trial with model {type: torchscript} stores its trained module instead (the same zip
+// format: torch.jit.load gives the module with its forward, in eval mode), with the
+// standardisation and, in step checkpoints, the trainer's state as extra files of the zip
+// (jobs/internal/torchscript_model.h).
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,7 @@
 #include <map>
 #include <vector>
 
+#include "jobs/data_roots.h"
 #include "jobs/embed_config.h"
 #include "jobs/train_config.h"
 
@@ -38,15 +39,21 @@ Status ValidateJobConfig(const nlohmann::json& config, std::set<std::string>* fo
     LATTICE_RETURN_IF_ERROR(
         checked(files, [&] { return CheckDatasetFilesExist(parsed.dataset, "dataset"); }));
   }
-  if (parsed.distill && parsed.distill->teacher.type == TeacherConfig::Type::kTorchScript) {
-    const std::string& path = parsed.distill->teacher.path;
-    LATTICE_RETURN_IF_ERROR(checked({path}, [&] {
+  // A TorchScript file (a model or a teacher): it exists, under the data roots.
+  auto check_module = [&](const std::string& path, const std::string& key) {
+    return checked({path}, [&] {
       struct stat st;
       if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-        return Status::InvalidArgument("teacher.path: file not found: " + path);
+        return Status::InvalidArgument(key + ": file not found: " + path);
       }
-      return Status::Ok();
-    }));
+      return CheckDataPath(path).WithContext(key);
+    });
+  };
+  if (parsed.model.type == ModelType::kTorchScript) {
+    LATTICE_RETURN_IF_ERROR(check_module(parsed.model.path, "model.path"));
+  }
+  if (parsed.distill && parsed.distill->teacher.type == TeacherConfig::Type::kTorchScript) {
+    LATTICE_RETURN_IF_ERROR(check_module(parsed.distill->teacher.path, "teacher.path"));
   } else if (parsed.kind == JobKind::kEmbed) {
     LATTICE_RETURN_IF_ERROR(CheckEmbedFilesExist(*parsed.embed));
   }

@@ -53,10 +53,27 @@ Status ParseSplit(const json& split, const std::string& path, DatasetConfig* d) 
 
 StatusOr<ModelConfig> ParseModel(const json& m, const std::string& path) {
   ModelConfig c;
+  if (!m.is_object()) return Bad(path, "expected an object, got " + TypeName(m));
+  LATTICE_RETURN_IF_ERROR(GetEnum<ModelType>(m, "type", path,
+                                             {{"linear", ModelType::kLinear},
+                                              {"mlp", ModelType::kMlp},
+                                              {"torchscript", ModelType::kTorchScript}},
+                                             &c.type));
+  if (c.type == ModelType::kTorchScript) {
+    // The keys and checks of a TorchScript encoder (type, path, input_shape).
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      if (it.key() != "type" && it.key() != "path" && it.key() != "input_shape") {
+        return Bad(Join(path, it.key()),
+                   "not a key of model type torchscript (its keys: type, path, input_shape)");
+      }
+    }
+    LATTICE_ASSIGN_OR_RETURN(EncoderConfig e, ParseEncoderConfig(m, path));
+    c.path = e.path;
+    c.input_shape = e.input_shape;
+    return c;
+  }
   LATTICE_RETURN_IF_ERROR(
       CheckObject(m, path, {"type", "hidden", "batchnorm", "dropout", "activation"}));
-  LATTICE_RETURN_IF_ERROR(GetEnum<ModelType>(
-      m, "type", path, {{"linear", ModelType::kLinear}, {"mlp", ModelType::kMlp}}, &c.type));
   if (const json* h = Find(m, "hidden")) {
     std::string p = Join(path, "hidden");
     c.hidden.clear();
@@ -302,6 +319,11 @@ Status CheckStudentLayer(const JobConfig& c) {
   if (!c.distill || !c.distill->feature_match) return Status::Ok();
   const std::string path = "distill.feature_match.student_layer";
   const int64_t layer = c.distill->feature_match->student_layer;
+  if (c.model.type == ModelType::kTorchScript && layer != -1 && layer != 1) {
+    return Bad(path, std::to_string(layer) +
+                         ": a torchscript student shows only its output (-1): its inner layers "
+                         "have no names Lattice can follow");
+  }
   LATTICE_ASSIGN_OR_RETURN(int64_t resolved, ResolveLayer(layer, c.model.HiddenLayers(), path));
   if (resolved == 0) {
     return Bad(path, std::to_string(layer) + " is the student's input, which has no weights");

@@ -24,6 +24,13 @@
 //     reads them (the coordinator at submit time, the worker at run time).
 //   model: {type: linear|mlp = mlp, hidden: int | [int] = [256], batchnorm: false,
 //           dropout: [0,1) = 0, activation: relu|gelu|tanh = relu}
+//        | {type: torchscript, path: m.pt (required), input_shape: [int >= 1] (optional)}
+//           the user's TorchScript module (torch.jit.script(model).save("m.pt")), its
+//           parameters trained in place (jobs/internal/torchscript_model.h): forward gets the
+//           prepared rows as [B, cols] (or reshaped to [B, *input_shape]) and returns the
+//           logits [B, classes]. It has no hidden layers to name: as a feature-matching
+//           student only its output (student_layer -1) can be matched. The other model keys
+//           are rejected with it (a sweep over model.type keeps them out of the base).
 //   train: {epochs: >=1 = 10, batch_size: >=1 = 32, lr: >0 = 1e-3,
 //           optimizer: adamw|adam|sgd = adamw, weight_decay: >=0 = 0,
 //           momentum: [0,1) = 0.9 (sgd only), label_smoothing: [0,1) = 0,
@@ -114,7 +121,7 @@ struct DatasetConfig {
   std::string CacheKey() const;
 };
 
-enum class ModelType { kLinear, kMlp };
+enum class ModelType { kLinear, kMlp, kTorchScript };
 enum class Activation { kRelu, kGelu, kTanh };
 
 struct ModelConfig {
@@ -123,8 +130,11 @@ struct ModelConfig {
   bool batchnorm = false;
   double dropout = 0.0;
   Activation activation = Activation::kRelu;
+  std::string path;                  // torchscript: the module file
+  std::vector<int64_t> input_shape;  // torchscript: per-row input shape; empty = [cols]
 
-  // Number of hidden blocks (0 for a linear model).
+  // Number of hidden blocks (0 for a linear model and a TorchScript one: its layers are
+  // not visible, only its input (0) and output (1)).
   int64_t HiddenLayers() const {
     return type == ModelType::kMlp ? static_cast<int64_t>(hidden.size()) : 0;
   }

@@ -27,6 +27,7 @@
 #include "jobs/internal/model.h"
 #include "jobs/internal/progress.h"
 #include "jobs/internal/teacher.h"
+#include "jobs/internal/train_model.h"
 
 namespace lattice::jobs {
 namespace {
@@ -131,12 +132,12 @@ struct EvalResult {
 // Plain cross-entropy and accuracy on the validation split, in chunks; with
 // `teacher_logits` (distill), also the argmax agreement with the teacher; with
 // `feature_match`, also the feature MSE against `teacher_features`.
-EvalResult Evaluate(torch::nn::Sequential& model, const torch::Tensor& x, const torch::Tensor& y,
+EvalResult Evaluate(internal::TrainModel& model, const torch::Tensor& x, const torch::Tensor& y,
                     const torch::Tensor& teacher_logits = {},
                     const internal::FeatureMatch* feature_match = nullptr,
                     const torch::Tensor& teacher_features = {}) {
   torch::InferenceMode inference;
-  model->eval();
+  model.eval();
   constexpr int64_t kChunk = 8192;
   const int64_t n = x.size(0);
   double loss_sum = 0, feature_sum = 0;
@@ -146,7 +147,7 @@ EvalResult Evaluate(torch::nn::Sequential& model, const torch::Tensor& x, const 
     torch::Tensor feature;
     torch::Tensor logits = feature_match
                                ? feature_match->Forward(model, x.narrow(0, start, len), &feature)
-                               : model->forward(x.narrow(0, start, len));
+                               : model.forward(x.narrow(0, start, len));
     if (feature_match) {
       feature_sum += F::mse_loss(feature, teacher_features.narrow(0, start, len),
                                  F::MSELossFuncOptions().reduction(torch::kSum))
@@ -161,7 +162,7 @@ EvalResult Evaluate(torch::nn::Sequential& model, const torch::Tensor& x, const 
       agree += predicted.eq(teacher_logits.narrow(0, start, len).argmax(1)).sum().item<int64_t>();
     }
   }
-  model->train();
+  model.train();
   const double rows = static_cast<double>(n);
   const double features = feature_match ? rows * teacher_features.size(1) : 1.0;
   return {loss_sum / rows, static_cast<double>(correct) / rows, static_cast<double>(agree) / rows,
@@ -181,15 +182,13 @@ EvalResult EvaluateLogits(const torch::Tensor& logits, const torch::Tensor& y) {
 class Trainer {
  public:
   // `teacher`: distill only (the teacher's logits for the training and validation rows).
+  // `model`: internal::MakeTrainModel's, on `device`.
   Trainer(const JobConfig& cfg, const nlohmann::json& config, PreparedData data,
-          torch::Device device, std::optional<internal::TeacherLogits> teacher, JobContext& ctx)
+          torch::Device device, std::optional<internal::TeacherLogits> teacher,
+          std::unique_ptr<internal::TrainModel> model, JobContext& ctx)
       : cfg_(cfg), config_(config), data_(std::move(data)), device_(device),
-        teacher_(std::move(teacher)), ctx_(ctx), rng_(cfg.seed) {
+        teacher_(std::move(teacher)), ctx_(ctx), rng_(cfg.seed), model_(std::move(model)) {
     const int64_t n = data_.x_train.size(0);
-    // Built (and initialised from the seeded CPU generator) on the CPU, then moved: the
-    // initial weights are the same on every device.
-    model_ = internal::BuildModel(cfg.model, data_.x_train.size(1), data_.num_classes);
-    model_->to(device_);
     std::vector<torch::Tensor> params = model_->parameters();
     if (teacher_ && teacher_->features_train.defined()) {
       feature_match_ = std::make_unique<internal::FeatureMatch>(
@@ -217,7 +216,7 @@ class Trainer {
     // every epoch.
     for (int64_t start = 0; start < n; start += cfg.train.batch_size) {
       const int64_t len = std::min(cfg.train.batch_size, n - start);
-      if (len < 2 && cfg.model.batchnorm && cfg.model.type == ModelType::kMlp) {
+      if (len < 2 && model_->needs_two_rows()) {
         continue;  // BatchNorm needs 2 rows; skipping it here keeps the step count exact
       }
       batches_.push_back({x_epoch_.narrow(0, start, len), y_epoch_.narrow(0, start, len)});
@@ -268,7 +267,7 @@ class Trainer {
   const std::optional<internal::TeacherLogits> teacher_;
   JobContext& ctx_;
   std::mt19937_64 rng_;
-  torch::nn::Sequential model_{nullptr};
+  std::unique_ptr<internal::TrainModel> model_;
   // distill.feature_match (null without): its map's parameters follow model_'s in flat_.
   std::unique_ptr<internal::FeatureMatch> feature_match_;
   std::unique_ptr<internal::FlatParameters> flat_;  // aliases model_'s parameters
@@ -296,7 +295,7 @@ class Trainer {
   int64_t carried_seen_ = 0;
   bool order_restored_ = false;  // order_ is the restored epoch's shuffle: do not reshuffle
   int64_t last_checkpoint_step_ = 0;
-  torch::nn::Sequential snapshot_model_{nullptr};  // the writer's copy of the weights
+  std::unique_ptr<internal::TrainModel> snapshot_model_;  // the writer's copy of the weights
   std::thread snapshot_writer_;
   Status snapshot_status_;  // set by the writer thread; read after joining it
   std::chrono::steady_clock::time_point last_checkpoint_time_ = std::chrono::steady_clock::now();
@@ -335,7 +334,7 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
     optimizer_->ZeroGrad();
     torch::Tensor feature;
     torch::Tensor logits =
-        feature_match_ ? feature_match_->Forward(model_, xb, &feature) : model_->forward(xb);
+        feature_match_ ? feature_match_->Forward(*model_, xb, &feature) : model_->forward(xb);
     torch::Tensor loss = F::cross_entropy(logits, yb, loss_options_);
     if (teacher_) loss = DistillLoss(loss, logits, teacher_batches_[b]);
     if (feature_match_) loss = loss + feature_match_->Loss(feature, feature_batches_[b]);
@@ -438,12 +437,8 @@ Status Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t 
   // that checkpointing never changes the run's dropout masks.
   internal::KeepCpuGeneratorState generator;
   torch::Tensor torch_rng = generator.state();
-  if (!snapshot_model_) {
-    snapshot_model_ =
-        internal::BuildModel(cfg_.model, data_.x_train.size(1), data_.num_classes);
-    snapshot_model_->to(device_);
-  }
-  internal::CopyWeights(*model_, *snapshot_model_);
+  if (!snapshot_model_) snapshot_model_ = model_->Twin();
+  snapshot_model_->CopyWeightsFrom(*model_);
   internal::NamedWeights feature_map =
       feature_match_ ? feature_match_->CloneMap() : internal::NamedWeights();
   internal::FlatOptimizer::State optimizer = optimizer_->CopyState();
@@ -454,8 +449,8 @@ Status Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t 
                                   optimizer = std::move(optimizer), selected = selected_,
                                   feature_map = std::move(feature_map), step, epoch]() mutable {
     try {
-      std::string bytes = internal::EncodeCheckpoint(
-          snapshot_model_, header, data_.mean, data_.std,
+      std::string bytes = snapshot_model_->Encode(
+          header, data_.mean, data_.std,
           [&](torch::serialize::OutputArchive& archive) {
             optimizer.Save(archive);
             archive.write(kOrderKey, order);
@@ -489,16 +484,8 @@ Status Trainer::Restore(const std::string& blob) {
   }
   try {
     const nlohmann::json& r = header.resume;
-    torch::serialize::InputArchive archive;
-    archive.load_from(blob.data() + offset, blob.size() - offset);
-    {
-      // Loaded into a twin, then copied in place: Module::load may replace a parameter's
-      // storage, and ours must keep aliasing the flat buffer the optimizer updates.
-      torch::nn::Sequential twin =
-          internal::BuildModel(cfg_.model, data_.x_train.size(1), data_.num_classes);
-      twin->load(archive);
-      internal::CopyWeights(*twin, *model_);
-    }
+    torch::serialize::InputArchive archive;  // the state beyond the weights
+    model_->Decode(blob, offset, &archive);
     if (feature_match_) {
       internal::NamedWeights map = feature_match_->CloneMap();  // the names
       for (auto& [name, t] : map) archive.read(kFeatureMapPrefix + name, t);
@@ -531,7 +518,7 @@ Status Trainer::Restore(const std::string& blob) {
       selection_->Restore(sel.at("epoch").get<int>(), sel.at("score").get<double>());
       auto restored = std::make_shared<Selected>();
       restored->metrics = sel.at("metrics").get<std::map<std::string, double>>();
-      restored->weights = internal::CloneWeights(*model_);  // the names; values read below
+      restored->weights = model_->CloneWeights();  // the names; values read below
       for (auto& [name, t] : restored->weights) {
         torch::Tensor saved;
         archive.read(kBestPrefix + name, saved);
@@ -580,7 +567,7 @@ StatusOr<JobResult> Trainer::Run() {
     LATTICE_ASSIGN_OR_RETURN(double train_loss, TrainEpoch(epoch));
     LATTICE_RETURN_IF_ERROR(dp_.AverageBuffers(*model_));
     EvalResult eval =
-        Evaluate(model_, data_.x_val, data_.y_val, teacher_ ? teacher_->val : torch::Tensor(),
+        Evaluate(*model_, data_.x_val, data_.y_val, teacher_ ? teacher_->val : torch::Tensor(),
                  feature_match_.get(), feature_match_ ? teacher_->features_val : torch::Tensor());
     double shared[] = {eval.loss, eval.accuracy, eval.agreement, eval.feature_loss};
     LATTICE_RETURN_IF_ERROR(dp_.ShareValues(shared, 4));  // gangs: member 0's decide
@@ -621,11 +608,11 @@ StatusOr<JobResult> Trainer::Run() {
     header.metrics = result.metrics;
     if (selected_) {
       // The selected epoch's weights, and its metrics in the header.
-      internal::LoadWeights(selected_->weights, *model_);
+      model_->LoadWeights(selected_->weights);
       for (const auto& [key, value] : selected_->metrics) header.metrics[key] = value;
     }
     model_->to(torch::kCPU);  // training is over; a checkpoint loads anywhere
-    result.checkpoint = internal::EncodeCheckpoint(model_, header, data_.mean, data_.std);
+    result.checkpoint = model_->Encode(header, data_.mean, data_.std);
   }
   return result;
 }
@@ -636,7 +623,7 @@ void Trainer::Select(int epoch) {
   if (value == last_.end() || !selection_->Offer(epoch, value->second)) return;
   auto selected = std::make_shared<Selected>();
   selected->metrics = last_;
-  selected->weights = internal::CloneWeights(*model_);
+  selected->weights = model_->CloneWeights();
   selected_ = std::move(selected);
 }
 
@@ -667,7 +654,13 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
   // Seeded after the teacher was built (its rebuild draws initial weights), so the student
   // starts exactly as the same model would in a train job.
   torch::manual_seed(cfg.seed);
-  Trainer trainer(cfg, config, std::move(prepared), device, std::move(teacher), ctx);
+  const torch::Tensor probe =
+      prepared.x_train.narrow(0, 0, std::min<int64_t>(2, prepared.x_train.size(0)));
+  LATTICE_ASSIGN_OR_RETURN(std::unique_ptr<internal::TrainModel> model,
+                           internal::MakeTrainModel(cfg.model, probe.size(1),
+                                                    prepared.num_classes, probe, device));
+  Trainer trainer(cfg, config, std::move(prepared), device, std::move(teacher), std::move(model),
+                  ctx);
   if (ctx.resume_from != nullptr) LATTICE_RETURN_IF_ERROR(trainer.Restore(*ctx.resume_from));
   // `data` stays alive until here: prepared tensors may alias it.
   return trainer.Run();

@@ -31,13 +31,19 @@ FeatureMatch::FeatureMatch(const FeatureMatchConfig& config, const ModelConfig& 
   map_->to(device);
 }
 
-torch::Tensor FeatureMatch::Forward(torch::nn::Sequential& student, const torch::Tensor& x,
+torch::Tensor FeatureMatch::Forward(TrainModel& model, const torch::Tensor& x,
                                     torch::Tensor* feature) const {
+  torch::nn::Sequential* student = model.sequential();
   torch::Tensor h = x;
   size_t i = 0;
-  for (auto it = student->begin(); it != student->end(); ++it, ++i) {
-    if (i == end_) *feature = h;
-    h = it->forward(h);
+  if (student == nullptr) {
+    h = model.forward(x);
+    i = end_;  // a TorchScript student: the logits
+  } else {
+    for (auto it = (*student)->begin(); it != (*student)->end(); ++it, ++i) {
+      if (i == end_) *feature = h;
+      h = it->forward(h);
+    }
   }
   if (i == end_) *feature = h;  // the logits
   if (map_) *feature = torch::nn::functional::linear(*feature, map_->weight, map_->bias);

@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "jobs/internal/model.h"
+#include "jobs/internal/train_model.h"
 #include "jobs/train_config.h"
 
 namespace lattice::jobs::internal {
@@ -30,8 +31,9 @@ class FeatureMatch {
                int64_t classes, int64_t teacher_width, uint64_t seed, const torch::Device& device);
 
   // Runs `student` on `x` as its forward() does and returns the logits; *feature receives
-  // map(s) [B, T].
-  torch::Tensor Forward(torch::nn::Sequential& student, const torch::Tensor& x,
+  // map(s) [B, T]. A TorchScript student (no sequential()) shows only its output: s is the
+  // logits (its student_layer resolves to 1, ParseJobConfig checked it).
+  torch::Tensor Forward(TrainModel& student, const torch::Tensor& x,
                         torch::Tensor* feature) const;
 
   // weight * MSE(feature, teacher), mean over all elements.

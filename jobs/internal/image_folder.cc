@@ -9,6 +9,8 @@
 #include <memory>
 #include <system_error>
 
+#include "jobs/data_roots.h"
+
 namespace lattice::jobs::internal {
 namespace {
 
@@ -23,6 +25,7 @@ std::string Lower(std::string s) {
 
 StatusOr<std::vector<std::string>> ListImageFiles(const std::string& dir,
                                                   const std::vector<std::string>& extensions) {
+  LATTICE_RETURN_IF_ERROR(CheckDataPath(dir).WithContext("corpus.dir"));
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     return Status::InvalidArgument("corpus.dir: not a directory: " + dir);
@@ -46,6 +49,8 @@ StatusOr<std::vector<std::string>> ListImageFiles(const std::string& dir,
 }
 
 Status DecodeImage(const std::string& path, int height, int width, int channels, float* out) {
+  // Per file: a symlink in an allowed folder may point outside the roots.
+  LATTICE_RETURN_IF_ERROR(CheckDataPath(path).WithContext("corpus.dir"));
   int w = 0, h = 0, n = 0;
   std::unique_ptr<unsigned char, void (*)(void*)> pixels(
       stbi_load(path.c_str(), &w, &h, &n, channels), stbi_image_free);

@@ -16,7 +16,8 @@ namespace lattice::jobs::internal {
 // the same on every run and worker. Not recursive: only regular files (symlinks followed)
 // directly inside `dir` whose extension matches one of `extensions` (lower-case, with the
 // dot) case-insensitively; names starting with '.' are skipped. Lists the whole folder
-// (about 1 s per million files). Error: InvalidArgument "corpus.dir: not a directory: x".
+// (about 1 s per million files). Errors: InvalidArgument "corpus.dir: not a directory: x";
+// "corpus.dir: x: outside the allowed data roots ..." (jobs/data_roots.h).
 StatusOr<std::vector<std::string>> ListImageFiles(const std::string& dir,
                                                   const std::vector<std::string>& extensions);
 
@@ -24,7 +25,9 @@ StatusOr<std::vector<std::string>> ListImageFiles(const std::string& dir,
 // converts it to `channels` (1: grey, 3: RGB), resizes it to height x width (stb's default
 // filter; no crop, the aspect ratio is not kept) and writes channels * height * width
 // floats in CHW order, values 0..255, to `out`.
-// Error: InvalidArgument "corpus.dir: <path>: cannot decode image: <reason>".
+// Errors: InvalidArgument "corpus.dir: <path>: cannot decode image: <reason>"; the path (a
+// symlink resolved) outside the data roots: "corpus.dir: <path>: outside the allowed ...".
+// Both functions check jobs::CheckDataPath before touching the file system.
 Status DecodeImage(const std::string& path, int height, int width, int channels, float* out);
 
 }  // namespace lattice::jobs::internal

@@ -4,6 +4,8 @@
 
 #include <mutex>
 
+#include "jobs/internal/torchscript_model.h"
+
 namespace lattice::jobs::internal {
 namespace {
 
@@ -128,9 +130,22 @@ StatusOr<CheckpointModel> CheckpointModel::Decode(const std::string& blob) {
                                    JobKindName(config->kind) + ", not train or distill");
   }
   const ModelConfig& mc = config->model;
-  m.model_ = BuildModel(mc, m.header_.in_dim, m.header_.classes);
   m.scale_ = config->dataset.scale;
   m.layer_ends_ = LayerEnds(mc);
+  if (mc.type == ModelType::kTorchScript) {
+    LATTICE_ASSIGN_OR_RETURN(LoadedTorchScript loaded, LoadTorchScriptCheckpoint(blob, offset));
+    m.script_ = std::make_shared<torch::jit::Module>(std::move(loaded.module));
+    m.input_shape_ = std::move(loaded.input_shape);
+    m.mean_ = loaded.input_mean;
+    m.std_ = loaded.input_std;
+    if (m.mean_.defined() && m.mean_.numel() != m.header_.in_dim) {
+      return Status::InvalidArgument("checkpoint: standardisation has " +
+                                     std::to_string(m.mean_.numel()) + " values for in_dim " +
+                                     std::to_string(m.header_.in_dim));
+    }
+    return m;
+  }
+  m.model_ = BuildModel(mc, m.header_.in_dim, m.header_.classes);
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(blob.data() + offset, blob.size() - offset);
@@ -154,13 +169,21 @@ StatusOr<CheckpointModel> CheckpointModel::Decode(const std::string& blob) {
 
 int64_t CheckpointModel::parameter_count() const {
   int64_t n = 0;
+  if (script_) {
+    for (const auto& p : script_->parameters()) n += p.numel();
+    return n;
+  }
   for (const auto& p : model_->parameters()) n += p.numel();
   return n;
 }
 
 void CheckpointModel::To(const torch::Device& device) {
   if (device == device_) return;
-  model_->to(device);
+  if (script_) {
+    script_->to(device);
+  } else {
+    model_->to(device);
+  }
   if (mean_.defined()) mean_ = mean_.to(device);
   if (std_.defined()) std_ = std_.to(device);
   device_ = device;
@@ -180,6 +203,16 @@ torch::Tensor CheckpointModel::Forward(const torch::Tensor& x, int64_t layer,
   if (scale) h = h * *scale;
   if (mean_.defined()) h = (scale ? h.sub_(mean_) : h - mean_).div_(std_);
   const size_t end = layer_ends_.at(static_cast<size_t>(layer));
+  if (script_) {
+    if (end == 0) return h;
+    if (!input_shape_.empty()) {
+      std::vector<int64_t> shape = {h.size(0)};
+      shape.insert(shape.end(), input_shape_.begin(), input_shape_.end());
+      h = h.reshape(shape);
+    }
+    NoGraphOptimization no_optimization;  // the same ops as in training
+    return script_->forward({h}).toTensor();
+  }
   size_t i = 0;
   for (auto it = model_->begin(); it != model_->end() && i < end; ++it, ++i) {
     h = it->forward(h);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -13,6 +14,10 @@
 #include "common/status.h"
 #include "jobs/checkpoint.h"
 #include "jobs/train_config.h"
+
+namespace torch::jit {
+struct Module;
+}  // namespace torch::jit
 
 namespace lattice::jobs::internal {
 
@@ -66,7 +71,9 @@ std::string EncodeCheckpoint(
 // A checkpoint loaded for inference (eval mode).
 class CheckpointModel {
  public:
-  // Rebuilds the network from the header's config and loads the archive.
+  // Rebuilds the network from the header's config and loads the archive; a TorchScript
+  // trial's archive is its module (jobs/internal/torchscript_model.h), with two layers: 0
+  // (the prepared input) and 1 (its output).
   // Errors: InvalidArgument for a bad header, config or archive ("checkpoint: ...").
   static StatusOr<CheckpointModel> Decode(const std::string& blob);
 
@@ -89,6 +96,8 @@ class CheckpointModel {
  private:
   CheckpointHeader header_;
   torch::nn::Sequential model_{nullptr};
+  std::shared_ptr<torch::jit::Module> script_;  // a TorchScript trial's module instead
+  std::vector<int64_t> input_shape_;            // script_'s per-row input shape; empty: [cols]
   std::optional<double> scale_;
   torch::Tensor mean_, std_;        // undefined unless the trial standardised
   std::vector<size_t> layer_ends_;  // layer l = the first layer_ends_[l] modules

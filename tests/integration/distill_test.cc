@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -93,6 +95,100 @@ std::string Spec(const std::string& name, const std::string& rest) {
          "dataset: {format: idx, images: " + dir + "train-images-idx3-ubyte.gz, labels: " + dir +
          "train-labels-idx1-ubyte.gz, scale: 0.00392156862745098, standardize: true, "
          "limit: 20000}\n";
+}
+
+// A distill trial whose student is the user's TorchScript module (tests/jobs/fixtures/
+// make_torchscript_model.py's student.pt: 784 -> 32 -> 10, input [B, 1, 28, 28]), under a
+// quarter of the teacher's parameters: it reaches >= 95 % of the teacher's validation
+// accuracy, and the downloaded checkpoint is the trained module in Debian's python3-torch.
+// Bad modules: a missing file or one outside --data-roots is a 400 at submit (nothing
+// stored); a file that is no module fails its trial once, permanently, naming model.path.
+TEST_F(DistillTest, TorchScriptStudent) {
+  const std::string fixtures = dir_.Join("fixtures");
+  ASSERT_EQ(std::system(("/usr/bin/python3 " + testutil::SourceDir() +
+                         "/tests/jobs/fixtures/make_torchscript_model.py make " + fixtures)
+                            .c_str()),
+            0);
+  StartCluster();
+  json teacher = Call("POST", "/v1/sweeps",
+                      Spec("ts-teacher", "kind: train\nseed: 1\nmodel: {type: mlp, hidden: [256, 128]}\n"
+                                         "train: {epochs: 4, batch_size: 64, threads: 1}\n"
+                                         "search: {method: grid, parameters: {seed: [1]}}\n"),
+                      201);
+  json teacher_done = WaitForSweep(teacher["id"], std::chrono::seconds(600));
+  ASSERT_EQ(teacher_done["state"], "completed") << teacher_done.dump(2) << cluster_->Log();
+  json teacher_trials = Call("GET", "/v1/sweeps/" + teacher["id"].get<std::string>() + "/trials");
+  const double teacher_accuracy = teacher_trials["trials"][0]["metrics"]["val_accuracy"];
+  const std::string student_model = "model: {type: torchscript, path: " + fixtures +
+                                    "/student.pt, input_shape: [1, 28, 28]}\n";
+  const std::string distill = "kind: distill\nseed: 2\nteacher: {type: trial, trial: ts-teacher}\n"
+                              "train: {epochs: 4, batch_size: 64, lr: 2.0e-3, threads: 1}\n";
+  json sweep = Call("POST", "/v1/sweeps", Spec("ts-student", distill + student_model), 201);
+  json done = WaitForSweep(sweep["id"], std::chrono::seconds(600));
+  ASSERT_EQ(done["state"], "completed") << done.dump(2) << cluster_->Log();
+  const std::string trial = sweep["id"].get<std::string>() + "-t0";
+  json t = Call("GET", "/v1/trials/" + trial);
+  const json& m = t["metrics"];
+  std::printf("[ info ] teacher %.4f (%g params) -> TorchScript student %.4f (%g params)\n",
+              teacher_accuracy, m["teacher_params"].get<double>(), m["val_accuracy"].get<double>(),
+              m["student_params"].get<double>());
+  EXPECT_DOUBLE_EQ(m["teacher_val_accuracy"].get<double>(), teacher_accuracy);
+  EXPECT_LE(4 * m["student_params"].get<double>(), m["teacher_params"].get<double>());
+  EXPECT_GE(m["val_accuracy"].get<double>(), 0.95 * teacher_accuracy);
+
+  const std::string pt = dir_.Join("student-trained.pt");
+  std::string out;
+  ASSERT_EQ(testutil::RunCommand(testutil::LatticeBinary() + " checkpoint download " + trial +
+                                     " -o " + pt + " --data-dir " + DataDir(),
+                                 &out),
+            0)
+      << out;
+  const std::string check =
+      "import json, torch\n"
+      "files = {'lattice.json': ''}\n"
+      "m = torch.jit.load('" + pt + "', _extra_files=files)\n"
+      "info = json.loads(files['lattice.json'])\n"
+      "y = m(torch.rand(5, *info['input_shape']))\n"
+      "assert tuple(y.shape) == (5, 10), y.shape\n"
+      "assert not m.training\n"
+      "print(sum(p.numel() for p in m.parameters()), len(info['input_mean']))\n";
+  std::ofstream(dir_.Join("check.py")) << check;
+  ASSERT_EQ(testutil::RunCommand("/usr/bin/python3 " + dir_.Join("check.py"), &out), 0) << out;
+  EXPECT_NE(out.find("25450 784"), std::string::npos) << out;
+
+  // Refused at submit, nothing stored.
+  const size_t sweeps = Call("GET", "/v1/sweeps")["sweeps"].size();
+  json err = Call("POST", "/v1/sweeps",
+                  Spec("ts-missing", distill + "model: {type: torchscript, path: " + fixtures +
+                                         "/nope.pt}\n"),
+                  400);
+  EXPECT_NE(err.dump().find("model.path: file not found"), std::string::npos) << err.dump();
+  testutil::TempDir outside;  // not under the cluster's --data-roots
+  std::filesystem::copy_file(fixtures + "/student.pt", outside.Join("student.pt"));
+  err = Call("POST", "/v1/sweeps",
+             Spec("ts-outside", distill + "model: {type: torchscript, path: " +
+                                    outside.Join("student.pt") + "}\n"),
+             400);
+  EXPECT_NE(err.dump().find("outside the allowed data roots"), std::string::npos) << err.dump();
+  EXPECT_EQ(Call("GET", "/v1/sweeps")["sweeps"].size(), sweeps);
+
+  // Not a module: one attempt, failed, no checkpoint.
+  std::ofstream(fixtures + "/text.pt") << "not a module";
+  json bad = Call("POST", "/v1/sweeps",
+                  Spec("ts-bad", distill + "model: {type: torchscript, path: " + fixtures +
+                                     "/text.pt}\n"),
+                  201);
+  WaitForSweep(bad["id"], std::chrono::seconds(300));
+  json failed = Call("GET", "/v1/trials/" + bad["id"].get<std::string>() + "-t0");
+  EXPECT_EQ(failed["state"], "failed") << failed.dump();
+  EXPECT_EQ(failed["attempts"], 1) << failed.dump();
+  EXPECT_NE(failed["error"].get<std::string>().find("model.path: " + fixtures +
+                                                    "/text.pt: cannot load TorchScript module"),
+            std::string::npos)
+      << failed.dump();
+  EXPECT_EQ(client_->Request("GET", "/v1/trials/" + bad["id"].get<std::string>() + "-t0/checkpoint")
+                ->status,
+            404);
 }
 
 // SIGKILL of the whole cluster mid-distillation after >= 2 step checkpoints: after a

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "jobs/corpus_rows.h"
+#include "jobs/data_roots.h"
 #include "jobs/embed_config.h"
 #include "jobs/embed_job.h"
 #include "jobs/job_config.h"
@@ -144,6 +145,32 @@ TEST_F(ImageCorpusTest, CorruptFileFailsOnlyItsShardAndIsNamed) {
   c["shard"] = {{"begin", 1}, {"end", 4}};
   ExpectError(Run(c).status(), StatusCode::kInvalidArgument,
               {"corpus.dir: " + dir_.Join("bb.png") + ": cannot decode image"});
+}
+
+// --data-roots holds for image folders as for other data files: a folder outside the roots
+// is refused before it is listed, and an image that is a symlink to a file outside them is
+// refused before it is decoded (the folder itself being allowed).
+TEST_F(ImageCorpusTest, FoldersAndImagesOutsideTheDataRootsAreRefused) {
+  testutil::TempDir allowed;
+  std::filesystem::create_symlink(dir_.Join("a.png"), allowed.Join("a.png"));
+  WritePng(allowed.Join("b.png"), 1, 2, 3);
+  ASSERT_OK(SetDataRoots({allowed.path()}, {}));
+  const Status outside = Run(Config()).status();
+  json linked = Config();
+  linked["corpus"]["dir"] = allowed.path();
+  const Status link = Run(linked).status();
+  ASSERT_OK(SetDataRoots({"/"}, {}));
+  ExpectError(outside, StatusCode::kInvalidArgument,
+              {"corpus.dir: " + dir_.path() + ": outside the allowed data roots"});
+  ExpectError(link, StatusCode::kInvalidArgument,
+              {"corpus.dir: " + allowed.Join("a.png") + ": outside the allowed data roots"});
+  // Inside the roots the same folder embeds.
+  json inside = Config();
+  inside["corpus"]["dir"] = allowed.path();
+  ASSERT_OK(SetDataRoots({allowed.path(), dir_.path()}, {}));
+  const Status ok = Run(inside).status();
+  ASSERT_OK(SetDataRoots({"/"}, {}));
+  EXPECT_OK(ok);
 }
 
 TEST_F(ImageCorpusTest, ErrorsAfterDecodingNameTheShardOffset) {

@@ -559,13 +559,13 @@ StatusOr<JobResult> Trainer::Run() {
   }
   if (!order_restored_) last_lr_ = schedule_->lr();  // as is if an epoch had no step at all
   const bool batchnorm = cfg_.model.batchnorm && cfg_.model.type == ModelType::kMlp;
-  LATTICE_RETURN_IF_ERROR(dp_.Start(*model_, *flat_, batches_,
+  LATTICE_RETURN_IF_ERROR(dp_.Start(model_->buffers(), *flat_, batches_,
                                     {&teacher_batches_, &feature_batches_}, batchnorm ? 2 : 1));
   dp_.DropRestoredEpochSums(&carried_loss_sum_, &carried_seen_);
   result.epochs_done = start_epoch_ - 1;
   for (int epoch = start_epoch_; epoch <= cfg_.train.epochs; ++epoch) {
     LATTICE_ASSIGN_OR_RETURN(double train_loss, TrainEpoch(epoch));
-    LATTICE_RETURN_IF_ERROR(dp_.AverageBuffers(*model_));
+    LATTICE_RETURN_IF_ERROR(dp_.AverageBuffers(model_->buffers()));
     EvalResult eval =
         Evaluate(*model_, data_.x_val, data_.y_val, teacher_ ? teacher_->val : torch::Tensor(),
                  feature_match_.get(), feature_match_ ? teacher_->features_val : torch::Tensor());

@@ -18,7 +18,7 @@ Status DataParallel::OnHost(torch::Tensor& t, Op op) {
   return Status::Ok();
 }
 
-Status DataParallel::Start(torch::nn::Module& model, FlatParameters& flat,
+Status DataParallel::Start(const std::vector<torch::Tensor>& buffers, FlatParameters& flat,
                            std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches,
                            const std::vector<std::vector<torch::Tensor>*>& companions,
                            int64_t min_rows) {
@@ -47,7 +47,7 @@ Status DataParallel::Start(torch::nn::Module& model, FlatParameters& flat,
   LATTICE_RETURN_IF_ERROR(OnHost(params, [&](torch::Tensor& t) {
     return gang_->Broadcast(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size(), 0);
   }));
-  for (torch::Tensor buffer : model.buffers()) {
+  for (torch::Tensor buffer : buffers) {
     torch::Tensor b = buffer.contiguous();
     LATTICE_RETURN_IF_ERROR(OnHost(b, [&](torch::Tensor& t) {
       return gang_->Broadcast(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size(), 0);
@@ -76,10 +76,10 @@ void DataParallel::Report(std::map<std::string, double>* metrics) const {
   (*metrics)["gang_allreduce_seconds"] = allreduce_seconds_;
 }
 
-Status DataParallel::AverageBuffers(torch::nn::Module& model) {
+Status DataParallel::AverageBuffers(const std::vector<torch::Tensor>& buffers) {
   if (!active()) return Status::Ok();
   torch::NoGradGuard no_grad;
-  for (torch::Tensor buffer : model.buffers()) {
+  for (torch::Tensor buffer : buffers) {
     if (buffer.scalar_type() != torch::kFloat) continue;  // num_batches_tracked: equal anyway
     torch::Tensor b = buffer.contiguous();
     LATTICE_RETURN_IF_ERROR(OnHost(b, [&](torch::Tensor& t) {

@@ -50,9 +50,9 @@ class DataParallel {
   bool active() const { return gang_ != nullptr && gang_->size() > 1; }
 
   // Cuts every batch (and the per-batch tensors in `companions`, same rows) to this
-  // member's slice, then broadcasts member 0's parameters and buffers. `min_rows`: rows a
+  // member's slice, then broadcasts member 0's parameters and `buffers` (the model's). `min_rows`: rows a
   // slice needs (2 with BatchNorm); InvalidArgument naming train.batch_size otherwise.
-  Status Start(torch::nn::Module& model, FlatParameters& flat,
+  Status Start(const std::vector<torch::Tensor>& buffers, FlatParameters& flat,
                std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches,
                const std::vector<std::vector<torch::Tensor>*>& companions, int64_t min_rows);
   // After a resume every member restored member 0's partial sums of the interrupted epoch
@@ -65,7 +65,7 @@ class DataParallel {
   // This member's rows of batch `b` / the batch's rows.
   double Share(size_t b) const { return active() ? shares_[b] : 1.0; }
   Status AllreduceGradients(FlatParameters& flat);
-  Status AverageBuffers(torch::nn::Module& model);
+  Status AverageBuffers(const std::vector<torch::Tensor>& buffers);
   Status SumEpochLoss(double* loss_sum, int64_t* seen);
   Status ShareValues(double* values, size_t count);
   // Gang trials' result metrics: gang_size and gang_allreduce_seconds (this member's wall

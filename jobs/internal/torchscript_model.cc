@@ -174,6 +174,12 @@ std::vector<torch::Tensor> TorchScriptModel::parameters() const {
   return out;
 }
 
+std::vector<torch::Tensor> TorchScriptModel::buffers() const {
+  std::vector<torch::Tensor> out;
+  for (const torch::Tensor& b : module_.buffers()) out.push_back(b);
+  return out;
+}
+
 NamedWeights TorchScriptModel::CloneWeights() const {
   torch::NoGradGuard no_grad;
   NamedWeights out;

@@ -56,6 +56,7 @@ class TorchScriptModel : public TrainModel {
   void train() override { module_.train(true); }
   void eval() override { module_.eval(); }
   std::vector<torch::Tensor> parameters() const override;
+  std::vector<torch::Tensor> buffers() const override;
   NamedWeights CloneWeights() const override;
   void LoadWeights(const NamedWeights& weights) override;
   std::unique_ptr<TrainModel> Twin() const override;

@@ -16,6 +16,7 @@ class SequentialModel : public TrainModel {
   void train() override { model_->train(); }
   void eval() override { model_->eval(); }
   std::vector<torch::Tensor> parameters() const override { return model_->parameters(); }
+  std::vector<torch::Tensor> buffers() const override { return model_->buffers(); }
   NamedWeights CloneWeights() const override { return internal::CloneWeights(*model_); }
   void LoadWeights(const NamedWeights& weights) override {
     internal::LoadWeights(weights, *model_);

@@ -44,6 +44,8 @@ class TrainModel {
   virtual void train() = 0;
   virtual void eval() = 0;
   virtual std::vector<torch::Tensor> parameters() const = 0;
+  // The live buffers (BatchNorm running statistics ...), for gangs to keep them equal.
+  virtual std::vector<torch::Tensor> buffers() const = 0;
   virtual NamedWeights CloneWeights() const = 0;
   // `weights`: CloneWeights of a model of the same architecture.
   virtual void LoadWeights(const NamedWeights& weights) = 0;

@@ -456,6 +456,32 @@ TEST_F(SweepSpecTest, RejectsSearchProblems) {
                 "search.metric.goal: must be maximize or minimize");
   ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: acc\n"), "search.metric: must be a mapping");
   ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: {name: \"\"}\n"), "search.metric.name:");
+  // A train job's metric must be one it reports; test metrics never rank trials.
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: {name: val_f2}\n"),
+                "search.metric.name: \"val_f2\" is not a metric of a train job (one of: "
+                "train_loss, train_accuracy, val_loss, val_accuracy, val_f1, lr");
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: {name: test_accuracy}\n"),
+                "test metrics never select a trial");
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: {name: selected_epoch}\n"),
+                "\"selected_epoch\" is not a metric");  // no selection configured
+  // repeats: each point N times with consecutive seeds.
+  {
+    ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec(TrainSpec(kGrid27, "repeats: 3\n")));
+    ASSERT_EQ(spec.points.size(), 81u);
+    EXPECT_EQ(spec.points[0]["seed"], 42);
+    EXPECT_EQ(spec.points[2]["seed"], 44);
+    EXPECT_EQ(spec.points[3]["seed"], 42);
+    EXPECT_EQ(spec.points[2]["lr"], spec.points[0]["lr"]);
+    EXPECT_EQ(spec.trial_configs[1]["seed"], 43);
+    EXPECT_EQ(spec.parameter_names.back(), "seed");
+  }
+  ExpectInvalid(TrainSpec(kGrid27, "repeats: 0\n"), "repeats: must be in [1, 1000]");
+  ExpectInvalid(Grid("    seed: [1, 2]\n", "").insert(0, "repeats: 2\n"),
+                "repeats: seed is a searched parameter");
+  for (const char* ok : {"val_f1", "selected_val_f1", "train_accuracy", "best_val_loss"}) {
+    EXPECT_OK(ParseSweepSpec(Grid("    lr: [0.1]\n",
+                                  "  metric: {name: " + std::string(ok) + "}\n")).status());
+  }
   ExpectInvalid(TrainSpec("search: {method: grid}\n"), "search.parameters: required");
   ExpectInvalid(Grid("    {}\n"), "search.parameters: must not be empty");
   ExpectInvalid(TrainSpec("search: {method: grid, parameters: [lr]}\n"),

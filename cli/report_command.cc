@@ -521,7 +521,7 @@ void RegisterReportCommand(CLI::App& app, int* exit_code) {
   auto st = std::make_shared<State>();
   CLI::App* sub = app.add_subcommand(
       "report",
-      "Write a sweep's figures and tables for a paper into a directory: trials.csv,\n"
+      "Write a sweep's figures and tables for a paper into a directory: trials.csv, points.csv,\n"
       "curves.svg, parallel.svg, heatmap.svg, confusion.svg (the best trial's), and LaTeX\n"
       "(booktabs) tables top_configs.tex, per_class.tex, dataset.tex. The coordinator also\n"
       "serves them live as a page: http://<host>:<port>/sweeps/<sweep>.");

@@ -97,6 +97,26 @@ TEST_F(SweepSpecTest, TrialConfigsAreSpecMinusSchedulerKeysWithParamsApplied) {
   EXPECT_EQ(c["model"]["hidden"], 32);
 }
 
+// The probe recipe example says everything it claims, field by field.
+TEST_F(SweepSpecTest, ProbeRecipeExampleIsTheWholeRecipe) {
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec, LoadSweepSpecFile(testutil::SourceDir() +
+                                                         "/examples/fashion-mnist-probe-recipe.yaml"));
+  ASSERT_EQ(spec.points.size(), 27u);
+  EXPECT_EQ(spec.metric, "selected_val_f1");
+  const json& c = spec.trial_configs[0];
+  EXPECT_EQ(c["dataset"]["classes"], json({0, 6, 2}));
+  EXPECT_EQ(c["dataset"]["rows_per_class"], json({324, 200, 302}));
+  EXPECT_EQ(c["dataset"]["split"]["train_per_class"], 150);
+  EXPECT_EQ(c["train"]["mixup"], (json{{"alpha", 0.3}, {"until", 0.7}}));
+  EXPECT_EQ(c["train"]["class_weights"]["boost"]["1"], 1.5);
+  EXPECT_EQ(c["train"]["label_smoothing"], 0.1);
+  EXPECT_EQ(c["train"]["schedule"]["patience"], 25);
+  EXPECT_EQ(c["train"]["clip_grad_norm"], 1.0);
+  EXPECT_EQ(c["train"]["early_stopping"]["patience"], 75);
+  EXPECT_EQ(c["train"]["epochs"], 500);
+  EXPECT_EQ(c["seed"], 42);
+}
+
 TEST_F(SweepSpecTest, NormalisedSpecHasDefaults) {
   ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec(Grid("    lr: [0.1]\n")));
   EXPECT_EQ(spec.spec["name"], "digits-probe-grid");

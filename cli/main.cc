@@ -14,11 +14,14 @@
 
 #include "cli/checkpoint_commands.h"
 #include "cli/commands.h"
+#include "cli/export_command.h"
 #include "cli/index_commands.h"
+#include "cli/report_command.h"
 #include "cli/top_command.h"
 #include "control/mpi_channel.h"
 #include "index/server.h"
 #include "jobs/data_roots.h"
+#include "jobs/torchscript_export.h"
 #include "scheduler/cluster.h"
 #include "worker/worker.h"
 
@@ -158,6 +161,8 @@ int main(int argc, char** argv) {
   lattice::cli::RegisterClientCommands(app, &exit_code);
   lattice::cli::RegisterIndexCommands(app, &exit_code);
   lattice::cli::RegisterCheckpointCommands(app, &exit_code);
+  lattice::cli::RegisterExportCommand(app, &exit_code, lattice::jobs::ExportTorchScript);
+  lattice::cli::RegisterReportCommand(app, &exit_code);
   lattice::cli::RegisterTopCommand(app, &exit_code);
 
   if (const std::string unknown = lattice::cli::UnknownSubcommandError(app, argc, argv);

@@ -1,4 +1,6 @@
 #include "jobs/dataset.h"
+#include "jobs/internal/class_subset.h"
+#include "jobs/internal/stratified_split.h"
 
 #include <zlib.h>
 
@@ -345,6 +347,11 @@ StatusOr<DatasetPart> LoadPart(const DatasetConfig& c, const DatasetFiles& files
     part.features.data.resize(static_cast<size_t>(part.features.rows * part.features.cols));
     part.labels.resize(static_cast<size_t>(*c.limit));
   }
+  if (!c.classes.empty()) {
+    const bool training_file = &files == &c.train;
+    LATTICE_RETURN_IF_ERROR(internal::SelectClasses(
+        c.classes, training_file ? c.rows_per_class : std::vector<int64_t>(), "dataset", &part));
+  }
   if (c.scale) {
     float s = static_cast<float>(*c.scale);
     for (float& v : part.features.data) v *= s;
@@ -372,12 +379,22 @@ StatusOr<LoadedDataset> LoadDataset(const DatasetConfig& config) {
   } else if (d.train.features.rows < 2) {
     return Bad("dataset", "need at least 2 rows to split off a validation set");
   }
-  int64_t max_label = 0;
-  for (int64_t l : d.train.labels) max_label = std::max(max_label, l);
-  if (d.validation) {
-    for (int64_t l : d.validation->labels) max_label = std::max(max_label, l);
+  if (config.test) {
+    LATTICE_ASSIGN_OR_RETURN(d.test, LoadPart(config, *config.test, "dataset.test"));
+    if (d.test->features.cols != d.train.features.cols) {
+      return Bad("dataset.test", "test data has " + std::to_string(d.test->features.cols) +
+                                     " features, training data has " +
+                                     std::to_string(d.train.features.cols));
+    }
   }
-  d.num_classes = max_label + 1;
+  int64_t max_label = 0;
+  for (const std::optional<DatasetPart>* part : {&d.validation, &d.test}) {
+    if (*part) {
+      for (int64_t l : (*part)->labels) max_label = std::max(max_label, l);
+    }
+  }
+  for (int64_t l : d.train.labels) max_label = std::max(max_label, l);
+  d.num_classes = config.classes.empty() ? max_label + 1 : static_cast<int64_t>(config.classes.size());
   return d;
 }
 
@@ -396,6 +413,15 @@ StatusOr<SplitIndices> MakeSplit(int64_t num_rows, double validation_fraction, u
   s.validation.assign(perm.begin(), perm.begin() + n_val);
   s.train.assign(perm.begin() + n_val, perm.end());
   return s;
+}
+
+StatusOr<SplitIndices> MakeDatasetSplit(const std::vector<int64_t>& labels,
+                                        const DatasetConfig& config) {
+  if (!config.stratify && config.test_fraction == 0) {
+    return MakeSplit(static_cast<int64_t>(labels.size()), config.validation_fraction,
+                     config.split_seed);
+  }
+  return internal::StratifiedSplit(labels, config);
 }
 
 DatasetCache::DatasetCache(size_t max_entries, Loader loader)

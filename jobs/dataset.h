@@ -44,6 +44,7 @@ struct DatasetPart {
 struct LoadedDataset {
   DatasetPart train;
   std::optional<DatasetPart> validation;  // set iff the config names validation files
+  std::optional<DatasetPart> test;        // set iff the config names test files
   int64_t num_classes = 0;                // max label + 1 over both parts
 };
 
@@ -73,8 +74,15 @@ StatusOr<LoadedDataset> LoadDataset(const DatasetConfig& config);
 struct SplitIndices {
   std::vector<int64_t> train;
   std::vector<int64_t> validation;
+  std::vector<int64_t> test;  // empty unless a test part is split off
 };
 StatusOr<SplitIndices> MakeSplit(int64_t num_rows, double validation_fraction, uint64_t seed);
+
+// The split dataset.split asks for, of rows with these labels: MakeSplit when it is neither
+// stratified nor has a test part, else internal::StratifiedSplit (jobs/internal/
+// stratified_split.h). Errors: InvalidArgument naming dataset.split's field.
+StatusOr<SplitIndices> MakeDatasetSplit(const std::vector<int64_t>& labels,
+                                        const DatasetConfig& config);
 
 // Shares loaded datasets between the trials that a worker runs, and label-free feature
 // matrices (embed corpora) between the shards that a worker embeds.

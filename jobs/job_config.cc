@@ -36,6 +36,10 @@ Status ValidateJobConfig(const nlohmann::json& config, std::set<std::string>* fo
       files.push_back(d.validation->features);
       files.push_back(d.validation->labels);
     }
+    if (d.test) {
+      files.push_back(d.test->features);
+      files.push_back(d.test->labels);
+    }
     LATTICE_RETURN_IF_ERROR(
         checked(files, [&] { return CheckDatasetFilesExist(parsed.dataset, "dataset"); }));
   }
@@ -58,6 +62,23 @@ Status ValidateJobConfig(const nlohmann::json& config, std::set<std::string>* fo
     LATTICE_RETURN_IF_ERROR(CheckEmbedFilesExist(*parsed.embed));
   }
   return Status::Ok();
+}
+
+Status CheckSweepMetric(const nlohmann::json& config, const std::string& metric) {
+  LATTICE_ASSIGN_OR_RETURN(JobConfig parsed, ParseJobConfig(config));
+  const std::vector<std::string> names = ResultMetricNames(parsed);
+  if (names.empty() || std::find(names.begin(), names.end(), metric) != names.end()) {
+    return Status::Ok();
+  }
+  const std::string kind = JobKindName(parsed.kind);
+  if (metric.rfind("test_", 0) == 0) {
+    return Status::InvalidArgument(
+        "search.metric.name: \"" + metric + "\": test metrics never select a trial (that would " +
+        "leak the test part into the choice); use a validation metric (one of: " +
+        JoinNames(names) + ")");
+  }
+  return Status::InvalidArgument("search.metric.name: \"" + metric + "\" is not a metric of a " +
+                                 kind + " job (one of: " + JoinNames(names) + ")");
 }
 
 std::optional<std::string> ResolveParameterPath(const std::string& name) {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -29,6 +30,12 @@ Status ValidateJobConfig(const nlohmann::json& config);
 // `*found_files` are not looked up again, and those found now are added (a 100,000-point
 // grid stats its dataset once, not 100,000 times).
 Status ValidateJobConfig(const nlohmann::json& config, std::set<std::string>* found_files);
+
+// Checks that a sweep of trials with this config can rank them by `metric`: for train and
+// distill jobs it must be one of jobs::ResultMetricNames (jobs/train_config.h), else
+// InvalidArgument "search.metric.name: \"val_f2\" is not a metric of a train job (one of:
+// ...)"; test_* metrics get their own message (they never select). Other kinds: any name.
+Status CheckSweepMetric(const nlohmann::json& config, const std::string& metric);
 
 // Maps a search parameter name to the config path it sets: a dotted name is a path
 // already ("model.hidden", "train.schedule.type", "train.clip_grad_norm"); short aliases: lr, weight_decay, batch_size, epochs, momentum,

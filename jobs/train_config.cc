@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <csignal>
+#include <algorithm>
 #include <optional>
 #include <set>
 #include <string>
@@ -42,13 +43,118 @@ Status ParseFiles(const json& obj, const std::string& path, DatasetFormat format
 }
 
 Status ParseSplit(const json& split, const std::string& path, DatasetConfig* d) {
-  LATTICE_RETURN_IF_ERROR(CheckObject(split, path, {"validation_fraction", "seed"}));
+  if (!split.is_object()) return Bad(path, "expected an object, got " + TypeName(split));
+  LATTICE_RETURN_IF_ERROR(CheckObject(
+      split, path, {"validation_fraction", "seed", "stratify", "train_per_class", "test_fraction"}));
   LATTICE_RETURN_IF_ERROR(GetNumber(split, "validation_fraction", path, &d->validation_fraction,
                                     Bound::kOpen, 0.0, Bound::kOpen, 1.0));
   int64_t seed = static_cast<int64_t>(d->split_seed);
   LATTICE_RETURN_IF_ERROR(GetInt(split, "seed", path, &seed, 0));
   d->split_seed = static_cast<uint64_t>(seed);
+  LATTICE_RETURN_IF_ERROR(GetBool(split, "stratify", path, &d->stratify));
+  if (Find(split, "train_per_class")) {
+    if (Find(split, "validation_fraction")) {
+      return Bad(Join(path, "train_per_class"),
+                 "give either train_per_class (the rest of each class validates) or "
+                 "validation_fraction");
+    }
+    int64_t per_class = 1;
+    LATTICE_RETURN_IF_ERROR(GetInt(split, "train_per_class", path, &per_class, 1));
+    d->train_per_class = per_class;
+    d->stratify = true;
+  }
+  LATTICE_RETURN_IF_ERROR(GetNumber(split, "test_fraction", path, &d->test_fraction,
+                                    Bound::kClosed, 0.0, Bound::kOpen, 1.0));
+  if (!d->train_per_class && d->validation_fraction + d->test_fraction >= 1.0) {
+    return Bad(Join(path, "test_fraction"),
+               "validation_fraction + test_fraction must be < 1 (rows must be left to train), "
+               "got " + internal::FormatNumber(d->validation_fraction) + " + " +
+                   internal::FormatNumber(d->test_fraction));
+  }
   return Status::Ok();
+}
+
+// An optional list of integers >= min (obj[key]).
+Status ParseIntList(const json& obj, const char* key, const std::string& path, int64_t min,
+                    std::vector<int64_t>* out) {
+  const json* list = Find(obj, key);
+  if (!list || list->is_null()) return Status::Ok();
+  const std::string p = Join(path, key);
+  if (!list->is_array() || list->empty()) return Bad(p, "expected a non-empty list of integers");
+  for (size_t i = 0; i < list->size(); ++i) {
+    const std::string ip = p + "[" + std::to_string(i) + "]";
+    LATTICE_ASSIGN_OR_RETURN(int64_t v, AsInt((*list)[i], ip));
+    if (v < min) return Bad(ip, "must be >= " + std::to_string(min) + ", got " + std::to_string(v));
+    out->push_back(v);
+  }
+  return Status::Ok();
+}
+
+// train.class_weights: a name, {inverse_frequency, boost} or a list of weights.
+StatusOr<ClassWeightsConfig> ParseClassWeights(const json& w, const std::string& path) {
+  ClassWeightsConfig c;
+  if (w.is_string()) {
+    const std::string name = w.get<std::string>();
+    if (name == "inverse_frequency") {
+      c.inverse_frequency = true;
+    } else if (name != "none") {
+      return Bad(path, "must be none, inverse_frequency, {inverse_frequency: true, boost: {...}} "
+                       "or a list of weights, got \"" + name + "\"");
+    }
+    return c;
+  }
+  if (w.is_array()) {
+    if (w.empty()) return Bad(path, "the list of weights is empty");
+    for (size_t i = 0; i < w.size(); ++i) {
+      const std::string p = path + "[" + std::to_string(i) + "]";
+      LATTICE_ASSIGN_OR_RETURN(double v, internal::AsNumber(w[i], p));
+      if (!(v > 0)) return Bad(p, "must be > 0, got " + internal::FormatNumber(v));
+      c.weights.push_back(v);
+    }
+    return c;
+  }
+  if (!w.is_object()) {
+    return Bad(path, "expected a name, an object or a list, got " + TypeName(w));
+  }
+  LATTICE_RETURN_IF_ERROR(CheckObject(w, path, {"inverse_frequency", "boost"}));
+  LATTICE_RETURN_IF_ERROR(GetBool(w, "inverse_frequency", path, &c.inverse_frequency));
+  if (!c.inverse_frequency) {
+    return Bad(Join(path, "inverse_frequency"),
+               "must be true (for explicit weights give a list: [1.0, 1.5, 1.0])");
+  }
+  if (const json* boost = Find(w, "boost"); boost && !boost->is_null()) {
+    const std::string bp = Join(path, "boost");
+    if (!boost->is_object()) return Bad(bp, "expected {class: factor}, got " + TypeName(*boost));
+    for (auto it = boost->begin(); it != boost->end(); ++it) {
+      const std::string kp = Join(bp, it.key());
+      int64_t cls = -1;
+      size_t used = 0;
+      try {
+        cls = std::stoll(it.key(), &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != it.key().size() || used == 0 || cls < 0) {
+        return Bad(kp, "the key must be a class index >= 0");
+      }
+      LATTICE_ASSIGN_OR_RETURN(double factor, internal::AsNumber(it.value(), kp));
+      if (!(factor > 0)) return Bad(kp, "must be > 0, got " + internal::FormatNumber(factor));
+      c.boost[cls] = factor;
+    }
+  }
+  return c;
+}
+
+StatusOr<MixupConfig> ParseMixup(const json& m, const std::string& path) {
+  MixupConfig c;
+  if (!m.is_object()) return Bad(path, "expected {alpha, until}, got " + TypeName(m));
+  LATTICE_RETURN_IF_ERROR(CheckObject(m, path, {"alpha", "until"}));
+  if (!Find(m, "alpha")) return Bad(Join(path, "alpha"), "required");
+  LATTICE_RETURN_IF_ERROR(
+      GetNumber(m, "alpha", path, &c.alpha, Bound::kOpen, 0.0, Bound::kClosed, 1000.0));
+  LATTICE_RETURN_IF_ERROR(
+      GetNumber(m, "until", path, &c.until, Bound::kOpen, 0.0, Bound::kClosed, 1.0));
+  return c;
 }
 
 StatusOr<ModelConfig> ParseModel(const json& m, const std::string& path) {
@@ -170,7 +276,7 @@ StatusOr<TrainConfig> ParseTrain(const json& t, const std::string& path) {
       t, path,
       {"epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "label_smoothing",
        "class_weights", "early_stopping", "threads", "checkpoint", "clip_grad_norm",
-       "schedule"}));
+       "schedule", "mixup"}));
   LATTICE_RETURN_IF_ERROR(GetInt(t, "epochs", path, &c.epochs, 1));
   LATTICE_RETURN_IF_ERROR(GetInt(t, "batch_size", path, &c.batch_size, 1));
   LATTICE_RETURN_IF_ERROR(GetNumber(t, "lr", path, &c.lr, Bound::kOpen, 0.0));
@@ -184,9 +290,12 @@ StatusOr<TrainConfig> ParseTrain(const json& t, const std::string& path) {
       GetNumber(t, "momentum", path, &c.momentum, Bound::kClosed, 0.0, Bound::kOpen, 1.0));
   LATTICE_RETURN_IF_ERROR(GetNumber(t, "label_smoothing", path, &c.label_smoothing,
                                     Bound::kClosed, 0.0, Bound::kOpen, 1.0));
-  LATTICE_RETURN_IF_ERROR(GetEnum<bool>(t, "class_weights", path,
-                                        {{"none", false}, {"inverse_frequency", true}},
-                                        &c.inverse_frequency_class_weights));
+  if (const json* w = Find(t, "class_weights"); w && !w->is_null()) {
+    LATTICE_ASSIGN_OR_RETURN(c.class_weights, ParseClassWeights(*w, Join(path, "class_weights")));
+  }
+  if (const json* m = Find(t, "mixup"); m && !m->is_null()) {
+    LATTICE_ASSIGN_OR_RETURN(c.mixup, ParseMixup(*m, Join(path, "mixup")));
+  }
   if (const json* e = Find(t, "early_stopping")) {
     LATTICE_ASSIGN_OR_RETURN(c.early_stopping, ParseEarlyStopping(*e, Join(path, "early_stopping")));
   }
@@ -224,8 +333,11 @@ std::string DatasetConfig::CacheKey() const {
               {"label_column", label_column},
               {"header", header},
               {"scale", scale ? json(*scale) : json(nullptr)},
-              {"limit", limit ? json(*limit) : json(nullptr)}};
+              {"limit", limit ? json(*limit) : json(nullptr)},
+              {"classes", classes},
+              {"rows_per_class", rows_per_class}};
   if (validation) key["validation"] = {validation->features, validation->labels};
+  if (test) key["test"] = {test->features, test->labels};
   return key.dump();
 }
 
@@ -238,8 +350,8 @@ StatusOr<DatasetConfig> ParseDatasetConfig(const json& d, const std::string& pat
       {{"npy", DatasetFormat::kNpy}, {"idx", DatasetFormat::kIdx}, {"csv", DatasetFormat::kCsv}},
       &c.format));
   auto [fkey, lkey] = DatasetFileKeys(c.format);
-  std::set<std::string> allowed = {"format", "split", "validation", "standardize", "scale",
-                                   "limit", fkey};
+  std::set<std::string> allowed = {"format", "split", "validation", "test", "standardize",
+                                   "scale", "limit", "classes", "rows_per_class", fkey};
   if (lkey[0] != '\0') allowed.insert(lkey);
   if (c.format == DatasetFormat::kCsv) allowed.insert({"label_column", "header"});
   LATTICE_RETURN_IF_ERROR(CheckObject(d, path, allowed));
@@ -262,6 +374,18 @@ StatusOr<DatasetConfig> ParseDatasetConfig(const json& d, const std::string& pat
     c.validation.emplace();
     LATTICE_RETURN_IF_ERROR(ParseFiles(*validation, vp, c.format, &*c.validation));
   }
+  if (const json* test = Find(d, "test")) {
+    std::string tp = Join(path, "test");
+    if (c.test_fraction > 0) {
+      return Bad(tp, "give either test files or split.test_fraction");
+    }
+    if (!test->is_object()) return Bad(tp, "expected an object, got " + TypeName(*test));
+    std::set<std::string> tkeys = {fkey};
+    if (lkey[0] != '\0') tkeys.insert(lkey);
+    LATTICE_RETURN_IF_ERROR(CheckObject(*test, tp, tkeys));
+    c.test.emplace();
+    LATTICE_RETURN_IF_ERROR(ParseFiles(*test, tp, c.format, &*c.test));
+  }
   LATTICE_RETURN_IF_ERROR(GetBool(d, "standardize", path, &c.standardize));
   if (Find(d, "scale")) {
     double scale = 1.0;
@@ -272,6 +396,20 @@ StatusOr<DatasetConfig> ParseDatasetConfig(const json& d, const std::string& pat
     int64_t limit = 0;
     LATTICE_RETURN_IF_ERROR(GetInt(d, "limit", path, &limit, 1));
     c.limit = limit;
+  }
+  LATTICE_RETURN_IF_ERROR(ParseIntList(d, "classes", path, 0, &c.classes));
+  LATTICE_RETURN_IF_ERROR(ParseIntList(d, "rows_per_class", path, 1, &c.rows_per_class));
+  if (!c.rows_per_class.empty() && c.rows_per_class.size() != c.classes.size()) {
+    return Bad(Join(path, "rows_per_class"),
+               "needs one count per entry of classes (" + std::to_string(c.classes.size()) +
+                   "), got " + std::to_string(c.rows_per_class.size()));
+  }
+  for (size_t i = 0; i < c.classes.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (c.classes[i] == c.classes[j]) {
+        return Bad(Join(path, "classes"), "class " + std::to_string(c.classes[i]) + " is listed twice");
+      }
+    }
   }
   return c;
 }
@@ -292,6 +430,11 @@ Status CheckDatasetFilesExist(const DatasetConfig& dataset, const std::string& p
     std::string vp = Join(path, "validation");
     LATTICE_RETURN_IF_ERROR(check(dataset.validation->features, Join(vp, fkey)));
     LATTICE_RETURN_IF_ERROR(check(dataset.validation->labels, Join(vp, lkey)));
+  }
+  if (dataset.test) {
+    std::string tp = Join(path, "test");
+    LATTICE_RETURN_IF_ERROR(check(dataset.test->features, Join(tp, fkey)));
+    LATTICE_RETURN_IF_ERROR(check(dataset.test->labels, Join(tp, lkey)));
   }
   return Status::Ok();
 }
@@ -377,22 +520,46 @@ StatusOr<DistillConfig> ParseDistill(const json& config) {
 // the job's per-epoch metrics (jobs/train_job.h), or no epoch would ever be picked.
 Status CheckSelectionMetric(const JobConfig& c) {
   if (!c.checkpoints || c.checkpoints->keep_best < 1) return Status::Ok();
-  std::vector<std::string> names = {"train_loss", "val_loss", "val_accuracy", "lr"};
+  const std::vector<std::string> names = PerEpochMetricNames(c);
+  if (std::find(names.begin(), names.end(), c.checkpoints->metric) != names.end()) {
+    return Status::Ok();
+  }
+  return Bad("checkpoint.metric", "with keep_best, must be a per-epoch metric of the job (" +
+                                      JoinNames(names) + "), got \"" + c.checkpoints->metric +
+                                      "\"");
+}
+
+}  // namespace
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string list;
+  for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+  return list;
+}
+
+std::vector<std::string> PerEpochMetricNames(const JobConfig& c) {
+  if (c.kind != JobKind::kTrain && c.kind != JobKind::kDistill) return {};
+  std::vector<std::string> names = {"train_loss", "train_accuracy", "val_loss",
+                                    "val_accuracy", "val_f1",         "lr"};
   if (c.distill) {
     names.insert(names.end(), {"agreement", "teacher_val_loss", "teacher_val_accuracy",
                                "teacher_params", "student_params"});
     if (c.distill->feature_match) names.push_back("feature_loss");
   }
-  std::string list;
-  for (const std::string& n : names) {
-    if (n == c.checkpoints->metric) return Status::Ok();
-    list += (list.empty() ? "" : ", ") + n;
-  }
-  return Bad("checkpoint.metric", "with keep_best, must be a per-epoch metric of the job (" + list +
-                                      "), got \"" + c.checkpoints->metric + "\"");
+  return names;
 }
 
-}  // namespace
+std::vector<std::string> ResultMetricNames(const JobConfig& c) {
+  std::vector<std::string> names = PerEpochMetricNames(c);
+  if (names.empty()) return names;
+  names.insert(names.end(), {"final_train_loss", "final_val_loss", "final_val_accuracy",
+                             "best_val_accuracy", "best_val_loss", "best_epoch",
+                             "selected_val_accuracy", "selected_val_f1"});
+  if ((c.checkpoints && c.checkpoints->keep_best >= 1) || c.train.early_stopping) {
+    names.insert(names.end(), {"selected_epoch", "selected_val_loss"});
+  }
+  return names;
+}
 
 StatusOr<CheckpointPolicy> ParseCheckpointPolicy(const json& p) {
   CheckpointPolicy c;

@@ -17,9 +17,21 @@
 //     {features: f.npy, labels: l.npy}                 format npy (default when features given)
 //     {format: idx, images: f[.gz], labels: l[.gz]}    MNIST idx3 / idx1
 //     {format: csv, path: f.csv[.gz], label_column: -1 (last), header: false}
-//     split: {validation_fraction: (0,1) = 0.2, seed: int = 42}
+//     split: {validation_fraction: (0,1) = 0.2, seed: int = 42, stratify: bool = false,
+//             train_per_class: int >= 1 (optional), test_fraction: [0,1) = 0}
+//       (jobs/internal/stratified_split.h): test_fraction of the rows (of each class when
+//       stratified) are the test part; then train_per_class rows of each class train and
+//       the rest validate, or validation_fraction of all rows (of each class) validate.
+//       train_per_class implies stratify and excludes validation_fraction.
 //       OR validation: {the file keys of the format}   explicit validation files
+//     test: {the file keys of the format}   explicit test files (not with test_fraction)
+//       The test part never drives early stopping or selection: it is evaluated once, with
+//       the final (selected) weights (jobs/train_job.h, "Classification report").
 //     standardize: bool = false    scale: number (multiplies features)    limit: int >= 1
+//     classes: [int >= 0, ...] (optional): keep only rows with these labels, relabelled by
+//       position ([0, 6, 9] -> 0, 1, 2), in every part (jobs/internal/class_subset.h)
+//     rows_per_class: [int >= 1, ...] (optional, needs classes, one per class): keep the
+//       first N rows of each class of the training file (after limit)
 //     Relative paths resolve against the current working directory of the process that
 //     reads them (the coordinator at submit time, the worker at run time).
 //   model: {type: linear|mlp = mlp, hidden: int | [int] = [256], batchnorm: false,
@@ -34,7 +46,13 @@
 //   train: {epochs: >=1 = 10, batch_size: >=1 = 32, lr: >0 = 1e-3,
 //           optimizer: adamw|adam|sgd = adamw, weight_decay: >=0 = 0,
 //           momentum: [0,1) = 0.9 (sgd only), label_smoothing: [0,1) = 0,
-//           class_weights: none|inverse_frequency = none,
+//           class_weights: none|inverse_frequency = none
+//                          | {inverse_frequency: true, boost: {<class>: factor > 0}}
+//                          | [w_0, w_1, ...] (one weight > 0 per class)
+//                          (jobs/internal/class_weights.h),
+//           mixup: {alpha: > 0 (required), until: (0,1] = 1} (optional; jobs/internal/mixup.h:
+//                  mix each training batch with a shuffled copy of itself, lambda ~
+//                  Beta(alpha, alpha), during the first `until` share of the epochs),
 //           early_stopping: {patience: >=1 (required), metric: val_loss|val_accuracy,
 //                            min_delta: >=0 = 0}
 //                           (also makes the final weights those of the best epoch, below),
@@ -83,6 +101,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -108,13 +127,19 @@ struct DatasetConfig {
   DatasetFormat format = DatasetFormat::kNpy;
   DatasetFiles train;
   std::optional<DatasetFiles> validation;  // explicit validation files; else a split
+  std::optional<DatasetFiles> test;        // explicit test files; else test_fraction
   int label_column = -1;                   // csv: column index, negative counts from the end
   bool header = false;                     // csv: skip the first line
   double validation_fraction = 0.2;        // split: share of rows held out, (0, 1)
   uint64_t split_seed = 42;                // split: shuffle seed
+  bool stratify = false;                   // split: per class (implied by train_per_class)
+  std::optional<int64_t> train_per_class;  // split: training rows of each class
+  double test_fraction = 0.0;              // split: share of rows held out as test, [0, 1)
   bool standardize = false;                // fit mean/std on the training split only
   std::optional<double> scale;             // features *= scale after loading
   std::optional<int64_t> limit;            // keep only the first N rows of each file
+  std::vector<int64_t> classes;            // keep these labels (relabelled 0..k-1); empty: all
+  std::vector<int64_t> rows_per_class;     // training file: first N rows of each class
 
   // Key of the loaded (scaled, limited) data: equal keys load identical data.
   // Excludes the split and standardization, which are applied per trial.
@@ -162,6 +187,21 @@ struct LrScheduleConfig {
   double min_lr = 0.0;       // cosine: final lr; plateau: floor
 };
 
+// train.class_weights (jobs/internal/class_weights.h). Empty: no weights.
+struct ClassWeightsConfig {
+  bool inverse_frequency = false;
+  std::map<int64_t, double> boost;  // class -> multiplier of its inverse-frequency weight
+  std::vector<double> weights;      // explicit, one per class (not with inverse_frequency)
+
+  bool empty() const { return !inverse_frequency && weights.empty(); }
+};
+
+// train.mixup (jobs/internal/mixup.h).
+struct MixupConfig {
+  double alpha = 0.2;  // lambda ~ Beta(alpha, alpha)
+  double until = 1.0;  // share of train.epochs (from the start) that mix, (0, 1]
+};
+
 struct TrainConfig {
   int64_t epochs = 10;
   int64_t batch_size = 32;
@@ -170,7 +210,8 @@ struct TrainConfig {
   double weight_decay = 0.0;
   double momentum = 0.9;  // sgd only
   double label_smoothing = 0.0;
-  bool inverse_frequency_class_weights = false;
+  ClassWeightsConfig class_weights;
+  std::optional<MixupConfig> mixup;
   std::optional<EarlyStoppingConfig> early_stopping;
   std::optional<int> threads;  // unset: use JobContext::num_threads
   bool save_checkpoint = true;  // "checkpoint": return the final weights
@@ -236,6 +277,17 @@ struct JobConfig {
 
 // Parses and range-checks `config` (no file-system access). Errors: InvalidArgument.
 StatusOr<JobConfig> ParseJobConfig(const nlohmann::json& config);
+
+// The per-epoch metrics a train / distill job reports (jobs/train_job.h; empty for other
+// kinds), in a fixed order.
+std::vector<std::string> PerEpochMetricNames(const JobConfig& config);
+// The result metrics of such a job a sweep can rank its trials by: the per-epoch ones
+// (their final values), final_*, best_*, and selected_* (the final weights' validation
+// metrics; selected_epoch and selected_val_loss only when an epoch is selected). Test
+// metrics are left out on purpose: choosing by them would leak the test part.
+std::vector<std::string> ResultMetricNames(const JobConfig& config);
+// "a, b, c".
+std::string JoinNames(const std::vector<std::string>& names);
 
 // Parses a job config's "checkpoint" section (the coordinator reads retention from it).
 StatusOr<CheckpointPolicy> ParseCheckpointPolicy(const nlohmann::json& policy);

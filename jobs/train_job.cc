@@ -21,9 +21,12 @@
 #include "jobs/embed_job.h"
 #include "jobs/internal/data_parallel.h"
 #include "jobs/internal/device.h"
+#include "jobs/internal/class_weights.h"
+#include "jobs/internal/classification_metrics.h"
 #include "jobs/internal/feature_match.h"
 #include "jobs/internal/flat_optimizer.h"
 #include "jobs/internal/lr_schedule.h"
+#include "jobs/internal/mixup.h"
 #include "jobs/internal/model.h"
 #include "jobs/internal/progress.h"
 #include "jobs/internal/teacher.h"
@@ -43,6 +46,8 @@ constexpr char kFeatureMapPrefix[] = "resume.feature_map.";  // + "weight", "bia
 // Training and validation tensors, ready for the loop.
 struct PreparedData {
   torch::Tensor x_train, y_train, x_val, y_val;  // [n, d] float32, [n] int64
+  torch::Tensor x_test, y_test;  // the test part; undefined without one
+  torch::Tensor class_weights;   // [classes] float32 loss weights; undefined without
   torch::Tensor mean, std;  // [d] standardisation fitted on x_train; undefined without
   torch::Tensor raw_train, raw_val;  // before standardisation (distill's teacher input)
   int64_t num_classes = 0;
@@ -76,14 +81,22 @@ StatusOr<PreparedData> Prepare(const LoadedDataset& data, const DatasetConfig& c
     p.x_val = FeaturesTensor(data.validation->features);
     p.y_val = LabelsTensor(data.validation->labels);
   } else {
-    LATTICE_ASSIGN_OR_RETURN(SplitIndices split,
-                             MakeSplit(x.size(0), cfg.validation_fraction, cfg.split_seed));
+    LATTICE_ASSIGN_OR_RETURN(SplitIndices split, MakeDatasetSplit(data.train.labels, cfg));
     torch::Tensor ti = IndexTensor(split.train);
     torch::Tensor vi = IndexTensor(split.validation);
     p.x_train = x.index_select(0, ti);
     p.y_train = y.index_select(0, ti);
     p.x_val = x.index_select(0, vi);
     p.y_val = y.index_select(0, vi);
+    if (!split.test.empty()) {
+      torch::Tensor si = IndexTensor(split.test);
+      p.x_test = x.index_select(0, si);
+      p.y_test = y.index_select(0, si);
+    }
+  }
+  if (data.test) {
+    p.x_test = FeaturesTensor(data.test->features);
+    p.y_test = LabelsTensor(data.test->labels);
   }
   if (keep_raw) {
     p.raw_train = p.x_train;
@@ -96,11 +109,13 @@ StatusOr<PreparedData> Prepare(const LoadedDataset& data, const DatasetConfig& c
     std = torch::where(std < 1e-12, torch::ones_like(std), std);
     p.x_train = (p.x_train - mean) / std;
     p.x_val = (p.x_val - mean) / std;
+    if (p.x_test.defined()) p.x_test = (p.x_test - mean) / std;
     p.mean = mean;
     p.std = std;
   }
   p.x_train = p.x_train.contiguous();
   p.x_val = p.x_val.contiguous();
+  if (p.x_test.defined()) p.x_test = p.x_test.contiguous();
   return p;
 }
 
@@ -111,15 +126,20 @@ void MoveTo(PreparedData& p, const torch::Device& device) {
   p.y_train = p.y_train.to(device);
   p.x_val = p.x_val.to(device);
   p.y_val = p.y_val.to(device);
+  if (p.x_test.defined()) {
+    p.x_test = p.x_test.to(device);
+    p.y_test = p.y_test.to(device);
+  }
+  if (p.class_weights.defined()) p.class_weights = p.class_weights.to(device);
 }
 
-// Inverse-frequency weights n / (k * count_c) over the k classes present in `y`;
-// classes absent from the training split get weight 1.
-torch::Tensor InverseFrequencyWeights(const torch::Tensor& y, int64_t num_classes) {
-  torch::Tensor counts = torch::bincount(y, {}, num_classes).to(torch::kFloat);
-  double k = counts.gt(0).sum().item<double>();
-  torch::Tensor w = static_cast<double>(y.size(0)) / (k * counts);
-  return torch::where(counts > 0, w, torch::ones_like(w));
+// train.class_weights for the training split (undefined tensor: no weights).
+StatusOr<torch::Tensor> LossWeights(const ClassWeightsConfig& config, const PreparedData& p) {
+  if (config.empty()) return torch::Tensor();
+  torch::Tensor counts = torch::bincount(p.y_train, {}, p.num_classes).to(torch::kLong);
+  std::vector<int64_t> c(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel());
+  LATTICE_ASSIGN_OR_RETURN(std::vector<double> w, internal::ClassWeights(config, c));
+  return torch::tensor(w, torch::kDouble).to(torch::kFloat);
 }
 
 struct EvalResult {
@@ -127,13 +147,14 @@ struct EvalResult {
   double accuracy = 0;
   double agreement = 0;     // share of rows where argmax equals the teacher's (distill)
   double feature_loss = 0;  // MSE(map(s), t) (distill.feature_match), unweighted
+  std::vector<int64_t> confusion;  // classes x classes, [true * classes + predicted]
 };
 
 // Plain cross-entropy and accuracy on the validation split, in chunks; with
 // `teacher_logits` (distill), also the argmax agreement with the teacher; with
 // `feature_match`, also the feature MSE against `teacher_features`.
 EvalResult Evaluate(internal::TrainModel& model, const torch::Tensor& x, const torch::Tensor& y,
-                    const torch::Tensor& teacher_logits = {},
+                    int64_t classes, const torch::Tensor& teacher_logits = {},
                     const internal::FeatureMatch* feature_match = nullptr,
                     const torch::Tensor& teacher_features = {}) {
   torch::InferenceMode inference;
@@ -142,6 +163,7 @@ EvalResult Evaluate(internal::TrainModel& model, const torch::Tensor& x, const t
   const int64_t n = x.size(0);
   double loss_sum = 0, feature_sum = 0;
   int64_t correct = 0, agree = 0;
+  torch::Tensor confusion = torch::zeros({classes * classes}, torch::kLong).to(x.device());
   for (int64_t start = 0; start < n; start += kChunk) {
     int64_t len = std::min(kChunk, n - start);
     torch::Tensor feature;
@@ -158,6 +180,7 @@ EvalResult Evaluate(internal::TrainModel& model, const torch::Tensor& x, const t
                     .item<double>();
     torch::Tensor predicted = logits.argmax(1);
     correct += predicted.eq(yb).sum().item<int64_t>();
+    confusion += torch::bincount(yb * classes + predicted, {}, classes * classes);
     if (teacher_logits.defined()) {
       agree += predicted.eq(teacher_logits.narrow(0, start, len).argmax(1)).sum().item<int64_t>();
     }
@@ -165,8 +188,11 @@ EvalResult Evaluate(internal::TrainModel& model, const torch::Tensor& x, const t
   model.train();
   const double rows = static_cast<double>(n);
   const double features = feature_match ? rows * teacher_features.size(1) : 1.0;
+  confusion = confusion.cpu();
   return {loss_sum / rows, static_cast<double>(correct) / rows, static_cast<double>(agree) / rows,
-          feature_sum / features};
+          feature_sum / features,
+          std::vector<int64_t>(confusion.data_ptr<int64_t>(),
+                               confusion.data_ptr<int64_t>() + confusion.numel())};
 }
 
 // The teacher's own cross-entropy and accuracy on the validation rows (once per run).
@@ -175,7 +201,7 @@ EvalResult EvaluateLogits(const torch::Tensor& logits, const torch::Tensor& y) {
   const double rows = static_cast<double>(y.size(0));
   return {F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum))
                   .item<double>() / rows,
-          logits.argmax(1).eq(y).sum().item<double>() / rows, 1.0};
+          logits.argmax(1).eq(y).sum().item<double>() / rows, 1.0, 0.0, {}};
 }
 
 // The state of one training run.
@@ -202,9 +228,7 @@ class Trainer {
     optimizer_ = std::make_unique<internal::FlatOptimizer>(
         *flat_, internal::FlatOptimizerOptions::FromTrainConfig(cfg.train));
     loss_options_ = F::CrossEntropyFuncOptions().label_smoothing(cfg.train.label_smoothing);
-    if (cfg.train.inverse_frequency_class_weights) {
-      loss_options_.weight(InverseFrequencyWeights(data_.y_train, data_.num_classes));
-    }
+    if (data_.class_weights.defined()) loss_options_.weight(data_.class_weights);
     order_.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) order_[i] = i;
     perm_ = torch::empty({n}, torch::kLong);  // filled on the CPU, copied to device_
@@ -287,12 +311,15 @@ class Trainer {
   };
   std::shared_ptr<const Selected> selected_;
   std::map<std::string, double> last_;  // the latest epoch's metrics
+  // Adds the classification reports of the current weights on validation and test.
+  void AddReports(std::map<std::string, double>* metrics);
   // Where Run starts (1, 0 for a fresh run; from the checkpoint when restored), and the
   // epoch loss accumulated before the checkpoint's batch.
   int start_epoch_ = 1;
   size_t start_batch_ = 0;
   double carried_loss_sum_ = 0;
   int64_t carried_seen_ = 0;
+  int64_t epoch_correct_ = 0;  // training rows predicted right so far in this epoch
   bool order_restored_ = false;  // order_ is the restored epoch's shuffle: do not reshuffle
   int64_t last_checkpoint_step_ = 0;
   std::unique_ptr<internal::TrainModel> snapshot_model_;  // the writer's copy of the weights
@@ -324,6 +351,9 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
   if (feature_match_) torch::index_select_out(f_epoch_, teacher_->features_train, 0, perm);
   double loss_sum = resumed ? carried_loss_sum_ : 0;
   int64_t seen = resumed ? carried_seen_ : 0;
+  if (!resumed) epoch_correct_ = 0;
+  const bool mixing =
+      cfg_.train.mixup && internal::MixupActive(*cfg_.train.mixup, epoch, cfg_.train.epochs);
   for (size_t b = resumed ? start_batch_ : 0; b < batches_.size(); ++b) {
     const auto& [xb, yb] = batches_[b];
     if (ctx_.preempted && ctx_.preempted()) return Preempt(epoch, b, loss_sum, seen);
@@ -333,9 +363,14 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
     const int64_t len = xb.size(0);
     optimizer_->ZeroGrad();
     torch::Tensor feature;
+    std::optional<internal::MixedBatch> mixed;
+    if (mixing) mixed = internal::Mixup(xb, yb, cfg_.train.mixup->alpha, rng_);
+    const torch::Tensor& input = mixed ? mixed->x : xb;
     torch::Tensor logits =
-        feature_match_ ? feature_match_->Forward(*model_, xb, &feature) : model_->forward(xb);
-    torch::Tensor loss = F::cross_entropy(logits, yb, loss_options_);
+        feature_match_ ? feature_match_->Forward(*model_, input, &feature) : model_->forward(input);
+    torch::Tensor loss = mixed ? internal::MixupLoss(logits, yb, *mixed, loss_options_)
+                               : F::cross_entropy(logits, yb, loss_options_);
+    epoch_correct_ += logits.argmax(1).eq(yb).sum().item<int64_t>();
     if (teacher_) loss = DistillLoss(loss, logits, teacher_batches_[b]);
     if (feature_match_) loss = loss + feature_match_->Loss(feature, feature_batches_[b]);
     const double value = loss.item<double>();
@@ -421,6 +456,7 @@ Status Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t 
                    {"batch", next_batch},
                    {"epoch_loss_sum", loss_sum},
                    {"epoch_seen", seen},
+                   {"epoch_correct", epoch_correct_},
                    {"rng", rng.str()},
                    {"schedule", schedule_->state().ToJson()},
                    {"last_lr", last_lr_},
@@ -531,6 +567,7 @@ Status Trainer::Restore(const std::string& blob) {
     start_batch_ = r.at("batch").get<size_t>();
     carried_loss_sum_ = r.at("epoch_loss_sum").get<double>();
     carried_seen_ = r.at("epoch_seen").get<int64_t>();
+    epoch_correct_ = r.value("epoch_correct", int64_t{0});
     last_checkpoint_step_ = optimizer_->steps();
     order_restored_ = true;
     if (start_batch_ > batches_.size()) {
@@ -563,19 +600,26 @@ StatusOr<JobResult> Trainer::Run() {
                                     {&teacher_batches_, &feature_batches_}, batchnorm ? 2 : 1));
   dp_.DropRestoredEpochSums(&carried_loss_sum_, &carried_seen_);
   result.epochs_done = start_epoch_ - 1;
+  int64_t trained_rows = 0;  // per epoch (a skipped 1-row batchnorm batch does not count)
+  for (const auto& batch : batches_) trained_rows += batch.first.size(0);
   for (int epoch = start_epoch_; epoch <= cfg_.train.epochs; ++epoch) {
     LATTICE_ASSIGN_OR_RETURN(double train_loss, TrainEpoch(epoch));
     LATTICE_RETURN_IF_ERROR(dp_.AverageBuffers(model_->buffers()));
-    EvalResult eval =
-        Evaluate(*model_, data_.x_val, data_.y_val, teacher_ ? teacher_->val : torch::Tensor(),
-                 feature_match_.get(), feature_match_ ? teacher_->features_val : torch::Tensor());
+    EvalResult eval = Evaluate(
+        *model_, data_.x_val, data_.y_val, data_.num_classes,
+        teacher_ ? teacher_->val : torch::Tensor(), feature_match_.get(),
+        feature_match_ ? teacher_->features_val : torch::Tensor());
     double shared[] = {eval.loss, eval.accuracy, eval.agreement, eval.feature_loss};
     LATTICE_RETURN_IF_ERROR(dp_.ShareValues(shared, 4));  // gangs: member 0's decide
-    eval = {shared[0], shared[1], shared[2], shared[3]};
+    eval.loss = shared[0], eval.accuracy = shared[1], eval.agreement = shared[2];
+    eval.feature_loss = shared[3];
     schedule_->OnEpochEnd(eval.loss);
     last = {{"train_loss", train_loss},
+            {"train_accuracy", static_cast<double>(epoch_correct_) /
+                                   static_cast<double>(std::max<int64_t>(trained_rows, 1))},
             {"val_loss", eval.loss},
             {"val_accuracy", eval.accuracy},
+            {"val_f1", internal::MakeReport(eval.confusion, data_.num_classes).macro_f1},
             {"lr", last_lr_}};
     if (teacher_) {
       last["agreement"] = eval.agreement;
@@ -594,8 +638,9 @@ StatusOr<JobResult> Trainer::Run() {
   if (selected_) {
     result.metrics["selected_epoch"] = selection_->epoch();
     result.metrics["selected_val_loss"] = selected_->metrics.at("val_loss");
-    result.metrics["selected_val_accuracy"] = selected_->metrics.at("val_accuracy");
+    model_->LoadWeights(selected_->weights);  // the final weights from here on
   }
+  AddReports(&result.metrics);
   progress_.Fill(&result.metrics);
   dp_.Report(&result.metrics);
   LATTICE_RETURN_IF_ERROR(WaitForSnapshot());  // every step checkpoint is out before the result
@@ -606,15 +651,23 @@ StatusOr<JobResult> Trainer::Run() {
     header.classes = data_.num_classes;
     header.epochs = result.epochs_done;
     header.metrics = result.metrics;
-    if (selected_) {
-      // The selected epoch's weights, and its metrics in the header.
-      model_->LoadWeights(selected_->weights);
+    if (selected_) {  // the selected epoch's metrics (model_ has its weights)
       for (const auto& [key, value] : selected_->metrics) header.metrics[key] = value;
     }
     model_->to(torch::kCPU);  // training is over; a checkpoint loads anywhere
     result.checkpoint = model_->Encode(header, data_.mean, data_.std);
   }
   return result;
+}
+
+void Trainer::AddReports(std::map<std::string, double>* metrics) {
+  EvalResult val = Evaluate(*model_, data_.x_val, data_.y_val, data_.num_classes);
+  internal::AddReport(internal::MakeReport(val.confusion, data_.num_classes), "selected_val",
+                      metrics);
+  if (!data_.x_test.defined()) return;
+  EvalResult test = Evaluate(*model_, data_.x_test, data_.y_test, data_.num_classes);
+  internal::AddReport(internal::MakeReport(test.confusion, data_.num_classes), "test", metrics);
+  (*metrics)["test_loss"] = test.loss;
 }
 
 void Trainer::Select(int epoch) {
@@ -650,6 +703,7 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
                                           device, ctx.checkpoint, feature_layer));
     prepared.raw_train = prepared.raw_val = torch::Tensor();  // only the teacher reads them
   }
+  LATTICE_ASSIGN_OR_RETURN(prepared.class_weights, LossWeights(cfg.train.class_weights, prepared));
   MoveTo(prepared, device);
   // Seeded after the teacher was built (its rebuild draws initial weights), so the student
   // starts exactly as the same model would in a train job.

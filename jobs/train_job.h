@@ -6,21 +6,26 @@
 //     JobResult::embeddings; see jobs/embed_job.h (RunEmbed) for the contract.
 //   "train" — trains a linear / MLP classifier on a dataset (see jobs/train_config.h):
 //     1. load the dataset (through ctx.cache when set) and split it: a seeded Fisher-Yates
-//        shuffle (dataset.split.seed) or the explicit validation files;
+//        shuffle (dataset.split.seed; stratified and with a test part: MakeDatasetSplit)
+//        or the explicit validation (and test) files;
 //     2. optionally standardize with mean/std fitted on the training split only;
 //     3. seed the torch RNG with config["seed"] (model init, dropout) and shuffle the
 //        training rows each epoch with std::mt19937_64(seed);
 //     4. per epoch: mini-batch steps (cancellation checked before each), then an eval
-//        pass under NoGradGuard; ctx.on_epoch(epoch, {train_loss, val_loss, val_accuracy,
-//        lr}) with epoch counted from 1; early stopping if configured.
+//        pass under NoGradGuard; ctx.on_epoch(epoch, {train_loss, train_accuracy, val_loss,
+//        val_accuracy, val_f1, lr}) with epoch counted from 1; early stopping if configured.
+//        train_accuracy: share of the epoch's training rows whose training-mode logits
+//        (dropout, mixup inputs) argmax to their own label; val_f1: macro F1 on validation.
 //     Each step: backward; if train.clip_grad_norm is set, scale the gradients to that
 //     global L2 norm (FlatParameters::ClipGradNorm, as torch's clip_grad_norm_); set the
 //     optimizer's lr from the train.schedule (internal::LrSchedule; constant lr without
 //     one) and step. After each eval the schedule sees val_loss (plateau). The cosine
 //     schedule spans epochs * (steps per epoch) steps, the run as planned: early stopping
 //     ends it before the lr reaches min_lr.
-//   Loss: cross-entropy with label smoothing and class weights (inverse frequency on the
-//   training split: n / (k * count_c)). train_loss is the mean training-batch loss of the
+//   Mixup (train.mixup): jobs/internal/mixup.h.
+//   Loss: cross-entropy with label smoothing and class weights (train.class_weights,
+//   jobs/internal/class_weights.h: inverse frequency on the training split
+//   n / (k * count_c), times per-class boosts; or an explicit list). train_loss is the mean training-batch loss of the
 //   epoch (with dropout, smoothing and weights); val_loss is the plain unweighted,
 //   unsmoothed cross-entropy on the validation split, so trials are comparable.
 //   With batchnorm, a final training batch of a single row is skipped (BatchNorm needs 2).
@@ -56,6 +61,14 @@
 //   feature_loss is the unweighted MSE on the validation rows (eval mode). The map and its
 //   optimizer moments are part of step checkpoints (archive keys "resume.feature_map.*",
 //   "optimizer.*"), not of the final checkpoint, which holds the plain student.
+//
+// Classification report: with the final weights (the selected epoch's when one is
+// selected), once, after training: the validation split's report under the prefix
+// "selected_val" and, when the dataset has a test part, the test part's under "test" plus
+// test_loss (jobs/internal/classification_metrics.h: <prefix>_accuracy, <prefix>_f1
+// (macro), per class <prefix>_precision_<c>, _recall_<c>, _f1_<c>, _support_<c>, and the
+// confusion matrix <prefix>_confusion_<true>_<predicted>). The test part is never seen
+// by training, early stopping, the LR schedule or selection.
 //
 // Result metrics: train_loss, val_loss, val_accuracy, lr (= final epoch's values),
 // final_train_loss, final_val_loss, final_val_accuracy, best_val_accuracy (max over

@@ -8,6 +8,7 @@
 #include "jobs/checkpoint.h"
 #include "monitoring/metrics.h"
 #include "scheduler/checkpoints.h"
+#include "scheduler/report_page.h"
 #include "scheduler/sweep_spec.h"
 #include "store/checkpoint_store.h"
 
@@ -304,6 +305,10 @@ std::shared_ptr<Router> MakeApiRouter(Coordinator* coordinator, StateStore* stor
   });
   AddSweepRoutes(*r, coordinator, store);
   AddTrialRoutes(*r, store);
+  // The report page (scheduler/report_page.h); its script reads the routes above.
+  r->Add("GET", "/sweeps/{id}", [](HttpRequest&) {
+    return HttpResponse::Text(200, scheduler::SweepReportHtml(), "text/html; charset=utf-8");
+  });
   r->Add("GET", "/v1/workers", [coordinator](HttpRequest&) {
     json out = json::array();
     for (const auto& w : coordinator->Workers()) out.push_back(WorkerJson(w));

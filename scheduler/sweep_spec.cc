@@ -27,8 +27,9 @@ using OrderedJson = nlohmann::ordered_json;
 const char* const kJobKeys[] = {"kind",      "seed",    "dataset", "model",   "train",
                                 "sleep_ms",  "crash",   "encoder", "corpus",  "pooling",
                                 "normalize", "batch_size", "teacher", "distill", "checkpoint"};
-const char* const kSchedulerKeys[] = {"name", "search", "max_concurrent_trials", "max_attempts",
-                                      "resources", "shard_size", "index"};
+const char* const kSchedulerKeys[] = {"name",      "search",     "max_concurrent_trials",
+                                      "max_attempts", "resources", "shard_size",
+                                      "index",     "repeats"};
 const char* const kSearchKeys[] = {"method", "metric", "parameters", "seed", "max_trials"};
 
 std::string Join(const std::string& path, const std::string& key) {
@@ -236,6 +237,37 @@ Status ParseSearch(OrderedJson* search, int64_t base_values, SweepSpec* out,
   return Status::Ok();
 }
 
+// repeats: N runs every point N times, with seeds seed, seed + 1, ... (the spec's seed,
+// default 0), as consecutive trials; the seed becomes a parameter of each point.
+Status ExpandRepeats(const OrderedJson& doc, SweepSpec* out) {
+  LATTICE_ASSIGN_OR_RETURN(auto repeats, OptionalInt(doc, "repeats", "repeats", 1, 1000));
+  if (!repeats || *repeats == 1) return Status::Ok();
+  if (std::find(out->parameter_names.begin(), out->parameter_names.end(), "seed") !=
+      out->parameter_names.end()) {
+    return Status::InvalidArgument(
+        "repeats: seed is a searched parameter; give either repeats or seed values");
+  }
+  if (out->points.size() * static_cast<uint64_t>(*repeats) > kMaxTrialsPerSweep) {
+    return Status::InvalidArgument("repeats: " + std::to_string(out->points.size()) +
+                                   " points x " + std::to_string(*repeats) + " repeats is more " +
+                                   "than the limit of " + std::to_string(kMaxTrialsPerSweep) +
+                                   " trials");
+  }
+  const int64_t seed = doc.contains("seed") ? doc["seed"].get<int64_t>() : 0;
+  std::vector<nlohmann::json> points;
+  points.reserve(out->points.size() * static_cast<size_t>(*repeats));
+  for (const nlohmann::json& point : out->points) {
+    for (int64_t r = 0; r < *repeats; ++r) {
+      nlohmann::json p = point;
+      p["seed"] = seed + r;
+      points.push_back(std::move(p));
+    }
+  }
+  out->points = std::move(points);
+  out->parameter_names.push_back("seed");
+  return Status::Ok();
+}
+
 // Builds and validates each trial's job config from the points.
 Status BuildTrialConfigs(const OrderedJson& doc, SweepSpec* out) {
   nlohmann::json base = JobConfigBase(doc);
@@ -312,7 +344,14 @@ StatusOr<SweepSpec> ParseSweepSpec(const std::string& text) {
   } else {
     return Status::InvalidArgument(std::string("search: required for kind ") + JobKindName(out.kind));
   }
+  if (doc.contains("repeats") && !doc.contains("search")) {
+    return Status::InvalidArgument("repeats: needs a search (it repeats each of its points)");
+  }
+  LATTICE_RETURN_IF_ERROR(ExpandRepeats(doc, &out));
   LATTICE_RETURN_IF_ERROR(BuildTrialConfigs(doc, &out));
+  if (!out.trial_configs.empty()) {
+    LATTICE_RETURN_IF_ERROR(jobs::CheckSweepMetric(out.trial_configs[0], out.metric));
+  }
   if (out.method == "random") LATTICE_RETURN_IF_ERROR(CheckDrawableValues(doc, space, out));
   out.spec = nlohmann::json(doc);
   return out;

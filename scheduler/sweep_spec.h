@@ -10,6 +10,10 @@
 //     parameters: {lr: [1.0e-3, 7.0e-4], hidden: [[128], [256, 128]]}
 //     seed: 7                          # random only; default 0
 //     max_trials: 20                   # random only, required, >= 1; rejected for grid
+//     (train / distill: metric.name must be a result metric of the job, jobs::CheckSweepMetric;
+//      an unknown name is rejected listing the valid ones)
+//   repeats: 3                         # optional int in [1, 1000]: each point runs 3 times,
+//                                      # seeds seed, seed+1, seed+2 (seed becomes a parameter)
 //   max_concurrent_trials: 8           # optional int >= 1; default unlimited (0)
 //   max_attempts: 3                    # optional int >= 1; default 3
 //   resources: {workers_per_trial: 1}  # optional int in [1, 1024]; default 1. k > 1: each

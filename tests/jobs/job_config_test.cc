@@ -63,15 +63,15 @@ TEST(JobConfigTest, ParsesEveryField) {
   ASSERT_TRUE(p.train.early_stopping.has_value());
   EXPECT_EQ(p.train.early_stopping->patience, 5);
   EXPECT_EQ(p.train.early_stopping->metric, EarlyStoppingMetric::kValAccuracy);
-  EXPECT_TRUE(p.train.inverse_frequency_class_weights);
+  EXPECT_TRUE(p.train.class_weights.inverse_frequency);
   EXPECT_EQ(p.train.threads, 2);
   EXPECT_EQ(p.train.epochs, 3);
 }
 
 TEST(JobConfigTest, RejectsUnknownKeysNamingThePath) {
   json c = DigitsConfig();
-  c["train"]["mixup"] = 0.3;
-  ExpectInvalid(c, {"train.mixup", "unknown key"});
+  c["train"]["mixupp"] = 0.3;
+  ExpectInvalid(c, {"train.mixupp", "unknown key"});
   c = DigitsConfig();
   c["bogus"] = 1;
   ExpectInvalid(c, {"bogus", "unknown key"});

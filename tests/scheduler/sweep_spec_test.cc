@@ -97,6 +97,26 @@ TEST_F(SweepSpecTest, TrialConfigsAreSpecMinusSchedulerKeysWithParamsApplied) {
   EXPECT_EQ(c["model"]["hidden"], 32);
 }
 
+// The probe recipe example says everything it claims, field by field.
+TEST_F(SweepSpecTest, ProbeRecipeExampleIsTheWholeRecipe) {
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec, LoadSweepSpecFile(testutil::SourceDir() +
+                                                         "/examples/fashion-mnist-probe-recipe.yaml"));
+  ASSERT_EQ(spec.points.size(), 27u);
+  EXPECT_EQ(spec.metric, "selected_val_f1");
+  const json& c = spec.trial_configs[0];
+  EXPECT_EQ(c["dataset"]["classes"], json({0, 6, 2}));
+  EXPECT_EQ(c["dataset"]["rows_per_class"], json({324, 200, 302}));
+  EXPECT_EQ(c["dataset"]["split"]["train_per_class"], 150);
+  EXPECT_EQ(c["train"]["mixup"], (json{{"alpha", 0.3}, {"until", 0.7}}));
+  EXPECT_EQ(c["train"]["class_weights"]["boost"]["1"], 1.5);
+  EXPECT_EQ(c["train"]["label_smoothing"], 0.1);
+  EXPECT_EQ(c["train"]["schedule"]["patience"], 25);
+  EXPECT_EQ(c["train"]["clip_grad_norm"], 1.0);
+  EXPECT_EQ(c["train"]["early_stopping"]["patience"], 75);
+  EXPECT_EQ(c["train"]["epochs"], 500);
+  EXPECT_EQ(c["seed"], 42);
+}
+
 TEST_F(SweepSpecTest, NormalisedSpecHasDefaults) {
   ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec(Grid("    lr: [0.1]\n")));
   EXPECT_EQ(spec.spec["name"], "digits-probe-grid");
@@ -470,6 +490,32 @@ TEST_F(SweepSpecTest, RejectsSearchProblems) {
                 "search.metric.goal: must be maximize or minimize");
   ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: acc\n"), "search.metric: must be a mapping");
   ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: {name: \"\"}\n"), "search.metric.name:");
+  // A train job's metric must be one it reports; test metrics never rank trials.
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: {name: val_f2}\n"),
+                "search.metric.name: \"val_f2\" is not a metric of a train job (one of: "
+                "train_loss, train_accuracy, val_loss, val_accuracy, val_f1, lr");
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: {name: test_accuracy}\n"),
+                "test metrics never select a trial");
+  ExpectInvalid(Grid("    lr: [0.1]\n", "  metric: {name: selected_epoch}\n"),
+                "\"selected_epoch\" is not a metric");  // no selection configured
+  // repeats: each point N times with consecutive seeds.
+  {
+    ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec(TrainSpec(kGrid27, "repeats: 3\n")));
+    ASSERT_EQ(spec.points.size(), 81u);
+    EXPECT_EQ(spec.points[0]["seed"], 42);
+    EXPECT_EQ(spec.points[2]["seed"], 44);
+    EXPECT_EQ(spec.points[3]["seed"], 42);
+    EXPECT_EQ(spec.points[2]["lr"], spec.points[0]["lr"]);
+    EXPECT_EQ(spec.trial_configs[1]["seed"], 43);
+    EXPECT_EQ(spec.parameter_names.back(), "seed");
+  }
+  ExpectInvalid(TrainSpec(kGrid27, "repeats: 0\n"), "repeats: must be in [1, 1000]");
+  ExpectInvalid(Grid("    seed: [1, 2]\n", "").insert(0, "repeats: 2\n"),
+                "repeats: seed is a searched parameter");
+  for (const char* ok : {"val_f1", "selected_val_f1", "train_accuracy", "best_val_loss"}) {
+    EXPECT_OK(ParseSweepSpec(Grid("    lr: [0.1]\n",
+                                  "  metric: {name: " + std::string(ok) + "}\n")).status());
+  }
   ExpectInvalid(TrainSpec("search: {method: grid}\n"), "search.parameters: required");
   ExpectInvalid(Grid("    {}\n"), "search.parameters: must not be empty");
   ExpectInvalid(TrainSpec("search: {method: grid, parameters: [lr]}\n"),

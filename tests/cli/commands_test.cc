@@ -237,7 +237,7 @@ TEST_F(CommandsTest, StatusAndWorkersInJsonAndCsv) {
   EXPECT_EQ(workers[0]["rank"], 1);
   out_.str("");
   EXPECT_EQ(RunWorkers(options_, io_, "csv"), 0);
-  EXPECT_EQ(out_.str().rfind("RANK,HOST,STATE,TRIAL,LAST-SEEN,RESTARTS,NOTE\n1,h,idle,", 0), 0u)
+  EXPECT_EQ(out_.str().rfind("RANK,HOST,STATE,TRIAL,GANG,LAST-SEEN,RESTARTS,NOTE\n1,h,idle,-,-,", 0), 0u)
       << out_.str();
   EXPECT_EQ(RunWorkers(options_, io_, "yaml"), 1);
   EXPECT_NE(err_.str().find("--format must be table, csv or json"), std::string::npos);

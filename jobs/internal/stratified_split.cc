@@ -35,7 +35,7 @@ StatusOr<SplitIndices> StratifiedSplit(const std::vector<int64_t>& labels,
     } else {
       n_train = n - n_test - std::llround(static_cast<double>(n) * config.validation_fraction);
     }
-    auto at = [&](int64_t k) { return rows.begin() + k; };
+    auto at = [&rows = rows](int64_t k) { return rows.begin() + k; };
     s.test.insert(s.test.end(), at(0), at(n_test));
     s.train.insert(s.train.end(), at(n_test), at(n_test + std::max<int64_t>(n_train, 0)));
     s.validation.insert(s.validation.end(), at(n_test + std::max<int64_t>(n_train, 0)), at(n));

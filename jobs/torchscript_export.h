@@ -9,7 +9,10 @@
 // split) and the network in eval mode (batchnorm running statistics, no dropout), and
 // returns the logits [B, classes] (float32). The module's attributes: `classes`, `in_dim`,
 // and `lattice_header` (the checkpoint's JSON header: config, metrics, epochs).
-// Parameters and buffers are named l<i>_<name> after the Sequential's module i.
+// Built-in models (linear, mlp): parameters and buffers are named l<i>_<name> after the
+// Sequential's module i. A trial of the user's TorchScript module (model {type: torchscript}):
+// the trained module is the submodule `net`; forward prepares the rows as above, reshapes
+// them to the trial's model.input_shape (when set) and returns net(x).
 // Errors: InvalidArgument for a checkpoint that is not a final train / distill one or
 // whose archive does not load; Internal for any other LibTorch failure.
 #pragma once

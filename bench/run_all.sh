@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark, each against its peer in the same run. Takes ~15 minutes
+# `make bench`: every benchmark, each against its peer in the same run. Takes ~20 minutes
 # on 2 cores. Results and how to read them: docs/BENCHMARKS.md.
 # Usage: bench/run_all.sh [build-dir]
 set -euo pipefail
@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 echo "######## sweeps: 27-point grid vs plain LibTorch loop vs Optuna; no-op dispatch"
 bash bench/sweep_bench.sh "$BUILD"
+echo
+echo "######## probe recipe: 27-point grid vs hand-written LibTorch loop vs Optuna (40 epochs)"
+EPOCHS=40 bash bench/probe_bench.sh "$BUILD"
 echo
 echo "######## embedding: embed sweep end to end (2 workers) + embed job vs plain LibTorch loop"
 bash bench/embed_sweep_bench.sh "$BUILD"

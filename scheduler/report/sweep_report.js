@@ -204,7 +204,8 @@
     const [lo, hi] = extent(means);
     const C = 64, L = 90, T = 24;
     const W = Math.max(L + C * xv.length + 10, 360), H = T + C * yv.length + 30;
-    const svg = el("svg:svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}` });
+    const svg = el("svg:svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`,
+                                "data-x-param": px.value, "data-y-param": py.value });
     xv.forEach((v, i) => svg.appendChild(el("svg:text", { x: L + C * i + C / 2, y: T - 6, "text-anchor": "middle" }, fmt(JSON.parse(v)))));
     yv.forEach((v, j) => svg.appendChild(el("svg:text", { x: L - 6, y: T + C * j + C / 2 + 4, "text-anchor": "end" }, fmt(JSON.parse(v)))));
     yv.forEach((b, j) => xv.forEach((a, i) => {
@@ -213,6 +214,7 @@
       const q = mean === null ? 0 : (mean - lo) / ((hi - lo) || 1);
       const good = state.sweep.maximize ? q : 1 - q;
       const rect = el("svg:rect", { x: L + C * i, y: T + C * j, width: C - 2, height: C - 2, class: "cell",
+                                    "data-x": a, "data-y": b,
                                     fill: mean === null ? "#eee" : `hsl(${Math.round(good * 120)},60%,${70 - good * 25}%)` });
       if (mean !== null) rect.setAttribute("data-value", String(mean));
       svg.appendChild(rect);

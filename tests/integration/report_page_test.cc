@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <regex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tests/integration/cluster_fixture.h"
 
@@ -34,6 +36,18 @@ class ReportPageTest : public testutil::ClusterFixture {
       EXPECT_EQ(::pclose(p), 0) << cmd;
     }
     *log = ReadFile(err);
+    return out;
+  }
+
+  // The two groups of each match of `pattern` in `text`, in order.
+  static std::vector<std::pair<std::string, std::string>> Attributes(const std::string& text,
+                                                                     const std::string& pattern) {
+    std::vector<std::pair<std::string, std::string>> out;
+    const std::regex re(pattern);
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator();
+         ++it) {
+      out.emplace_back((*it)[1].str(), (*it)[2].str());
+    }
     return out;
   }
 
@@ -91,25 +105,63 @@ TEST_F(ReportPageTest, FinishedProbeGridPageShowsEveryFigureWithTheApisNumbers) 
   EXPECT_EQ(Count(dom, "class=\"cell\""), 9) << "a 3x3 heatmap";
   EXPECT_EQ(Count(dom, "class=\"cm-cell\""), 9) << "a 3x3 confusion matrix";
   EXPECT_EQ(Count(dom, "<tr data-trial="), 27) << "a table row per trial";
-  // Every trial's metric in the table, and every confusion count, is the API's value.
+  // Every number on the page is the API's: each table cell (parameters and metrics), the
+  // heatmap's means, the confusion counts, the per-class table; each curve has a point per
+  // epoch the API reports.
   const std::string metric = sweep["metric"];
   for (const json& t : trials) {
-    const std::string row_start = "<tr data-trial=\"" + t["id"].get<std::string>() + "\"";
-    const size_t row = dom.find(row_start);
-    ASSERT_NE(row, std::string::npos) << t["id"];
+    const std::string trial_id = t["id"];
+    SCOPED_TRACE(trial_id);
+    const size_t row = dom.find("<tr data-trial=\"" + trial_id + "\"");
+    ASSERT_NE(row, std::string::npos);
     const std::string tr = dom.substr(row, dom.find("</tr>", row) - row);
-    std::smatch m;
-    ASSERT_TRUE(std::regex_search(
-        tr, m, std::regex("data-key=\"" + metric + "\" data-value=\"([^\"]+)\"")))
-        << tr;
-    EXPECT_EQ(std::stod(m[1].str()), t["metrics"][metric].get<double>()) << tr;
+    int cells = 0;
+    for (const auto& [key, value] : Attributes(tr, "data-key=\"([^\"]+)\" data-value=\"([^\"]+)\"")) {
+      const json& api = key == "epochs"                ? t["epochs_done"]
+                        : t["params"].contains(key) ? t["params"][key]
+                                                    : t["metrics"][key];
+      ASSERT_TRUE(api.is_number()) << key << " is on the page, not in the API: " << t.dump();
+      EXPECT_EQ(std::stod(value), api.get<double>()) << key;
+      ++cells;
+    }
+    EXPECT_EQ(cells, 7) << "epochs, lr, weight_decay, dropout, " << metric
+                        << ", test_accuracy, test_f1: " << tr;
+    const json epochs = Call("GET", "/v1/trials/" + trial_id + "/metrics")["epochs"];
+    ASSERT_EQ(epochs.size(), t["epochs_done"].get<size_t>());
+    const auto curve = Attributes(dom, "<path d=\"([^\"]*)\" class=\"curve[^\"]*\" data-trial=\"" +
+                                           trial_id + "\"");
+    ASSERT_EQ(curve.size(), 1u);
+    EXPECT_EQ(static_cast<size_t>(Count(curve[0].first, "L")) + 1, epochs.size())
+        << "the curve's points: " << curve[0].first;
   }
-  std::smatch m;
-  std::string rest = dom;
+  // The heatmap: each cell is the mean of the metric over the trials with its two values.
+  const auto axes = Attributes(dom, "data-x-param=\"([^\"]+)\" data-y-param=\"([^\"]+)\"");
+  ASSERT_EQ(axes.size(), 1u);
+  const auto [xp, yp] = axes[0];
+  int heat_cells = 0;
+  const std::regex cell_re(
+      "class=\"cell\" data-x=\"([^\"]+)\" data-y=\"([^\"]+)\"[^>]*data-value=\"([^\"]+)\"");
+  for (auto it = std::sregex_iterator(dom.begin(), dom.end(), cell_re);
+       it != std::sregex_iterator(); ++it) {
+    const std::smatch& cell = *it;
+    const json x = json::parse(cell[1].str()), y = json::parse(cell[2].str());
+    double sum = 0;
+    int n = 0;
+    for (const json& t : trials) {
+      if (t["params"][xp] == x && t["params"][yp] == y) {
+        sum += t["metrics"][metric].get<double>();
+        ++n;
+      }
+    }
+    ASSERT_GT(n, 0) << xp << "=" << x << " " << yp << "=" << y;
+    EXPECT_DOUBLE_EQ(std::stod(cell[3].str()), sum / n) << xp << "=" << x << " " << yp << "=" << y;
+    ++heat_cells;
+  }
+  EXPECT_EQ(heat_cells, 9);
+  // The best trial's test confusion matrix and per-class precision / recall / F1 / support.
   std::vector<double> shown;
-  while (std::regex_search(rest, m, std::regex("class=\"cm-cell\" data-value=\"([^\"]+)\""))) {
-    shown.push_back(std::stod(m[1].str()));
-    rest = m.suffix();
+  for (const auto& [v, unused] : Attributes(dom, "class=\"cm-cell\" data-value=\"([^\"]+)\"()")) {
+    shown.push_back(std::stod(v));
   }
   ASSERT_EQ(shown.size(), 9u);
   for (int t = 0; t < 3; ++t) {
@@ -117,6 +169,19 @@ TEST_F(ReportPageTest, FinishedProbeGridPageShowsEveryFigureWithTheApisNumbers) 
       EXPECT_EQ(shown[static_cast<size_t>(t * 3 + p)],
                 best_trial["metrics"]["test_confusion_" + std::to_string(t) + "_" +
                                       std::to_string(p)].get<double>());
+    }
+  }
+  const size_t per = dom.find("<table id=\"per-class\"");
+  ASSERT_NE(per, std::string::npos);
+  const auto per_class =
+      Attributes(dom.substr(per, dom.find("</table>", per) - per), "<td data-value=\"([^\"]+)\"()");
+  ASSERT_EQ(per_class.size(), 12u);
+  size_t i = 0;
+  for (int c = 0; c < 3; ++c) {
+    for (const char* n : {"precision", "recall", "f1", "support"}) {
+      const std::string key = std::string("test_") + n + "_" + std::to_string(c);
+      ASSERT_TRUE(best_trial["metrics"].contains(key)) << key;
+      EXPECT_EQ(std::stod(per_class[i++].first), best_trial["metrics"][key].get<double>()) << key;
     }
   }
   // The screenshot, kept for people to look at.

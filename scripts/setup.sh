@@ -14,6 +14,7 @@ PACKAGES=(
   # llvm-symbolizer for readable crash reports
   clang-14 libclang-rt-14-dev libomp-14-dev llvm-14
   python3-torch python3-faiss python3-hnswlib python3-optuna python3-sklearn python3-numpy
+  python3-yaml   # bench/optuna_probe_grid.py reads the probe spec
   chromium   # tests/integration/report_page_test.cc: the sweep report page in headless Chromium
 )
 

@@ -92,7 +92,7 @@ Status WrapTorchScript(const std::string& blob, size_t offset, const DatasetConf
     for (int64_t d : loaded->input_shape) shape += ", " + std::to_string(d);
     *source += "    x = x.reshape(" + shape + "])\n";
   }
-  *source += "    return self.net(x)\n";
+  *source += "    return self.net.forward(x)\n";
   return Status::Ok();
 }
 

@@ -1,5 +1,6 @@
-// ExportTorchScript: a trial's final checkpoint as a TorchScript module that Debian's
-// python3-torch runs with torch.jit.load(p)(x), reproducing the trial's test accuracy.
+// ExportTorchScript: a trial's final checkpoint (built-in model or the user's TorchScript
+// module) as a TorchScript module that Debian's python3-torch runs with torch.jit.load(p)(x),
+// reproducing the trial's test accuracy.
 #include "jobs/torchscript_export.h"
 
 #include <gtest/gtest.h>
@@ -56,11 +57,14 @@ json Config() {
            {{"epochs", 4}, {"lr", 2e-3}, {"threads", 1}, {"early_stopping", {{"patience", 10}}}}}};
 }
 
-TEST(ExportTest, PythonRunsTheExportedModelAndGetsTheTrialsTestAccuracy) {
+// Trains `config`, exports its final checkpoint, runs kCheckPy on the module in Debian's
+// python3-torch over the first 3000 raw test images, and compares with the trial's
+// test_accuracy.
+void ExpectPythonReproducesTestAccuracy(const json& config) {
   ASSERT_EQ(std::system("/usr/bin/python3 -c 'import torch, numpy' 2>/dev/null"), 0)
       << "Debian's python3-torch and python3-numpy are needed (scripts/setup.sh installs them)";
   JobContext ctx;
-  ASSERT_OK_AND_ASSIGN(JobResult r, RunJob(Config(), ctx));
+  ASSERT_OK_AND_ASSIGN(JobResult r, RunJob(config, ctx));
   ASSERT_TRUE(r.checkpoint.has_value());
   ASSERT_OK_AND_ASSIGN(std::string module, ExportTorchScript(*r.checkpoint));
   testutil::TempDir dir;
@@ -83,6 +87,28 @@ TEST(ExportTest, PythonRunsTheExportedModelAndGetsTheTrialsTestAccuracy) {
   EXPECT_GT(trial_accuracy, 0.6);
   // The same predictions up to float rounding: at most one of the 3000 rows may differ.
   EXPECT_NEAR(python_accuracy, trial_accuracy, 1.0 / 3000 + 1e-9);
+}
+
+TEST(ExportTest, PythonRunsTheExportedModelAndGetsTheTrialsTestAccuracy) {
+  ExpectPythonReproducesTestAccuracy(Config());
+}
+
+// model {type: torchscript}: the checkpoint is the user's trained module; the export puts
+// the input preparation (scale, standardisation, reshape to input_shape) in front of it.
+TEST(ExportTest, TorchScriptModelTrialExportsWithItsInputPreparation) {
+  ASSERT_EQ(std::system("/usr/bin/python3 -c 'import torch, numpy' 2>/dev/null"), 0)
+      << "Debian's python3-torch and python3-numpy are needed (scripts/setup.sh installs them)";
+  testutil::TempDir models;
+  const std::string make = "/usr/bin/python3 " + testutil::SourceDir() +
+                           "/tests/jobs/fixtures/make_torchscript_model.py make " + models.path();
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  json config = Config();
+  // student.pt: [B, 1, 28, 28] -> flatten -> Linear(784, 32) -> ReLU -> Linear(32, 10); it
+  // refuses any other rank, so a missing reshape fails the Python side.
+  config["model"] = {{"type", "torchscript"},
+                     {"path", models.Join("student.pt")},
+                     {"input_shape", {1, 28, 28}}};
+  ExpectPythonReproducesTestAccuracy(config);
 }
 
 TEST(ExportTest, NotACheckpointIsAClearError) {

@@ -145,7 +145,6 @@ StatusOr<CorpusConfig> ParseCorpus(const json& d, const std::string& path) {
   LATTICE_RETURN_IF_ERROR(GetString(d, fkey, path, &c.file));
   if (c.file.empty()) return Bad(Join(path, fkey), "required");
   LATTICE_RETURN_IF_ERROR(GetString(d, "ids", path, &c.ids));
-  if (Find(d, "ids") && c.ids.empty()) return Bad(Join(path, "ids"), "must name a file");
   if (Find(d, "scale")) {
     double scale = 1.0;
     LATTICE_RETURN_IF_ERROR(GetNumber(d, "scale", path, &scale, Bound::kNone, 0.0));

@@ -91,7 +91,7 @@ TEST_F(ItemIdsTest, EmbedSpecTakesIdsForEveryFormat) {
   ASSERT_OK_AND_ASSIGN(EmbedConfig e, ParseEmbedConfig(config));
   EXPECT_EQ(e.corpus.ids, "ids.txt");
   config["corpus"]["ids"] = "";
-  EXPECT_MESSAGE_HAS(ParseEmbedConfig(config).status(), "corpus.ids: must name a file");
+  EXPECT_MESSAGE_HAS(ParseEmbedConfig(config).status(), "corpus.ids: must not be empty");
   config["corpus"]["ids"] = 3;
   EXPECT_MESSAGE_HAS(ParseEmbedConfig(config).status(), "corpus.ids");
 }

@@ -805,7 +805,7 @@ TEST(ResolveSpecPathsTest, MakesEveryRelativePathFieldAbsolute) {
   EXPECT_EQ(params["dataset"][0]["labels"], "/specs/dir/l.npy");
   EXPECT_EQ(params["optimizer"], json({"sgd"}));
   // Key order is kept: the server expands the grid in the order written.
-  EXPECT_LT(resolved->find("\"encoder.path\""), resolved->find("\"optimizer\""));
+  EXPECT_LT(resolved->find("\"encoder.path\":["), resolved->find("\"optimizer\":[\"sgd\"]"));
 }
 
 TEST(ResolveSpecPathsTest, ResolvedSpecParsesLikeTheOriginalFromItsDirectory) {

@@ -330,10 +330,16 @@ std::string UnknownSubcommandError(CLI::App& app, int argc, const char* const* a
   return "";
 }
 
-void RegisterClientCommands(CLI::App& app, int* exit_code) {
+void RegisterClientCommands(CLI::App& app, int* exit_code, SpecPathResolver resolve_paths) {
   auto state = std::make_shared<CommandState>();
+  state->submit.resolve_paths = std::move(resolve_paths);
 
-  CLI::App* submit = app.add_subcommand("submit", "submit a sweep spec (YAML or JSON)");
+  CLI::App* submit = app.add_subcommand(
+      "submit",
+      "submit a sweep spec (YAML or JSON). Relative file paths in it (dataset, model, teacher, "
+      "encoder and corpus files, also in search.parameters) are made absolute against the "
+      "directory of the spec file before it is sent, so a spec names files beside itself "
+      "wherever the command and the cluster run");
   submit->add_option("spec", state->submit.spec_path, "sweep spec file")->required();
   submit->add_flag("--wait", state->submit.wait,
                    "follow progress until the sweep ends, then print the top 5 trials");

@@ -1,7 +1,8 @@
 // The client-side subcommands of the `lattice` binary: submit, status, trials, cancel,
 // workers. Each talks to the coordinator's HTTP API:
 //
-//   submit <spec> [--wait]   POST /v1/sweeps (raw YAML/JSON body; then GET /v1/sweeps/{id})
+//   submit <spec> [--wait]   POST /v1/sweeps (the spec, its relative paths made absolute
+//                            against the spec file's directory; then GET /v1/sweeps/{id})
 //   status [sweep]           GET /v1/sweeps, GET /v1/sweeps/{id}   (--format table|csv|json)
 //   trials <sweep> ...       GET /v1/sweeps/{id} + GET /v1/sweeps/{id}/trials (every page)
 //   cancel <sweep>           POST /v1/sweeps/{id}/cancel
@@ -27,8 +28,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <string>
+
+#include "common/status.h"
 
 namespace CLI {
 class App;
@@ -56,9 +60,19 @@ struct CommandIo {
   bool err_is_tty = false;
 };
 
+// Makes the relative file paths of a spec absolute against a directory: spec text and the
+// spec file's absolute directory in, the spec as JSON text out (scheduler::ResolveSpecPaths,
+// handed in by cli/main.cc so that lattice_cli does not link the scheduler).
+using SpecPathResolver =
+    std::function<StatusOr<std::string>(const std::string& text, const std::string& dir)>;
+
 struct SubmitArgs {
   // Path of the YAML (.yaml/.yml) or JSON (.json) sweep spec.
   std::string spec_path;
+  // Applied to the spec before it is sent (its relative paths then name files beside the
+  // spec file, wherever the cluster runs). Empty, or when the spec does not parse: the
+  // text is sent as written (the coordinator names any error). Default: empty.
+  SpecPathResolver resolve_paths;
   // Poll until the sweep ends, then print its top trials. Default: false.
   bool wait = false;
   // Poll interval of --wait, in seconds. Default: 0.5.
@@ -110,7 +124,8 @@ int RunWorkers(const ClientOptions& options, CommandIo& io, const std::string& f
 // --port, --data-dir) to `app`. When one of them runs (from app.parse), it writes to
 // std::cout / std::cerr and stores its exit code in *exit_code, which must outlive the
 // parse. The option storage lives as long as `app`.
-void RegisterClientCommands(CLI::App& app, int* exit_code);
+// `resolve_paths` is what `submit` applies to a spec (SubmitArgs::resolve_paths).
+void RegisterClientCommands(CLI::App& app, int* exit_code, SpecPathResolver resolve_paths = {});
 
 // Checks argv's leading words against the subcommands registered on `app` before CLI11
 // parses (CLI11 says only "A subcommand is required"): a word that names no subcommand

@@ -17,6 +17,7 @@
 #include "cli/index_eval.h"
 #include "http/client.h"
 #include "cli/internal/api.h"
+#include "common/item_id.h"
 #include "jobs/dataset.h"
 
 namespace lattice::cli {
@@ -140,29 +141,56 @@ std::string SearchBody(const float* x, int64_t n, int dim, int k,
   return out;
 }
 
-std::string ItemsBody(const int64_t* items, int64_t n, int k, const store::SearchParams& params) {
+std::string ItemsBody(const json* items, int64_t n, int k, const store::SearchParams& params) {
   std::string out = "{\"k\":" + std::to_string(k);
   AppendParams(out, params);
   out += ",\"items\":[";
-  for (int64_t i = 0; i < n; ++i) out += (i ? "," : "") + std::to_string(items[i]);
+  for (int64_t i = 0; i < n; ++i) out += (i ? "," : "") + items[i].dump();
   out += "]}";
   return out;
 }
 
-StatusOr<store::IdMatrix> ResultIds(const std::string& response_body, int64_t rows, int cols) {
+json ItemIdJson(const std::string& text) {
+  int64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (!text.empty() && ec == std::errc() && end == text.data() + text.size()) return n;
+  return text;
+}
+
+StatusOr<HitIds> ResultIds(const std::string& response_body, int64_t rows, int cols) {
   json body = json::parse(response_body, nullptr, /*allow_exceptions=*/false);
   if (!body.is_object() || !body.contains("results") || !body["results"].is_array() ||
       static_cast<int64_t>(body["results"].size()) != rows) {
     return Status::Internal("search response: expected \"results\" with " +
                             std::to_string(rows) + " rows");
   }
-  store::IdMatrix m{rows, cols, std::vector<int64_t>(static_cast<size_t>(rows * cols), -1)};
+  HitIds hits{rows, cols, std::vector<std::string>(static_cast<size_t>(rows * cols))};
   for (int64_t q = 0; q < rows; ++q) {
     const json& ids = body["results"][static_cast<size_t>(q)].value("ids", json::array());
     for (size_t j = 0; j < ids.size() && j < static_cast<size_t>(cols); ++j) {
-      if (!ids[j].is_number_integer()) return Status::Internal("search response: bad id");
-      m.ids[static_cast<size_t>(q * cols) + j] = ids[j].get<int64_t>();
+      if (!ids[j].is_number_integer() && !ids[j].is_string()) {
+        return Status::Internal("search response: bad id " + ids[j].dump());
+      }
+      hits.ids[static_cast<size_t>(q * cols) + j] = ItemIdText(ids[j]);
     }
+  }
+  return hits;
+}
+
+store::IdMatrix NumberHits(const HitIds& hits, std::unordered_map<std::string, int64_t>* numbers) {
+  constexpr int64_t kFirstName = int64_t{1} << 62;
+  store::IdMatrix m{hits.rows, hits.cols, std::vector<int64_t>(hits.ids.size(), -1)};
+  for (size_t i = 0; i < hits.ids.size(); ++i) {
+    const std::string& id = hits.ids[i];
+    if (id.empty()) continue;
+    int64_t n = -1;
+    const auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), n);
+    if (ec == std::errc() && end == id.data() + id.size() && n >= 0) {
+      m.ids[i] = n;
+      continue;
+    }
+    m.ids[i] = numbers->emplace(id, kFirstName + static_cast<int64_t>(numbers->size()))
+                   .first->second;
   }
   return m;
 }
@@ -236,13 +264,14 @@ int RunIndexList(const ClientOptions& options, const std::string& format, Comman
 }
 
 int RunIndexSearch(const ClientOptions& options, const IndexSearchArgs& args, CommandIo& io) {
-  if (args.vector_file.empty() == (args.item < 0)) {
+  if (args.vector_file.empty() == args.item.empty()) {
     return PrintError(io, "give exactly one of --vector-file or --item", 1);
   }
   const store::SearchParams params{args.nprobe, args.ef_search};
   std::string body;
-  if (args.item >= 0) {
-    body = ItemsBody(&args.item, 1, args.k, params);
+  if (!args.item.empty()) {
+    const json item = ItemIdJson(args.item);
+    body = ItemsBody(&item, 1, args.k, params);
   } else {
     auto queries = LoadQueryFile(args.vector_file, 0);
     if (!queries.ok()) return PrintError(io, queries.status().message(), 1);
@@ -298,7 +327,7 @@ void RegisterIndexCommands(CLI::App& app, int* exit_code) {
   search->add_option("name", st->search.name, "index name")->required();
   auto* file = search->add_option("--vector-file", st->search.vector_file,
                                   "queries: .npy, .fvecs or idx3 images (.gz ok)");
-  auto* item = search->add_option("--item", st->search.item, "item id: more like this item");
+  auto* item = search->add_option("--item", st->search.item, "item id: more like this item (the corpus's own ids when its spec gave ids:, else a row number)");
   file->excludes(item);
   search->add_option("--k", st->search.k, "neighbours per query")
       ->check(CLI::PositiveNumber)->capture_default_str();

@@ -6,6 +6,7 @@
 //                                    METRIC RECALL@10 BYTES BUILT-FROM (BYTES: the index
 //                                    file); json: the entries as the server sends them
 //   index search NAME (--vector-file F | --item ID) [--k 10] [--ef-search N] [--nprobe N]
+//                                    (ids: the corpus's own, when its spec gave ids:)
 //                [--format table|json]
 //                                    POST /v1/indexes/NAME/search; table QUERY RANK ID DISTANCE
 //   index eval / index compare       see cli/index_eval.h
@@ -16,6 +17,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -35,8 +37,9 @@ struct IndexSearchArgs {
   std::string name;
   // Query vectors file (--vector-file), every row is one query. Default: "" (use --item).
   std::string vector_file;
-  // Item id for "more like this" (--item); -1 = not given. Default: -1.
-  int64_t item = -1;
+  // Item id for "more like this" (--item): the index's own item ids (a corpus's ids:), else
+  // a row number; "" = not given. Default: "".
+  std::string item;
   // Neighbours per query (--k). Default: 10.
   int k = 10;
   // Per-request HNSW ef / IVF nprobe (--ef-search / --nprobe); 0 = the index's default.
@@ -76,11 +79,30 @@ LatencySummary SummarizeLatencies(std::vector<double> batch_ms, int64_t queries,
 // The body of a search request for rows [0, n) of x (n * dim floats), shortest float text.
 std::string SearchBody(const float* x, int64_t n, int dim, int k, const store::SearchParams& params);
 
-// The same for item ids ("more like this"): {"k", "params", "items": [items[0..n)]}.
-std::string ItemsBody(const int64_t* items, int64_t n, int k, const store::SearchParams& params);
+// The same for item ids ("more like this"): {"k", "params", "items": [items[0..n)]}, each
+// item an integer or a string.
+std::string ItemsBody(const nlohmann::json* items, int64_t n, int k,
+                      const store::SearchParams& params);
 
-// The response's "results" as an IdMatrix of `cols` columns (missing hits padded with -1).
-StatusOr<store::IdMatrix> ResultIds(const std::string& response_body, int64_t rows, int cols);
+// An item id typed on the command line or read from qrels, as a search request sends it:
+// an integer when the text is one (int64, decimal), else the string.
+nlohmann::json ItemIdJson(const std::string& text);
+
+// A search response's hit ids, row-major: rows x cols id texts (common/item_id.h: the
+// user's ids of the index, or row numbers), "" where a query has fewer hits.
+struct HitIds {
+  int64_t rows = 0;
+  int cols = 0;
+  std::vector<std::string> ids;
+};
+// The response's "results" as HitIds of `cols` columns. Internal error for a malformed body.
+StatusOr<HitIds> ResultIds(const std::string& response_body, int64_t rows, int cols);
+
+// `hits` as an IdMatrix for the ANN metrics (store/retrieval_metrics.h): an id that is an
+// integer >= 0 stays that number (so it compares with an .ivecs of row numbers), any other
+// id gets a number from 2^62 up, the same for the same text across calls sharing `numbers`;
+// "" becomes -1.
+store::IdMatrix NumberHits(const HitIds& hits, std::unordered_map<std::string, int64_t>* numbers);
 
 // The table `index search` prints for a search response: QUERY, RANK, ID, DISTANCE, and
 // METADATA (each hit's JSON object) when the index has item metadata.

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -10,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <unordered_map>
 
 #include <CLI/CLI.hpp>
 
@@ -29,7 +29,7 @@ namespace {
 // Queries of one evaluation: by vector rows or by item ids, each with its query id.
 struct QuerySet {
   std::vector<std::string> ids;
-  std::vector<int64_t> items;  // by item
+  std::vector<json> items;     // by item: ids as the search request sends them
   store::FloatMatrix vectors;  // by vector
   bool by_item = false;
   int64_t size() const { return static_cast<int64_t>(ids.size()); }
@@ -48,14 +48,8 @@ StatusOr<QuerySet> LoadQueries(const IndexEvalArgs& args, const store::Qrels* qr
     for (const auto& entry : qrels->judgments) {
       const std::string& qid = entry.first;
       if (args.limit > 0 && q.size() == args.limit) break;
-      int64_t item = -1;
-      const auto [end, ec] = std::from_chars(qid.data(), qid.data() + qid.size(), item);
-      if (ec != std::errc() || end != qid.data() + qid.size() || item < 0) {
-        return Status::InvalidArgument("--by-item: query id '" + qid + "' of " + args.qrels +
-                                       " is not an item id (an integer >= 0)");
-      }
       q.ids.push_back(qid);
-      q.items.push_back(item);
+      q.items.push_back(ItemIdJson(qid));
     }
     return q;
   }
@@ -79,7 +73,7 @@ StatusOr<QuerySet> LoadQueries(const IndexEvalArgs& args, const store::Qrels* qr
 }
 
 struct SearchRun {
-  store::IdMatrix ids;
+  HitIds hits;
   std::vector<double> request_ms;
   double wall_s = 0;
 };
@@ -88,8 +82,8 @@ struct SearchRun {
 StatusOr<SearchRun> SearchAll(HttpClient& client, const std::string& name, const QuerySet& q,
                               int k, const store::SearchParams& params, int batch) {
   SearchRun run;
-  run.ids = {q.size(), k, {}};
-  run.ids.ids.reserve(static_cast<size_t>(q.size() * k));
+  run.hits = {q.size(), k, {}};
+  run.hits.ids.reserve(static_cast<size_t>(q.size() * k));
   const std::string target = "/v1/indexes/" + internal::EncodePathSegment(name) + "/search";
   const auto start = std::chrono::steady_clock::now();
   for (int64_t first = 0; first < q.size(); first += batch) {
@@ -107,8 +101,8 @@ StatusOr<SearchRun> SearchAll(HttpClient& client, const std::string& name, const
           "index " + name + ": queries " + std::to_string(first) + ".." +
           std::to_string(first + n - 1));
     }
-    LATTICE_ASSIGN_OR_RETURN(store::IdMatrix ids, ResultIds(response->body, n, k));
-    run.ids.ids.insert(run.ids.ids.end(), ids.ids.begin(), ids.ids.end());
+    LATTICE_ASSIGN_OR_RETURN(HitIds hits, ResultIds(response->body, n, k));
+    run.hits.ids.insert(run.hits.ids.end(), hits.ids.begin(), hits.ids.end());
   }
   run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return run;
@@ -222,11 +216,13 @@ StatusOr<IndexEvaluation> EvaluateIndex(const ClientOptions& options, const Inde
 
   store::SearchParams params{args.nprobe, args.ef_search};
   LATTICE_ASSIGN_OR_RETURN(SearchRun run, SearchAll(*client, args.name, q, k, params, args.batch));
+  std::unordered_map<std::string, int64_t> numbers;  // ids that are no row numbers
+  const store::IdMatrix found = NumberHits(run.hits, &numbers);
   if (args.exact) {
     params.exact = true;
     LATTICE_ASSIGN_OR_RETURN(SearchRun exact, SearchAll(*client, args.name, q, k, params,
                                                         kExactBatch));
-    truth = std::move(exact.ids);
+    truth = NumberHits(exact.hits, &numbers);
   }
 
   if (qrels != nullptr) {
@@ -234,8 +230,8 @@ StatusOr<IndexEvaluation> EvaluateIndex(const ClientOptions& options, const Inde
     for (int64_t i = 0; i < q.size(); ++i) {
       lists[static_cast<size_t>(i)].query = q.ids[static_cast<size_t>(i)];
       for (int j = 0; j < k; ++j) {
-        const int64_t id = run.ids.ids[static_cast<size_t>(i * k + j)];
-        if (id >= 0) lists[static_cast<size_t>(i)].items.push_back(std::to_string(id));
+        const std::string& id = run.hits.ids[static_cast<size_t>(i * k + j)];
+        if (!id.empty()) lists[static_cast<size_t>(i)].items.push_back(id);
       }
     }
     LATTICE_ASSIGN_OR_RETURN(
@@ -267,7 +263,7 @@ StatusOr<IndexEvaluation> EvaluateIndex(const ClientOptions& options, const Inde
     }
     cut.rows = q.size();
     cut.ids.resize(static_cast<size_t>(q.size() * k));
-    LATTICE_ASSIGN_OR_RETURN(std::vector<EvalRow> rows, ComputeEvalMetrics(run.ids, cut, args.ks));
+    LATTICE_ASSIGN_OR_RETURN(std::vector<EvalRow> rows, ComputeEvalMetrics(found, cut, args.ks));
     for (const EvalRow& r : rows) e.metrics.emplace_back("ann_recall@" + std::to_string(r.k), r.recall);
     for (const EvalRow& r : rows) e.metrics.emplace_back("ann_mrr@" + std::to_string(r.k), r.mrr);
     for (const EvalRow& r : rows) e.metrics.emplace_back("ann_map@" + std::to_string(r.k), r.map);

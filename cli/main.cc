@@ -23,6 +23,7 @@
 #include "jobs/data_roots.h"
 #include "jobs/torchscript_export.h"
 #include "scheduler/cluster.h"
+#include "scheduler/sweep_spec.h"
 #include "worker/worker.h"
 
 namespace {
@@ -158,7 +159,7 @@ int main(int argc, char** argv) {
   lattice::AddIndexServerFlags(serve_index, &index_server_options);
 
   int exit_code = 0;  // set by the client subcommand that runs during parsing
-  lattice::cli::RegisterClientCommands(app, &exit_code);
+  lattice::cli::RegisterClientCommands(app, &exit_code, lattice::scheduler::ResolveSpecPaths);
   lattice::cli::RegisterIndexCommands(app, &exit_code);
   lattice::cli::RegisterCheckpointCommands(app, &exit_code);
   lattice::cli::RegisterExportCommand(app, &exit_code, lattice::jobs::ExportTorchScript);

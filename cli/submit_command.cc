@@ -1,5 +1,6 @@
 // `lattice submit <spec> [--wait]` and `lattice watch <sweep>`.
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <ostream>
 #include <sstream>
@@ -115,9 +116,22 @@ int RunSubmit(const ClientOptions& options, const SubmitArgs& args, CommandIo& i
   const TokenResult token = ReadToken(options.data_dir);
   if (!token.ok) return internal::PrintError(io, token.error, 1);
 
+  std::string body = text.str();
+  std::string content_type = ContentTypeFor(args.spec_path);
+  if (args.resolve_paths) {
+    std::error_code ec;
+    const std::filesystem::path spec = std::filesystem::absolute(args.spec_path, ec);
+    StatusOr<std::string> resolved =
+        ec ? StatusOr<std::string>(Status::InvalidArgument(ec.message()))
+           : args.resolve_paths(body, spec.parent_path().lexically_normal().string());
+    if (resolved.ok()) {  // else sent as written: the coordinator names the error
+      body = std::move(*resolved);
+      content_type = "application/json";
+    }
+  }
   auto client = internal::MakeClient(options, token.token);
-  StatusOr<json> sweep = internal::CallJson(*client, "POST", "/v1/sweeps", text.str(),
-                                            ContentTypeFor(args.spec_path));
+  StatusOr<json> sweep =
+      internal::CallJson(*client, "POST", "/v1/sweeps", body, content_type);
   if (!sweep.ok()) {
     const bool rejected = sweep.status().code() == StatusCode::kInvalidArgument;
     return internal::PrintError(io, sweep.status().message(), rejected ? 2 : 1);

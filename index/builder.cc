@@ -40,10 +40,11 @@ StatusOr<nlohmann::json> Evaluate(const store::VectorIndex& index, const store::
 }  // namespace
 
 IndexBuilder::IndexBuilder(StateStore* store, std::string catalog_root, LineageFn lineage,
-                           int64_t min_free_bytes)
+                           int64_t min_free_bytes, ItemIdsFn item_ids)
     : store_(store),
       catalog_root_(std::move(catalog_root)),
       lineage_(std::move(lineage)),
+      item_ids_(std::move(item_ids)),
       min_free_bytes_(min_free_bytes) {}
 
 nlohmann::json IndexBuilder::BuiltFrom(const SweepRecord& sweep) const {
@@ -148,7 +149,14 @@ IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
       return fail(space);
     }
   }
-  auto version = (*catalog)->Publish(name, **index, out.meta, &*items);
+  std::vector<nlohmann::json> user_ids;
+  if (item_ids_) {
+    auto loaded = item_ids_(sweep);
+    if (!loaded.ok()) return fail(loaded.status());
+    user_ids = std::move(loaded).value();
+  }
+  auto version = (*catalog)->Publish(name, **index, out.meta, &*items,
+                                     user_ids.empty() ? nullptr : &user_ids);
   if (!version.ok()) return fail(ClassifyNoSpace(version.status(), catalog_root_));
   out.version = *version;
   return out;

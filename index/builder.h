@@ -4,6 +4,8 @@
 //   1. read the sweep's vector blocks (store/vector_block_store.h; one block per shard)
 //      and check that they cover rows [0, n) exactly;
 //   2. build the index the spec names (index.type / metric / params), ids = corpus rows;
+//      the user's ids of those rows, when the corpus has them (ItemIdsFn), are published
+//      with the version (store/index_catalog.h, ids.json) and name the hits;
 //   3. measure recall@10 and MRR@10 on index.eval.queries corpus rows sampled with a fixed
 //      seed, against exact (flat) search;
 //   4. if index.require.recall@10 is set and not met, stop: the version is not published;
@@ -47,10 +49,16 @@ class IndexBuilder {
   // Called on the build thread.
   using LineageFn = std::function<nlohmann::json(const SweepRecord&)>;
 
+  // The user's ids of the sweep's corpus rows (one per vector, in row order), or an empty
+  // vector when the corpus has none. Called on the build thread.
+  using ItemIdsFn =
+      std::function<StatusOr<std::vector<nlohmann::json>>(const SweepRecord&)>;
+
   // `store` must outlive the builder; indexes are published under `catalog_root`.
-  // `lineage` may be empty. `min_free_bytes`: the disk space reserve (see above).
+  // `lineage` and `item_ids` may be empty. `min_free_bytes`: the disk space reserve (see
+  // above).
   IndexBuilder(StateStore* store, std::string catalog_root, LineageFn lineage = {},
-               int64_t min_free_bytes = kDefaultMinFreeBytes);
+               int64_t min_free_bytes = kDefaultMinFreeBytes, ItemIdsFn item_ids = {});
   ~IndexBuilder();  // waits for running builds
 
   void Start(const SweepRecord& sweep);
@@ -68,6 +76,7 @@ class IndexBuilder {
   StateStore* const store_;
   const std::string catalog_root_;
   const LineageFn lineage_;
+  const ItemIdsFn item_ids_;
   const int64_t min_free_bytes_;
   mutable std::mutex mu_;
   std::vector<std::thread> threads_;

@@ -95,11 +95,47 @@ void AppendFloat(std::string& out, float v) {
   out.append(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
 }
 
+// The index rows (corpus rows) of a request's items. Without user ids (`ids` null) items
+// are rows: integers, or strings holding one; with them, each item is looked up by its text.
+StatusOr<std::vector<int64_t>> ItemRows(const SearchRequest& sr, const store::ItemIdMap* ids,
+                                        const std::string& name) {
+  if (ids == nullptr && sr.item_names.empty()) return sr.items;
+  std::vector<std::string> names = sr.item_names;
+  if (names.empty()) {
+    for (int64_t item : sr.items) names.push_back(std::to_string(item));
+  }
+  std::vector<int64_t> rows;
+  rows.reserve(names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string at = "items[" + std::to_string(i) + "]: ";
+    if (ids == nullptr) {
+      int64_t row = -1;
+      const auto [end, ec] = std::from_chars(names[i].data(), names[i].data() + names[i].size(), row);
+      if (ec != std::errc() || end != names[i].data() + names[i].size()) {
+        return Status::InvalidArgument(at + "'" + names[i] + "' is not an item of index \"" +
+                                       name + "\": it has no item ids of its own (its items " +
+                                       "are row numbers; an embed spec's corpus.ids names them)");
+      }
+      rows.push_back(row);
+      continue;
+    }
+    auto it = ids->row_by_text.find(names[i]);
+    if (it == ids->row_by_text.end()) {
+      return Status::NotFound(at + "item '" + names[i] + "' is not in index \"" + name + "\"");
+    }
+    rows.push_back(it->second);
+  }
+  return rows;
+}
+
 // {"results": [...], "took_ms": ...} written directly (no DOM). Padding (-1) is dropped;
-// with `items`, row q also drops items[q] and keeps at most k hits. With item metadata
-// (`meta` non-empty), each row also has "metadata": one object (or null) per hit.
+// with `items` (rows), row q also drops items[q] and keeps at most k hits. With user ids
+// (`ids` non-null) each hit's id is the user's (a JSON integer or string), else its row.
+// With item metadata (`meta` non-empty), each row also has "metadata": one object (or
+// null) per hit.
 std::string ResultsJson(const store::SearchResult& r, const std::vector<int64_t>& items, int k,
-                        const store::ItemMetadata* meta, Clock::time_point start) {
+                        const store::ItemIdMap* ids, const store::ItemMetadata* meta,
+                        Clock::time_point start) {
   std::string out;
   out.reserve(static_cast<size_t>(r.nq) * static_cast<size_t>(r.k) * 20 + 64);
   out += "{\"results\":[";
@@ -120,7 +156,12 @@ std::string ResultsJson(const store::SearchResult& r, const std::vector<int64_t>
     out += "{\"ids\":[";
     for (size_t i = 0; i < keep.size(); ++i) {
       if (i > 0) out += ',';
-      AppendInt(out, r.ids[keep[i]]);
+      const int64_t row = r.ids[keep[i]];
+      if (ids != nullptr && row < static_cast<int64_t>(ids->json_by_row.size())) {
+        out += ids->json_by_row[static_cast<size_t>(row)];
+      } else {
+        AppendInt(out, row);
+      }
     }
     out += "],\"distances\":[";
     for (size_t i = 0; i < keep.size(); ++i) {
@@ -174,8 +215,15 @@ HttpResponse Search(store::IndexCatalog* catalog, const IndexApiOptions& options
                     : ParseSearchRequest(req.body, limits);
   if (!parsed.ok()) return HttpResponse::FromStatus(parsed.status());
   SearchRequest& sr = *parsed;
+  // The version's user ids (a publish between this lookup and Current() can pair a new
+  // version's ids with the old index for one request, as for the metadata below).
+  auto ids = catalog->Ids(name);
+  if (!ids.ok()) return HttpResponse::FromStatus(ids.status());
   int search_k = sr.k;
   if (sr.by_items()) {
+    auto rows = ItemRows(sr, ids->get(), name);
+    if (!rows.ok()) return HttpResponse::FromStatus(rows.status());
+    sr.items = std::move(rows).value();
     auto vectors = ItemVectors(ix, name, sr.items);
     if (!vectors.ok()) return HttpResponse::FromStatus(vectors.status());
     sr.vectors = std::move(vectors).value();
@@ -188,8 +236,8 @@ HttpResponse Search(store::IndexCatalog* catalog, const IndexApiOptions& options
   // version's metadata with the old index for one request; ids are corpus rows either way).
   auto item_meta = catalog->Items(name);
   HttpResponse response;
-  response.body = ResultsJson(*result, sr.items, sr.k, item_meta.ok() ? item_meta->get() : nullptr,
-                              start);
+  response.body = ResultsJson(*result, sr.items, sr.k, ids->get(),
+                              item_meta.ok() ? item_meta->get() : nullptr, start);
   if (metrics != nullptr) {
     metrics->search_seconds.Observe(
         std::chrono::duration<double>(Clock::now() - start).count());

@@ -57,7 +57,10 @@ class Handler final : public nlohmann::json_sax<json> {
     return Scalar(Kind::kInteger, static_cast<double>(v), static_cast<int64_t>(v));
   }
   bool number_float(number_float_t v, const string_t&) override { return Scalar(Kind::kFloat, v, 0); }
-  bool string(string_t&) override { return Scalar(Kind::kString, 0, 0); }
+  bool string(string_t& v) override {
+    if (depth_ == 2 && field_ == Field::kItems) return ItemName(v);
+    return Scalar(Kind::kString, 0, 0);
+  }
   bool binary(binary_t&) override { return Scalar(Kind::kBinary, 0, 0); }
 
   bool start_object(std::size_t) override {
@@ -168,10 +171,16 @@ class Handler final : public nlohmann::json_sax<json> {
     }
     if (field_ == Field::kVectors) return Fail(Row() + ": expected an array of numbers" + got);
     if (field_ == Field::kItems) {
-      const std::string at = "items[" + std::to_string(out_->items.size()) + "]";
-      if (kind != Kind::kInteger) return Fail(at + ": expected an integer item id" + got);
-      if (static_cast<int64_t>(out_->items.size()) >= limits_.max_batch) return TooMany();
-      out_->items.push_back(i);
+      if (kind != Kind::kInteger) {
+        return Fail("items[" + std::to_string(Items()) +
+                    "]: expected an item id (an integer or a string)" + got);
+      }
+      if (Items() >= limits_.max_batch) return TooMany();
+      if (out_->item_names.empty()) {
+        out_->items.push_back(i);
+      } else {
+        out_->item_names.push_back(std::to_string(i));
+      }
       return true;
     }
     const std::string at = "params." + param_name_;
@@ -187,6 +196,21 @@ class Handler final : public nlohmann::json_sax<json> {
                   std::to_string(i) + " (max_" + param_name_ + ")");
     }
     *param_ = static_cast<int>(i);
+    return true;
+  }
+
+  // Items so far (integers, or every item as text once one was a string).
+  int64_t Items() const {
+    return static_cast<int64_t>(out_->items.size() + out_->item_names.size());
+  }
+
+  // A string item: from now on every item is kept as text.
+  bool ItemName(const std::string& name) {
+    if (name.empty()) return Fail("items[" + std::to_string(Items()) + "]: empty item id");
+    if (Items() >= limits_.max_batch) return TooMany();
+    for (int64_t earlier : out_->items) out_->item_names.push_back(std::to_string(earlier));
+    out_->items.clear();
+    out_->item_names.push_back(name);
     return true;
   }
 
@@ -446,7 +470,7 @@ StatusOr<SearchRequest> Finish(SearchRequest out, bool seen_vectors, bool seen_i
     return Status::InvalidArgument(seen_vectors ? "give either vectors or items, not both"
                                                 : "one of vectors or items is required");
   }
-  if (seen_items) out.nq = static_cast<int64_t>(out.items.size());
+  if (seen_items) out.nq = static_cast<int64_t>(out.items.size() + out.item_names.size());
   if (out.nq == 0) {
     return Status::InvalidArgument(std::string(seen_items ? "items" : "vectors") +
                                    ": must hold at least one query");

@@ -4,7 +4,10 @@
 // keys, ...) is parsed again by nlohmann's SAX parser, which names the fault. Both yield
 // the same floats (each number read as a double, then rounded to float32).
 //
-//   {"vectors": [[f, ...], ...]}  or  {"items": [id, ...]}      exactly one of the two
+//   {"vectors": [[f, ...], ...]}  or  {"items": [id, ...]}      exactly one of the two;
+//                                                               an item id is an integer or
+//                                                               a string (the user's ids of
+//                                                               the index, see routes.h)
 //   "k": 10                                                     optional, 1..max_k
 //   "params": {"ef_search": 64, "nprobe": 8, "exact": true}     optional, 1..max_ef_search,
 //                                                               1..max_nprobe, a boolean
@@ -19,7 +22,8 @@
 //   "vectors[3][5]: expected a number, got string"   (also null, bool, arrays, objects)
 //   "vectors[3][5]: not a finite float32"       overflow such as 1e999 or 1e39
 //   "too many queries: more than 10000 in one request (max_batch)"
-//   "k: must be between 1 and 1000, got 0", "items[2]: expected an integer item id, ..."
+//   "k: must be between 1 and 1000, got 0", "items[2]: expected an item id (an integer
+//   or a string), got null"
 //   "params.ef_search: must be between 1 and 1024, got 4096 (max_ef_search)"
 //   "too much work in one request: 10000 queries x ef_search 1024 = 10240000 exceeds
 //    1000000 (max_query_work); split the batch"
@@ -54,11 +58,14 @@ struct SearchRequestLimits {
 
 struct SearchRequest {
   std::vector<float> vectors;  // nq * dim row-major, when the body had "vectors"
-  std::vector<int64_t> items;  // when the body had "items"
+  std::vector<int64_t> items;  // when the body had "items", all of them integers
+  // When the body's "items" hold a string: every item as text (common/item_id.h; integers
+  // in decimal), and `items` is empty.
+  std::vector<std::string> item_names;
   int64_t nq = 0;              // number of queries (rows of vectors, or items)
   int k = 10;
   store::SearchParams params;
-  bool by_items() const { return !items.empty(); }
+  bool by_items() const { return !items.empty() || !item_names.empty(); }
 };
 
 StatusOr<SearchRequest> ParseSearchRequest(std::string_view body,

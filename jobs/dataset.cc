@@ -255,19 +255,36 @@ StatusOr<FeatureMatrix> LoadNpyFeatures(const std::string& path) {
   return m;
 }
 
-StatusOr<std::vector<int64_t>> LoadNpyLabels(const std::string& path) {
+namespace {
+
+// A 1-D integer .npy; `noun` names its values in errors ("labels", "ids").
+StatusOr<std::vector<int64_t>> ReadNpyIntegers(const std::string& path, const std::string& noun) {
   LATTICE_ASSIGN_OR_RETURN(NpyArray a, ReadNpy(path));
   if (a.shape.size() != 1) {
-    return Bad(path, "expected 1-D integer labels, got " + std::to_string(a.shape.size()) + "-D");
+    return Bad(path, "expected 1-D integer " + noun + ", got " + std::to_string(a.shape.size()) +
+                         "-D");
   }
   if (a.descr == "<f4" || a.descr == "<f8") {
-    return Bad(path, "labels must be integers (<i8, <i4 or u1), got '" + a.descr + "'");
+    return Bad(path, noun + " must be integers (<i8, <i4 or u1), got '" + a.descr + "'");
   }
-  std::vector<int64_t> labels(static_cast<size_t>(a.count));
-  ConvertNpy(a, labels.data());
+  std::vector<int64_t> values(static_cast<size_t>(a.count));
+  ConvertNpy(a, values.data());
+  return values;
+}
+
+}  // namespace
+
+StatusOr<std::vector<int64_t>> LoadNpyIds(const std::string& path) {
+  return ReadNpyIntegers(path, "ids");
+}
+
+StatusOr<std::vector<int64_t>> LoadNpyLabels(const std::string& path) {
+  LATTICE_ASSIGN_OR_RETURN(std::vector<int64_t> labels, ReadNpyIntegers(path, "labels"));
   LATTICE_RETURN_IF_ERROR(CheckLabels(path, labels));
   return labels;
 }
+
+StatusOr<std::string> ReadDataFile(const std::string& path) { return ReadFile(path); }
 
 StatusOr<FeatureMatrix> LoadIdxImages(const std::string& path) {
   LATTICE_ASSIGN_OR_RETURN(std::string b, ReadFile(path));

@@ -52,6 +52,11 @@ struct LoadedDataset {
 // <i4 or u1, converted to float32. Labels: 1-D of <i8, <i4 or u1.
 StatusOr<FeatureMatrix> LoadNpyFeatures(const std::string& path);
 StatusOr<std::vector<int64_t>> LoadNpyLabels(const std::string& path);
+// Item ids: a 1-D integer .npy (<i8, <i4 or u1), any values (labels must be >= 0).
+StatusOr<std::vector<int64_t>> LoadNpyIds(const std::string& path);
+// A whole data file's bytes (gzip-transparent), checked against the data roots
+// (jobs/data_roots.h) like every dataset file.
+StatusOr<std::string> ReadDataFile(const std::string& path);
 
 // MNIST idx: images are idx3 unsigned bytes (magic 2051), flattened to rows x (h*w) with
 // values 0..255 (use `scale` to normalise); labels are idx1 unsigned bytes (magic 2049).

@@ -135,14 +135,16 @@ StatusOr<CorpusConfig> ParseCorpus(const json& d, const std::string& path) {
   const char* fkey = CorpusFileKey(c.format);
   if (c.format == CorpusFormat::kImages) {
     LATTICE_RETURN_IF_ERROR(CheckObject(
-        d, path, {"format", "scale", "limit", fkey, "size", "channels", "extensions"}));
+        d, path, {"format", "scale", "limit", "ids", fkey, "size", "channels", "extensions"}));
     LATTICE_RETURN_IF_ERROR(ParseImageKeys(d, path, &c));
   } else {
-    LATTICE_RETURN_IF_ERROR(CheckObject(d, path, {"format", "scale", "limit", fkey, "labels"}));
+    LATTICE_RETURN_IF_ERROR(
+        CheckObject(d, path, {"format", "scale", "limit", "ids", fkey, "labels"}));
     LATTICE_RETURN_IF_ERROR(GetString(d, "labels", path, &c.labels));
   }
   LATTICE_RETURN_IF_ERROR(GetString(d, fkey, path, &c.file));
   if (c.file.empty()) return Bad(Join(path, fkey), "required");
+  LATTICE_RETURN_IF_ERROR(GetString(d, "ids", path, &c.ids));
   if (Find(d, "scale")) {
     double scale = 1.0;
     LATTICE_RETURN_IF_ERROR(GetNumber(d, "scale", path, &scale, Bound::kNone, 0.0));
@@ -309,6 +311,7 @@ Status CheckEmbedFilesExist(const EmbedConfig& config) {
   if (config.encoder.type == EncoderType::kTorchScript) {
     LATTICE_RETURN_IF_ERROR(CheckFile(config.encoder.path, "encoder.path"));
   }
+  if (!config.corpus.ids.empty()) LATTICE_RETURN_IF_ERROR(CheckFile(config.corpus.ids, "corpus.ids"));
   if (config.corpus.format == CorpusFormat::kImages) {
     struct stat st;
     if (::stat(config.corpus.file.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {

@@ -37,7 +37,11 @@
 //              serial and a shard is held decoded: memory rows * C*H*W * 4 bytes (2000
 //              rows of 3x224x224: 1.2 GB), so pick the sweep's shard_size to match.
 //            all formats take "scale": number (features *= scale), "limit": int >= 1 (first
-//              N rows)
+//              N rows), and "ids": the user's id of every corpus row (jobs/item_ids.h: .npy
+//              integers, a JSON array, or text lines), one per row before limit; the
+//              coordinator reads it at submit (a count that does not match or a duplicate
+//              id is rejected then) and the published index serves hits by these ids
+//              (store/index_catalog.h); workers never read it
 //    "pooling": "mean" | "cls" | "last" = "mean",       over T, used only for [B, T, D]
 //    "normalize": bool = false,                          L2-normalise every vector
 //    "batch_size": int >= 1 = 256,                       rows per forward call
@@ -85,6 +89,7 @@ struct CorpusConfig {
   std::vector<std::string> extensions = {".png", ".jpg", ".jpeg", ".bmp"};  // images; lower-case
   std::optional<double> scale;   // features *= scale after loading
   std::optional<int64_t> limit;  // keep only the first N rows
+  std::string ids;               // "ids": the rows' user ids (jobs/item_ids.h), or empty
 
   // Key of the loaded matrix: equal keys load identical data.
   std::string CacheKey() const;

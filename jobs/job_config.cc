@@ -107,4 +107,17 @@ std::optional<std::string> ResolveParameterPath(const std::string& name) {
   return it->second;
 }
 
+bool IsPathField(const std::string& config_path) {
+  static const std::set<std::string> kPaths = {
+      "dataset.features",            "dataset.labels",      "dataset.images",
+      "dataset.path",                "dataset.validation.features",
+      "dataset.validation.labels",   "dataset.validation.images",
+      "dataset.validation.path",     "dataset.test.features",
+      "dataset.test.labels",         "dataset.test.images", "dataset.test.path",
+      "model.path",                  "teacher.path",        "encoder.path",
+      "corpus.images",               "corpus.features",     "corpus.labels",
+      "corpus.dir",                  "corpus.ids",          "crash.once_file"};
+  return kPaths.count(config_path) > 0;
+}
+
 }  // namespace lattice::jobs

@@ -45,4 +45,11 @@ Status CheckSweepMetric(const nlohmann::json& config, const std::string& metric)
 // batch_size cannot be swept by name. Returns nullopt for an unknown bare name.
 std::optional<std::string> ResolveParameterPath(const std::string& name);
 
+// True when the config value at `config_path` (dotted, as ResolveParameterPath gives it)
+// names a file or folder: dataset.{features,labels,images,path} (also under
+// dataset.validation and dataset.test), model.path, teacher.path, encoder.path,
+// corpus.{images,features,labels,dir,ids} and crash.once_file. The CLI makes these
+// absolute against the spec file's directory before it submits (scheduler::ResolveSpecPaths).
+bool IsPathField(const std::string& config_path);
+
 }  // namespace lattice::jobs

@@ -13,6 +13,7 @@
 #include "scheduler/sweep_routes.h"
 #include "scheduler/checkpoints.h"
 #include "scheduler/coordinator.h"
+#include "scheduler/embed_spec.h"
 #include "http/server.h"
 #include "store/index_catalog.h"
 #include "store/state_store.h"
@@ -77,7 +78,8 @@ int RunCoordinatorProcess(const ClusterOptions& options, ControlChannel& channel
   StateStore* state = store->get();
   IndexBuilder index_builder(state, options.data_dir + "/indexes",
                              [state](const SweepRecord& sweep) { return EncoderLineage(*state, sweep); },
-                             options.min_free_bytes);
+                             options.min_free_bytes,
+                             [](const SweepRecord& sweep) { return scheduler::IndexItemIds(sweep.spec); });
   CoordinatorOptions copts;
   copts.worker_timeout_ms = options.worker_timeout_ms;
   copts.keepalive_ms = std::max(1, options.worker_timeout_ms / 4);

@@ -5,6 +5,7 @@
 
 #include "jobs/corpus_rows.h"
 #include "jobs/embed_config.h"
+#include "jobs/item_ids.h"
 #include "jobs/job_config.h"
 #include "scheduler/internal/spec_document.h"
 #include "store/index_catalog.h"
@@ -111,6 +112,8 @@ Status ExpandEmbedSweep(OrderedJson* doc, const nlohmann::json& base, SweepSpec*
   LATTICE_ASSIGN_OR_RETURN(jobs::EmbedConfig embed, jobs::ParseEmbedConfig(base));
   LATTICE_ASSIGN_OR_RETURN(int64_t rows, jobs::CountCorpusRows(embed.corpus));
   if (rows == 0) return Status::InvalidArgument("corpus: has no rows");
+  // The user's ids (corpus.ids), read now so that a wrong count or a repeated id is a 400.
+  LATTICE_RETURN_IF_ERROR(jobs::LoadCorpusItemIds(embed.corpus).status());
   int64_t shards = (rows + shard_size - 1) / shard_size;
   if (shards > 100000) {
     return Status::InvalidArgument("shard_size: " + std::to_string(shards) +
@@ -136,6 +139,14 @@ Status ExpandEmbedSweep(OrderedJson* doc, const nlohmann::json& base, SweepSpec*
     out->trial_configs.push_back(std::move(config));
   }
   return Status::Ok();
+}
+
+StatusOr<std::vector<nlohmann::json>> IndexItemIds(const nlohmann::json& spec) {
+  if (!spec.is_object() || !spec.contains("corpus")) return std::vector<nlohmann::json>();
+  nlohmann::json config = {{"kind", "embed"}, {"corpus", spec["corpus"]}};
+  config["encoder"] = spec.value("encoder", nlohmann::json{{"type", "flatten"}});
+  LATTICE_ASSIGN_OR_RETURN(jobs::EmbedConfig embed, jobs::ParseEmbedConfig(config));
+  return jobs::LoadCorpusItemIds(embed.corpus);
 }
 
 }  // namespace lattice::scheduler

@@ -7,6 +7,8 @@
 //          | {type: trial, trial: s3-t4 | s3 | <sweep name>, layer: -2}   (a train trial's
 //            checkpoint; checked and resolved to one trial id at submit: scheduler/checkpoints.h)
 //   corpus: {format: idx, images: train-images-idx3-ubyte.gz} | {format: npy, features: x.npy}
+//           ids: ids.txt              # optional: the user's id of every row (jobs/item_ids.h),
+//                                     # read and checked at submit, served by the index
 //   pooling: mean | cls | last        normalize: false        batch_size: 256
 //   shard_size: 2000                  # corpus rows per shard (trial); default 2000
 //   index:
@@ -20,6 +22,8 @@
 // Shards are handed out as workers free up (dynamic sharding); a finished shard's
 // vectors are stored with its completion, so a killed job never redoes it.
 #pragma once
+
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -35,5 +39,10 @@ inline constexpr int64_t kDefaultShardSize = 2000;
 // job config `base`, reading only the corpus file's header. Validates and normalises
 // doc["index"] (defaults filled in). InvalidArgument naming the key on bad input.
 Status ExpandEmbedSweep(nlohmann::ordered_json* doc, const nlohmann::json& base, SweepSpec* out);
+
+// The user's ids of the rows an embed sweep's index holds (its spec's corpus.ids, read
+// again when the index is built: IndexBuilder::ItemIdsFn); empty when it has none.
+// Errors as jobs::LoadCorpusItemIds.
+StatusOr<std::vector<nlohmann::json>> IndexItemIds(const nlohmann::json& spec);
 
 }  // namespace lattice::scheduler

@@ -314,7 +314,36 @@ Status CheckDrawableValues(const OrderedJson& doc, const SearchSpace& space, con
   return Status::Ok();
 }
 
+// Makes the path-valued fields in `value` (found at config path `path`) absolute.
+void ResolvePathsIn(OrderedJson* value, const std::string& path, const std::string& base_dir) {
+  if (value->is_object()) {
+    for (auto& item : value->items()) ResolvePathsIn(&item.value(), Join(path, item.key()), base_dir);
+    return;
+  }
+  if (!value->is_string() || !jobs::IsPathField(path)) return;
+  const std::string file = value->get<std::string>();
+  if (file.empty() || file[0] == '/') return;
+  *value = (std::filesystem::path(base_dir) / file).lexically_normal().string();
+}
+
 }  // namespace
+
+StatusOr<std::string> ResolveSpecPaths(const std::string& text, const std::string& base_dir) {
+  LATTICE_ASSIGN_OR_RETURN(OrderedJson doc, ParseDocument(text));
+  for (const char* key : kJobKeys) {
+    if (doc.contains(key)) ResolvePathsIn(&doc[key], key, base_dir);
+  }
+  if (doc.contains("search") && doc["search"].is_object() &&
+      doc["search"].contains("parameters") && doc["search"]["parameters"].is_object()) {
+    for (auto& param : doc["search"]["parameters"].items()) {
+      const std::string path = jobs::ResolveParameterPath(param.key()).value_or(param.key());
+      // Grid values are a list; a random choice is a list too (ranges hold numbers only).
+      if (!param.value().is_array()) continue;
+      for (OrderedJson& v : param.value()) ResolvePathsIn(&v, path, base_dir);
+    }
+  }
+  return doc.dump();
+}
 
 StatusOr<SweepSpec> ParseSweepSpec(const std::string& text) {
   LATTICE_ASSIGN_OR_RETURN(OrderedJson doc, ParseDocument(text));

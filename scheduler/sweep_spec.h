@@ -105,6 +105,16 @@ StatusOr<SweepSpec> ParseSweepSpec(const std::string& text);
 // as context ("<path>: search.method: ...").
 StatusOr<SweepSpec> LoadSweepSpecFile(const std::string& path);
 
+// Makes the spec's relative file paths absolute against `base_dir` (an absolute directory:
+// the spec file's), as `lattice submit` does before sending a spec: every path-valued field
+// of the job sections (jobs::IsPathField: dataset files, model / teacher / encoder files,
+// corpus files and folders), also inside search.parameters values that set such a field
+// (encoder.path: [a.pt, b.pt], or an object such as dataset: [{features: x.npy, ...}]).
+// Absolute paths, empty strings and non-string values are left as they are. Returns the
+// document as JSON text (key order kept; YAML comments and anchors are gone). Errors: the
+// document's parse errors (ParseSweepSpec gives the same ones).
+StatusOr<std::string> ResolveSpecPaths(const std::string& text, const std::string& base_dir);
+
 // Returns `base` with each params[name] set at jobs::ResolveParameterPath(name) (a
 // dotted path, e.g. "train.lr"), creating objects on the way; an intermediate value that
 // is not an object is replaced by one. A name that does not resolve is used as the path

@@ -6,8 +6,10 @@
 #include <chrono>
 #include <filesystem>
 #include <regex>
+#include <sstream>
 #include <system_error>
 
+#include "common/item_id.h"
 #include "store/internal/vector_index_util.h"
 
 namespace lattice::store {
@@ -17,6 +19,29 @@ namespace {
 constexpr const char* kIndexFile = "index.bin";
 constexpr const char* kMetaFile = "meta.json";
 constexpr const char* kItemsFile = "items.jsonl";  // {"id": N, "meta": {...}} per line
+constexpr const char* kIdsFile = "ids.json";        // [id of row 0, id of row 1, ...]
+
+// The map of `ids` (element i: the id of row i); InvalidArgument for a repeated id.
+StatusOr<std::shared_ptr<ItemIdMap>> MakeIdMap(const nlohmann::json& ids) {
+  auto map = std::make_shared<ItemIdMap>();
+  map->json_by_row.reserve(ids.size());
+  map->row_by_text.reserve(ids.size());
+  for (size_t r = 0; r < ids.size(); ++r) {
+    const nlohmann::json& id = ids[r];
+    if (!id.is_string() && !id.is_number_integer()) {
+      return Status::InvalidArgument("item id of row " + std::to_string(r) +
+                                     ": expected a string or an integer, got " + id.dump());
+    }
+    auto [it, inserted] = map->row_by_text.emplace(ItemIdText(id), static_cast<int64_t>(r));
+    if (!inserted) {
+      return Status::InvalidArgument("duplicate item id '" + it->first + "' (rows " +
+                                     std::to_string(it->second) + " and " + std::to_string(r) +
+                                     ")");
+    }
+    map->json_by_row.push_back(id.dump());
+  }
+  return map;
+}
 constexpr const char* kCurrentFile = "CURRENT";
 
 // "v12" -> 12; anything else -> -1.
@@ -105,7 +130,8 @@ StatusOr<std::vector<int64_t>> IndexCatalog::Versions(const std::string& name) c
 
 Status IndexCatalog::WriteVersion(const std::string& name, int64_t version,
                                   const VectorIndex& index, nlohmann::json meta,
-                                  const ItemMetadata* items) {
+                                  const ItemMetadata* items,
+                                  const std::vector<nlohmann::json>* ids) {
   const std::string final_dir = Dir(name) + "/v" + std::to_string(version);
   const std::string tmp_dir = Dir(name) + "/.v" + std::to_string(version) + ".tmp";
   std::error_code ec;
@@ -120,6 +146,17 @@ Status IndexCatalog::WriteVersion(const std::string& name, int64_t version,
     }
     LATTICE_RETURN_IF_ERROR(internal::WriteStringAtomically(tmp_dir + "/" + kItemsFile, lines));
     meta["item_metadata"] = items->size();
+  }
+  if (ids != nullptr) {
+    if (static_cast<int64_t>(ids->size()) != index.size()) {
+      return Status::InvalidArgument(std::to_string(ids->size()) + " item ids for " +
+                                     std::to_string(index.size()) + " vectors");
+    }
+    const nlohmann::json array(*ids);
+    LATTICE_RETURN_IF_ERROR(MakeIdMap(array).status());
+    LATTICE_RETURN_IF_ERROR(
+        internal::WriteStringAtomically(tmp_dir + "/" + kIdsFile, array.dump() + "\n"));
+    meta["item_ids"] = ids->size();
   }
   meta["name"] = name;
   meta["version"] = version;
@@ -161,7 +198,8 @@ void IndexCatalog::Prune(const std::string& name, int64_t newest) {
 }
 
 StatusOr<int64_t> IndexCatalog::Publish(const std::string& name, const VectorIndex& index,
-                                        nlohmann::json meta, const ItemMetadata* items) {
+                                        nlohmann::json meta, const ItemMetadata* items,
+                                        const std::vector<nlohmann::json>* ids) {
   LATTICE_RETURN_IF_ERROR(CheckName(name));
   if (meta.is_null()) meta = nlohmann::json::object();
   if (!meta.is_object()) return Status::InvalidArgument("index meta: must be a JSON object");
@@ -178,7 +216,7 @@ StatusOr<int64_t> IndexCatalog::Publish(const std::string& name, const VectorInd
   }
   const int64_t version = current + 1;
   Prune(name, current);  // leftovers of a killed publish, before their number is reused
-  if (Status s = WriteVersion(name, version, index, std::move(meta), items); !s.ok()) {
+  if (Status s = WriteVersion(name, version, index, std::move(meta), items, ids); !s.ok()) {
     // Nothing half-written stays behind (after a full disk it would hold the space).
     std::error_code ignored;
     fs::remove_all(Dir(name) + "/.v" + std::to_string(version) + ".tmp", ignored);
@@ -240,6 +278,31 @@ StatusOr<std::shared_ptr<const ItemMetadata>> IndexCatalog::Items(const std::str
   std::lock_guard<std::mutex> lock(cache_mu_);
   items_cache_[name] = CachedItems{version, items};
   return std::shared_ptr<const ItemMetadata>(items);
+}
+
+StatusOr<std::shared_ptr<const ItemIdMap>> IndexCatalog::Ids(const std::string& name) {
+  LATTICE_RETURN_IF_ERROR(CheckName(name));
+  LATTICE_ASSIGN_OR_RETURN(int64_t version, ReadCurrent(name));
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = ids_cache_.find(name);
+    if (it != ids_cache_.end() && it->second.version == version) return it->second.ids;
+  }
+  std::shared_ptr<const ItemIdMap> ids;
+  const std::string path = Dir(name) + "/v" + std::to_string(version) + "/" + kIdsFile;
+  std::ifstream in(path);
+  if (in) {
+    std::stringstream text;
+    text << in.rdbuf();
+    nlohmann::json array = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+    if (!array.is_array()) return Status::IoError(path + ": not a JSON array");
+    auto map = MakeIdMap(array);
+    if (!map.ok()) return Status::IoError(path + ": " + map.status().message());
+    ids = std::move(map).value();
+  }
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  ids_cache_[name] = CachedIds{version, ids};
+  return ids;
 }
 
 StatusOr<std::vector<CatalogEntry>> IndexCatalog::List() const {

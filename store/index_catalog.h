@@ -3,6 +3,9 @@
 // Layout under `root`:
 //   <root>/<name>/v<N>/index.bin (+ index.bin.params.json, see VectorIndex::Save)
 //   <root>/<name>/v<N>/meta.json   caller's meta plus {"name", "version", "created_unix"}
+//   <root>/<name>/v<N>/items.jsonl item metadata, when given
+//   <root>/<name>/v<N>/ids.json    the user's item ids, when given: a JSON array, element i
+//                                  the id of index id (corpus row) i
 //   <root>/<name>/CURRENT          "v<N>\n", switched atomically (temp file + rename)
 //
 // Publish protocol (crash-safe at every step):
@@ -57,6 +60,13 @@ Status ValidateIndexName(const std::string& name);
 // Item id -> metadata (a compact JSON object as text, e.g. {"path":"img/3.png"}).
 using ItemMetadata = std::unordered_map<int64_t, std::string>;
 
+// The user's ids of a version's items (an embed corpus's `ids:`): index ids are corpus rows
+// 0..n-1; these name them as the user does.
+struct ItemIdMap {
+  std::vector<std::string> json_by_row;  // row -> the id as JSON text (42, "doc-7")
+  std::unordered_map<std::string, int64_t> row_by_text;  // ItemIdText(id) -> row
+};
+
 struct CatalogEntry {
   std::string name;
   int64_t version = 0;   // the CURRENT version
@@ -74,8 +84,12 @@ class IndexCatalog {
   // `meta` (an object, e.g. {"vectors", "dim", "metric", "recall@10", "built_from"}) is
   // stored as-is plus name/version/created_unix/type/backend.
   // `items`, when given, is stored with the version (items.jsonl) and served by Items().
+  // `ids`, when given, is stored with the version (ids.json; meta "item_ids": count) and
+  // served by Ids(): ids[i] (a string or an integer) is the user's id of index id i; ids
+  // must be distinct by ItemIdText (InvalidArgument naming the first repeat otherwise).
   StatusOr<int64_t> Publish(const std::string& name, const VectorIndex& index,
-                            nlohmann::json meta, const ItemMetadata* items = nullptr);
+                            nlohmann::json meta, const ItemMetadata* items = nullptr,
+                            const std::vector<nlohmann::json>* ids = nullptr);
 
   // The current version of `name` (loaded on first use, cached, reloaded when CURRENT
   // changes). NotFound if `name` was never published.
@@ -84,6 +98,10 @@ class IndexCatalog {
   // The item metadata of the current version of `name` (empty when it has none); cached
   // like Current(). NotFound if `name` was never published.
   StatusOr<std::shared_ptr<const ItemMetadata>> Items(const std::string& name);
+
+  // The user's item ids of the current version of `name` (null when it has none); cached
+  // like Current(). NotFound if `name` was never published; IoError for a damaged ids.json.
+  StatusOr<std::shared_ptr<const ItemIdMap>> Ids(const std::string& name);
 
   // Every published name with its current version and meta, sorted by name.
   StatusOr<std::vector<CatalogEntry>> List() const;
@@ -102,11 +120,16 @@ class IndexCatalog {
     int64_t version = 0;
     std::shared_ptr<const ItemMetadata> items;
   };
+  struct CachedIds {
+    int64_t version = 0;
+    std::shared_ptr<const ItemIdMap> ids;  // null: the version has none
+  };
   IndexCatalog(std::string root, IndexCatalogOptions options);
   std::string Dir(const std::string& name) const;
   StatusOr<int64_t> ReadCurrent(const std::string& name) const;
   Status WriteVersion(const std::string& name, int64_t version, const VectorIndex& index,
-                      nlohmann::json meta, const ItemMetadata* items);
+                      nlohmann::json meta, const ItemMetadata* items,
+                      const std::vector<nlohmann::json>* ids);
   void Prune(const std::string& name, int64_t newest);
 
   const std::string root_;
@@ -115,6 +138,7 @@ class IndexCatalog {
   mutable std::mutex cache_mu_;    // guards cache_
   std::map<std::string, Cached> cache_;
   std::map<std::string, CachedItems> items_cache_;  // guarded by cache_mu_
+  std::map<std::string, CachedIds> ids_cache_;      // guarded by cache_mu_
 };
 
 }  // namespace lattice::store

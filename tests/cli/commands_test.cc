@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -125,6 +126,42 @@ TEST_F(CommandsTest, SubmitPostsTheRawSpec) {
   args.spec_path = WriteSpec("grid.json", "{\"name\": \"x\"}");
   EXPECT_EQ(RunSubmit(options_, args, io_), 0) << err_.str();
   EXPECT_EQ(fake.submitted_type(), "application/json");
+}
+
+TEST_F(CommandsTest, SubmitSendsTheSpecWithPathsResolvedAgainstItsDirectory) {
+  FakeCoordinator fake;
+  UseServer(fake);
+  SubmitArgs args;
+  std::filesystem::create_directories(dir_.Join("specs"));
+  args.spec_path = WriteSpec("specs/grid.yaml", "name: g\n");
+  std::string seen_text, seen_dir;
+  args.resolve_paths = [&](const std::string& text, const std::string& dir) {
+    seen_text = text;
+    seen_dir = dir;
+    return StatusOr<std::string>(std::string("{\"name\": \"resolved\"}"));
+  };
+  EXPECT_EQ(RunSubmit(options_, args, io_), 0) << err_.str();
+  EXPECT_EQ(seen_text, "name: g\n");
+  EXPECT_EQ(seen_dir, std::filesystem::path(dir_.Join("specs")).lexically_normal().string());
+  EXPECT_EQ(fake.submitted_body(), "{\"name\": \"resolved\"}");
+  EXPECT_EQ(fake.submitted_type(), "application/json");
+
+  // A spec the resolver cannot read goes as written: the coordinator names the error.
+  args.resolve_paths = [](const std::string&, const std::string&) {
+    return StatusOr<std::string>(Status::InvalidArgument("spec: line 1, column 1: bad"));
+  };
+  EXPECT_EQ(RunSubmit(options_, args, io_), 0) << err_.str();
+  EXPECT_EQ(fake.submitted_body(), "name: g\n");
+  EXPECT_EQ(fake.submitted_type(), "application/yaml");
+}
+
+TEST_F(CommandsTest, SubmitHelpSaysPathsResolveAgainstTheSpecDirectory) {
+  CLI::App app;
+  int exit_code = 0;
+  RegisterClientCommands(app, &exit_code);
+  const std::string help = app.get_subcommand("submit")->help();
+  EXPECT_NE(help.find("absolute against the directory of the spec file"), std::string::npos)
+      << help;
 }
 
 TEST_F(CommandsTest, RejectedSpecExitsTwoWithTheServerMessage) {

@@ -60,12 +60,39 @@ TEST(IndexCommandsTest, SearchBodyRoundTripsThroughTheServerParser) {
 
 TEST(IndexCommandsTest, ResultIdsPadsShortRows) {
   ASSERT_OK_AND_ASSIGN(
-      store::IdMatrix m,
+      HitIds m,
       ResultIds(R"({"results":[{"ids":[4,5],"distances":[0,1]},{"ids":[],"distances":[]}]})", 2,
                 3));
-  EXPECT_EQ(m.ids, (std::vector<int64_t>{4, 5, -1, -1, -1, -1}));
+  EXPECT_EQ(m.ids, (std::vector<std::string>{"4", "5", "", "", "", ""}));
   EXPECT_FALSE(ResultIds(R"({"results":[]})", 2, 3).ok());
   EXPECT_FALSE(ResultIds("not json", 1, 1).ok());
+  EXPECT_FALSE(ResultIds(R"({"results":[{"ids":[null]}]})", 1, 1).ok());
+}
+
+// The user's ids (strings) come back as they are; for the ANN metrics they are numbered,
+// the same text the same number in every matrix that shares the numbering.
+TEST(IndexCommandsTest, StringIdsAreKeptAndNumberedConsistently) {
+  ASSERT_OK_AND_ASSIGN(
+      HitIds found,
+      ResultIds(R"({"results":[{"ids":["doc-7","doc-2"]},{"ids":["doc-2"]}]})", 2, 2));
+  EXPECT_EQ(found.ids, (std::vector<std::string>{"doc-7", "doc-2", "doc-2", ""}));
+  ASSERT_OK_AND_ASSIGN(HitIds exact, ResultIds(R"({"results":[{"ids":["doc-2",3]},{"ids":[]}]})",
+                                               2, 2));
+  std::unordered_map<std::string, int64_t> numbers;
+  const store::IdMatrix a = NumberHits(found, &numbers);
+  const store::IdMatrix b = NumberHits(exact, &numbers);
+  EXPECT_EQ(a.ids[1], a.ids[2]);
+  EXPECT_EQ(b.ids[0], a.ids[1]);
+  EXPECT_NE(a.ids[0], a.ids[1]);
+  EXPECT_EQ(b.ids[1], 3);  // a row number stays itself (compares with an .ivecs)
+  EXPECT_EQ(a.ids[3], -1);
+  EXPECT_GE(a.ids[0], int64_t{1} << 62);
+  EXPECT_EQ(ItemIdJson("42"), nlohmann::json(42));
+  EXPECT_EQ(ItemIdJson("-3"), nlohmann::json(-3));
+  EXPECT_EQ(ItemIdJson("doc-7"), nlohmann::json("doc-7"));
+  EXPECT_EQ(ItemIdJson("4x"), nlohmann::json("4x"));
+  EXPECT_EQ(ItemsBody(std::vector<nlohmann::json>{1, "a"}.data(), 2, 5, {}),
+            R"({"k":5,"items":[1,"a"]})");
 }
 
 TEST(IndexCommandsTest, BuiltFromShowsCheckpointLineage) {

@@ -55,8 +55,12 @@ std::map<std::string, std::string> ParseQuery(std::string_view text) {
 void CheckCommon(const lattice::SearchRequest& r, const lattice::SearchRequestLimits& limits) {
   if (r.nq < 1 || r.nq > limits.max_batch) Fail("nq", std::to_string(r.nq));
   if (r.by_items()) {
-    if (static_cast<int64_t>(r.items.size()) != r.nq || !r.vectors.empty()) {
+    if (static_cast<int64_t>(r.items.size() + r.item_names.size()) != r.nq ||
+        !r.vectors.empty() || (!r.items.empty() && !r.item_names.empty())) {
       Fail("items", "count");
+    }
+    for (const std::string& name : r.item_names) {
+      if (name.empty()) Fail("items", "an empty item id");
     }
   } else if (static_cast<int64_t>(r.vectors.size()) != r.nq * limits.dim) {
     Fail("vectors", std::to_string(r.vectors.size()) + " floats for nq " + std::to_string(r.nq));
@@ -92,6 +96,11 @@ void CheckAgainstDom(std::string_view body, const lattice::SearchRequest& r) {
     const json& items = j.at("items");
     for (size_t i = 0; i < r.items.size(); ++i) {
       if (items.at(i).get<int64_t>() != r.items[i]) Fail("dom", "items differ");
+    }
+    for (size_t i = 0; i < r.item_names.size(); ++i) {  // strings, or integers in decimal
+      const json& item = items.at(i);
+      const std::string text = item.is_string() ? item.get<std::string>() : item.dump();
+      if (text != r.item_names[i]) Fail("dom", "item names differ");
     }
     return;
   }

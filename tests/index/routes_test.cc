@@ -43,6 +43,15 @@ class IndexApiTest : public testing::Test {
     for (int64_t i = 0; i < kRows; ++i) ids[i] = 10 * i;  // ids are not positions
     Publish("flat16", {store::IndexType::kFlat, store::Metric::kL2, kDim, json::object()}, ids);
     Publish("hnsw16", {store::IndexType::kHnsw, store::Metric::kL2, kDim, {{"M", 16}, {"ef_search", 64}}}, ids);
+    // The user's ids: index id (corpus row) r is "doc-<r>".
+    std::vector<int64_t> rows(kRows);
+    std::vector<json> names(kRows);
+    for (int64_t i = 0; i < kRows; ++i) {
+      rows[i] = i;
+      names[i] = "doc-" + std::to_string(i);
+    }
+    Publish("named16", {store::IndexType::kFlat, store::Metric::kL2, kDim, json::object()}, rows,
+            &names);
 
     registry_ = new prometheus::Registry;
     auto router = std::make_shared<Router>();
@@ -59,14 +68,15 @@ class IndexApiTest : public testing::Test {
   }
 
   static void Publish(const std::string& name, const store::IndexParams& params,
-                      const std::vector<int64_t>& ids) {
+                      const std::vector<int64_t>& ids,
+                      const std::vector<json>* user_ids = nullptr) {
     auto index = store::MakeVectorIndex(params);
     ASSERT_OK(index);
     ASSERT_OK((*index)->Add(base_->data(), kRows, ids.data()));
     json meta = {{"vectors", kRows}, {"dim", kDim}, {"metric", "l2"}, {"recall@10", 0.99},
                  {"built_from", {{"sweep", "s1"}, {"name", "embed-test"}, {"encoder", nullptr}}},
                  {"created_ms", 1700000000000}};
-    ASSERT_OK(catalog_->Publish(name, **index, meta));
+    ASSERT_OK(catalog_->Publish(name, **index, meta, nullptr, user_ids));
   }
 
   static void TearDownTestSuite() {
@@ -122,7 +132,7 @@ HttpServer* IndexApiTest::server_ = nullptr;
 
 TEST_F(IndexApiTest, ListsAndGetsIndexes) {
   json list = Call("GET", "/v1/indexes", "", 200);
-  ASSERT_EQ(list["indexes"].size(), 2u) << list.dump();
+  ASSERT_EQ(list["indexes"].size(), 3u) << list.dump();
   const json& flat = list["indexes"][0];
   EXPECT_EQ(flat["name"], "flat16");
   EXPECT_EQ(flat["version"], 1);
@@ -136,6 +146,7 @@ TEST_F(IndexApiTest, ListsAndGetsIndexes) {
   EXPECT_EQ(flat["created_ms"], 1700000000000);
   EXPECT_EQ(list["indexes"][1]["name"], "hnsw16");
   EXPECT_EQ(list["indexes"][1]["backend"], "hnswlib");
+  EXPECT_EQ(list["indexes"][2]["item_ids"], kRows);  // named16 carries the user's ids
 
   for (const json& e : list["indexes"]) {
     EXPECT_GT(e["index_bytes"].get<int64_t>(), kRows * kDim * 4) << e.dump();  // the vectors
@@ -283,7 +294,10 @@ TEST_F(IndexApiTest, BadRequestsAreClear4xxErrors) {
             std::string::npos);
   EXPECT_NE(Error("{\"kk\":5,\"vectors\":[" + row + "]}").find("unknown key 'kk'"),
             std::string::npos);
-  EXPECT_NE(Error("{\"items\":[\"x\"]}").find("items[0]: expected an integer item id"),
+  EXPECT_NE(Error("{\"items\":[null]}").find("items[0]: expected an item id"),
+            std::string::npos);
+  EXPECT_NE(Error("{\"items\":[10, \"x\"]}")
+                .find("items[1]: 'x' is not an item of index \"flat16\": it has no item ids"),
             std::string::npos);
   EXPECT_EQ(Error("{\"items\":[10, 77]}", 404), "items[1]: item 77 is not in index \"flat16\"");
   EXPECT_NE(Error(vectors(row), 404, "nope").find("nope"), std::string::npos);
@@ -580,6 +594,26 @@ TEST_F(IndexApiTest, HitsCarryItemMetadata) {
   auto plain = client.Request("POST", "/v1/indexes/plain/search", body.dump());
   ASSERT_OK(plain);
   EXPECT_FALSE(json::parse(plain->body)["results"][0].contains("metadata"));
+}
+
+// An index published with the user's ids answers in them and is searched by them.
+TEST_F(IndexApiTest, UserItemIdsNameHitsAndItems) {
+  json by_vector = Call("POST", "/v1/indexes/named16/search",
+                        json{{"vectors", Rows(5, 1)}, {"k", 3}}.dump(), 200);
+  ASSERT_EQ(by_vector["results"][0]["ids"].size(), 3u);
+  EXPECT_EQ(by_vector["results"][0]["ids"][0], "doc-5");
+  json by_item = Call("POST", "/v1/indexes/named16/search",
+                      json{{"items", {"doc-5"}}, {"k", 2}}.dump(), 200);
+  // The item itself is left out; the rest are the same hits as by its vector.
+  EXPECT_EQ(by_item["results"][0]["ids"],
+            json({by_vector["results"][0]["ids"][1], by_vector["results"][0]["ids"][2]}));
+  EXPECT_EQ(Error("{\"items\":[\"doc-5\", \"doc-x\"]}", 404, "named16"),
+            "items[1]: item 'doc-x' is not in index \"named16\"");
+  // An integer is an id too, compared by its text: 5 is no id of this index.
+  EXPECT_EQ(Error("{\"items\":[5]}", 404, "named16"), "items[0]: item '5' is not in index \"named16\"");
+  // Without user ids, a string that holds a row number still works.
+  json numbered = Call("POST", "/v1/indexes/flat16/search", json{{"items", {"50"}}, {"k", 1}}.dump(), 200);
+  EXPECT_EQ(numbered["results"][0]["ids"].size(), 1u);
 }
 
 }  // namespace

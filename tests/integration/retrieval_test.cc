@@ -3,10 +3,13 @@
 // sweeps; `lattice index compare` runs against graded judgments derived from the labels,
 // and its table must equal a plain numpy computation (retrieval_reference.py) from the
 // same hits. `lattice index eval --exact` must reproduce the .ivecs ground-truth path, and
-// every listing command must print valid JSON with --format json.
+// every listing command must print valid JSON with --format json. A corpus with the user's
+// ids (corpus.ids, given relative to the spec file) answers, is searched and is judged in
+// those ids exactly as the same corpus without them is in row numbers.
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -217,6 +220,82 @@ TEST_F(RetrievalTest, ExactMatchesGroundTruthFileAndListingsPrintJson) {
   // csv prints the header then a line per index.
   const std::string csv = Lattice("index list --format csv");
   EXPECT_EQ(csv.rfind("NAME,VERSION,TYPE", 0), 0u) << csv;
+}
+
+// The user's ids: the same 2,000 items embedded twice into flat (exact) indexes, once with
+// ids "fm-<row>" from a text file beside the spec (a relative path, resolved by `lattice
+// submit`), once without. Hits, --item search, --by-item judged metrics and --exact ANN
+// recall must agree, the named index speaking in the user's ids; a spec whose ids repeat
+// one is refused at submit naming it.
+TEST_F(RetrievalTest, UserItemIdsNameHitsQueriesAndJudgments) {
+  StartCluster();
+  const std::string specs = dir_.Join("specs");
+  std::filesystem::create_directories(specs);
+  {
+    std::ofstream ids(specs + "/ids.txt");
+    for (int64_t r = 0; r < 60000; ++r) ids << "fm-" << r << "\n";  // one per corpus row
+    std::ofstream dup(specs + "/dup.txt");
+    for (int64_t r = 0; r < 60000; ++r) dup << "fm-" << (r == 777 ? 12 : r) << "\n";
+  }
+  auto spec = [](const std::string& name, const std::string& ids) {
+    return "name: " + name + "\nkind: embed\nencoder: {type: flatten}\n" +
+           "corpus: {format: idx, images: " + kTrainImages + ", limit: " +
+           std::to_string(kCorpus) + (ids.empty() ? "" : ", ids: " + ids) + "}\n" +
+           "shard_size: 1000\nindex: {name: " + name + ", type: flat}\n";
+  };
+  std::ofstream(specs + "/named.yaml") << spec("fmnist-named", "ids.txt");
+  std::ofstream(specs + "/dup.yaml") << spec("fmnist-dup", "dup.txt");
+  const std::string submit = testutil::LatticeBinary() + " submit --data-dir " + DataDir() +
+                             " --port " + std::to_string(cluster_->port()) + " ";
+  std::string err;
+  EXPECT_EQ(testutil::RunCommand("cd / && " + submit + specs + "/dup.yaml", &err), 2) << err;
+  EXPECT_NE(err.find("corpus.ids: " + specs + "/dup.txt: duplicate id 'fm-12' (rows 12 and 777)"),
+            std::string::npos)
+      << err;
+  ASSERT_EQ(testutil::RunCommand("cd " + dir_.path() + " && " + submit + "specs/named.yaml --wait",
+                                 &err),
+            0)
+      << err << cluster_->Log();
+  json rows_sweep = Call("POST", "/v1/sweeps", spec("fmnist-rows", ""), 201);
+  ASSERT_EQ(WaitForSweep(rows_sweep["id"], std::chrono::seconds(300))["state"], "completed")
+      << cluster_->Log();
+
+  // Hits: the same items, named.
+  const json named = LatticeJson("index search fmnist-named --item fm-5 --k 5 --format json");
+  const json numbered = LatticeJson("index search fmnist-rows --item 5 --k 5 --format json");
+  ASSERT_EQ(named["results"][0]["ids"].size(), 5u) << named.dump();
+  for (size_t j = 0; j < 5; ++j) {
+    EXPECT_EQ(named["results"][0]["ids"][j],
+              "fm-" + std::to_string(numbered["results"][0]["ids"][j].get<int64_t>()));
+  }
+  EXPECT_EQ(LatticeJson("index list --format json")[0]["item_ids"], kCorpus);
+
+  // Judgments in the user's ids and in row numbers: the same metrics.
+  ASSERT_OK_AND_ASSIGN(std::vector<int64_t> labels, jobs::LoadIdxLabels(kTrainLabels));
+  {
+    std::ofstream by_name(dir_.Join("named.qrels"));
+    std::ofstream by_row(dir_.Join("rows.qrels"));
+    for (int64_t q = 0; q < kQueries; ++q) {
+      for (int64_t d = 0; d < kCorpus; ++d) {
+        const int grade = labels[d] == labels[q] ? 3 : kGroups[labels[d]] == kGroups[labels[q]];
+        if (d == q || grade == 0) continue;
+        by_name << "fm-" << q << " 0 fm-" << d << " " << grade << "\n";
+        by_row << q << " 0 " << d << " " << grade << "\n";
+      }
+    }
+  }
+  const std::string flags = " --by-item --relevant-at 3 --k 1,5,10 --exact --format json";
+  const json a = LatticeJson("index eval fmnist-named --qrels " + dir_.Join("named.qrels") + flags);
+  const json b = LatticeJson("index eval fmnist-rows --qrels " + dir_.Join("rows.qrels") + flags);
+  EXPECT_EQ(a["evaluated"], kQueries);
+  for (const char* metric : {"recall@10", "hit@1", "precision@5", "ndcg@10", "mrr@10", "map@10",
+                             "ann_recall@10"}) {
+    ASSERT_TRUE(a.contains(metric) && b.contains(metric)) << a.dump() << b.dump();
+    EXPECT_DOUBLE_EQ(a[metric].get<double>(), b[metric].get<double>()) << metric;
+  }
+  EXPECT_GT(a["ndcg@10"].get<double>(), 0.3);
+  std::printf("[ info ] fmnist-named ndcg@10 %.4f (user ids) %.4f (row numbers)\n",
+              a["ndcg@10"].get<double>(), b["ndcg@10"].get<double>());
 }
 
 }  // namespace

@@ -407,6 +407,32 @@ const char kEmbedHead[] =
     "kind: embed\nencoder: {type: flatten}\n"
     "corpus: {format: idx, images: /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz}\n";
 
+// corpus.ids is read at submit: one id per corpus row (before limit), no repeats; the
+// error names the id and its rows, and nothing is stored for a rejected spec.
+TEST_F(SweepSpecTest, EmbedItemIdsAreCheckedAtSubmit) {
+  testutil::TempDir dir;
+  std::string ids;
+  for (int r = 0; r < 10000; ++r) ids += "tee-" + std::to_string(r) + "\n";
+  std::ofstream(dir.Join("ids.txt")) << ids;
+  const std::string head = std::string("name: e\n") + kEmbedHead;
+  auto with_ids = [&](const std::string& file) {
+    return "name: e\nkind: embed\nencoder: {type: flatten}\n"
+           "corpus: {format: idx, images: /usr/share/datasets/fashion-mnist/"
+           "t10k-images-idx3-ubyte.gz, limit: 100, ids: " + file + "}\n";
+  };
+  ASSERT_OK_AND_ASSIGN(SweepSpec ok, ParseSweepSpec(with_ids(dir.Join("ids.txt"))));
+  EXPECT_EQ(ok.spec["corpus"]["ids"], dir.Join("ids.txt"));
+  EXPECT_EQ(ok.trial_configs[0]["corpus"]["ids"], dir.Join("ids.txt"));
+  std::ofstream(dir.Join("dup.txt")) << ids << "tee-17\n";
+  ExpectInvalid(with_ids(dir.Join("dup.txt")), "corpus.ids: " + dir.Join("dup.txt") +
+                                                   ": 10001 ids for 10000 corpus rows");
+  std::string dup = ids;
+  dup.replace(dup.find("tee-9999"), 8, "tee-4242");
+  std::ofstream(dir.Join("dup2.txt")) << dup;
+  ExpectInvalid(with_ids(dir.Join("dup2.txt")), "duplicate id 'tee-4242' (rows 4242 and 9999)");
+  ExpectInvalid(with_ids(dir.Join("missing.txt")), "corpus.ids: file not found");
+}
+
 TEST_F(SweepSpecTest, EmbedIndexNamesAreCheckedAtSubmit) {
   const std::string head = std::string("name: e\n") + kEmbedHead;
   for (const char* bad : {"../../x", "$(id)", ".", "..", "a/b", "\"a\\nb\"", "\"\"", "-x"}) {
@@ -738,6 +764,74 @@ TEST_F(SweepSpecTest, WorkersPerTrialIsTheGangSize) {
   EXPECT_FALSE(four.trial_configs[0].contains("resources"));
   ExpectInvalid(std::string("name: e\n") + kEmbedHead + "resources: {workers_per_trial: 2}\n",
                 "resources.workers_per_trial: an embed sweep's shards each run on one worker");
+}
+
+// lattice submit: relative paths resolve against the spec file's directory.
+TEST(ResolveSpecPathsTest, MakesEveryRelativePathFieldAbsolute) {
+  const std::string yaml =
+      "name: p\n"
+      "kind: train\n"
+      "dataset: {features: data/x.npy, labels: ./data/y.npy, scale: 2,\n"
+      "          test: {features: ../t/x.npy, labels: /abs/y.npy}}\n"
+      "model: {type: torchscript, path: m.pt}\n"
+      "teacher: {type: torchscript, path: t.pt}\n"
+      "encoder: {type: torchscript, path: enc.pt}\n"
+      "corpus: {format: images, dir: imgs, size: [8, 8]}\n"
+      "train: {optimizer: adamw, epochs: 1}\n"
+      "search:\n"
+      "  method: grid\n"
+      "  parameters:\n"
+      "    encoder.path: [a.pt, /b.pt]\n"
+      "    dataset: [{features: f.npy, labels: l.npy}]\n"
+      "    optimizer: [sgd]\n"
+      "    lr: [0.1]\n";
+  auto resolved = ResolveSpecPaths(yaml, "/specs/dir");
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  const json doc = json::parse(*resolved);
+  EXPECT_EQ(doc["dataset"]["features"], "/specs/dir/data/x.npy");
+  EXPECT_EQ(doc["dataset"]["labels"], "/specs/dir/data/y.npy");
+  EXPECT_EQ(doc["dataset"]["scale"], 2);
+  EXPECT_EQ(doc["dataset"]["test"]["features"], "/specs/t/x.npy");
+  EXPECT_EQ(doc["dataset"]["test"]["labels"], "/abs/y.npy");
+  EXPECT_EQ(doc["model"]["path"], "/specs/dir/m.pt");
+  EXPECT_EQ(doc["model"]["type"], "torchscript");
+  EXPECT_EQ(doc["teacher"]["path"], "/specs/dir/t.pt");
+  EXPECT_EQ(doc["encoder"]["path"], "/specs/dir/enc.pt");
+  EXPECT_EQ(doc["corpus"]["dir"], "/specs/dir/imgs");
+  EXPECT_EQ(doc["train"]["optimizer"], "adamw");
+  const json& params = doc["search"]["parameters"];
+  EXPECT_EQ(params["encoder.path"], json({"/specs/dir/a.pt", "/b.pt"}));
+  EXPECT_EQ(params["dataset"][0]["features"], "/specs/dir/f.npy");
+  EXPECT_EQ(params["dataset"][0]["labels"], "/specs/dir/l.npy");
+  EXPECT_EQ(params["optimizer"], json({"sgd"}));
+  // Key order is kept: the server expands the grid in the order written.
+  EXPECT_LT(resolved->find("\"encoder.path\":["), resolved->find("\"optimizer\":[\"sgd\"]"));
+}
+
+TEST(ResolveSpecPathsTest, ResolvedSpecParsesLikeTheOriginalFromItsDirectory) {
+  testutil::TempDir dir;
+  std::ofstream(dir.Join("digits.csv")) << "1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,10,0\n11,12,1\n";
+  const std::string yaml =
+      "name: rel\nkind: train\ndataset: {format: csv, path: digits.csv}\n"
+      "model: {type: linear}\ntrain: {epochs: 1}\n"
+      "search: {method: grid, parameters: {lr: [0.1, 0.01]}}\n";
+  // From elsewhere the relative path names nothing; resolved, it names the file.
+  EXPECT_FALSE(ParseSweepSpec(yaml).ok());
+  auto resolved = ResolveSpecPaths(yaml, dir.path());
+  ASSERT_TRUE(resolved.ok()) << resolved.status().ToString();
+  auto spec = ParseSweepSpec(*resolved);
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  ASSERT_EQ(spec->trial_configs.size(), 2u);
+  EXPECT_EQ(spec->trial_configs[1]["dataset"]["path"], dir.Join("digits.csv"));
+  EXPECT_EQ(spec->points[1]["lr"], 0.01);
+}
+
+TEST(ResolveSpecPathsTest, ParseErrorsAreTheParsersOwn) {
+  auto bad = ResolveSpecPaths("name: [unclosed\n", "/d");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("spec: line"), std::string::npos)
+      << bad.status().message();
+  EXPECT_FALSE(ResolveSpecPaths("- a\n- b\n", "/d").ok());
 }
 
 }  // namespace

@@ -166,5 +166,50 @@ TEST(IndexCatalogTest, ItemMetadataTravelsWithItsVersion) {
   EXPECT_FALSE(reopened->Items("never-published").ok());
 }
 
+// The user's item ids live with their version: a new version without ids has none, an
+// older handle's version keeps its own, and a reopened catalog reads them back.
+TEST(IndexCatalogTest, ItemIdsTravelWithTheirVersionAcrossARestart) {
+  testutil::TempDir dir;
+  const std::vector<nlohmann::json> ids = {"doc-a", "doc-b", 42};
+  ASSERT_OK_AND_ASSIGN(auto catalog, IndexCatalog::Open(dir.path()));
+  EXPECT_EQ(catalog->Ids("x").status().code(), StatusCode::kNotFound);
+  ASSERT_OK(catalog->Publish("x", *IndexOfSize(3), {}, nullptr, &ids));
+  ASSERT_OK_AND_ASSIGN(auto map, catalog->Ids("x"));
+  ASSERT_NE(map, nullptr);
+  EXPECT_EQ(map->json_by_row, (std::vector<std::string>{"\"doc-a\"", "\"doc-b\"", "42"}));
+  EXPECT_EQ(map->row_by_text.at("doc-b"), 1);
+  EXPECT_EQ(map->row_by_text.at("42"), 2);
+  ASSERT_OK_AND_ASSIGN(auto entries, catalog->List());
+  EXPECT_EQ(entries[0].meta["item_ids"], 3);
+
+  ASSERT_OK_AND_ASSIGN(auto reopened, IndexCatalog::Open(dir.path()));
+  ASSERT_OK_AND_ASSIGN(auto again, reopened->Ids("x"));
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->json_by_row, map->json_by_row);
+
+  ASSERT_OK(catalog->Publish("x", *IndexOfSize(2), {}));  // v2: no ids
+  ASSERT_OK_AND_ASSIGN(auto v2, catalog->Ids("x"));
+  EXPECT_EQ(v2, nullptr);
+  EXPECT_EQ(map->row_by_text.size(), 3u);  // the old map stays valid
+}
+
+TEST(IndexCatalogTest, ItemIdsMustBeDistinctAndOnePerVector) {
+  testutil::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(auto catalog, IndexCatalog::Open(dir.path()));
+  const std::vector<nlohmann::json> dup = {"a", 7, "7"};
+  Status s = catalog->Publish("x", *IndexOfSize(3), {}, nullptr, &dup).status();
+  EXPECT_NE(s.message().find("duplicate item id '7' (rows 1 and 2)"), std::string::npos) << s.ToString();
+  const std::vector<nlohmann::json> two = {"a", "b"};
+  s = catalog->Publish("x", *IndexOfSize(3), {}, nullptr, &two).status();
+  EXPECT_NE(s.message().find("2 item ids for 3 vectors"), std::string::npos) << s.ToString();
+  EXPECT_FALSE(catalog->Current("x").ok());  // nothing was published
+  // A damaged ids.json is an I/O error, not a crash.
+  const std::vector<nlohmann::json> good = {"a", "b", "c"};
+  ASSERT_OK(catalog->Publish("x", *IndexOfSize(3), {}, nullptr, &good));
+  std::ofstream(dir.Join("x/v1/ids.json")) << "[1, 1]";
+  ASSERT_OK_AND_ASSIGN(auto fresh, IndexCatalog::Open(dir.path()));
+  EXPECT_EQ(fresh->Ids("x").status().code(), StatusCode::kIoError);
+}
+
 }  // namespace
 }  // namespace lattice::store

@@ -49,13 +49,13 @@ Status TestCluster::Start(int timeout_ms) {
                                    LatticeBinary(), "cluster", "--data-dir", options_.data_dir,
                                    "--port", "0", "--worker-threads",
                                    std::to_string(options_.worker_threads)};
-  // Datasets of tests sit next to the data directory (one temp dir), in the source tree
-  // (fixtures) or in the shared data sets; the data directory itself is denied anyway.
+  // Datasets of tests sit next to the data directory (one temp dir) or in the source tree
+  // (fixtures); the data directory itself is denied anyway.
   const std::string parent = options_.data_dir.substr(0, options_.data_dir.find_last_of('/'));
   std::string roots = parent + "," + SourceDir();
   // (and the system data sets the integration tests and examples read).
   for (const std::string& dir :
-       {SharedDir(), std::string("/usr/share/datasets"),
+       {std::string("/usr/share/datasets"),
         std::string("/usr/lib/python3/dist-packages/sklearn/datasets/data")}) {
     if (std::filesystem::is_directory(dir)) roots += "," + dir;
   }

@@ -42,9 +42,5 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds t
 }
 
 std::string SourceDir() { return LATTICE_SOURCE_DIR; }
-std::string SharedDir() {
-  if (const char* env = std::getenv("LATTICE_SHARED_DIR")) return env;
-  return std::string(LATTICE_SOURCE_DIR) + "/../shared";
-}
 
 }  // namespace lattice::testutil

@@ -56,8 +56,7 @@ std::mt19937_64 SeededRng(const std::string& test_name);
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
              std::chrono::milliseconds interval = std::chrono::milliseconds(20));
 
-// Root of the source tree and of ../shared (for data files).
+// Root of the source tree (for fixture files).
 std::string SourceDir();
-std::string SharedDir();
 
 }  // namespace lattice::testutil

@@ -96,11 +96,14 @@ Status Coordinator::Recover() {
       }
     }
     const bool finished = active.counts.unfinished() == 0;
-    if (finished && sweep.kind == JobKind::kEmbed && options_.index_builder != nullptr) {
+    const bool dataset = sweep.spec.contains("output");
+    if (finished && sweep.kind == JobKind::kEmbed && options_.index_builder != nullptr &&
+        !dataset) {
       StartIndexBuild(active.record, p);  // every shard was embedded before the crash
     } else if (finished) {  // every trial finished before the crash
       active.record.state = SweepState::kCompleted;
       active.record.finished_ms = Now();
+      if (dataset) FinishDatasetSweep(active.record, p);
       p.batch.PutSweep(active.record);
       p.batch.PutSweepCounts(active.counts);
       sweeps_.erase(sweep.id);
@@ -325,6 +328,7 @@ StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending&
     spec.spec[source]["trial"] = trial;
     for (nlohmann::json& config : spec.trial_configs) config[source]["trial"] = trial;
   }
+  LATTICE_RETURN_IF_ERROR(ResolveActivationDatasets(spec));
   LATTICE_ASSIGN_OR_RETURN(SweepId id, store_->AllocateSweepId());
   SweepRecord sweep;
   sweep.id = id;
@@ -338,6 +342,7 @@ StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending&
   sweep.max_attempts = spec.max_attempts;
   sweep.created_ms = Now();
   p.batch.PutSweep(sweep);
+  RecordDatasetSweep(sweep, p);
   ActiveSweep& active = sweeps_[id];
   active.record = sweep;
   active.counts.sweep = id;

@@ -344,6 +344,19 @@ class Coordinator {
   void StartIndexBuild(SweepRecord& sweep, Pending& p);
   bool CollectIndexBuilds(Pending& p);
   StatusOr<SweepRecord> DoSubmit(scheduler::SweepSpec& spec, Pending& p);
+  // Activation datasets (scheduler/coordinator_datasets.cc, jobs/activation_dataset.h).
+  // At submit, before anything is stored: an embed sweep's output.dataset must be a new
+  // name (or one whose last writer failed); a train sweep's dataset.activations must name a
+  // ready dataset, whose sweep id then goes into every trial's config (dataset.source).
+  Status ResolveActivationDatasets(scheduler::SweepSpec& spec);
+  // With the submit: the "writing" record of an embed sweep's output dataset.
+  void RecordDatasetSweep(const SweepRecord& sweep, Pending& p);
+  // A dataset sweep ended (state set): ready (its blocks stay) or failed. True when its
+  // vector blocks are to be kept.
+  bool FinishDatasetSweep(SweepRecord& sweep, Pending& p);
+  // Before assigning a trial that reads an activation dataset: queue the dataset for the
+  // worker unless it already has it.
+  void SendDatasetIfNeeded(WorkerRank rank, const TrialRecord& t, Pending& p);
   StatusOr<SweepRecord> DoCancel(SweepId id, Pending& p);
   StatusOr<SweepRecord> DoResume(const ResumeRequest& request, Pending& p);
 

@@ -56,6 +56,9 @@ Status Coordinator::Recover() {
   Pending p;
   int requeued = 0;
   for (auto& sweep : sweeps) {
+    if (sweep.state == SweepState::kCompleted && sweep.spec.contains("output")) {
+      datasets_to_verify_.push_back(sweep.id);  // a no-op unless stopped before verifying
+    }
     if (sweep.state != SweepState::kRunning) {
       // A data directory from before counts were stored: each finished sweep is counted
       // once, a few per loop iteration (CountOldSweeps), so the start does not wait.
@@ -149,7 +152,8 @@ bool Coordinator::RunOnce() {
   space_checked_ = false;  // SpaceCheck() reads the disk again in this iteration
   if (held_) return RetryHeldCommit();
   Pending p;
-  bool did_work = StartDrainIfRequested(p);
+  bool did_work = VerifyDatasets(p);  // before this iteration can queue more
+  did_work |= StartDrainIfRequested(p);
   did_work |= PollWorkers(p);
   did_work |= RunCommands(p);
   did_work |= CheckLiveness(p);

@@ -83,21 +83,41 @@ void Coordinator::RecordDatasetSweep(const SweepRecord& sweep, Pending& p) {
 bool Coordinator::FinishDatasetSweep(SweepRecord& sweep, Pending& p) {
   const std::string name = OutputDataset(sweep.spec);
   if (name.empty()) return false;
-  auto record = ActivationDatasetStore(store_).Get(name);
-  if (!record.ok() || record->sweep != sweep.id) {  // cannot happen: written with the submit
-    std::fprintf(stderr, "coordinator: sweep %s: dataset %s: no record of it\n",
-                 sweep.id.ToString().c_str(), name.c_str());
-    return false;
-  }
-  ActivationDatasetRecord& r = *record;
-  r.finished_ms = Now();
-  bool keep = false;
   if (sweep.state == SweepState::kCompleted) {
-    // Read whole once: proves every row is there exactly once (ReadAll checks that the
-    // shards' blocks cover rows [0, n) without gaps or overlaps) and gives the shape.
+    // The last shard's block is in this iteration's batch: the rows are checked once it is
+    // committed (VerifyDatasets, next iteration).
+    sweep.message = "dataset " + name + ": checking its rows";
+    datasets_to_verify_.push_back(sweep.id);
+    return true;
+  }
+  auto record = ActivationDatasetStore(store_).Get(name);
+  if (!record.ok() || record->sweep != sweep.id) return false;  // written with the submit
+  record->state = DatasetState::kFailed;
+  record->finished_ms = Now();
+  record->message = sweep.message.empty() ? SweepStateName(sweep.state) : sweep.message;
+  ActivationDatasetStore::Put(p.batch, *record);
+  p.batch.AppendEvent("dataset_failed", {{"sweep", sweep.id.ToString()}, {"dataset", name},
+                                         {"error", record->message}});
+  return false;
+}
+
+bool Coordinator::VerifyDatasets(Pending& p) {
+  if (datasets_to_verify_.empty()) return false;
+  std::vector<SweepId> ids;
+  ids.swap(datasets_to_verify_);
+  for (SweepId id : ids) {
+    auto sweep = store_->GetSweep(id);
+    if (!sweep.ok()) continue;
+    const std::string name = OutputDataset(sweep->spec);
+    auto record = ActivationDatasetStore(store_).Get(name);
+    if (!record.ok() || record->sweep != id || record->state != DatasetState::kWriting) continue;
+    ActivationDatasetRecord& r = *record;
+    r.finished_ms = Now();
+    // Read whole once: ReadAll fails on a gap or an overlap, so every row is there exactly
+    // once; it also gives the shape.
     VectorBlockStore blocks(store_);
-    auto vectors = blocks.ReadAll(sweep.id);
-    auto metadata = vectors.ok() ? blocks.ReadMetadata(sweep.id)
+    auto vectors = blocks.ReadAll(id);
+    auto metadata = vectors.ok() ? blocks.ReadMetadata(id)
                                  : StatusOr<std::unordered_map<int64_t, std::string>>(
                                        vectors.status());
     if (vectors.ok() && metadata.ok()) {
@@ -105,25 +125,26 @@ bool Coordinator::FinishDatasetSweep(SweepRecord& sweep, Pending& p) {
       r.rows = vectors->rows;
       r.dim = vectors->dim;
       r.labels = static_cast<int64_t>(metadata->size()) == vectors->rows;
-      sweep.message = "dataset " + name + ": " + std::to_string(r.rows) + " rows x " +
-                      std::to_string(r.dim) + (r.labels ? ", labelled" : "");
-      keep = true;
+      sweep->message = "dataset " + name + ": " + std::to_string(r.rows) + " rows x " +
+                       std::to_string(r.dim) + (r.labels ? ", labelled" : "");
     } else {
       const Status& s = vectors.ok() ? metadata.status() : vectors.status();
-      sweep.state = SweepState::kFailed;
-      sweep.message = "dataset " + name + ": " + s.message();
+      sweep->state = SweepState::kFailed;
+      sweep->message = "dataset " + name + ": " + s.message();
       r.state = DatasetState::kFailed;
       r.message = s.message();
+      VectorBlockStore::Delete(p.batch, id);
+      p.reclaim_blocks.push_back(id);
     }
-  } else {
-    r.state = DatasetState::kFailed;
-    r.message = sweep.message.empty() ? SweepStateName(sweep.state) : sweep.message;
+    p.batch.PutSweep(*sweep);
+    ActivationDatasetStore::Put(p.batch, r);
+    p.batch.AppendEvent(r.state == DatasetState::kReady ? "dataset_ready" : "dataset_failed",
+                        {{"sweep", id.ToString()}, {"dataset", name}, {"rows", r.rows},
+                         {"dim", r.dim}, {"error", r.message}});
+    std::fprintf(stderr, "coordinator: sweep %s: %s\n", id.ToString().c_str(),
+                 sweep->message.c_str());
   }
-  ActivationDatasetStore::Put(p.batch, r);
-  p.batch.AppendEvent(keep ? "dataset_ready" : "dataset_failed",
-                      {{"sweep", sweep.id.ToString()}, {"dataset", name}, {"rows", r.rows},
-                       {"dim", r.dim}, {"error", r.message}});
-  return keep;
+  return true;
 }
 
 void Coordinator::SendDatasetIfNeeded(WorkerRank rank, const TrialRecord& t, Pending& p) {

@@ -58,7 +58,7 @@ double PlainLoop(const torch::Tensor& x_train, const torch::Tensor& x_val, int e
   torch::Tensor b_pre = x_train.mean(0).clone().requires_grad_(true);
   torch::Tensor w = torch::randn({d, m});
   torch::Tensor w_dec = (w / w.norm(2, {0}, true)).requires_grad_(true);
-  torch::Tensor w_enc = w_dec.t().clone().requires_grad_(true);
+  torch::Tensor w_enc = w_dec.t().detach().clone().requires_grad_(true);
   torch::Tensor b_enc = torch::zeros({m}, torch::requires_grad());
   torch::optim::AdamW opt({b_pre, w_enc, b_enc, w_dec},
                           torch::optim::AdamWOptions(1e-3).weight_decay(0));

@@ -14,6 +14,7 @@
 
 #include "cli/checkpoint_commands.h"
 #include "cli/commands.h"
+#include "cli/dataset_commands.h"
 #include "cli/export_command.h"
 #include "cli/index_commands.h"
 #include "cli/report_command.h"
@@ -162,6 +163,7 @@ int main(int argc, char** argv) {
   lattice::cli::RegisterClientCommands(app, &exit_code, lattice::scheduler::ResolveSpecPaths);
   lattice::cli::RegisterIndexCommands(app, &exit_code);
   lattice::cli::RegisterCheckpointCommands(app, &exit_code);
+  lattice::cli::RegisterDatasetCommands(app, &exit_code);
   lattice::cli::RegisterExportCommand(app, &exit_code, lattice::jobs::ExportTorchScript);
   lattice::cli::RegisterReportCommand(app, &exit_code);
   lattice::cli::RegisterTopCommand(app, &exit_code);

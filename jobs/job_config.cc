@@ -101,6 +101,8 @@ std::optional<std::string> ResolveParameterPath(const std::string& name) {
       {"normalize", "normalize"},
       {"temperature", "distill.temperature"},  // distill jobs
       {"alpha", "distill.alpha"},
+      {"expansion", "model.expansion"},  // sparse autoencoders
+      {"l1_coefficient", "train.l1_coefficient"},
   };
   auto it = kAliases.find(name);
   if (it == kAliases.end()) return std::nullopt;

@@ -40,7 +40,8 @@ Status CheckSweepMetric(const nlohmann::json& config, const std::string& metric)
 // Maps a search parameter name to the config path it sets: a dotted name is a path
 // already ("model.hidden", "train.schedule.type", "train.clip_grad_norm"); short aliases: lr, weight_decay, batch_size, epochs, momentum,
 // label_smoothing, optimizer -> "train.<name>"; dropout, hidden, batchnorm -> "model.<name>";
-// model -> "model.type"; seed, sleep_ms (noop), pooling, normalize (embed) -> top level.
+// model -> "model.type"; expansion -> "model.expansion", l1_coefficient -> "train.l1_coefficient"
+// (sae); seed, sleep_ms (noop), pooling, normalize (embed) -> top level.
 // Note: "batch_size" always maps to train.batch_size, so an embed job's top-level
 // batch_size cannot be swept by name. Returns nullopt for an unknown bare name.
 std::optional<std::string> ResolveParameterPath(const std::string& name);

@@ -163,8 +163,13 @@ StatusOr<ModelConfig> ParseModel(const json& m, const std::string& path) {
   LATTICE_RETURN_IF_ERROR(GetEnum<ModelType>(m, "type", path,
                                              {{"linear", ModelType::kLinear},
                                               {"mlp", ModelType::kMlp},
-                                              {"torchscript", ModelType::kTorchScript}},
+                                              {"torchscript", ModelType::kTorchScript},
+                                              {"sae", ModelType::kSae}},
                                              &c.type));
+  if (c.type == ModelType::kSae) {
+    LATTICE_ASSIGN_OR_RETURN(c.sae, ParseSaeConfig(m, path));
+    return c;
+  }
   if (c.type == ModelType::kTorchScript) {
     // The keys and checks of a TorchScript encoder (type, path, input_shape).
     for (auto it = m.begin(); it != m.end(); ++it) {
@@ -276,7 +281,12 @@ StatusOr<TrainConfig> ParseTrain(const json& t, const std::string& path) {
       t, path,
       {"epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "label_smoothing",
        "class_weights", "early_stopping", "threads", "checkpoint", "clip_grad_norm",
-       "schedule", "mixup"}));
+       "schedule", "mixup", "l1_coefficient"}));
+  if (Find(t, "l1_coefficient")) {
+    double l1 = 0;
+    LATTICE_RETURN_IF_ERROR(GetNumber(t, "l1_coefficient", path, &l1, Bound::kClosed, 0.0));
+    c.l1_coefficient = l1;
+  }
   LATTICE_RETURN_IF_ERROR(GetInt(t, "epochs", path, &c.epochs, 1));
   LATTICE_RETURN_IF_ERROR(GetInt(t, "batch_size", path, &c.batch_size, 1));
   LATTICE_RETURN_IF_ERROR(GetNumber(t, "lr", path, &c.lr, Bound::kOpen, 0.0));
@@ -341,9 +351,39 @@ std::string DatasetConfig::CacheKey() const {
   return key.dump();
 }
 
+namespace {
+
+// dataset: {activations: <name>, source: <embed sweep id, set by the coordinator>, split,
+// limit, standardize} (jobs/activation_dataset.h).
+StatusOr<DatasetConfig> ParseActivationsDataset(const json& d, const std::string& path) {
+  DatasetConfig c;
+  LATTICE_RETURN_IF_ERROR(
+      CheckObject(d, path, {"activations", "source", "split", "limit", "standardize"}));
+  LATTICE_RETURN_IF_ERROR(GetString(d, "activations", path, &c.activations));
+  if (c.activations.empty()) return Bad(Join(path, "activations"), "must name a dataset");
+  LATTICE_RETURN_IF_ERROR(GetString(d, "source", path, &c.activations_source));
+  if (const json* split = Find(d, "split")) {
+    LATTICE_RETURN_IF_ERROR(ParseSplit(*split, Join(path, "split"), &c));
+    if (c.stratify || c.train_per_class || c.test_fraction > 0) {
+      return Bad(Join(path, "split"),
+                 "an activations dataset takes validation_fraction and seed only");
+    }
+  }
+  LATTICE_RETURN_IF_ERROR(GetBool(d, "standardize", path, &c.standardize));
+  if (Find(d, "limit")) {
+    int64_t limit = 0;
+    LATTICE_RETURN_IF_ERROR(GetInt(d, "limit", path, &limit, 1));
+    c.limit = limit;
+  }
+  return c;
+}
+
+}  // namespace
+
 StatusOr<DatasetConfig> ParseDatasetConfig(const json& d, const std::string& path) {
   DatasetConfig c;
   if (!d.is_object()) return Bad(path, "expected an object, got " + TypeName(d));
+  if (Find(d, "activations")) return ParseActivationsDataset(d, path);
   c.format = Find(d, "path") ? DatasetFormat::kCsv : DatasetFormat::kNpy;
   LATTICE_RETURN_IF_ERROR(GetEnum<DatasetFormat>(
       d, "format", path,
@@ -516,6 +556,39 @@ StatusOr<DistillConfig> ParseDistill(const json& config) {
   return d;
 }
 
+// Model type sae: a train job without step checkpoints; its l1 coefficient from the model
+// or the train section. An activations dataset feeds SAEs only.
+Status CheckSaeJob(const json& config, JobConfig* c) {
+  const bool sae = c->model.type == ModelType::kSae;
+  if (!sae) {
+    if (c->train.l1_coefficient) return Bad("train.l1_coefficient", "only for model type sae");
+    if (!c->dataset.activations.empty()) {
+      return Bad("dataset.activations", "an activations dataset trains model type sae only");
+    }
+    return Status::Ok();
+  }
+  if (c->kind != JobKind::kTrain) return Bad("model.type", "sae is a train model, not a student");
+  if (c->checkpoints) {
+    return Bad("checkpoint", "step checkpoints are not supported for model type sae (its final "
+                             "weights are kept: train.checkpoint)");
+  }
+  const json& model = config.at("model");
+  if (c->train.l1_coefficient) {
+    if (Find(model, "l1_coefficient")) {
+      return Bad("train.l1_coefficient", "give either model.l1_coefficient or this, not both");
+    }
+    c->model.sae.l1_coefficient = *c->train.l1_coefficient;
+  }
+  if (c->train.early_stopping) {
+    return Bad("train.early_stopping", "not supported for model type sae");
+  }
+  if (c->train.mixup || !c->train.class_weights.empty() || c->train.label_smoothing > 0) {
+    return Bad("train", "mixup, class_weights and label_smoothing are classification settings, "
+                        "not for model type sae");
+  }
+  return Status::Ok();
+}
+
 // With keep_best, checkpoint.metric also picks the final weights' epoch: it must be one of
 // the job's per-epoch metrics (jobs/train_job.h), or no epoch would ever be picked.
 Status CheckSelectionMetric(const JobConfig& c) {
@@ -539,6 +612,7 @@ std::string JoinNames(const std::vector<std::string>& names) {
 
 std::vector<std::string> PerEpochMetricNames(const JobConfig& c) {
   if (c.kind != JobKind::kTrain && c.kind != JobKind::kDistill) return {};
+  if (c.model.type == ModelType::kSae) return SaePerEpochMetricNames(/*labels=*/true);
   std::vector<std::string> names = {"train_loss", "train_accuracy", "val_loss",
                                     "val_accuracy", "val_f1",         "lr"};
   if (c.distill) {
@@ -551,7 +625,7 @@ std::vector<std::string> PerEpochMetricNames(const JobConfig& c) {
 
 std::vector<std::string> ResultMetricNames(const JobConfig& c) {
   std::vector<std::string> names = PerEpochMetricNames(c);
-  if (names.empty()) return names;
+  if (names.empty() || c.model.type == ModelType::kSae) return names;
   names.insert(names.end(), {"final_train_loss", "final_val_loss", "final_val_accuracy",
                              "best_val_accuracy", "best_val_loss", "best_epoch",
                              "selected_val_accuracy", "selected_val_f1"});
@@ -638,6 +712,7 @@ StatusOr<JobConfig> ParseJobConfig(const json& config) {
   if (const json* t = Find(config, "train"); t && !t->is_null()) {
     LATTICE_ASSIGN_OR_RETURN(c.train, ParseTrain(*t, "train"));
   }
+  LATTICE_RETURN_IF_ERROR(CheckSaeJob(config, &c));
   LATTICE_RETURN_IF_ERROR(CheckStudentLayer(c));
   LATTICE_RETURN_IF_ERROR(CheckSelectionMetric(c));
   return c;

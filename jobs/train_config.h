@@ -111,6 +111,7 @@
 
 #include "common/job_kind.h"
 #include "common/status.h"
+#include "jobs/sae_config.h"
 
 namespace lattice::jobs {
 
@@ -140,13 +141,18 @@ struct DatasetConfig {
   std::optional<int64_t> limit;            // keep only the first N rows of each file
   std::vector<int64_t> classes;            // keep these labels (relabelled 0..k-1); empty: all
   std::vector<int64_t> rows_per_class;     // training file: first N rows of each class
+  // {activations: <name>} (jobs/activation_dataset.h): an embed job's activation dataset
+  // instead of files; `activations_source` is its embed sweep's id, which the coordinator
+  // writes into the trial's config at submit ("source").
+  std::string activations;
+  std::string activations_source;
 
   // Key of the loaded (scaled, limited) data: equal keys load identical data.
   // Excludes the split and standardization, which are applied per trial.
   std::string CacheKey() const;
 };
 
-enum class ModelType { kLinear, kMlp, kTorchScript };
+enum class ModelType { kLinear, kMlp, kTorchScript, kSae };
 enum class Activation { kRelu, kGelu, kTanh };
 
 struct ModelConfig {
@@ -157,6 +163,7 @@ struct ModelConfig {
   Activation activation = Activation::kRelu;
   std::string path;                  // torchscript: the module file
   std::vector<int64_t> input_shape;  // torchscript: per-row input shape; empty = [cols]
+  SaeConfig sae;                     // sae only (jobs/sae_config.h)
 
   // Number of hidden blocks (0 for a linear model and a TorchScript one: its layers are
   // not visible, only its input (0) and output (1)).
@@ -217,6 +224,7 @@ struct TrainConfig {
   bool save_checkpoint = true;  // "checkpoint": return the final weights
   std::optional<double> clip_grad_norm;     // max global gradient L2 norm; unset: no clipping
   std::optional<LrScheduleConfig> schedule;  // unset: constant lr
+  std::optional<double> l1_coefficient;      // model type sae only (or model.l1_coefficient)
 };
 
 // When a train / distill run writes step checkpoints (top-level "checkpoint" key). The

@@ -29,6 +29,7 @@
 #include "jobs/internal/mixup.h"
 #include "jobs/internal/model.h"
 #include "jobs/internal/progress.h"
+#include "jobs/internal/sae_trainer.h"
 #include "jobs/internal/teacher.h"
 #include "jobs/internal/train_model.h"
 
@@ -755,6 +756,7 @@ StatusOr<JobResult> RunJob(const nlohmann::json& config, JobContext& ctx) {
   if (cfg.kind == JobKind::kNoop) return RunNoop(cfg, ctx);
   if (cfg.kind == JobKind::kEmbed) return RunEmbed(*cfg.embed, ctx);  // catches its own exceptions
   try {
+    if (cfg.model.type == ModelType::kSae) return internal::RunSaeTrain(cfg, config, ctx);
     return RunTrain(cfg, config, ctx);
   } catch (const c10::Error& e) {
     return Status::Internal(std::string("train job: libtorch: ") + e.what_without_backtrace());

@@ -56,6 +56,9 @@ Status Coordinator::Recover() {
   Pending p;
   int requeued = 0;
   for (auto& sweep : sweeps) {
+    if (sweep.state == SweepState::kCompleted && sweep.spec.contains("output")) {
+      datasets_to_verify_.push_back(sweep.id);  // a no-op unless stopped before verifying
+    }
     if (sweep.state != SweepState::kRunning) {
       // A data directory from before counts were stored: each finished sweep is counted
       // once, a few per loop iteration (CountOldSweeps), so the start does not wait.
@@ -96,11 +99,14 @@ Status Coordinator::Recover() {
       }
     }
     const bool finished = active.counts.unfinished() == 0;
-    if (finished && sweep.kind == JobKind::kEmbed && options_.index_builder != nullptr) {
+    const bool dataset = sweep.spec.contains("output");
+    if (finished && sweep.kind == JobKind::kEmbed && options_.index_builder != nullptr &&
+        !dataset) {
       StartIndexBuild(active.record, p);  // every shard was embedded before the crash
     } else if (finished) {  // every trial finished before the crash
       active.record.state = SweepState::kCompleted;
       active.record.finished_ms = Now();
+      if (dataset) FinishDatasetSweep(active.record, p);
       p.batch.PutSweep(active.record);
       p.batch.PutSweepCounts(active.counts);
       sweeps_.erase(sweep.id);
@@ -146,7 +152,8 @@ bool Coordinator::RunOnce() {
   space_checked_ = false;  // SpaceCheck() reads the disk again in this iteration
   if (held_) return RetryHeldCommit();
   Pending p;
-  bool did_work = StartDrainIfRequested(p);
+  bool did_work = VerifyDatasets(p);  // before this iteration can queue more
+  did_work |= StartDrainIfRequested(p);
   did_work |= PollWorkers(p);
   did_work |= RunCommands(p);
   did_work |= CheckLiveness(p);
@@ -325,6 +332,7 @@ StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending&
     spec.spec[source]["trial"] = trial;
     for (nlohmann::json& config : spec.trial_configs) config[source]["trial"] = trial;
   }
+  LATTICE_RETURN_IF_ERROR(ResolveActivationDatasets(spec));
   LATTICE_ASSIGN_OR_RETURN(SweepId id, store_->AllocateSweepId());
   SweepRecord sweep;
   sweep.id = id;
@@ -338,6 +346,7 @@ StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending&
   sweep.max_attempts = spec.max_attempts;
   sweep.created_ms = Now();
   p.batch.PutSweep(sweep);
+  RecordDatasetSweep(sweep, p);
   ActiveSweep& active = sweeps_[id];
   active.record = sweep;
   active.counts.sweep = id;

@@ -344,6 +344,22 @@ class Coordinator {
   void StartIndexBuild(SweepRecord& sweep, Pending& p);
   bool CollectIndexBuilds(Pending& p);
   StatusOr<SweepRecord> DoSubmit(scheduler::SweepSpec& spec, Pending& p);
+  // Activation datasets (scheduler/coordinator_datasets.cc, jobs/activation_dataset.h).
+  // At submit, before anything is stored: an embed sweep's output.dataset must be a new
+  // name (or one whose last writer failed); a train sweep's dataset.activations must name a
+  // ready dataset, whose sweep id then goes into every trial's config (dataset.source).
+  Status ResolveActivationDatasets(scheduler::SweepSpec& spec);
+  // With the submit: the "writing" record of an embed sweep's output dataset.
+  void RecordDatasetSweep(const SweepRecord& sweep, Pending& p);
+  // A dataset sweep ended (state set): ready (its blocks stay) or failed. True when its
+  // vector blocks are to be kept.
+  bool FinishDatasetSweep(SweepRecord& sweep, Pending& p);
+  // The datasets whose sweeps completed in an earlier (committed) iteration: their blocks are
+  // read whole (every row once) and the record becomes ready or failed. True if any.
+  bool VerifyDatasets(Pending& p);
+  // Before assigning a trial that reads an activation dataset: queue the dataset for the
+  // worker unless it already has it.
+  void SendDatasetIfNeeded(WorkerRank rank, const TrialRecord& t, Pending& p);
   StatusOr<SweepRecord> DoCancel(SweepId id, Pending& p);
   StatusOr<SweepRecord> DoResume(const ResumeRequest& request, Pending& p);
 
@@ -422,6 +438,9 @@ class Coordinator {
   // Embed sweeps whose index could not be published for lack of space: started again
   // (when there is space) at the time given.
   std::map<SweepId, int64_t> held_index_builds_;
+  // Completed dataset sweeps whose rows VerifyDatasets checks once their completion is
+  // committed (the last shard's block is in that batch).
+  std::vector<SweepId> datasets_to_verify_;
   // A commit that failed: retried until it succeeds (RetryHeldCommit); its error, when the
   // next try is due and how many failed.
   std::optional<Pending> held_;

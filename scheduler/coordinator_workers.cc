@@ -365,6 +365,7 @@ bool Coordinator::PlacePass(bool gangs, bool* reserved, Pending& p) {
       slot.view.trial = slot.inflight.front().trial;
       if (k > 1) slot.view.gang = members;
       SendCheckpointIfNeeded(r, t, p);
+      SendDatasetIfNeeded(r, t, p);
     }
     SendResumeIfAny(members, t, p);  // every member restores the same state
     for (WorkerRank r : members) p.sends.emplace_back(r, assign);
@@ -491,7 +492,8 @@ void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
   const uint32_t completed = active.counts.count(TrialState::kCompleted);
   if (sweep.state == SweepState::kRunning) {
     bool all_ok = completed == sweep.num_trials;
-    if (sweep.kind == JobKind::kEmbed && all_ok && options_.index_builder != nullptr) {
+    if (sweep.kind == JobKind::kEmbed && all_ok && options_.index_builder != nullptr &&
+        !sweep.spec.contains("output")) {
       StartIndexBuild(sweep, p);
       return;  // the sweep ends when its index is built (CollectIndexBuilds)
     }
@@ -503,7 +505,8 @@ void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
       sweep.message = "a shard failed: no index was built";
     }
   }
-  if (sweep.kind == JobKind::kEmbed) {  // failed or cancelled: no index will use its blocks
+  // Failed or cancelled: no index will use its blocks (a ready dataset keeps them).
+  if (sweep.kind == JobKind::kEmbed && !FinishDatasetSweep(sweep, p)) {
     VectorBlockStore::Delete(p.batch, sweep.id);
     p.reclaim_blocks.push_back(sweep.id);
   }

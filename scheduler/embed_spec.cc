@@ -93,6 +93,27 @@ Status ValidateIndex(OrderedJson* doc, const std::string& sweep_name) {
   return Status::Ok();
 }
 
+// output: {dataset: <name>} (jobs/activation_dataset.h): the vectors become an activation
+// dataset instead of an index. The name follows the index names' rule.
+Status ValidateOutputDataset(const OrderedJson& doc) {
+  if (doc.contains("index")) {
+    return Status::InvalidArgument(
+        "index: an embed sweep writes either an index or output.dataset, not both");
+  }
+  const OrderedJson& output = doc["output"];
+  if (!output.is_object()) return Status::InvalidArgument("output: must be a mapping");
+  for (const auto& item : output.items()) {
+    if (item.key() != "dataset") {
+      return Status::InvalidArgument("output." + item.key() + ": unknown key (allowed: dataset)");
+    }
+  }
+  if (!output.contains("dataset") || !output["dataset"].is_string()) {
+    return Status::InvalidArgument("output.dataset: required, the dataset's name (a string)");
+  }
+  return store::ValidateIndexName(output["dataset"].get<std::string>())
+      .WithContext("output.dataset");
+}
+
 }  // namespace
 
 Status ExpandEmbedSweep(OrderedJson* doc, const nlohmann::json& base, SweepSpec* out) {
@@ -107,7 +128,11 @@ Status ExpandEmbedSweep(OrderedJson* doc, const nlohmann::json& base, SweepSpec*
     }
     shard_size = s.get<int64_t>();
   }
-  LATTICE_RETURN_IF_ERROR(ValidateIndex(doc, out->name));
+  if (doc->contains("output")) {
+    LATTICE_RETURN_IF_ERROR(ValidateOutputDataset(*doc));
+  } else {
+    LATTICE_RETURN_IF_ERROR(ValidateIndex(doc, out->name));
+  }
   LATTICE_RETURN_IF_ERROR(jobs::ValidateJobConfig(base));
   LATTICE_ASSIGN_OR_RETURN(jobs::EmbedConfig embed, jobs::ParseEmbedConfig(base));
   LATTICE_ASSIGN_OR_RETURN(int64_t rows, jobs::CountCorpusRows(embed.corpus));

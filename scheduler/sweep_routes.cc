@@ -7,6 +7,7 @@
 #include "index/routes.h"
 #include "jobs/checkpoint.h"
 #include "monitoring/metrics.h"
+#include "scheduler/dataset_routes.h"
 #include "scheduler/checkpoints.h"
 #include "scheduler/report_page.h"
 #include "scheduler/sweep_spec.h"
@@ -305,6 +306,7 @@ std::shared_ptr<Router> MakeApiRouter(Coordinator* coordinator, StateStore* stor
   });
   AddSweepRoutes(*r, coordinator, store);
   AddTrialRoutes(*r, store);
+  AddDatasetRoutes(*r, store);
   // The report page (scheduler/report_page.h); its script reads the routes above.
   r->Add("GET", "/sweeps/{id}", [](HttpRequest&) {
     return HttpResponse::Text(200, scheduler::SweepReportHtml(), "text/html; charset=utf-8");

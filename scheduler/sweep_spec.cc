@@ -29,7 +29,7 @@ const char* const kJobKeys[] = {"kind",      "seed",    "dataset", "model",   "t
                                 "normalize", "batch_size", "teacher", "distill", "checkpoint"};
 const char* const kSchedulerKeys[] = {"name",      "search",     "max_concurrent_trials",
                                       "max_attempts", "resources", "shard_size",
-                                      "index",     "repeats"};
+                                      "index",     "repeats", "output"};
 const char* const kSearchKeys[] = {"method", "metric", "parameters", "seed", "max_trials"};
 
 std::string Join(const std::string& path, const std::string& key) {
@@ -129,6 +129,13 @@ Status ParseLimits(OrderedJson* doc, SweepSpec* out) {
         "resources.workers_per_trial: an embed sweep's shards each run on one worker (the "
         "shards are spread over the workers already); got " +
         std::to_string(out->workers_per_trial));
+  }
+  const bool sae = doc->contains("model") && (*doc)["model"].is_object() &&
+                   (*doc)["model"].value("type", "") == "sae";
+  if (out->workers_per_trial > 1 && sae) {
+    return Status::InvalidArgument(
+        "resources.workers_per_trial: a sparse autoencoder (model type sae) trains on one "
+        "worker; got " + std::to_string(out->workers_per_trial));
   }
   (*doc)["resources"]["workers_per_trial"] = out->workers_per_trial;
   return Status::Ok();
@@ -358,7 +365,7 @@ StatusOr<SweepSpec> ParseSweepSpec(const std::string& text) {
     out.spec = nlohmann::json(doc);
     return out;
   }
-  for (const char* key : {"shard_size", "index"}) {
+  for (const char* key : {"shard_size", "index", "output"}) {
     if (doc.contains(key)) {
       return Status::InvalidArgument(std::string(key) + ": only used by kind embed");
     }

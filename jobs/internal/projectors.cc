@@ -69,7 +69,7 @@ class CAbstractor : public ProjectorBodyImpl {
   explicit CAbstractor(const ProjectorShape& s)
       : grid_(Grid(s.tokens)), pooled_(Grid(s.queries)),
         pos_(register_parameter("pos", torch::randn({1, s.tokens, s.dim}) * 0.02)),
-        in_(register_module("in", nn::Linear(s.dim, s.width))),
+        in_(register_module("input", nn::Linear(s.dim, s.width))),
         stage1_(register_module("stage1", nn::Sequential())),
         stage2_(register_module("stage2", nn::Sequential())),
         out1_(register_module("out1", nn::Linear(s.width, s.target_dim))),
@@ -138,7 +138,7 @@ TORCH_MODULE(PerceiverLayer);
 class Perceiver : public ProjectorBodyImpl {
  public:
   explicit Perceiver(const ProjectorShape& s)
-      : in_(register_module("in", nn::Linear(s.dim, s.width))),
+      : in_(register_module("input", nn::Linear(s.dim, s.width))),
         latents_(register_parameter("latents", torch::randn({s.queries, s.width}) * 0.02)),
         layers_(register_module("layers", nn::ModuleList())),
         norm_(register_module("norm", nn::LayerNorm(nn::LayerNormOptions({s.width})))),
@@ -160,7 +160,8 @@ class Perceiver : public ProjectorBodyImpl {
   nn::Linear out_;
 };
 
-// The body and the SigLIP parameters, in this order.
+// The body and the SigLIP parameters (named_parameters lists a module's own parameters
+// first: logit_scale, logit_bias, then the body's).
 class ProjectorNet : public nn::Module {
  public:
   explicit ProjectorNet(const ProjectorShape& shape)

@@ -41,8 +41,8 @@ class ProjectorBodyImpl : public torch::nn::Module {
 std::shared_ptr<ProjectorBodyImpl> MakeProjectorBody(const ProjectorShape& shape);
 
 // A projector as a TrainModel: forward takes prepared rows [B, T * Dv] (FeatureMatrix rows of
-// token data) and returns [B, M, Dt]. Parameters: the body's, then logit_scale, logit_bias
-// (each a 1-element tensor). No buffers; no batchnorm.
+// token data) and returns [B, M, Dt]. Parameters: logit_scale and logit_bias (1-element
+// tensors), then the body's ("projector.*"). No buffers; no batchnorm.
 class ProjectorModel : public TrainModel {
  public:
   // Built on the CPU from the process-wide generator (seed it first), then moved to `device`.
@@ -71,7 +71,7 @@ class ProjectorModel : public TrainModel {
 
  private:
   ProjectorShape shape_;
-  std::shared_ptr<torch::nn::Module> net_;  // "projector" (the body), logit_scale, logit_bias
+  std::shared_ptr<torch::nn::Module> net_;  // logit_scale, logit_bias, "projector" (the body)
   torch::Tensor logit_scale_, logit_bias_;
 };
 

@@ -29,7 +29,7 @@ namespace {
 using nlohmann::json;
 
 constexpr char kFashion[] = "/usr/share/datasets/fashion-mnist/";
-constexpr char kTrain[] = "--epochs 8 --lr 0.01 --batch 64";  // the reference's flags
+constexpr char kTrain[] = "--epochs 10 --lr 0.01 --batch 32";  // the reference's flags
 
 class ProjectorTest : public testutil::ClusterFixture {};
 
@@ -51,7 +51,7 @@ std::string GridSpec(const std::string& name, const std::string& data, const std
          "  images: " + data + "/train.idx3\n  targets: " + data + "/train_targets.npy\n" +
          "  tokens: {patch: 4}\n  scale: 0.00392156862745098\n" +
          "  validation: {images: " + data + "/val.idx3, targets: " + data + "/val_targets.npy}\n" +
-         extra + "train: {epochs: 8, batch_size: 64, lr: 0.01, threads: 1}\n" +
+         extra + "train: {epochs: 10, batch_size: 32, lr: 0.01, threads: 1}\n" +
          "search:\n  method: grid\n  metric: {name: siglip_score, goal: maximize}\n" +
          "  parameters:\n    model.type: [linear, mlp2, c_abstractor, perceiver]\n";
 }

@@ -104,11 +104,12 @@ TEST(ProjectorTest, TemperatureAndBiasStartAsInTheSiglipPaper) {
     EXPECT_FLOAT_EQ(model->logit_bias().item<float>(), -10.0f);
     EXPECT_TRUE(model->logit_scale().requires_grad());
     EXPECT_TRUE(model->logit_bias().requires_grad());
-    // Both are parameters the optimizer trains (the last two) and the checkpoint holds.
+    // Both are parameters the optimizer trains (the first two) and the checkpoint holds.
     internal::NamedWeights w = model->CloneWeights();
-    ASSERT_GE(w.size(), 2u);
-    EXPECT_EQ(w[w.size() - 2].first, "logit_scale");
-    EXPECT_EQ(w.back().first, "logit_bias");
+    ASSERT_GE(w.size(), 3u);
+    EXPECT_EQ(w[0].first, "logit_scale");
+    EXPECT_EQ(w[1].first, "logit_bias");
+    EXPECT_EQ(w[2].first.rfind("projector.", 0), 0u) << w[2].first;
   }
 }
 
@@ -172,6 +173,8 @@ TEST(ProjectorTest, CheckpointRoundTripKeepsWeightsTemperatureAndBias) {
     }
     CheckpointHeader header;
     header.config = {{"kind", "train"}};
+    header.in_dim = 9 * 6;
+    header.classes = 1;
     std::string blob = a->Encode(header, {}, {}, {});
     size_t offset = 0;
     ASSERT_OK_AND_ASSIGN(CheckpointHeader read, ReadCheckpointHeader(blob, &offset));

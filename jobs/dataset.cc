@@ -12,6 +12,7 @@
 #include <random>
 
 #include "jobs/data_roots.h"
+#include "jobs/token_data.h"
 
 namespace lattice::jobs {
 namespace {
@@ -104,10 +105,9 @@ Status ParseNpyHeader(const std::string& path, const std::string& header, NpyArr
   return Status::Ok();
 }
 
-StatusOr<NpyArray> ReadNpy(const std::string& path) {
-  NpyArray a;
-  LATTICE_ASSIGN_OR_RETURN(a.bytes, ReadFile(path));
-  const std::string& b = a.bytes;
+// Parses the magic, version and header dict of a .npy at the start of `b` (the whole file,
+// or its first bytes): fills descr, shape, count and data_offset.
+Status ParseNpyPreamble(const std::string& path, const std::string& b, NpyArray* a) {
   if (b.size() < 10 || b.compare(0, 6, "\x93NUMPY") != 0) return Bad(path, "not a .npy file");
   const auto* u = reinterpret_cast<const unsigned char*>(b.data());
   int major = u[6];
@@ -123,8 +123,32 @@ StatusOr<NpyArray> ReadNpy(const std::string& path) {
     return Bad(path, "unsupported .npy version " + std::to_string(major));
   }
   if (header_start + header_len > b.size()) return Bad(path, "truncated .npy header");
-  LATTICE_RETURN_IF_ERROR(ParseNpyHeader(path, b.substr(header_start, header_len), &a));
-  a.data_offset = header_start + header_len;
+  LATTICE_RETURN_IF_ERROR(ParseNpyHeader(path, b.substr(header_start, header_len), a));
+  a->data_offset = header_start + header_len;
+  return Status::Ok();
+}
+
+// The first `max_bytes` of a file (fewer when it is shorter), decompressed.
+StatusOr<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes) {
+  LATTICE_RETURN_IF_ERROR(CheckDataPath(path));
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    if (errno == ENOENT) return Status::InvalidArgument("file not found: " + path);
+    return Status::IoError(path + ": cannot open: " + std::strerror(errno));
+  }
+  std::string out(max_bytes, '\0');
+  int n = gzread(f, out.data(), static_cast<unsigned>(max_bytes));
+  gzclose(f);
+  if (n < 0) return Status::IoError(path + ": read error");
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+StatusOr<NpyArray> ReadNpy(const std::string& path) {
+  NpyArray a;
+  LATTICE_ASSIGN_OR_RETURN(a.bytes, ReadFile(path));
+  const std::string& b = a.bytes;
+  LATTICE_RETURN_IF_ERROR(ParseNpyPreamble(path, b, &a));
   size_t elsize = DtypeSize(a.descr);
   if (elsize == 0) {
     return Bad(path, "unsupported dtype '" + a.descr + "' (expected <f4, <f8, <i8, <i4 or u1)");
@@ -255,6 +279,43 @@ StatusOr<FeatureMatrix> LoadNpyFeatures(const std::string& path) {
   return m;
 }
 
+StatusOr<FeatureMatrix> LoadNpyTokens(const std::string& path) {
+  LATTICE_ASSIGN_OR_RETURN(NpyArray a, ReadNpy(path));
+  if (a.shape.size() != 2 && a.shape.size() != 3) {
+    return Bad(path, "expected 2-D [N, D] or 3-D [N, T, D] features, got " +
+                         std::to_string(a.shape.size()) + "-D");
+  }
+  FeatureMatrix m;
+  m.rows = a.shape[0];
+  m.cols = a.count / std::max<int64_t>(m.rows, 1);
+  if (a.shape.size() == 3) {
+    m.cols = a.shape[1] * a.shape[2];
+    m.tokens = a.shape[1];
+  }
+  m.data.resize(static_cast<size_t>(a.count));
+  ConvertNpy(a, m.data.data());
+  return m;
+}
+
+StatusOr<std::vector<int64_t>> ReadNpyShape(const std::string& path) {
+  LATTICE_ASSIGN_OR_RETURN(std::string b, ReadFilePrefix(path, 1 << 16));
+  NpyArray a;
+  LATTICE_RETURN_IF_ERROR(ParseNpyPreamble(path, b, &a));
+  return a.shape;
+}
+
+StatusOr<std::vector<int64_t>> ReadIdxShape(const std::string& path) {
+  LATTICE_ASSIGN_OR_RETURN(std::string b, ReadFilePrefix(path, 4 + 4 * 255));
+  if (b.size() < 4) return Bad(path, "truncated idx header");
+  const uint32_t magic = BigEndian32(b, 0);
+  if ((magic >> 8) != 0x08) return Bad(path, "not an idx file of unsigned bytes");
+  const size_t ndims = magic & 0xff;
+  if (b.size() < 4 + 4 * ndims) return Bad(path, "truncated idx header");
+  std::vector<int64_t> dims;
+  for (size_t i = 0; i < ndims; ++i) dims.push_back(BigEndian32(b, 4 + 4 * i));
+  return dims;
+}
+
 namespace {
 
 // A 1-D integer .npy; `noun` names its values in errors ("labels", "ids").
@@ -347,22 +408,31 @@ StatusOr<DatasetPart> LoadPart(const DatasetConfig& c, const DatasetFiles& files
     part = std::move(r).value();
   } else {
     bool npy = c.format == DatasetFormat::kNpy;
-    auto f = npy ? LoadNpyFeatures(files.features) : LoadIdxImages(files.features);
+    auto f = npy ? LoadNpyTokens(files.features) : LoadIdxImages(files.features);
     if (!f.ok()) return f.status().WithContext(fpath);
-    auto l = npy ? LoadNpyLabels(files.labels) : LoadIdxLabels(files.labels);
-    if (!l.ok()) return l.status().WithContext(lpath);
     part.features = std::move(f).value();
-    part.labels = std::move(l).value();
+    if (files.labels.empty()) {  // targets without labels (jobs/token_data.h)
+      part.labels.assign(static_cast<size_t>(part.features.rows), 0);
+    } else {
+      auto l = npy ? LoadNpyLabels(files.labels) : LoadIdxLabels(files.labels);
+      if (!l.ok()) return l.status().WithContext(lpath);
+      part.labels = std::move(l).value();
+    }
     if (static_cast<int64_t>(part.labels.size()) != part.features.rows) {
       return Bad(lpath, files.labels + " has " + std::to_string(part.labels.size()) +
                             " labels but " + files.features + " has " +
                             std::to_string(part.features.rows) + " rows");
     }
+    LATTICE_RETURN_IF_ERROR(FinishTokenPart(c, files, path, &part));
   }
   if (c.limit && *c.limit < part.features.rows) {
     part.features.rows = *c.limit;
     part.features.data.resize(static_cast<size_t>(part.features.rows * part.features.cols));
     part.labels.resize(static_cast<size_t>(*c.limit));
+    if (part.targets.rows > *c.limit) {
+      part.targets.rows = *c.limit;
+      part.targets.data.resize(static_cast<size_t>(part.targets.rows * part.targets.cols));
+    }
   }
   if (!c.classes.empty()) {
     const bool training_file = &files == &c.train;

@@ -32,12 +32,16 @@ struct FeatureMatrix {
   // Every value is finite (no NaN / Inf). Set by the corpus loaders (jobs/embed_config.h),
   // which scan once at load; false = not known, so consumers check for themselves.
   bool all_finite = false;
+  // Token sequences (jobs/token_data.h): each row is `tokens` tokens of cols / tokens
+  // values; 0: plain rows.
+  int64_t tokens = 0;
 };
 
 // One part of a dataset: features.rows == labels.size().
 struct DatasetPart {
   FeatureMatrix features;
   std::vector<int64_t> labels;
+  FeatureMatrix targets;  // paired target embeddings (jobs/token_data.h); rows 0: none
 };
 
 // What the files of a DatasetConfig hold, after `limit` and `scale` were applied.
@@ -57,6 +61,12 @@ StatusOr<std::vector<int64_t>> LoadNpyIds(const std::string& path);
 // A whole data file's bytes (gzip-transparent), checked against the data roots
 // (jobs/data_roots.h) like every dataset file.
 StatusOr<std::string> ReadDataFile(const std::string& path);
+// As LoadNpyFeatures, and also 3-D [N, T, D] token sequences (rows of T * D values,
+// FeatureMatrix::tokens = T).
+StatusOr<FeatureMatrix> LoadNpyTokens(const std::string& path);
+// The shape in a .npy's header, or an idx file's dimensions, reading only the header.
+StatusOr<std::vector<int64_t>> ReadNpyShape(const std::string& path);
+StatusOr<std::vector<int64_t>> ReadIdxShape(const std::string& path);
 
 // MNIST idx: images are idx3 unsigned bytes (magic 2051), flattened to rows x (h*w) with
 // values 0..255 (use `scale` to normalise); labels are idx1 unsigned bytes (magic 2049).

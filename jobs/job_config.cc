@@ -8,6 +8,7 @@
 
 #include "jobs/data_roots.h"
 #include "jobs/embed_config.h"
+#include "jobs/token_data.h"
 #include "jobs/train_config.h"
 
 namespace lattice::jobs {
@@ -31,17 +32,22 @@ Status ValidateJobConfig(const nlohmann::json& config, std::set<std::string>* fo
   };
   if (parsed.kind == JobKind::kTrain || parsed.kind == JobKind::kDistill) {
     const DatasetConfig& d = parsed.dataset;
-    std::vector<std::string> files = {d.train.features, d.train.labels};
+    std::vector<std::string> files = {d.train.features, d.train.labels, d.train.targets};
     if (d.validation) {
       files.push_back(d.validation->features);
       files.push_back(d.validation->labels);
+      files.push_back(d.validation->targets);
     }
     if (d.test) {
       files.push_back(d.test->features);
       files.push_back(d.test->labels);
+      files.push_back(d.test->targets);
     }
     LATTICE_RETURN_IF_ERROR(
         checked(files, [&] { return CheckDatasetFilesExist(parsed.dataset, "dataset"); }));
+    if (parsed.alignment) {  // token shapes and target width, from the headers
+      LATTICE_RETURN_IF_ERROR(CheckAlignmentData(parsed).status());
+    }
   }
   // A TorchScript file (a model or a teacher): it exists, under the data roots.
   auto check_module = [&](const std::string& path, const std::string& key) {

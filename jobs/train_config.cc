@@ -12,6 +12,8 @@
 #include "jobs/checkpoint.h"
 #include "jobs/embed_config.h"
 #include "jobs/internal/config_fields.h"
+#include "jobs/projector_config.h"
+#include "jobs/token_data.h"
 
 namespace lattice::jobs {
 namespace {
@@ -35,9 +37,12 @@ Status ParseFiles(const json& obj, const std::string& path, DatasetFormat format
   auto [fkey, lkey] = DatasetFileKeys(format);
   LATTICE_RETURN_IF_ERROR(GetString(obj, fkey, path, &files->features));
   if (files->features.empty()) return Bad(Join(path, fkey), "required");
+  if (format != DatasetFormat::kCsv) {  // token data's target embeddings (jobs/token_data.h)
+    LATTICE_RETURN_IF_ERROR(GetString(obj, "targets", path, &files->targets));
+  }
   if (lkey[0] != '\0') {
     LATTICE_RETURN_IF_ERROR(GetString(obj, lkey, path, &files->labels));
-    if (files->labels.empty()) return Bad(Join(path, lkey), "required");
+    if (files->labels.empty() && files->targets.empty()) return Bad(Join(path, lkey), "required");
   }
   return Status::Ok();
 }
@@ -164,11 +169,19 @@ StatusOr<ModelConfig> ParseModel(const json& m, const std::string& path) {
                                              {{"linear", ModelType::kLinear},
                                               {"mlp", ModelType::kMlp},
                                               {"torchscript", ModelType::kTorchScript},
+                                              {"mlp2", ModelType::kMlp2},
+                                              {"c_abstractor", ModelType::kCAbstractor},
+                                              {"perceiver", ModelType::kPerceiver},
                                               {"sae", ModelType::kSae}},
                                              &c.type));
   if (c.type == ModelType::kSae) {
     LATTICE_ASSIGN_OR_RETURN(c.sae, ParseSaeConfig(m, path));
     return c;
+  }
+  if (IsProjectorOnly(c.type)) {  // jobs/projector_config.h
+    return Bad(Join(path, "type"), m.at("type").get<std::string>() +
+                                       " is a projector: it needs alignment: siglip at the top "
+                                       "level of the job");
   }
   if (c.type == ModelType::kTorchScript) {
     // The keys and checks of a TorchScript encoder (type, path, input_shape).
@@ -348,6 +361,11 @@ std::string DatasetConfig::CacheKey() const {
               {"rows_per_class", rows_per_class}};
   if (validation) key["validation"] = {validation->features, validation->labels};
   if (test) key["test"] = {test->features, test->labels};
+  if (patch > 0) key["patch"] = patch;  // token data (jobs/token_data.h)
+  if (!train.targets.empty()) {
+    key["targets"] = {train.targets, validation ? validation->targets : "",
+                      test ? test->targets : ""};
+  }
   return key.dump();
 }
 
@@ -394,6 +412,7 @@ StatusOr<DatasetConfig> ParseDatasetConfig(const json& d, const std::string& pat
                                    "scale", "limit", "classes", "rows_per_class", fkey};
   if (lkey[0] != '\0') allowed.insert(lkey);
   if (c.format == DatasetFormat::kCsv) allowed.insert({"label_column", "header"});
+  if (c.format != DatasetFormat::kCsv) allowed.insert({"targets", "tokens"});  // token data
   LATTICE_RETURN_IF_ERROR(CheckObject(d, path, allowed));
   LATTICE_RETURN_IF_ERROR(ParseFiles(d, path, c.format, &c.train));
   if (c.format == DatasetFormat::kCsv) {
@@ -409,7 +428,7 @@ StatusOr<DatasetConfig> ParseDatasetConfig(const json& d, const std::string& pat
   if (validation) {
     std::string vp = Join(path, "validation");
     std::set<std::string> vkeys = {fkey};
-    if (lkey[0] != '\0') vkeys.insert(lkey);
+    if (lkey[0] != '\0') vkeys.insert({lkey, "targets"});
     LATTICE_RETURN_IF_ERROR(CheckObject(*validation, vp, vkeys));
     c.validation.emplace();
     LATTICE_RETURN_IF_ERROR(ParseFiles(*validation, vp, c.format, &*c.validation));
@@ -421,7 +440,7 @@ StatusOr<DatasetConfig> ParseDatasetConfig(const json& d, const std::string& pat
     }
     if (!test->is_object()) return Bad(tp, "expected an object, got " + TypeName(*test));
     std::set<std::string> tkeys = {fkey};
-    if (lkey[0] != '\0') tkeys.insert(lkey);
+    if (lkey[0] != '\0') tkeys.insert({lkey, "targets"});
     LATTICE_RETURN_IF_ERROR(CheckObject(*test, tp, tkeys));
     c.test.emplace();
     LATTICE_RETURN_IF_ERROR(ParseFiles(*test, tp, c.format, &*c.test));
@@ -439,6 +458,7 @@ StatusOr<DatasetConfig> ParseDatasetConfig(const json& d, const std::string& pat
   }
   LATTICE_RETURN_IF_ERROR(ParseIntList(d, "classes", path, 0, &c.classes));
   LATTICE_RETURN_IF_ERROR(ParseIntList(d, "rows_per_class", path, 1, &c.rows_per_class));
+  LATTICE_RETURN_IF_ERROR(ParseTokenOptions(d, path, &c));
   if (!c.rows_per_class.empty() && c.rows_per_class.size() != c.classes.size()) {
     return Bad(Join(path, "rows_per_class"),
                "needs one count per entry of classes (" + std::to_string(c.classes.size()) +
@@ -466,15 +486,18 @@ Status CheckDatasetFilesExist(const DatasetConfig& dataset, const std::string& p
   auto [fkey, lkey] = DatasetFileKeys(dataset.format);
   LATTICE_RETURN_IF_ERROR(check(dataset.train.features, Join(path, fkey)));
   LATTICE_RETURN_IF_ERROR(check(dataset.train.labels, Join(path, lkey)));
+  LATTICE_RETURN_IF_ERROR(check(dataset.train.targets, Join(path, "targets")));
   if (dataset.validation) {
     std::string vp = Join(path, "validation");
     LATTICE_RETURN_IF_ERROR(check(dataset.validation->features, Join(vp, fkey)));
     LATTICE_RETURN_IF_ERROR(check(dataset.validation->labels, Join(vp, lkey)));
+    LATTICE_RETURN_IF_ERROR(check(dataset.validation->targets, Join(vp, "targets")));
   }
   if (dataset.test) {
     std::string tp = Join(path, "test");
     LATTICE_RETURN_IF_ERROR(check(dataset.test->features, Join(tp, fkey)));
     LATTICE_RETURN_IF_ERROR(check(dataset.test->labels, Join(tp, lkey)));
+    LATTICE_RETURN_IF_ERROR(check(dataset.test->targets, Join(tp, "targets")));
   }
   return Status::Ok();
 }
@@ -613,6 +636,7 @@ std::string JoinNames(const std::vector<std::string>& names) {
 std::vector<std::string> PerEpochMetricNames(const JobConfig& c) {
   if (c.kind != JobKind::kTrain && c.kind != JobKind::kDistill) return {};
   if (c.model.type == ModelType::kSae) return SaePerEpochMetricNames(/*labels=*/true);
+  if (c.alignment) return AlignmentEpochMetricNames();  // jobs/projector_config.h
   std::vector<std::string> names = {"train_loss", "train_accuracy", "val_loss",
                                     "val_accuracy", "val_f1",         "lr"};
   if (c.distill) {
@@ -624,6 +648,7 @@ std::vector<std::string> PerEpochMetricNames(const JobConfig& c) {
 }
 
 std::vector<std::string> ResultMetricNames(const JobConfig& c) {
+  if (c.alignment) return AlignmentResultMetricNames(c);  // jobs/projector_config.h
   std::vector<std::string> names = PerEpochMetricNames(c);
   if (names.empty() || c.model.type == ModelType::kSae) return names;
   names.insert(names.end(), {"final_train_loss", "final_val_loss", "final_val_accuracy",
@@ -697,8 +722,10 @@ StatusOr<JobConfig> ParseJobConfig(const json& config) {
                                          "teacher", "distill", "checkpoint"}));
     LATTICE_ASSIGN_OR_RETURN(c.distill, ParseDistill(config));
   } else {
-    LATTICE_RETURN_IF_ERROR(CheckObject(
-        config, "", {"kind", "name", "seed", "dataset", "model", "train", "checkpoint"}));
+    LATTICE_RETURN_IF_ERROR(CheckObject(config, "",
+                                        {"kind", "name", "seed", "dataset", "model", "train",
+                                         "checkpoint", "alignment"}));
+    LATTICE_RETURN_IF_ERROR(ParseAlignment(config, &c));  // jobs/projector_config.h
   }
   if (const json* p = Find(config, "checkpoint"); p && !p->is_null()) {
     LATTICE_ASSIGN_OR_RETURN(c.checkpoints, ParseCheckpointPolicy(*p));
@@ -706,7 +733,10 @@ StatusOr<JobConfig> ParseJobConfig(const json& config) {
   const json* dataset = Find(config, "dataset");
   if (!dataset) return Bad("dataset", "required");
   LATTICE_ASSIGN_OR_RETURN(c.dataset, ParseDatasetConfig(*dataset, "dataset"));
-  if (const json* m = Find(config, "model"); m && !m->is_null()) {
+  if (c.alignment) {
+    LATTICE_ASSIGN_OR_RETURN(c.model, ParseProjectorModel(config.value("model", json::object()),
+                                                          "model"));
+  } else if (const json* m = Find(config, "model"); m && !m->is_null()) {
     LATTICE_ASSIGN_OR_RETURN(c.model, ParseModel(*m, "model"));
   }
   if (const json* t = Find(config, "train"); t && !t->is_null()) {
@@ -714,6 +744,7 @@ StatusOr<JobConfig> ParseJobConfig(const json& config) {
   }
   LATTICE_RETURN_IF_ERROR(CheckSaeJob(config, &c));
   LATTICE_RETURN_IF_ERROR(CheckStudentLayer(c));
+  LATTICE_RETURN_IF_ERROR(CheckAlignmentJob(c));
   LATTICE_RETURN_IF_ERROR(CheckSelectionMetric(c));
   return c;
 }

@@ -92,6 +92,11 @@
 //       map is the identity when the widths are equal, else a learned linear map (student
 //       width -> teacher width) trained with the student by the same optimizer and kept
 //       out of the final checkpoint (jobs/train_job.h, "Feature matching").
+//   alignment: siglip (train; optional): train a projector (model.type linear|mlp2|
+//     c_abstractor|perceiver, keys queries, depth, width, heads, output_dim) on token data
+//     (dataset.features 3-D .npy, or idx images with dataset.tokens: {patch: P}) against
+//     paired target embeddings (dataset.targets: t.npy, also in validation / test) with the
+//     SigLIP loss: jobs/projector_config.h, jobs/token_data.h.
 //   checkpoint (train, distill; optional): {every_steps: >=1, every_seconds: >0 (at least one
 //     of them), keep_last: >=1 = 2, keep_best: >=0 = 0, metric: string = val_loss}
 //     With keep_best >= 1, metric must be a per-epoch metric of the job (train_loss, val_loss,
@@ -121,7 +126,8 @@ enum class DatasetFormat { kNpy, kIdx, kCsv };
 // npy: features + labels; idx: images (in `features`) + labels; csv: path (in `features`).
 struct DatasetFiles {
   std::string features;
-  std::string labels;  // empty for csv
+  std::string labels;   // empty for csv; may be empty when `targets` is given
+  std::string targets;  // paired target embeddings N x Dt (.npy; jobs/token_data.h); or empty
 };
 
 struct DatasetConfig {
@@ -146,13 +152,16 @@ struct DatasetConfig {
   // writes into the trial's config at submit ("source").
   std::string activations;
   std::string activations_source;
+  int64_t patch = 0;  // tokens: {patch: P}: idx images as P x P patch tokens; 0: none
 
   // Key of the loaded (scaled, limited) data: equal keys load identical data.
   // Excludes the split and standardization, which are applied per trial.
   std::string CacheKey() const;
 };
 
-enum class ModelType { kLinear, kMlp, kTorchScript, kSae };
+// kMlp2, kCAbstractor, kPerceiver (and kLinear in an alignment job): the projectors of
+// jobs/projector_config.h.
+enum class ModelType { kLinear, kMlp, kTorchScript, kMlp2, kCAbstractor, kPerceiver, kSae };
 enum class Activation { kRelu, kGelu, kTanh };
 
 struct ModelConfig {
@@ -164,6 +173,12 @@ struct ModelConfig {
   std::string path;                  // torchscript: the module file
   std::vector<int64_t> input_shape;  // torchscript: per-row input shape; empty = [cols]
   SaeConfig sae;                     // sae only (jobs/sae_config.h)
+  // Projectors (alignment jobs; jobs/projector_config.h); 0 = that type's default.
+  int64_t queries = 0;     // M output tokens (c_abstractor, perceiver)
+  int64_t depth = 0;       // ResNet blocks per stage (c_abstractor), layers (perceiver)
+  int64_t width = 0;       // hidden width (mlp2, c_abstractor, perceiver)
+  int64_t heads = 4;       // attention heads (perceiver)
+  int64_t output_dim = 0;  // Dt; must equal the targets' width (0: take it from them)
 
   // Number of hidden blocks (0 for a linear model and a TorchScript one: its layers are
   // not visible, only its input (0) and output (1)).
@@ -241,6 +256,8 @@ struct CheckpointPolicy {
 
 struct EmbedConfig;  // jobs/embed_config.h
 
+enum class AlignmentType { kSiglip };
+
 // The frozen teacher of a distill job (eval mode, no autograd).
 struct TeacherConfig {
   enum class Type { kTrial, kTorchScript };
@@ -281,6 +298,9 @@ struct JobConfig {
   std::optional<DistillConfig> distill;  // distill only (then dataset/model/train as train)
   std::optional<CheckpointPolicy> checkpoints;  // train, distill: step checkpoints
   std::shared_ptr<const EmbedConfig> embed;  // embed only (set iff kind == kEmbed)
+  // train only: `alignment: siglip` trains a projector against paired target embeddings
+  // (jobs/projector_config.h) instead of a classifier against labels.
+  std::optional<AlignmentType> alignment;
 };
 
 // Parses and range-checks `config` (no file-system access). Errors: InvalidArgument.

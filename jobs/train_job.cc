@@ -30,6 +30,8 @@
 #include "jobs/internal/model.h"
 #include "jobs/internal/progress.h"
 #include "jobs/internal/sae_trainer.h"
+#include "jobs/internal/projectors.h"
+#include "jobs/internal/siglip.h"
 #include "jobs/internal/teacher.h"
 #include "jobs/internal/train_model.h"
 
@@ -68,6 +70,12 @@ torch::Tensor IndexTensor(const std::vector<int64_t>& idx) {
   return LabelsTensor(idx).clone();
 }
 
+// What a part's rows are trained towards: its labels, or for an alignment job its target
+// embeddings [n, Dt] (jobs/token_data.h).
+torch::Tensor YTensor(const DatasetPart& part) {
+  return part.targets.rows > 0 ? FeaturesTensor(part.targets) : LabelsTensor(part.labels);
+}
+
 // Splits (or takes the explicit validation part) and standardizes. The returned tensors
 // own their memory unless they alias `data` read-only (explicit validation, no scaling).
 StatusOr<PreparedData> Prepare(const LoadedDataset& data, const DatasetConfig& cfg,
@@ -75,12 +83,12 @@ StatusOr<PreparedData> Prepare(const LoadedDataset& data, const DatasetConfig& c
   PreparedData p;
   p.num_classes = data.num_classes;
   torch::Tensor x = FeaturesTensor(data.train.features);
-  torch::Tensor y = LabelsTensor(data.train.labels);
+  torch::Tensor y = YTensor(data.train);
   if (data.validation) {
     p.x_train = x;
     p.y_train = y;
     p.x_val = FeaturesTensor(data.validation->features);
-    p.y_val = LabelsTensor(data.validation->labels);
+    p.y_val = YTensor(*data.validation);
   } else {
     LATTICE_ASSIGN_OR_RETURN(SplitIndices split, MakeDatasetSplit(data.train.labels, cfg));
     torch::Tensor ti = IndexTensor(split.train);
@@ -97,7 +105,7 @@ StatusOr<PreparedData> Prepare(const LoadedDataset& data, const DatasetConfig& c
   }
   if (data.test) {
     p.x_test = FeaturesTensor(data.test->features);
-    p.y_test = LabelsTensor(data.test->labels);
+    p.y_test = YTensor(*data.test);
   }
   if (keep_raw) {
     p.raw_train = p.x_train;
@@ -215,6 +223,7 @@ class Trainer {
           std::unique_ptr<internal::TrainModel> model, JobContext& ctx)
       : cfg_(cfg), config_(config), data_(std::move(data)), device_(device),
         teacher_(std::move(teacher)), ctx_(ctx), rng_(cfg.seed), model_(std::move(model)) {
+    projector_ = dynamic_cast<internal::ProjectorModel*>(model_.get());  // alignment jobs
     const int64_t n = data_.x_train.size(0);
     std::vector<torch::Tensor> params = model_->parameters();
     if (teacher_ && teacher_->features_train.defined()) {
@@ -293,6 +302,8 @@ class Trainer {
   JobContext& ctx_;
   std::mt19937_64 rng_;
   std::unique_ptr<internal::TrainModel> model_;
+  // An alignment job's projector (model_ itself; jobs/internal/siglip.h), else null.
+  internal::ProjectorModel* projector_ = nullptr;
   // distill.feature_match (null without): its map's parameters follow model_'s in flat_.
   std::unique_ptr<internal::FeatureMatch> feature_match_;
   std::unique_ptr<internal::FlatParameters> flat_;  // aliases model_'s parameters
@@ -314,6 +325,9 @@ class Trainer {
   std::map<std::string, double> last_;  // the latest epoch's metrics
   // Adds the classification reports of the current weights on validation and test.
   void AddReports(std::map<std::string, double>* metrics);
+  // An alignment job's evaluation after `epoch`: sets last_ (jobs/projector_config.h),
+  // steps the schedule; returns whether early stopping says stop.
+  bool AlignmentEpoch(int epoch, double train_loss);
   // Where Run starts (1, 0 for a fresh run; from the checkpoint when restored), and the
   // epoch loss accumulated before the checkpoint's batch.
   int start_epoch_ = 1;
@@ -367,12 +381,17 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
     std::optional<internal::MixedBatch> mixed;
     if (mixing) mixed = internal::Mixup(xb, yb, cfg_.train.mixup->alpha, rng_);
     const torch::Tensor& input = mixed ? mixed->x : xb;
-    torch::Tensor logits =
-        feature_match_ ? feature_match_->Forward(*model_, input, &feature) : model_->forward(input);
-    torch::Tensor loss = mixed ? internal::MixupLoss(logits, yb, *mixed, loss_options_)
-                               : F::cross_entropy(logits, yb, loss_options_);
-    epoch_correct_ += logits.argmax(1).eq(yb).sum().item<int64_t>();
-    if (teacher_) loss = DistillLoss(loss, logits, teacher_batches_[b]);
+    torch::Tensor loss;
+    if (projector_ != nullptr) {  // alignment: the SigLIP loss against the targets
+      loss = internal::SiglipBatchLoss(*projector_, input, yb);
+    } else {
+      torch::Tensor logits = feature_match_ ? feature_match_->Forward(*model_, input, &feature)
+                                            : model_->forward(input);
+      loss = mixed ? internal::MixupLoss(logits, yb, *mixed, loss_options_)
+                   : F::cross_entropy(logits, yb, loss_options_);
+      epoch_correct_ += logits.argmax(1).eq(yb).sum().item<int64_t>();
+      if (teacher_) loss = DistillLoss(loss, logits, teacher_batches_[b]);
+    }
     if (feature_match_) loss = loss + feature_match_->Loss(feature, feature_batches_[b]);
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
@@ -606,6 +625,14 @@ StatusOr<JobResult> Trainer::Run() {
   for (int epoch = start_epoch_; epoch <= cfg_.train.epochs; ++epoch) {
     LATTICE_ASSIGN_OR_RETURN(double train_loss, TrainEpoch(epoch));
     LATTICE_RETURN_IF_ERROR(dp_.AverageBuffers(model_->buffers()));
+    if (projector_ != nullptr) {  // alignment: its own metrics (jobs/projector_config.h)
+      const bool stop = AlignmentEpoch(epoch, train_loss);
+      result.epochs_done = epoch;
+      if (ctx_.on_epoch) ctx_.on_epoch(epoch, last);
+      Select(epoch);
+      if (stop) break;
+      continue;
+    }
     EvalResult eval = Evaluate(
         *model_, data_.x_val, data_.y_val, data_.num_classes,
         teacher_ ? teacher_->val : torch::Tensor(), feature_match_.get(),
@@ -635,14 +662,18 @@ StatusOr<JobResult> Trainer::Run() {
   result.metrics = last;
   result.metrics["final_train_loss"] = last["train_loss"];
   result.metrics["final_val_loss"] = last["val_loss"];
-  result.metrics["final_val_accuracy"] = last["val_accuracy"];
+  if (projector_ == nullptr) result.metrics["final_val_accuracy"] = last["val_accuracy"];
   if (selected_) {
     result.metrics["selected_epoch"] = selection_->epoch();
     result.metrics["selected_val_loss"] = selected_->metrics.at("val_loss");
     model_->LoadWeights(selected_->weights);  // the final weights from here on
   }
-  AddReports(&result.metrics);
+  if (projector_ == nullptr) AddReports(&result.metrics);
   progress_.Fill(&result.metrics);
+  if (projector_ != nullptr) {  // Progress saw siglip_score where a classifier has accuracy
+    result.metrics["best_siglip_score"] = result.metrics["best_val_accuracy"];
+    result.metrics.erase("best_val_accuracy");
+  }
   dp_.Report(&result.metrics);
   LATTICE_RETURN_IF_ERROR(WaitForSnapshot());  // every step checkpoint is out before the result
   if (cfg_.train.save_checkpoint) {
@@ -671,6 +702,23 @@ void Trainer::AddReports(std::map<std::string, double>* metrics) {
   (*metrics)["test_loss"] = test.loss;
 }
 
+bool Trainer::AlignmentEpoch(int epoch, double train_loss) {
+  internal::AlignmentMetrics m =
+      internal::EvaluateAlignment(*projector_, data_.x_val, data_.y_val);
+  schedule_->OnEpochEnd(m.loss);
+  last_ = {{"train_loss", train_loss},
+           {"val_loss", m.loss},
+           {"siglip_score", m.score},
+           {"val_recall_at_1_i2t", m.recall1_i2t},
+           {"val_recall_at_5_i2t", m.recall5_i2t},
+           {"val_recall_at_1_t2i", m.recall1_t2i},
+           {"val_recall_at_5_t2i", m.recall5_t2i},
+           {"logit_scale", projector_->logit_scale().exp().item<double>()},
+           {"logit_bias", projector_->logit_bias().item<double>()},
+           {"lr", last_lr_}};
+  return progress_.Record(epoch, m.loss, m.score);
+}
+
 void Trainer::Select(int epoch) {
   if (!selection_) return;
   const auto value = last_.find(rule_->metric);
@@ -679,6 +727,37 @@ void Trainer::Select(int epoch) {
   selected->metrics = last_;
   selected->weights = model_->CloneWeights();
   selected_ = std::move(selected);
+}
+
+// The projector of an alignment job (jobs/projector_config.h) for the loaded data.
+StatusOr<std::unique_ptr<internal::TrainModel>> MakeAlignmentModel(const JobConfig& cfg,
+                                                                   const LoadedDataset& data,
+                                                                   const JobContext& ctx,
+                                                                   const torch::Device& device) {
+  if (ctx.gang != nullptr) {
+    return Status::InvalidArgument("alignment: the SigLIP loss pairs every row of a batch with "
+                                   "every other: it trains on one worker "
+                                   "(resources.workers_per_trial: 1)");
+  }
+  const FeatureMatrix& f = data.train.features;
+  if (f.tokens == 0) {
+    return Status::InvalidArgument("dataset: a projector needs token sequences (a 3-D .npy, or "
+                                   "idx images with dataset.tokens.patch), got rows of " +
+                                   std::to_string(f.cols) + " values");
+  }
+  for (const std::optional<DatasetPart>* part : {&data.validation, &data.test}) {
+    if (*part && ((*part)->features.cols != f.cols || (*part)->features.tokens != f.tokens ||
+                  (*part)->targets.cols != data.train.targets.cols)) {
+      return Status::InvalidArgument(std::string("dataset.") +
+                                     (part == &data.validation ? "validation" : "test") +
+                                     ": its tokens or targets differ in shape from the "
+                                     "training files'");
+    }
+  }
+  LATTICE_ASSIGN_OR_RETURN(std::unique_ptr<internal::ProjectorModel> projector,
+                           internal::MakeProjectorModel(cfg.model, f.tokens, f.cols / f.tokens,
+                                                        data.train.targets.cols, device));
+  return std::unique_ptr<internal::TrainModel>(std::move(projector));
 }
 
 StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
@@ -711,9 +790,13 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
   torch::manual_seed(cfg.seed);
   const torch::Tensor probe =
       prepared.x_train.narrow(0, 0, std::min<int64_t>(2, prepared.x_train.size(0)));
-  LATTICE_ASSIGN_OR_RETURN(std::unique_ptr<internal::TrainModel> model,
-                           internal::MakeTrainModel(cfg.model, probe.size(1),
-                                                    prepared.num_classes, probe, device));
+  std::unique_ptr<internal::TrainModel> model;
+  if (cfg.alignment) {
+    LATTICE_ASSIGN_OR_RETURN(model, MakeAlignmentModel(cfg, *data, ctx, device));
+  } else {
+    LATTICE_ASSIGN_OR_RETURN(model, internal::MakeTrainModel(cfg.model, probe.size(1),
+                                                             prepared.num_classes, probe, device));
+  }
   Trainer trainer(cfg, config, std::move(prepared), device, std::move(teacher), std::move(model),
                   ctx);
   if (ctx.resume_from != nullptr) LATTICE_RETURN_IF_ERROR(trainer.Restore(*ctx.resume_from));

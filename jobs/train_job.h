@@ -49,6 +49,11 @@
 // Per-epoch metric lr: the learning rate of the epoch's last optimizer step (after warmup
 // and decay), so a sweep's curves show the schedule that produced them.
 //
+// Alignment (config alignment: siglip, jobs/projector_config.h): the model is a projector
+//   (jobs/internal/projectors.h), the rows' targets are embeddings instead of labels, the
+//   loss is SigLIP's (jobs/internal/siglip.h) and the per-epoch metrics are the alignment
+//   ones (siglip_score, recalls, ...); no classification report. One worker only.
+//
 // "distill" — train with a frozen teacher (jobs/internal/teacher.h; its logits, and its
 //   features for feature matching, computed once per run, eval mode); loss = alpha * CE +
 //   (1 - alpha) * T^2 * KL(teacher || student). Per-epoch metrics add agreement,

@@ -93,11 +93,11 @@ void LoadWeights(const NamedWeights& weights, torch::nn::Module& to) {
 }
 
 std::string EncodeCheckpoint(
-    torch::nn::Sequential& model, const CheckpointHeader& header, const torch::Tensor& input_mean,
+    torch::nn::Module& model, const CheckpointHeader& header, const torch::Tensor& input_mean,
     const torch::Tensor& input_std,
     const std::function<void(torch::serialize::OutputArchive&)>& extra) {
   torch::serialize::OutputArchive archive;
-  model->save(archive);
+  model.save(archive);
   if (input_mean.defined()) {
     archive.write(kMeanKey, input_mean.contiguous());
     archive.write(kStdKey, input_std.contiguous());
@@ -107,8 +107,8 @@ std::string EncodeCheckpoint(
   // and then copy everything once more in str() (a 70 MB step checkpoint: ~200 ms -> ~65 ms,
   // bench/checkpoint_bench.cc). The reserve covers weights, two optimizer moments and slack.
   int64_t tensor_bytes = 0;
-  for (const auto& t : model->parameters()) tensor_bytes += t.numel() * t.element_size();
-  for (const auto& t : model->buffers()) tensor_bytes += t.numel() * t.element_size();
+  for (const auto& t : model.parameters()) tensor_bytes += t.numel() * t.element_size();
+  for (const auto& t : model.buffers()) tensor_bytes += t.numel() * t.element_size();
   std::string out = header.ToJson().dump();
   out.reserve(out.size() + 1 + static_cast<size_t>(3 * tensor_bytes) + (size_t{1} << 20));
   out.push_back('\n');
@@ -128,6 +128,11 @@ StatusOr<CheckpointModel> CheckpointModel::Decode(const std::string& blob) {
   if (config->kind != JobKind::kTrain && config->kind != JobKind::kDistill) {
     return Status::InvalidArgument(std::string("checkpoint: config is of kind ") +
                                    JobKindName(config->kind) + ", not train or distill");
+  }
+  if (config->alignment) {  // a projector (jobs/internal/projectors.h) is no classifier
+    return Status::InvalidArgument(
+        "checkpoint: the trial trained a projector (alignment: siglip); it has no layers to "
+        "embed with or logits to distil from");
   }
   const ModelConfig& mc = config->model;
   m.scale_ = config->dataset.scale;

@@ -64,7 +64,7 @@ void LoadWeights(const NamedWeights& weights, torch::nn::Module& to);
 // defined) behind `header`. Throws c10::Error on LibTorch failures.
 // `extra`, when given, adds more entries to the archive (a step checkpoint's state).
 std::string EncodeCheckpoint(
-    torch::nn::Sequential& model, const CheckpointHeader& header, const torch::Tensor& input_mean,
+    torch::nn::Module& model, const CheckpointHeader& header, const torch::Tensor& input_mean,
     const torch::Tensor& input_std,
     const std::function<void(torch::serialize::OutputArchive&)>& extra = {});
 

@@ -47,7 +47,7 @@ class SequentialModel : public TrainModel {
   std::string Encode(const CheckpointHeader& header, const torch::Tensor& input_mean,
                      const torch::Tensor& input_std,
                      const std::function<void(torch::serialize::OutputArchive&)>& extra) override {
-    return EncodeCheckpoint(model_, header, input_mean, input_std, extra);
+    return EncodeCheckpoint(*model_, header, input_mean, input_std, extra);
   }
 
   void Decode(const std::string& blob, size_t offset,

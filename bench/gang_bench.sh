@@ -45,8 +45,12 @@ start_cluster "$BUILD" "$DIR" 3
 trap 'stop_cluster; rm -rf "$WORK"' EXIT
 # Warm-up: each worker's task process loads and caches the dataset once.
 run_sweep "$(spec warm 1 1 16 "1, 2")" > /dev/null
+cpu() { $PYTHON bench/proc_cpu.py "$CLUSTER_PID"; }
+c0=$(cpu)
 one=$(trial_of "$(run_sweep "$(spec one 1 "$EPOCHS" "[2048, 2048]" 7)")")
+c1=$(cpu)
 two=$(trial_of "$(run_sweep "$(spec two 2 "$EPOCHS" "[2048, 2048]" 7)")")
+c2=$(cpu)
 $PYTHON - "$one" "$two" "$ROWS" "$EPOCHS" "$BATCH" <<'PY'
 import json, sys
 one, two = json.loads(sys.argv[1]), json.loads(sys.argv[2])
@@ -63,3 +67,7 @@ print(f"2 workers: {secs(two):7.2f} s  {s2:8.0f} samples/s  val_accuracy {two['m
 print(f"speedup {s2 / s1:.2f}x; allreduce share of the gang's run time {100 * share:.1f} % "
       f"({two['metrics']['gang_allreduce_seconds']:.2f} s)")
 PY
+echo "CPU during the 1-worker trial (load average $(cut -d' ' -f1 /proc/loadavg)):"
+$PYTHON bench/proc_cpu.py --diff "$c0" "$c1"
+echo "CPU during the gang trial:"
+$PYTHON bench/proc_cpu.py --diff "$c1" "$c2"

@@ -7,14 +7,16 @@
 # (gang_allreduce_seconds of member 0 / run time: the relay through the worker rank, the MPI
 # allreduce and the waits for the slower member together).
 #
-# Usage: bench/gang_bench.sh [BUILD_DIR]      ROWS=12000 EPOCHS=2 BATCH=256 (environment)
+# Usage: bench/gang_bench.sh [BUILD_DIR]      ROWS=12000 EPOCHS=2 BATCH=1024 (environment)
+# BATCH is the global batch: at 256 (128 per member) the step's compute itself does not halve
+# on a CPU (bench/gang_step_split.py; docs/BENCHMARKS.md, "Multi-worker trials").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 BUILD=${1:-build}
 ROWS=${ROWS:-12000}
 EPOCHS=${EPOCHS:-2}
-BATCH=${BATCH:-256}
+BATCH=${BATCH:-1024}
 WORK=$(mktemp -d)
 DIR=$WORK/data
 FMNIST=/usr/share/datasets/fashion-mnist

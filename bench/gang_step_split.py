@@ -2,9 +2,10 @@
 """How much of a training step halves when a gang of 2 halves the batch (reference, python3-torch).
 
 The MLP 784-2048-2048-10 of bench/gang_bench.sh, one thread: CPU time per step of forward +
-backward at the global batch and at half of it, and of an AdamW step (foreach: fused over the tensors; every member of a
-data-parallel gang runs it in full). Prints the bound this puts on a 2-worker speedup even with a
-free allreduce: (fwd_bwd(B) + step) / (fwd_bwd(B / 2) + step).
+backward at the global batch and at half of it, and of an AdamW step (foreach: fused over the
+tensors, as FlatOptimizer; every member of a data-parallel gang runs it in full). Prints the
+bound this puts on a 2-worker speedup even with a free allreduce:
+(fwd_bwd(B) + step) / (fwd_bwd(B / 2) + step).
 
 Usage: /usr/bin/python3 bench/gang_step_split.py [GLOBAL_BATCH=256] [STEPS=10]
 """

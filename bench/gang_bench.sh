@@ -7,14 +7,16 @@
 # (gang_allreduce_seconds of member 0 / run time: the relay through the worker rank, the MPI
 # allreduce and the waits for the slower member together).
 #
-# Usage: bench/gang_bench.sh [BUILD_DIR]      ROWS=12000 EPOCHS=2 BATCH=256 (environment)
+# Usage: bench/gang_bench.sh [BUILD_DIR]      ROWS=12000 EPOCHS=2 BATCH=1024 (environment)
+# BATCH is the global batch: at 256 (128 per member) the step's compute itself does not halve
+# on a CPU (bench/gang_step_split.py; docs/BENCHMARKS.md, "Multi-worker trials").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 BUILD=${1:-build}
 ROWS=${ROWS:-12000}
 EPOCHS=${EPOCHS:-2}
-BATCH=${BATCH:-256}
+BATCH=${BATCH:-1024}
 WORK=$(mktemp -d)
 DIR=$WORK/data
 FMNIST=/usr/share/datasets/fashion-mnist
@@ -45,8 +47,12 @@ start_cluster "$BUILD" "$DIR" 3
 trap 'stop_cluster; rm -rf "$WORK"' EXIT
 # Warm-up: each worker's task process loads and caches the dataset once.
 run_sweep "$(spec warm 1 1 16 "1, 2")" > /dev/null
+cpu() { $PYTHON bench/proc_cpu.py "$CLUSTER_PID"; }
+c0=$(cpu)
 one=$(trial_of "$(run_sweep "$(spec one 1 "$EPOCHS" "[2048, 2048]" 7)")")
+c1=$(cpu)
 two=$(trial_of "$(run_sweep "$(spec two 2 "$EPOCHS" "[2048, 2048]" 7)")")
+c2=$(cpu)
 $PYTHON - "$one" "$two" "$ROWS" "$EPOCHS" "$BATCH" <<'PY'
 import json, sys
 one, two = json.loads(sys.argv[1]), json.loads(sys.argv[2])
@@ -63,3 +69,7 @@ print(f"2 workers: {secs(two):7.2f} s  {s2:8.0f} samples/s  val_accuracy {two['m
 print(f"speedup {s2 / s1:.2f}x; allreduce share of the gang's run time {100 * share:.1f} % "
       f"({two['metrics']['gang_allreduce_seconds']:.2f} s)")
 PY
+echo "CPU during the 1-worker trial (load average $(cut -d' ' -f1 /proc/loadavg)):"
+$PYTHON bench/proc_cpu.py --diff "$c0" "$c1"
+echo "CPU during the gang trial:"
+$PYTHON bench/proc_cpu.py --diff "$c1" "$c2"

@@ -52,6 +52,12 @@ class Communicator {
   virtual Status Allgather(const float* send, size_t count, float* recv) = 0;
   // Returns once every member has called it.
   virtual Status Barrier() = 0;
+
+  // Memory of `count` floats (host memory; the backend's) in which Allreduce and Broadcast
+  // run without staging copies, for a buffer the caller reuses every step (data-parallel
+  // training keeps its gradients there). Valid while the communicator lives. nullptr when
+  // the backend has no such memory or not that much: the caller uses its own.
+  virtual float* Workspace(size_t /*count*/) { return nullptr; }
 };
 
 }  // namespace lattice::comm

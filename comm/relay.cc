@@ -1,13 +1,16 @@
 #include "comm/relay.h"
 
+#include <linux/futex.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
+#include <climits>
 #include <cstring>
 #include <new>
-#include <thread>
 
 namespace lattice::comm {
 namespace {
@@ -49,52 +52,105 @@ StatusOr<std::unique_ptr<RelayBuffer>> RelayBuffer::Create(size_t capacity) {
     return Status::IoError(std::string("relay buffer: mmap of ") + std::to_string(mapped) +
                            " bytes: " + std::strerror(errno));
   }
-  return std::unique_ptr<RelayBuffer>(new RelayBuffer(base, mapped, capacity));
+  // The forked task process inherits it (no exec); non-blocking: the rank's drain never waits.
+  const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd < 0) {
+    munmap(base, mapped);
+    return Status::IoError(std::string("relay buffer: eventfd: ") + std::strerror(errno));
+  }
+  return std::unique_ptr<RelayBuffer>(new RelayBuffer(base, mapped, capacity, wake_fd));
 }
 
-RelayBuffer::RelayBuffer(void* base, size_t mapped, size_t capacity)
+RelayBuffer::RelayBuffer(void* base, size_t mapped, size_t capacity, int wake_fd)
     : base_(base),
       mapped_(mapped),
       capacity_(capacity),
       request_(new (base) RelayRequest()),
-      data_(static_cast<char*>(base) + 4096) {}
+      data_(static_cast<char*>(base) + 4096),
+      wake_fd_(wake_fd) {}
 
-RelayBuffer::~RelayBuffer() { munmap(base_, mapped_); }
+RelayBuffer::~RelayBuffer() {
+  close(wake_fd_);
+  munmap(base_, mapped_);
+}
+
+void RelayBuffer::WakeServer() {
+  const uint64_t one = 1;
+  while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+  }
+}
+
+void RelayBuffer::DrainWakes() {
+  uint64_t count = 0;
+  while (read(wake_fd_, &count, sizeof(count)) < 0 && errno == EINTR) {
+  }
+}
+
+// A shared (not FUTEX_PRIVATE) futex: the word is in memory two processes map.
+void RelayBuffer::WaitServed(uint32_t seen, std::chrono::microseconds timeout) {
+  const timespec ts{static_cast<time_t>(timeout.count() / 1000000),
+                    static_cast<long>(timeout.count() % 1000000) * 1000};
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&request_->served_word), FUTEX_WAIT, seen, &ts,
+          nullptr, 0);
+}
+
+void RelayBuffer::MarkServed(uint64_t seq) {
+  request_->served.store(seq, std::memory_order_release);
+  request_->served_word.fetch_add(1, std::memory_order_release);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&request_->served_word), FUTEX_WAKE, INT_MAX,
+          nullptr, nullptr, 0);
+}
 
 RelayCommunicator::RelayCommunicator(RelayBuffer* buffer, uint64_t gang, int rank, int size,
                                      std::function<bool()> cancelled)
     : buffer_(buffer), gang_(gang), rank_(rank), size_(size), cancelled_(std::move(cancelled)) {}
 
-Status RelayCommunicator::Call(RelayKind kind, size_t bytes, int32_t reduce, int32_t root) {
+float* RelayCommunicator::Workspace(size_t count) {
+  const size_t page = 4096;
+  const size_t bytes = (count * sizeof(float) + page - 1) / page * page;
+  if (reserved_ != 0 || count == 0 || bytes > buffer_->capacity() / 4 * 3) return nullptr;
+  reserved_ = bytes;
+  return reinterpret_cast<float*>(buffer_->data());
+}
+
+Status RelayCommunicator::Call(RelayKind kind, size_t offset, size_t bytes, int32_t reduce,
+                               int32_t root) {
   RelayRequest* r = buffer_->request();
   const uint64_t seq = r->posted.load(std::memory_order_acquire) + 1;
   r->gang = gang_;
   r->kind = kind;
   r->reduce = reduce;
   r->root = root;
+  r->offset = offset;
   r->bytes = bytes;
+  // Read before posting: a MarkServed after this read changes the word, so the futex
+  // never sleeps through it.
+  uint32_t word = r->served_word.load(std::memory_order_acquire);
   r->posted.store(seq, std::memory_order_release);
-  // Spin briefly (the answer is often there within microseconds), then sleep in short steps.
-  for (int spins = 0; r->served.load(std::memory_order_acquire) < seq; ++spins) {
-    if (spins < 200) {
-      std::this_thread::yield();
-      continue;
-    }
+  buffer_->WakeServer();
+  while (r->served.load(std::memory_order_acquire) < seq) {
     if (cancelled_ && cancelled_()) {
       return Status::Cancelled("stopped while waiting for the gang's other members");
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(20));
+    buffer_->WaitServed(word, std::chrono::milliseconds(20));  // 20 ms: checks cancellation
+    word = r->served_word.load(std::memory_order_acquire);
   }
   return Relayed(static_cast<StatusCode>(r->code), r->error);
 }
 
 Status RelayCommunicator::Allreduce(float* data, size_t count, ReduceOp op) {
-  const size_t piece = buffer_->capacity() / sizeof(float);
-  float* shared = reinterpret_cast<float*>(buffer_->data());
+  const char* at = reinterpret_cast<const char*>(data);
+  if (reserved_ != 0 && at >= buffer_->data() &&
+      at + count * sizeof(float) <= buffer_->data() + reserved_) {  // in the workspace
+    return Call(RelayKind::kAllreduce, static_cast<size_t>(at - buffer_->data()),
+                count * sizeof(float), static_cast<int32_t>(op), 0);
+  }
+  const size_t piece = staging_capacity() / sizeof(float);
+  float* shared = reinterpret_cast<float*>(staging());
   for (size_t begin = 0; begin < count; begin += piece) {  // every member: the same pieces
     const size_t n = std::min(piece, count - begin);
     std::memcpy(shared, data + begin, n * sizeof(float));
-    LATTICE_RETURN_IF_ERROR(Call(RelayKind::kAllreduce, n * sizeof(float),
+    LATTICE_RETURN_IF_ERROR(Call(RelayKind::kAllreduce, reserved_, n * sizeof(float),
                                  static_cast<int32_t>(op), 0));
     std::memcpy(data + begin, shared, n * sizeof(float));
   }
@@ -107,29 +163,29 @@ Status RelayCommunicator::Broadcast(void* data, size_t bytes, int root) {
                                    " is not a member (0.." + std::to_string(size_ - 1) + ")");
   }
   char* bytes_in = static_cast<char*>(data);
-  for (size_t begin = 0; begin < bytes; begin += buffer_->capacity()) {
-    const size_t n = std::min(buffer_->capacity(), bytes - begin);
-    if (rank_ == root) std::memcpy(buffer_->data(), bytes_in + begin, n);
-    LATTICE_RETURN_IF_ERROR(Call(RelayKind::kBroadcast, n, 0, root));
-    if (rank_ != root) std::memcpy(bytes_in + begin, buffer_->data(), n);
+  for (size_t begin = 0; begin < bytes; begin += staging_capacity()) {
+    const size_t n = std::min(staging_capacity(), bytes - begin);
+    if (rank_ == root) std::memcpy(staging(), bytes_in + begin, n);
+    LATTICE_RETURN_IF_ERROR(Call(RelayKind::kBroadcast, reserved_, n, 0, root));
+    if (rank_ != root) std::memcpy(bytes_in + begin, staging(), n);
   }
   return Status::Ok();
 }
 
 Status RelayCommunicator::Allgather(const float* send, size_t count, float* recv) {
   const size_t total = count * static_cast<size_t>(size_) * sizeof(float);
-  if (total > buffer_->capacity()) {
+  if (total > staging_capacity()) {
     return Status::InvalidArgument("allgather: " + std::to_string(total) +
                                    " bytes in all is more than the relay buffer's " +
-                                   std::to_string(buffer_->capacity()));
+                                   std::to_string(staging_capacity()));
   }
-  float* shared = reinterpret_cast<float*>(buffer_->data());
+  float* shared = reinterpret_cast<float*>(staging());
   std::memcpy(shared + static_cast<size_t>(rank_) * count, send, count * sizeof(float));
-  LATTICE_RETURN_IF_ERROR(Call(RelayKind::kAllgather, count * sizeof(float), 0, 0));
+  LATTICE_RETURN_IF_ERROR(Call(RelayKind::kAllgather, reserved_, count * sizeof(float), 0, 0));
   std::memcpy(recv, shared, total);
   return Status::Ok();
 }
 
-Status RelayCommunicator::Barrier() { return Call(RelayKind::kBarrier, 0, 0, 0); }
+Status RelayCommunicator::Barrier() { return Call(RelayKind::kBarrier, reserved_, 0, 0, 0); }
 
 }  // namespace lattice::comm

@@ -39,19 +39,21 @@ void RelayServer::Complete(uint64_t seq, const Status& status) {
   RelayRequest* r = buffer_->request();
   r->code = static_cast<int32_t>(status.code());
   std::snprintf(r->error, sizeof(r->error), "%s", status.message().c_str());
-  r->served.store(seq, std::memory_order_release);
+  buffer_->MarkServed(seq);
 }
 
 Status RelayServer::Start(const RelayRequest& r) {
   if (r.gang == 0 || r.gang != gang_) {
     return Status::FailedPrecondition("the worker has no gang for this attempt");
   }
-  if (r.bytes > buffer_->capacity()) return Status::InvalidArgument("relay request too large");
+  if (r.offset > buffer_->capacity() || r.bytes > buffer_->capacity() - r.offset) {
+    return Status::InvalidArgument("relay request outside the buffer");
+  }
   if (!comm_) {
     const int tag = static_cast<int>(gang_ % 32768);
     LATTICE_ASSIGN_OR_RETURN(comm_, MpiCommunicator::CreateGroup(world_, ranks_, tag));
   }
-  char* data = buffer_->data();
+  char* data = buffer_->data() + r.offset;
   switch (r.kind) {
     case RelayKind::kAllreduce:
       op_ = comm_->StartAllreduce(reinterpret_cast<float*>(data), r.bytes / sizeof(float),
@@ -61,7 +63,7 @@ Status RelayServer::Start(const RelayRequest& r) {
       op_ = comm_->StartBroadcast(data, r.bytes, r.root);
       break;
     case RelayKind::kAllgather:
-      if (r.bytes * static_cast<size_t>(comm_->size()) > buffer_->capacity()) {
+      if (r.bytes * static_cast<size_t>(comm_->size()) > buffer_->capacity() - r.offset) {
         return Status::InvalidArgument("relay allgather too large");
       }
       op_ = comm_->StartAllgatherInPlace(reinterpret_cast<float*>(data), r.bytes / sizeof(float));
@@ -76,7 +78,8 @@ Status RelayServer::Start(const RelayRequest& r) {
   return Status::Ok();
 }
 
-bool RelayServer::Poll() {
+RelayServer::State RelayServer::Poll() {
+  buffer_->DrainWakes();
   RelayRequest* r = buffer_->request();
   if (op_) {
     Status status;
@@ -100,7 +103,8 @@ bool RelayServer::Poll() {
       }
     }
   }
-  return gang_ != 0;
+  if (op_) return State::kInFlight;
+  return gang_ != 0 ? State::kGang : State::kIdle;
 }
 
 }  // namespace lattice::comm

@@ -26,9 +26,11 @@ class RelayServer {
   void EndGang(uint64_t key);
   // A new task process: requests of the old one are forgotten.
   void Reset();
-  // Starts a posted request, tests the one in flight. Returns true while a gang is set
-  // (the caller then polls again within ~200 us).
-  bool Poll();
+  // Starts a posted request, tests the one in flight. The caller sleeps in ppoll on the
+  // buffer's wake_fd() (and its other inputs) between calls, and comes back within ~200 us
+  // while an op is in flight (MPI progresses it only inside MPI calls).
+  enum class State { kIdle, kGang, kInFlight };
+  State Poll();
 
  private:
   void Complete(uint64_t seq, const Status& status);

@@ -84,10 +84,11 @@ bool SocketControlChannel::Flush(int timeout_ms) {
 
 void SocketControlChannel::WaitForInput(std::chrono::microseconds timeout) {
   if (closed_ || in_.size() - in_offset_ >= kHeaderBytes) return;  // something to read now
-  pollfd p{fd_, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0};
+  pollfd p[2] = {{fd_, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0},
+                 {also_fd_, POLLIN, 0}};
   timespec ts{static_cast<time_t>(timeout.count() / 1000000),
               static_cast<long>(timeout.count() % 1000000) * 1000};
-  ::ppoll(&p, 1, &ts, nullptr);
+  ::ppoll(p, also_fd_ >= 0 ? 2 : 1, &ts, nullptr);
 }
 
 std::optional<StatusOr<Envelope>> SocketControlChannel::Poll() {

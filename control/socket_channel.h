@@ -31,8 +31,12 @@ class SocketControlChannel final : public ControlChannel {
   // `dest` is ignored: the socket has one peer.
   Status Send(WorkerRank dest, const Message& m) override;
   std::optional<StatusOr<Envelope>> Poll() override;
-  // Returns as soon as the peer sent something (or the timeout passed).
+  // Returns as soon as the peer sent something, `fd` of AlsoWakeOn is readable, or the
+  // timeout passed.
   void WaitForInput(std::chrono::microseconds timeout) override;
+  // WaitForInput also returns when `fd` (not owned; -1: none) is readable: the worker rank
+  // sleeps on its task process's socket and on the gang relay's eventfd (comm/relay.h).
+  void AlsoWakeOn(int fd) { also_fd_ = fd; }
 
   // Writes queued frames for up to `timeout_ms`; true when all are written.
   bool Flush(int timeout_ms);
@@ -49,6 +53,7 @@ class SocketControlChannel final : public ControlChannel {
   std::string in_;               // received bytes not yet returned as messages
   size_t in_offset_ = 0;         // start of the unparsed part of in_
   bool closed_ = false;
+  int also_fd_ = -1;
 };
 
 }  // namespace lattice

@@ -161,20 +161,23 @@ struct EvalResult {
 
 // Plain cross-entropy and accuracy on the validation split, in chunks; with
 // `teacher_logits` (distill), also the argmax agreement with the teacher; with
-// `feature_match`, also the feature MSE against `teacher_features`.
-EvalResult Evaluate(internal::TrainModel& model, const torch::Tensor& x, const torch::Tensor& y,
-                    int64_t classes, const torch::Tensor& teacher_logits = {},
-                    const internal::FeatureMatch* feature_match = nullptr,
-                    const torch::Tensor& teacher_features = {}) {
+// `feature_match`, also the feature MSE against `teacher_features`. A gang member evaluates
+// its shard of the rows and the sums are added over the members (`dp`: DataParallel).
+StatusOr<EvalResult> Evaluate(internal::DataParallel& dp, internal::TrainModel& model,
+                              const torch::Tensor& x, const torch::Tensor& y, int64_t classes,
+                              const torch::Tensor& teacher_logits = {},
+                              const internal::FeatureMatch* feature_match = nullptr,
+                              const torch::Tensor& teacher_features = {}) {
   torch::InferenceMode inference;
   model.eval();
   constexpr int64_t kChunk = 8192;
   const int64_t n = x.size(0);
+  const std::pair<int64_t, int64_t> rows_of_member = dp.EvalRows(n);
   double loss_sum = 0, feature_sum = 0;
   int64_t correct = 0, agree = 0;
   torch::Tensor confusion = torch::zeros({classes * classes}, torch::kLong).to(x.device());
-  for (int64_t start = 0; start < n; start += kChunk) {
-    int64_t len = std::min(kChunk, n - start);
+  for (int64_t start = rows_of_member.first; start < rows_of_member.second; start += kChunk) {
+    int64_t len = std::min(kChunk, rows_of_member.second - start);
     torch::Tensor feature;
     torch::Tensor logits = feature_match
                                ? feature_match->Forward(model, x.narrow(0, start, len), &feature)
@@ -195,13 +198,18 @@ EvalResult Evaluate(internal::TrainModel& model, const torch::Tensor& x, const t
     }
   }
   model.train();
+  confusion = confusion.cpu();
+  // Every sum over the members (counts are exact in double up to 2^53).
+  std::vector<double> sums = {loss_sum, feature_sum, static_cast<double>(correct),
+                              static_cast<double>(agree)};
+  const int64_t* cells = confusion.data_ptr<int64_t>();
+  for (int64_t i = 0; i < confusion.numel(); ++i) sums.push_back(static_cast<double>(cells[i]));
+  LATTICE_RETURN_IF_ERROR(dp.SumOverMembers(sums.data(), sums.size()));
   const double rows = static_cast<double>(n);
   const double features = feature_match ? rows * teacher_features.size(1) : 1.0;
-  confusion = confusion.cpu();
-  return {loss_sum / rows, static_cast<double>(correct) / rows, static_cast<double>(agree) / rows,
-          feature_sum / features,
-          std::vector<int64_t>(confusion.data_ptr<int64_t>(),
-                               confusion.data_ptr<int64_t>() + confusion.numel())};
+  EvalResult result{sums[0] / rows, sums[2] / rows, sums[3] / rows, sums[1] / features, {}};
+  for (size_t i = 4; i < sums.size(); ++i) result.confusion.push_back(static_cast<int64_t>(sums[i]));
+  return result;
 }
 
 // The teacher's own cross-entropy and accuracy on the validation rows (once per run).
@@ -234,7 +242,9 @@ class Trainer {
     }
     // One contiguous buffer for the parameters and one for the gradients, updated by a
     // fused optimizer: a few ops per step instead of ~10 per parameter tensor.
-    flat_ = std::make_unique<internal::FlatParameters>(params);
+    // A gang's gradients live in its communicator's workspace: no copies per allreduce.
+    flat_ = std::make_unique<internal::FlatParameters>(
+        params, [this](int64_t numel) { return dp_.GradientMemory(numel); });
     optimizer_ = std::make_unique<internal::FlatOptimizer>(
         *flat_, internal::FlatOptimizerOptions::FromTrainConfig(cfg.train));
     loss_options_ = F::CrossEntropyFuncOptions().label_smoothing(cfg.train.label_smoothing);
@@ -308,7 +318,7 @@ class Trainer {
   std::unique_ptr<internal::FeatureMatch> feature_match_;
   std::unique_ptr<internal::FlatParameters> flat_;  // aliases model_'s parameters
   std::unique_ptr<internal::FlatOptimizer> optimizer_;
-  internal::DataParallel dp_{ctx_.gang};  // a no-op for one worker
+  internal::DataParallel dp_{ctx_.gang, ctx_.gang_device};  // a no-op for one worker
   std::unique_ptr<internal::LrSchedule> schedule_;
   double last_lr_ = 0;  // lr of the latest optimizer step: the per-epoch metric "lr"
   internal::Progress progress_{cfg_.train.early_stopping};
@@ -323,8 +333,9 @@ class Trainer {
   };
   std::shared_ptr<const Selected> selected_;
   std::map<std::string, double> last_;  // the latest epoch's metrics
-  // Adds the classification reports of the current weights on validation and test.
-  void AddReports(std::map<std::string, double>* metrics);
+  // Adds the classification reports of the current weights on validation and test
+  // (collective in a gang: the evaluation is sharded).
+  Status AddReports(std::map<std::string, double>* metrics);
   // An alignment job's evaluation after `epoch`: sets last_ (jobs/projector_config.h),
   // steps the schedule; returns whether early stopping says stop.
   bool AlignmentEpoch(int epoch, double train_loss);
@@ -633,14 +644,13 @@ StatusOr<JobResult> Trainer::Run() {
       if (stop) break;
       continue;
     }
-    EvalResult eval = Evaluate(
-        *model_, data_.x_val, data_.y_val, data_.num_classes,
-        teacher_ ? teacher_->val : torch::Tensor(), feature_match_.get(),
-        feature_match_ ? teacher_->features_val : torch::Tensor());
-    double shared[] = {eval.loss, eval.accuracy, eval.agreement, eval.feature_loss};
-    LATTICE_RETURN_IF_ERROR(dp_.ShareValues(shared, 4));  // gangs: member 0's decide
-    eval.loss = shared[0], eval.accuracy = shared[1], eval.agreement = shared[2];
-    eval.feature_loss = shared[3];
+    // Gangs: every member gets the same values (Evaluate sums the shards in one order), so
+    // early stopping and schedules decide alike.
+    LATTICE_ASSIGN_OR_RETURN(
+        EvalResult eval,
+        Evaluate(dp_, *model_, data_.x_val, data_.y_val, data_.num_classes,
+                 teacher_ ? teacher_->val : torch::Tensor(), feature_match_.get(),
+                 feature_match_ ? teacher_->features_val : torch::Tensor()));
     schedule_->OnEpochEnd(eval.loss);
     last = {{"train_loss", train_loss},
             {"train_accuracy", static_cast<double>(epoch_correct_) /
@@ -668,7 +678,9 @@ StatusOr<JobResult> Trainer::Run() {
     result.metrics["selected_val_loss"] = selected_->metrics.at("val_loss");
     model_->LoadWeights(selected_->weights);  // the final weights from here on
   }
-  if (projector_ == nullptr) AddReports(&result.metrics);
+  if (projector_ == nullptr) {
+    LATTICE_RETURN_IF_ERROR(AddReports(&result.metrics));
+  }
   progress_.Fill(&result.metrics);
   if (projector_ != nullptr) {  // Progress saw siglip_score where a classifier has accuracy
     result.metrics["best_siglip_score"] = result.metrics["best_val_accuracy"];
@@ -692,14 +704,17 @@ StatusOr<JobResult> Trainer::Run() {
   return result;
 }
 
-void Trainer::AddReports(std::map<std::string, double>* metrics) {
-  EvalResult val = Evaluate(*model_, data_.x_val, data_.y_val, data_.num_classes);
+Status Trainer::AddReports(std::map<std::string, double>* metrics) {
+  LATTICE_ASSIGN_OR_RETURN(EvalResult val,
+                           Evaluate(dp_, *model_, data_.x_val, data_.y_val, data_.num_classes));
   internal::AddReport(internal::MakeReport(val.confusion, data_.num_classes), "selected_val",
                       metrics);
-  if (!data_.x_test.defined()) return;
-  EvalResult test = Evaluate(*model_, data_.x_test, data_.y_test, data_.num_classes);
+  if (!data_.x_test.defined()) return Status::Ok();
+  LATTICE_ASSIGN_OR_RETURN(EvalResult test,
+                           Evaluate(dp_, *model_, data_.x_test, data_.y_test, data_.num_classes));
   internal::AddReport(internal::MakeReport(test.confusion, data_.num_classes), "test", metrics);
   (*metrics)["test_loss"] = test.loss;
+  return Status::Ok();
 }
 
 bool Trainer::AlignmentEpoch(int epoch, double train_loss) {

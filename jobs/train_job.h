@@ -159,6 +159,10 @@ struct JobContext {
   // every member calls RunJob with the same config, and member 0's results, checkpoints
   // and callbacks are the trial's. Null: one worker.
   comm::Communicator* gang = nullptr;
+  // The same gang's communicator for device memory (NCCL, on CUDA workers; not owned):
+  // data-parallel training runs the collectives of tensors on the GPU through it, and of
+  // host data through `gang`. Null: device tensors go through host memory and `gang`.
+  comm::Communicator* gang_device = nullptr;
 };
 
 // Checks that this process can run jobs on `device` ("cpu", "cuda:0"): FailedPrecondition

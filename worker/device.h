@@ -11,8 +11,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "comm/communicator.h"
 #include "common/status.h"
 
 namespace lattice {
@@ -40,5 +42,11 @@ int64_t PeakDeviceMemory(const DeviceInfo& device);
 
 // Device memory in use now, bytes (0 for the CPU or when unknown).
 int64_t DeviceMemoryInUse(const DeviceInfo& device);
+
+// A gang member's communicator for device memory (comm/communicator.h): on a CUDA worker
+// NCCL on its GPU, the unique id broadcast over `host` (the gang's relay, i.e. MPI), which
+// every member calls at the same point; null on the CPU (host memory needs none).
+StatusOr<std::unique_ptr<comm::Communicator>> DeviceGangCommunicator(const DeviceInfo& device,
+                                                                     comm::Communicator& host);
 
 }  // namespace lattice

@@ -15,4 +15,9 @@ void ResetPeakDeviceMemory(const DeviceInfo& /*device*/) {}
 
 int64_t PeakDeviceMemory(const DeviceInfo& /*device*/) { return 0; }
 
+StatusOr<std::unique_ptr<comm::Communicator>> DeviceGangCommunicator(
+    const DeviceInfo& /*device*/, comm::Communicator& /*host*/) {
+  return std::unique_ptr<comm::Communicator>();
+}
+
 }  // namespace lattice

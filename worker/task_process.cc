@@ -184,12 +184,14 @@ class Relay {
         Stop();
         return 1;
       }
-      // While a gang task runs, its collectives wait on this loop: poll at least every 200 us
-      // (a step of a model worth a gang takes tens of ms; more wake-ups steal its cores).
-      const bool gang = relay_server_ && relay_server_->Poll();
-      const auto most = std::chrono::microseconds(gang ? 200 : 2000);
+      // A gang's collective in flight is tested every 200 us (MPI progresses it only inside
+      // MPI calls); otherwise the loop sleeps: a posted collective wakes it (the relay's
+      // eventfd), as does the task process's socket (a Result must not wait for the
+      // back-off). The back-off bounds only how late the coordinator's messages are seen.
+      const bool in_flight =
+          relay_server_ && relay_server_->Poll() == comm::RelayServer::State::kInFlight;
+      const auto most = std::chrono::microseconds(in_flight ? 200 : 2000);
       idle_sleep = did_work ? std::chrono::microseconds(20) : std::min(idle_sleep * 2, most);
-      // Wakes at once when the task process reports (a Result must not wait for the back-off).
       if (running) task_.channel->WaitForInput(idle_sleep);
     }
     Stop();
@@ -201,6 +203,7 @@ class Relay {
 
   Status Start() {
     LATTICE_ASSIGN_OR_RETURN(task_, StartTaskProcess(coordinator_.rank(), options_));
+    if (relay_buffer_) task_.channel->AlsoWakeOn(relay_buffer_->wake_fd());
     return Status::Ok();
   }
 

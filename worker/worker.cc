@@ -184,9 +184,10 @@ class TaskRunner {
     }
     ResultMsg result{task.trial, task.attempt, StatusCode::kOk, {}, 0, "", 0};
     std::unique_ptr<comm::RelayCommunicator> gang;
+    std::unique_ptr<comm::Communicator> device_gang;  // destroyed before `gang`
     int member = 0;
     if (!task.gang.empty()) {
-      StatusOr<int> joined = JoinGang(task, ctx, &gang);
+      StatusOr<int> joined = JoinGang(task, ctx, &gang, &device_gang);
       if (!joined.ok()) {
         result.code = joined.status().code();
         result.error = joined.status().message();
@@ -223,9 +224,11 @@ class TaskRunner {
   }
 
   // A multi-worker trial: this member's communicator (through the rank: comm/relay.h) in
-  // ctx.gang; members other than 0 report nothing but their Result. Returns the member.
+  // ctx.gang, and on a GPU worker its device communicator (NCCL) in ctx.gang_device;
+  // members other than 0 report nothing but their Result. Returns the member.
   StatusOr<int> JoinGang(const AssignMsg& task, jobs::JobContext& ctx,
-                         std::unique_ptr<comm::RelayCommunicator>* gang) {
+                         std::unique_ptr<comm::RelayCommunicator>* gang,
+                         std::unique_ptr<comm::Communicator>* device_gang) {
     if (relay_ == nullptr) {
       return Status::FailedPrecondition(
           "a multi-worker trial needs task isolation (lattice cluster --task-isolation true)");
@@ -242,6 +245,9 @@ class TaskRunner {
         relay_, comm::GangKey(task.trial.ToString(), task.attempt), member,
         static_cast<int>(task.gang.size()), ctx.cancelled);
     ctx.gang = gang->get();
+    // GPU workers: device tensors' collectives over NCCL (every member's device is alike).
+    LATTICE_ASSIGN_OR_RETURN(*device_gang, DeviceGangCommunicator(device_, **gang));
+    ctx.gang_device = device_gang->get();
     if (member > 0) {
       ctx.on_epoch = nullptr;
       ctx.on_checkpoint = nullptr;

@@ -1,5 +1,6 @@
 #include "jobs/internal/data_parallel.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -7,13 +8,13 @@
 namespace lattice::jobs::internal {
 
 template <typename Op>
-Status DataParallel::OnHost(torch::Tensor& t, Op op) {
-  if (t.device().is_cpu() || gang_->backend() == "nccl") {
+Status DataParallel::Collective(torch::Tensor& t, Op op) {
+  if (t.device().is_cpu() || (t.device().is_cuda() && device_gang_ != nullptr)) {
     LATTICE_CHECK(t.is_contiguous());
-    return op(t);
+    return op(t.device().is_cpu() ? *gang_ : *device_gang_, t);
   }
   torch::Tensor host = t.to(torch::kCPU).contiguous();
-  LATTICE_RETURN_IF_ERROR(op(host));
+  LATTICE_RETURN_IF_ERROR(op(*gang_, host));
   t.copy_(host);
   return Status::Ok();
 }
@@ -44,13 +45,13 @@ Status DataParallel::Start(const std::vector<torch::Tensor>& buffers, FlatParame
   }
   torch::NoGradGuard no_grad;
   torch::Tensor params = flat.params();
-  LATTICE_RETURN_IF_ERROR(OnHost(params, [&](torch::Tensor& t) {
-    return gang_->Broadcast(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size(), 0);
+  LATTICE_RETURN_IF_ERROR(Collective(params, [&](comm::Communicator& c, torch::Tensor& t) {
+    return c.Broadcast(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size(), 0);
   }));
   for (torch::Tensor buffer : buffers) {
     torch::Tensor b = buffer.contiguous();
-    LATTICE_RETURN_IF_ERROR(OnHost(b, [&](torch::Tensor& t) {
-      return gang_->Broadcast(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size(), 0);
+    LATTICE_RETURN_IF_ERROR(Collective(b, [&](comm::Communicator& c, torch::Tensor& t) {
+      return c.Broadcast(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size(), 0);
     }));
     if (!b.is_same(buffer)) buffer.copy_(b);
   }
@@ -61,8 +62,8 @@ Status DataParallel::AllreduceGradients(FlatParameters& flat) {
   if (!active()) return Status::Ok();
   const auto start = std::chrono::steady_clock::now();
   torch::Tensor grads = flat.grads();
-  Status s = OnHost(grads, [&](torch::Tensor& t) {
-    return gang_->Allreduce(t.data_ptr<float>(), static_cast<size_t>(t.numel()),
+  Status s = Collective(grads, [&](comm::Communicator& c, torch::Tensor& t) {
+    return c.Allreduce(t.data_ptr<float>(), static_cast<size_t>(t.numel()),
                             comm::ReduceOp::kSum);
   });
   allreduce_seconds_ +=
@@ -82,8 +83,8 @@ Status DataParallel::AverageBuffers(const std::vector<torch::Tensor>& buffers) {
   for (torch::Tensor buffer : buffers) {
     if (buffer.scalar_type() != torch::kFloat) continue;  // num_batches_tracked: equal anyway
     torch::Tensor b = buffer.contiguous();
-    LATTICE_RETURN_IF_ERROR(OnHost(b, [&](torch::Tensor& t) {
-      return gang_->Allreduce(t.data_ptr<float>(), static_cast<size_t>(t.numel()),
+    LATTICE_RETURN_IF_ERROR(Collective(b, [&](comm::Communicator& c, torch::Tensor& t) {
+      return c.Allreduce(t.data_ptr<float>(), static_cast<size_t>(t.numel()),
                               comm::ReduceOp::kMean);
     }));
     if (!b.is_same(buffer)) buffer.copy_(b);
@@ -92,29 +93,36 @@ Status DataParallel::AverageBuffers(const std::vector<torch::Tensor>& buffers) {
 }
 
 Status DataParallel::SumEpochLoss(double* loss_sum, int64_t* seen) {
-  if (!active()) return Status::Ok();
-  // Doubles gathered, not reduced in float: the sum keeps double precision.
-  std::vector<float> mine(4), all(4 * static_cast<size_t>(gang_->size()));
-  std::memcpy(mine.data(), loss_sum, sizeof(double));
-  const double rows = static_cast<double>(*seen);
-  std::memcpy(mine.data() + 2, &rows, sizeof(double));
-  LATTICE_RETURN_IF_ERROR(gang_->Allgather(mine.data(), 4, all.data()));
-  double total_loss = 0, total_rows = 0;
-  for (int m = 0; m < gang_->size(); ++m) {
-    double l = 0, r = 0;
-    std::memcpy(&l, all.data() + 4 * m, sizeof(double));
-    std::memcpy(&r, all.data() + 4 * m + 2, sizeof(double));
-    total_loss += l;
-    total_rows += r;
-  }
-  *loss_sum = total_loss;
-  *seen = static_cast<int64_t>(total_rows);
+  double values[] = {*loss_sum, static_cast<double>(*seen)};
+  LATTICE_RETURN_IF_ERROR(SumOverMembers(values, 2));
+  *loss_sum = values[0];
+  *seen = static_cast<int64_t>(values[1]);
   return Status::Ok();
 }
 
-Status DataParallel::ShareValues(double* values, size_t count) {
+Status DataParallel::SumOverMembers(double* values, size_t count) {
   if (!active()) return Status::Ok();
-  return gang_->Broadcast(values, count * sizeof(double), 0);
+  // Doubles gathered as pairs of floats, not reduced in float: the sum keeps double
+  // precision and one order. In pieces, so that a large confusion matrix fits the relay.
+  constexpr size_t kPiece = 4096;
+  const size_t k = static_cast<size_t>(gang_->size());
+  std::vector<float> all(2 * kPiece * k);
+  for (size_t begin = 0; begin < count; begin += kPiece) {
+    const size_t n = std::min(kPiece, count - begin);
+    std::vector<float> mine(2 * n);
+    std::memcpy(mine.data(), values + begin, n * sizeof(double));
+    LATTICE_RETURN_IF_ERROR(gang_->Allgather(mine.data(), 2 * n, all.data()));
+    for (size_t i = 0; i < n; ++i) {
+      double total = 0;
+      for (size_t m = 0; m < k; ++m) {
+        double v = 0;
+        std::memcpy(&v, all.data() + m * 2 * n + 2 * i, sizeof(double));
+        total += v;
+      }
+      values[begin + i] = total;
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace lattice::jobs::internal

@@ -17,14 +17,24 @@
 // (every member got the same checkpoint; the broadcast makes it certain). BatchNorm: each
 // member normalises with its slice's statistics (as DDP without SyncBatchNorm); the
 // running statistics are averaged over the members before every evaluation
-// (AverageBuffers), so that every member evaluates and member 0 saves the same model. The
-// epoch's training loss is summed over the members (SumEpochLoss) and the evaluation's
-// values are member 0's (ShareValues), so early stopping, plateau schedules and the
-// selected epoch decide alike everywhere. Member 0 alone reports and checkpoints (the
-// worker drops the others' reports); nothing here is collective except these calls,
-// which every member makes at the same points.
+// (AverageBuffers), so that every member evaluates and member 0 saves the same model.
+// Evaluation is sharded: member m evaluates rows [n*m/k, n*(m+1)/k) of the n (EvalRows)
+// and the partial sums (loss, correct rows, confusion counts) are summed over the members
+// in member order (SumOverMembers, in double), so every member gets the same values, and
+// the same counts as one worker (the loss differs from one worker's by float summation
+// order). The epoch's training loss is summed the same way (SumEpochLoss), so early
+// stopping, plateau schedules and the selected epoch decide alike everywhere. Member 0
+// alone reports and checkpoints (the worker drops the others' reports); nothing here is
+// collective except these calls, which every member makes at the same points.
 //
-// Tensors on a GPU go through host memory unless the communicator is NCCL's.
+// Gradients: with a CPU model the flat gradient buffer lives in the communicator's
+// Workspace when it has one (GradientMemory: the relay's shared memory), so the per-step
+// allreduce copies nothing in or out. One allreduce after backward, no buckets overlapping
+// the backward pass: on CPU workers the backward pass already keeps every core busy
+// (docs/BENCHMARKS.md, "Multi-worker trials").
+// Tensors on a GPU go through the device communicator (NCCL) when the worker has one,
+// through host memory and the host communicator otherwise; host data (the sums) always
+// goes through the host communicator.
 // Errors: the communicator's (a gang member gone: Cancelled once the worker cancels).
 // Without a communicator (a one-worker trial) every call is a no-op and Share() is 1.
 #pragma once
@@ -45,7 +55,9 @@ namespace lattice::jobs::internal {
 
 class DataParallel {
  public:
-  explicit DataParallel(comm::Communicator* gang) : gang_(gang) {}
+  // `gang`: host memory (the relay); `device_gang` (may be null): device memory (NCCL).
+  DataParallel(comm::Communicator* gang, comm::Communicator* device_gang)
+      : gang_(gang), device_gang_(device_gang) {}
 
   bool active() const { return gang_ != nullptr && gang_->size() > 1; }
 
@@ -64,22 +76,37 @@ class DataParallel {
   }
   // This member's rows of batch `b` / the batch's rows.
   double Share(size_t b) const { return active() ? shares_[b] : 1.0; }
+  // For FlatParameters' grad_memory: the communicator's workspace for `numel` floats, or
+  // nullptr (one worker, or none that large).
+  float* GradientMemory(int64_t numel) {
+    return active() ? gang_->Workspace(static_cast<size_t>(numel)) : nullptr;
+  }
   Status AllreduceGradients(FlatParameters& flat);
   Status AverageBuffers(const std::vector<torch::Tensor>& buffers);
   Status SumEpochLoss(double* loss_sum, int64_t* seen);
-  Status ShareValues(double* values, size_t count);
+  // This member's shard [first, second) of `n` evaluation rows (all of them for one worker).
+  std::pair<int64_t, int64_t> EvalRows(int64_t n) const {
+    if (!active()) return {0, n};
+    const int64_t m = gang_->rank(), k = gang_->size();
+    return {n * m / k, n * (m + 1) / k};
+  }
+  // values[i] becomes the sum of values[i] over the members, added in member order in
+  // double (the same bits on every member).
+  Status SumOverMembers(double* values, size_t count);
   // Gang trials' result metrics: gang_size and gang_allreduce_seconds (this member's wall
   // time in the gradient allreduces, relay included: its share of the run is what the
   // data plane costs).
   void Report(std::map<std::string, double>* metrics) const;
 
  private:
-  // Runs `op` on the float data of `t` (through a host copy when `t` is not on the CPU and
-  // the backend is not NCCL), writing the result back.
+  // Runs `op(communicator, tensor)` on the float data of `t`: with the device communicator
+  // on a GPU tensor when there is one, else with the host one (through a host copy when
+  // `t` is not on the CPU), writing the result back.
   template <typename Op>
-  Status OnHost(torch::Tensor& t, Op op);
+  Status Collective(torch::Tensor& t, Op op);
 
   comm::Communicator* gang_;
+  comm::Communicator* device_gang_;
   std::vector<double> shares_;
   double allreduce_seconds_ = 0;
 };

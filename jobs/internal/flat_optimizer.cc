@@ -6,7 +6,8 @@
 
 namespace lattice::jobs::internal {
 
-FlatParameters::FlatParameters(const std::vector<torch::Tensor>& params) {
+FlatParameters::FlatParameters(const std::vector<torch::Tensor>& params,
+                               const std::function<float*(int64_t numel)>& grad_memory) {
   LATTICE_CHECK(!params.empty());
   const torch::Tensor& first = params.front();
   LATTICE_CHECK(first.is_floating_point());
@@ -18,7 +19,11 @@ FlatParameters::FlatParameters(const std::vector<torch::Tensor>& params) {
     total += p.numel();
   }
   params_ = torch::empty({total}, options);
-  grads_ = torch::zeros({total}, options);
+  float* memory = grad_memory && first.device().is_cpu() && first.scalar_type() == torch::kFloat
+                      ? grad_memory(total)
+                      : nullptr;
+  grads_ = memory != nullptr ? torch::from_blob(memory, {total}, options).zero_()
+                             : torch::zeros({total}, options);
   torch::NoGradGuard no_grad;
   int64_t offset = 0;
   for (const torch::Tensor& p : params) {

@@ -33,6 +33,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "common/status.h"
@@ -45,7 +46,11 @@ class FlatParameters {
   // `params`: leaf tensors that require grad, all of one floating dtype and device. Their
   // values are copied into the flat buffer; the tensors keep their identity (modules
   // still hold them) but now alias it, and their .grad is a zeroed view of grads().
-  explicit FlatParameters(const std::vector<torch::Tensor>& params);
+  // `grad_memory` (optional; float parameters on the CPU only) may return memory for the
+  // numel gradients that outlives this object (a gang's communicator workspace:
+  // comm::Communicator::Workspace); nullptr: grads() allocates its own.
+  explicit FlatParameters(const std::vector<torch::Tensor>& params,
+                          const std::function<float*(int64_t numel)>& grad_memory = nullptr);
 
   const torch::Tensor& params() const { return params_; }  // [numel], all parameters
   const torch::Tensor& grads() const { return grads_; }    // [numel], all gradients

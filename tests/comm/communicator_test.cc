@@ -2,18 +2,23 @@
 //   mpi       MpiCommunicator over the whole world (a duplicate)
 //   relay     RelayCommunicator in a forked child (no MPI there), its rank serving it with a
 //             RelayServer: how a worker's task process runs collectives
-//   nccl      NcclCommunicator (LATTICE_WITH_CUDA builds with a CUDA device; skipped with the
-//             reason otherwise)
+//   nccl      NcclCommunicator (LATTICE_WITH_CUDA builds, where ctest defines
+//             LATTICE_TEST_NCCL): the first min(devices, ranks) ranks, one device each, the
+//             unique id broadcast over their MPI group; the checks' host buffers staged
+//             through device memory. Skipped with the reason without CUDA or without a device.
 // plus MpiCommunicator::CreateGroup on a subset of the ranks, in a new order.
 // Runs under `mpirun -np 3` (ctest comm_contract_mpi): every rank runs every test.
 #include <mpi.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,6 +28,12 @@
 #include "comm/relay.h"
 #include "comm/relay_server.h"
 #include "tests/testutil/testutil.h"
+
+#if LATTICE_TEST_NCCL
+#include <cuda_runtime.h>
+
+#include "comm/nccl_communicator.h"
+#endif
 
 namespace lattice::comm {
 namespace {
@@ -121,14 +132,135 @@ Status CheckBadRoot(Communicator& c) {
                 "broadcast from a root outside the gang: " + s.ToString());
 }
 
+// Gradients kept in the backend's workspace (the relay's: no staging copies): an allreduce
+// there sums in place, and the other collectives, staged behind it, leave it alone. A
+// backend without one (nullptr) runs the same checks on the caller's memory.
+Status CheckWorkspace(Communicator& c) {
+  const size_t count = 5000;
+  std::vector<float> own;
+  float* data = c.Workspace(count);
+  if (c.backend() == "relay") LATTICE_RETURN_IF_ERROR(Expect(data != nullptr, "no relay workspace"));
+  LATTICE_RETURN_IF_ERROR(Expect(c.Workspace(count) == nullptr, "a second workspace"));
+  if (data == nullptr) {
+    own.resize(count);
+    data = own.data();
+  }
+  const float n = static_cast<float>(c.size());
+  for (int round = 1; round <= 2; ++round) {
+    for (size_t i = 0; i < count; ++i) data[i] = static_cast<float>(round * (c.rank() + 1));
+    LATTICE_RETURN_IF_ERROR(c.Allreduce(data, count, ReduceOp::kSum));
+    LATTICE_RETURN_IF_ERROR(CheckBroadcast(c, 100003));  // staged, in pieces
+    LATTICE_RETURN_IF_ERROR(CheckAllreduce(c, 50001));
+    const float expected = static_cast<float>(round) * n * (n + 1) / 2;
+    for (size_t i = 0; i < count; ++i) {
+      if (data[i] != expected) {
+        return Status::Internal("workspace[" + std::to_string(i) + "] = " +
+                                std::to_string(data[i]) + " after round " +
+                                std::to_string(round) + ", expected " + std::to_string(expected));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 // A relay buffer smaller than the payloads above, so that they go in pieces.
 constexpr size_t kRelayCapacity = 64 << 10;
+
+int WorldSize() {
+  int size = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
+#if LATTICE_TEST_NCCL
+int CudaDevices() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+  return n;
+}
+
+// The checks pass host memory; NCCL takes device memory: each call is staged through a
+// device buffer (what a caller with host data would do).
+class DeviceStaged final : public Communicator {
+ public:
+  explicit DeviceStaged(std::unique_ptr<NcclCommunicator> nccl) : nccl_(std::move(nccl)) {}
+  ~DeviceStaged() override { cudaFree(device_); }
+  int rank() const override { return nccl_->rank(); }
+  int size() const override { return nccl_->size(); }
+  std::string_view backend() const override { return nccl_->backend(); }
+  Status Allreduce(float* data, size_t count, ReduceOp op) override {
+    LATTICE_RETURN_IF_ERROR(In(data, count * sizeof(float), count * sizeof(float)));
+    LATTICE_RETURN_IF_ERROR(nccl_->Allreduce(static_cast<float*>(device_), count, op));
+    return Out(data, count * sizeof(float));
+  }
+  Status Broadcast(void* data, size_t bytes, int root) override {
+    LATTICE_RETURN_IF_ERROR(In(data, bytes, bytes));
+    LATTICE_RETURN_IF_ERROR(nccl_->Broadcast(device_, bytes, root));
+    return Out(data, bytes);
+  }
+  Status Allgather(const float* send, size_t count, float* recv) override {
+    const size_t total = count * static_cast<size_t>(size()) * sizeof(float);
+    LATTICE_RETURN_IF_ERROR(In(send, count * sizeof(float), total));
+    float* d = static_cast<float*>(device_);
+    LATTICE_RETURN_IF_ERROR(nccl_->Allgather(d, count, d + count));
+    return Expect(cudaMemcpy(recv, d + count, total, cudaMemcpyDeviceToHost) == cudaSuccess,
+                  "cudaMemcpy from the device");
+  }
+  Status Barrier() override { return nccl_->Barrier(); }
+
+ private:
+  // Copies `bytes` of `host` to the device buffer, which holds at least `need` more bytes.
+  Status In(const void* host, size_t bytes, size_t need) {
+    if (need + bytes > capacity_) {
+      cudaFree(device_);
+      device_ = nullptr;
+      capacity_ = 0;
+      LATTICE_RETURN_IF_ERROR(
+          Expect(cudaMalloc(&device_, need + bytes) == cudaSuccess, "cudaMalloc"));
+      capacity_ = need + bytes;
+    }
+    return Expect(cudaMemcpy(device_, host, bytes, cudaMemcpyHostToDevice) == cudaSuccess,
+                  "cudaMemcpy to the device");
+  }
+  Status Out(void* host, size_t bytes) {
+    return Expect(cudaMemcpy(host, device_, bytes, cudaMemcpyDeviceToHost) == cudaSuccess,
+                  "cudaMemcpy from the device");
+  }
+
+  std::unique_ptr<NcclCommunicator> nccl_;
+  void* device_ = nullptr;
+  size_t capacity_ = 0;
+};
+#endif
+
+// Members of the backend's gang: the world, or for NCCL one rank per device.
+int GangSize(const std::string& backend) {
+#if LATTICE_TEST_NCCL
+  if (backend == "nccl") return std::min(WorldSize(), CudaDevices());
+#endif
+  (void)backend;
+  return WorldSize();
+}
 
 Status RunOn(const std::string& backend, const Check& check) {
   if (backend == "mpi") {
     LATTICE_ASSIGN_OR_RETURN(auto comm, MpiCommunicator::Duplicate(MPI_COMM_WORLD));
     return check(*comm);
   }
+#if LATTICE_TEST_NCCL
+  if (backend == "nccl") {
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    const int members = GangSize(backend);
+    if (rank >= members) return Status::Ok();  // no device of its own: not in the gang
+    std::vector<int> ranks;
+    for (int r = 0; r < members; ++r) ranks.push_back(r);
+    LATTICE_ASSIGN_OR_RETURN(auto bootstrap, MpiCommunicator::CreateGroup(MPI_COMM_WORLD, ranks, 11));
+    LATTICE_ASSIGN_OR_RETURN(auto nccl, NcclCommunicator::Create(*bootstrap, rank));
+    DeviceStaged comm(std::move(nccl));
+    return check(comm);
+  }
+#endif
   // relay: a child process (which never calls MPI) posts, this rank serves.
   int rank = 0, size = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -150,7 +282,12 @@ Status RunOn(const std::string& backend, const Check& check) {
   }
   if (pid < 0) return Status::IoError("fork failed");
   int status = 0;
-  while (waitpid(pid, &status, WNOHANG) == 0) server.Poll();
+  // As a worker rank: asleep until the child posts (the eventfd) unless an op is in flight.
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (server.Poll() == RelayServer::State::kInFlight) continue;
+    pollfd wake{buffer->wake_fd(), POLLIN, 0};
+    poll(&wake, 1, 5);  // 5 ms: also notices the child's exit
+  }
   server.EndGang(gang);
   return Expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                 "the relay member's checks failed (its message is above)");
@@ -159,10 +296,15 @@ Status RunOn(const std::string& backend, const Check& check) {
 class CommunicatorTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (GetParam() == "nccl") {
-      GTEST_SKIP() << "NCCL: this build has no CUDA (configure with -DLATTICE_WITH_CUDA=ON on a "
-                      "machine with a GPU)";
+    if (GetParam() != "nccl") return;
+#if LATTICE_TEST_NCCL
+    if (!NcclCommunicator::DevicePresent()) {
+      GTEST_SKIP() << "NCCL: this CUDA build sees no CUDA device here";
     }
+#else
+    GTEST_SKIP() << "NCCL: this build has no CUDA (configure with -DLATTICE_WITH_CUDA=ON on a "
+                    "machine with a GPU)";
+#endif
   }
 };
 
@@ -178,6 +320,10 @@ TEST_P(CommunicatorTest, BroadcastCopiesTheRootsBytes) {
   ASSERT_OK(RunOn(GetParam(), [](Communicator& c) { return CheckBroadcast(c, 100003); }));
 }
 
+TEST_P(CommunicatorTest, WorkspaceAllreducesInPlaceAndOtherCollectivesLeaveItAlone) {
+  ASSERT_OK(RunOn(GetParam(), CheckWorkspace));
+}
+
 TEST_P(CommunicatorTest, AllgatherOrdersByMember) {
   ASSERT_OK(RunOn(GetParam(), CheckAllgather));
 }
@@ -191,9 +337,9 @@ TEST_P(CommunicatorTest, BroadcastFromARootOutsideTheGangIsInvalid) {
 }
 
 TEST_P(CommunicatorTest, SizesAndRanksMatchTheWorld) {
-  int rank = 0, size = 0;
+  int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const int size = GangSize(GetParam());  // members are world ranks 0..size-1
   ASSERT_OK(RunOn(GetParam(), [&](Communicator& c) {
     return Expect(c.rank() == rank && c.size() == size,
                   "rank/size " + std::to_string(c.rank()) + "/" + std::to_string(c.size()));

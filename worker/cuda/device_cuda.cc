@@ -6,6 +6,7 @@
 
 #include <cstdio>
 
+#include "comm/nccl_communicator.h"
 #include "worker/device.h"
 
 namespace lattice {
@@ -61,6 +62,14 @@ int64_t DeviceMemoryInUse(const DeviceInfo& device) {
   size_t free_bytes = 0, total = 0;
   if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) return 0;
   return static_cast<int64_t>(total - free_bytes);
+}
+
+StatusOr<std::unique_ptr<comm::Communicator>> DeviceGangCommunicator(const DeviceInfo& device,
+                                                                     comm::Communicator& host) {
+  if (device.kind != "cuda") return std::unique_ptr<comm::Communicator>();
+  LATTICE_ASSIGN_OR_RETURN(std::unique_ptr<comm::NcclCommunicator> nccl,
+                           comm::NcclCommunicator::Create(host, device.index));
+  return std::unique_ptr<comm::Communicator>(std::move(nccl));
 }
 
 }  // namespace lattice

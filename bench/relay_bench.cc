@@ -1,0 +1,126 @@
+// The gang data plane's cost per gradient allreduce: a forked task process's allreduce
+// through the relay (comm/relay.h), served by its rank as a worker rank serves it (asleep
+// in ppoll on the relay's eventfd, testing an op in flight every 200 us), against the
+// floor: the same MPI_Iallreduce called by the ranks themselves in a tight MPI_Test loop.
+// Two relay variants: the payload in the communicator's workspace (what data-parallel
+// training does with its gradients: no copies) and in the caller's memory (copied in and
+// out). Also the CPU seconds each rank and task process spent.
+//
+// Usage: mpirun -np 2 build/bench/relay_bench [FLOATS=5820000] [STEPS=40]
+// (5.82 M floats: the gradient of the MLP 784-2048-2048-10 of bench/gang_bench.sh)
+#include <mpi.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "comm/mpi_communicator.h"
+#include "comm/relay.h"
+#include "comm/relay_server.h"
+
+namespace lattice::comm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double CpuSeconds(int who) {
+  rusage u{};
+  getrusage(who, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
+
+// Seconds per allreduce of `floats` floats, `steps` times, through a relay from a child.
+double ThroughRelay(size_t floats, int steps, bool workspace, int rank, int size) {
+  auto buffer = RelayBuffer::Create(RelayBuffer::kDefaultCapacity);
+  if (!buffer.ok()) std::abort();
+  std::vector<int> ranks;
+  for (int r = 0; r < size; ++r) ranks.push_back(r);
+  const uint64_t gang = GangKey(workspace ? "bench-ws" : "bench-copy", 1);
+  RelayServer server(buffer->get(), MPI_COMM_WORLD);
+  server.SetGang(gang, ranks);
+  MPI_Barrier(MPI_COMM_WORLD);
+  const auto start = Clock::now();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    RelayCommunicator comm(buffer->get(), gang, rank, size, nullptr);
+    std::vector<float> own;
+    float* data = workspace ? comm.Workspace(floats) : nullptr;
+    if (data == nullptr) {
+      own.assign(floats, 1.0f);
+      data = own.data();
+    }
+    for (int s = 0; s < steps; ++s) {
+      if (!comm.Allreduce(data, floats, ReduceOp::kSum).ok()) _exit(1);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {  // the worker rank's loop, in short
+    if (server.Poll() == RelayServer::State::kInFlight) {
+      usleep(200);
+      continue;
+    }
+    pollfd wake{(*buffer)->wake_fd(), POLLIN, 0};
+    poll(&wake, 1, 2);
+  }
+  server.EndGang(gang);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) std::abort();
+  return std::chrono::duration<double>(Clock::now() - start).count() / steps;
+}
+
+int Main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  int rank = 0, size = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const size_t floats = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 5820000;
+  const int steps = argc > 2 ? std::atoi(argv[2]) : 40;
+
+  double cpu0 = CpuSeconds(RUSAGE_SELF);
+  auto direct = MpiCommunicator::Duplicate(MPI_COMM_WORLD);
+  if (!direct.ok()) std::abort();
+  std::vector<float> data(floats, 1.0f);
+  MPI_Barrier(MPI_COMM_WORLD);
+  auto start = Clock::now();
+  for (int s = 0; s < steps; ++s) {
+    if (!(*direct)->Allreduce(data.data(), floats, ReduceOp::kSum).ok()) std::abort();
+  }
+  const double floor = std::chrono::duration<double>(Clock::now() - start).count() / steps;
+  const double floor_cpu = CpuSeconds(RUSAGE_SELF) - cpu0;
+
+  cpu0 = CpuSeconds(RUSAGE_SELF);
+  double child0 = CpuSeconds(RUSAGE_CHILDREN);
+  const double ws = ThroughRelay(floats, steps, true, rank, size);
+  const double ws_rank = CpuSeconds(RUSAGE_SELF) - cpu0, ws_task = CpuSeconds(RUSAGE_CHILDREN) - child0;
+  cpu0 = CpuSeconds(RUSAGE_SELF);
+  child0 = CpuSeconds(RUSAGE_CHILDREN);
+  const double copy = ThroughRelay(floats, steps, false, rank, size);
+  const double copy_rank = CpuSeconds(RUSAGE_SELF) - cpu0;
+  const double copy_task = CpuSeconds(RUSAGE_CHILDREN) - child0;
+  if (rank == 0) {
+    std::printf("allreduce of %zu floats (%.1f MB), %d ranks, %d steps (rank 0's view)\n", floats,
+                static_cast<double>(floats) * 4e-6, size, steps);
+    std::printf("ranks' own MPI (MPI_Test spin): %7.2f ms/op  rank CPU %5.2f s\n", floor * 1e3,
+                floor_cpu);
+    std::printf("relay, workspace (no copies):    %7.2f ms/op  rank CPU %5.2f s  task CPU %5.2f s  "
+                "%.2fx the floor\n", ws * 1e3, ws_rank, ws_task, ws / floor);
+    std::printf("relay, copied in and out:        %7.2f ms/op  rank CPU %5.2f s  task CPU %5.2f s  "
+                "%.2fx the floor\n", copy * 1e3, copy_rank, copy_task, copy / floor);
+  }
+  direct->reset();
+  MPI_Finalize();
+  return 0;
+}
+
+}  // namespace
+}  // namespace lattice::comm
+
+int main(int argc, char** argv) { return lattice::comm::Main(argc, argv); }

@@ -54,3 +54,14 @@ run_sweep() {  # SPEC-FILE
 json_field() {  # JSON FIELD-EXPRESSION (python, `j` is the object)
   $PYTHON -c "import json,sys;j=json.loads(sys.argv[1]);print($2)" "$1"
 }
+
+run_halves() {  # PROGRAM SPEC OUT-PREFIX: parts 0 and 1 of 2 side by side into OUT-PREFIX{0,1}.json;
+                # prints the wall seconds
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$1" "$2" --part 0 --of 2 > "${3}0.json" &
+  "$1" "$2" --part 1 --of 2 > "${3}1.json"
+  wait
+  t1=$(date +%s.%N)
+  echo "$t1 - $t0" | bc
+}

@@ -43,23 +43,13 @@ echo "   $lattice_done trials, $lattice_epochs epochs, ${lattice_s}s (server), b
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 echo "== 2. Floor: plain LibTorch loop, 2 processes"
-t0=$(date +%s.%N)
-"$BUILD/bench/probe_plain" "$SPEC" --part 0 --of 2 > "$WORK/p0.json" &
-"$BUILD/bench/probe_plain" "$SPEC" --part 1 --of 2 > "$WORK/p1.json"
-wait
-t1=$(date +%s.%N)
-plain_s=$(echo "$t1 - $t0" | bc)
+plain_s=$(run_halves "$BUILD/bench/probe_plain" "$SPEC" "$WORK/p")
 plain_epochs=$(( $(json_field "$(cat "$WORK/p0.json")" "j['epochs']") + \
                  $(json_field "$(cat "$WORK/p1.json")" "j['epochs']") ))
 echo "   $plain_epochs epochs, ${plain_s}s  $(cat "$WORK/p0.json") $(cat "$WORK/p1.json")"
 
 echo "== 2b. Lattice's trainer without the scheduler (bench/plain_grid: jobs::RunJob), 2 processes"
-t0=$(date +%s.%N)
-"$BUILD/bench/plain_grid" "$SPEC" --part 0 --of 2 > "$WORK/g0.json" &
-"$BUILD/bench/plain_grid" "$SPEC" --part 1 --of 2 > "$WORK/g1.json"
-wait
-t1=$(date +%s.%N)
-trainer_s=$(echo "$t1 - $t0" | bc)
+trainer_s=$(run_halves "$BUILD/bench/plain_grid" "$SPEC" "$WORK/g")
 echo "   ${trainer_s}s  $(cat "$WORK/g0.json") $(cat "$WORK/g1.json")"
 
 echo "== 3. Peer: Optuna + PyTorch, n_jobs 2"

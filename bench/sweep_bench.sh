@@ -39,12 +39,7 @@ echo "   $NOOP_TRIALS trials in ${noop_s}s: $noop_rate trials/s"
 stop_cluster
 
 echo "== 2. Floor: plain LibTorch loop, 2 processes"
-t0=$(date +%s.%N)
-"$BUILD/bench/plain_grid" "$SPEC" --part 0 --of 2 > "$WORK/p0.json" &
-"$BUILD/bench/plain_grid" "$SPEC" --part 1 --of 2 > "$WORK/p1.json"
-wait
-t1=$(date +%s.%N)
-plain_wall=$(echo "$t1 - $t0" | bc)
+plain_wall=$(run_halves "$BUILD/bench/plain_grid" "$SPEC" "$WORK/p")
 echo "   wall ${plain_wall}s  $(cat "$WORK/p0.json") $(cat "$WORK/p1.json")"
 
 echo "== 3. Peer: Optuna + PyTorch, n_jobs 2"

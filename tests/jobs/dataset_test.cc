@@ -86,7 +86,7 @@ TEST_F(DatasetTest, LoadDatasetAddsKeyPathAndChecksRowCounts) {
   WriteNpy(dir_.Join("x.npy"), "<f4", "(2, 1, 1)", std::vector<float>{1, 2});
   WriteNpy(dir_.Join("y.npy"), "<i8", "(2,)", std::vector<int64_t>{0, 1});
   DatasetConfig c;
-  c.train = {dir_.Join("x.npy"), dir_.Join("y.npy")};
+  c.train = {dir_.Join("x.npy"), dir_.Join("y.npy"), ""};
   Status s = LoadDataset(c).status();
   EXPECT_MESSAGE_HAS(s, "dataset.features: " + dir_.Join("x.npy") + ": expected 2-D");
 
@@ -130,7 +130,7 @@ TEST_F(DatasetTest, IdxDatasetWithLimitAndScale) {
   DatasetConfig c;
   c.format = DatasetFormat::kIdx;
   c.train = {std::string(kFashionDir) + "/t10k-images-idx3-ubyte.gz",
-             std::string(kFashionDir) + "/t10k-labels-idx1-ubyte.gz"};
+             std::string(kFashionDir) + "/t10k-labels-idx1-ubyte.gz", ""};
   c.limit = 100;
   c.scale = 1.0 / 255;
   ASSERT_OK_AND_ASSIGN(LoadedDataset d, LoadDataset(c));
@@ -197,7 +197,7 @@ TEST(DatasetCacheTest, LoadsOncePerKey) {
     return d;
   });
   DatasetConfig a;
-  a.train = {"a.npy", "y.npy"};
+  a.train = {"a.npy", "y.npy", ""};
   std::vector<std::thread> threads;
   std::vector<const LoadedDataset*> seen(8);
   for (int i = 0; i < 8; ++i) {

@@ -26,7 +26,8 @@ using OrderedJson = nlohmann::ordered_json;
 // (sleep_ms and crash are the noop kind's settings.)
 const char* const kJobKeys[] = {"kind",      "seed",    "dataset", "model",   "train",
                                 "sleep_ms",  "crash",   "encoder", "corpus",  "pooling",
-                                "normalize", "batch_size", "teacher", "distill", "checkpoint"};
+                                "normalize", "batch_size", "teacher", "distill", "checkpoint",
+                                "alignment"};
 const char* const kSchedulerKeys[] = {"name",      "search",     "max_concurrent_trials",
                                       "max_attempts", "resources", "shard_size",
                                       "index",     "repeats", "output"};

@@ -83,7 +83,7 @@ TEST_F(DatasetTest, MalformedNpyErrorsNameTheFile) {
 }
 
 TEST_F(DatasetTest, LoadDatasetAddsKeyPathAndChecksRowCounts) {
-  WriteNpy(dir_.Join("x.npy"), "<f4", "(2, 1, 1)", std::vector<float>{1, 2});
+  WriteNpy(dir_.Join("x.npy"), "<f4", "(2, 1, 1, 1)", std::vector<float>{1, 2});  // 3-D: tokens
   WriteNpy(dir_.Join("y.npy"), "<i8", "(2,)", std::vector<int64_t>{0, 1});
   DatasetConfig c;
   c.train = {dir_.Join("x.npy"), dir_.Join("y.npy"), ""};

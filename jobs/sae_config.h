@@ -41,7 +41,8 @@ StatusOr<SaeConfig> ParseSaeConfig(const nlohmann::json& model, const std::strin
 
 // The per-epoch metrics of an SAE run, in order: train_loss, val_loss, val_mse,
 // val_explained_variance, val_l0, val_l0_fraction, dead_features, dead_fraction,
-// dictionary_size, lr, and, when `labels` (the dataset has labels), val_label_purity.
+// dictionary_size, lr, and, when `labels` (the dataset has labels), val_label_purity (in
+// the last epoch's metrics only: a top-k pass over every validation row's features).
 // Whether an activations dataset has labels is known only at run time: the names a sweep
 // may rank by include val_label_purity always (a dataset without labels never reports it).
 std::vector<std::string> SaePerEpochMetricNames(bool labels);

@@ -153,7 +153,11 @@ StatusOr<JobResult> SaeTrainer::Run(const nlohmann::json& config, const torch::T
   const double m = static_cast<double>(model_->features());
   for (int epoch = 1; epoch <= cfg_.train.epochs; ++epoch) {
     LATTICE_ASSIGN_OR_RETURN(double train_loss, TrainEpoch(epoch));
-    SaeEval e = EvaluateSae(*model_, x_val_, y_val_, sae_.l1_coefficient, sae_.purity_top);
+    // Label purity is a property of the final dictionary (a top-k pass over every
+    // validation row's features): measured once, after the last epoch.
+    const bool last = epoch == cfg_.train.epochs;
+    SaeEval e = EvaluateSae(*model_, x_val_, last ? y_val_ : torch::Tensor(),
+                            sae_.l1_coefficient, sae_.purity_top);
     schedule_->OnEpochEnd(e.loss);
     const double dead = static_cast<double>(tracker_->Dead());
     result.metrics = {{"train_loss", train_loss},
@@ -166,7 +170,7 @@ StatusOr<JobResult> SaeTrainer::Run(const nlohmann::json& config, const torch::T
                       {"dead_fraction", dead / m},
                       {"dictionary_size", m},
                       {"lr", last_lr_}};
-    if (y_val_.defined() && e.label_purity >= 0) {
+    if (last && y_val_.defined() && e.label_purity >= 0) {
       result.metrics["val_label_purity"] = e.label_purity;
     }
     result.epochs_done = epoch;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iterator>
 
 #include "scheduler/sweep_spec.h"
 #include "tests/testutil/testutil.h"
@@ -180,6 +181,28 @@ TEST_F(EmbedSweepSpecTest, SubmitMakesTheJudgmentsPathAbsolute) {
   const json doc = json::parse(text);
   EXPECT_EQ(doc["metric"]["qrels"], "/data/specs/j/q.txt");
   EXPECT_EQ(doc["search"]["parameters"]["encoder"][0]["path"], "/data/specs/a.pt");
+}
+
+// examples/retrieval/fmnist-variants.yaml, with its judgments written beside it (as its
+// comment says) and its paths resolved as `lattice submit` does.
+TEST_F(EmbedSweepSpecTest, TheVariantsExampleParses) {
+  const std::string example = testutil::SourceDir() + "/examples/retrieval/fmnist-variants.yaml";
+  std::ifstream in(example);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(text.empty()) << example;
+  std::ofstream(dir_.Join("fmnist.qrels")) << "0 0 1 3\n0 0 2 1\n";
+  ASSERT_OK_AND_ASSIGN(std::string resolved, ResolveSpecPaths(text, dir_.path()));
+  StatusOr<SweepSpec> spec = ParseSweepSpec(resolved);
+  if (!spec.ok() && spec.status().message().find("not found") != std::string::npos) {
+    GTEST_SKIP() << "Fashion-MNIST is not installed: " << spec.status().message();
+  }
+  ASSERT_OK(spec);
+  EXPECT_EQ(spec->metric, "ndcg@10");
+  EXPECT_EQ(spec->spec["metric"]["qrels"], dir_.Join("fmnist.qrels"));
+  ASSERT_EQ(spec->spec["variants"].size(), 2u);
+  EXPECT_EQ(spec->spec["variants"][0]["index"], "fmnist-normalize-false");
+  EXPECT_EQ(spec->spec["variants"][1]["index"], "fmnist-normalize-true");
+  EXPECT_EQ(spec->points.size(), 10u);  // 2 variants x 5 shards of 2,000
 }
 
 }  // namespace

@@ -53,7 +53,10 @@ StatusOr<nlohmann::json> EvaluateJudgments(const store::VectorIndex& index,
   const store::RelevanceOptions options{metric.value("relevant_at", 1), ks};
   const int k = ks[0];
   StatusOr<store::Qrels> qrels = store::ReadQrelsFile(path);
-  if (!qrels.ok()) return qrels.status().WithContext("metric.qrels");
+  if (!qrels.ok()) {  // it was read and checked at submit: say so, without quoting it
+    return Status::FailedPrecondition("metric.qrels: " + path +
+                                      ": can no longer be read as judgments (it was at submit)");
+  }
   std::unordered_map<std::string, int64_t> row_by_text;
   std::vector<std::string> text_by_row;
   for (size_t r = 0; r < user_ids.size(); ++r) {

@@ -124,8 +124,12 @@ void Coordinator::StartIndexBuild(ActiveSweep& active, int variant, Pending& p) 
 Status Coordinator::RecordVariantOutcome(ActiveSweep& active, int variant, Pending& p) {
   const ActiveSweep::Variant& v = active.variants.at(static_cast<size_t>(variant));
   const std::string metric = RetrievalMetric(active.record);
-  // The variant's shards are completed trials, not in memory: read them back.
-  LATTICE_ASSIGN_OR_RETURN(std::vector<TrialRecord> trials, store_->ListTrials(active.record.id));
+  // The variant's shards (trials [v * shards, (v + 1) * shards): variant-major) are
+  // completed trials, not in memory: read them back.
+  const uint32_t shards = active.record.num_trials / static_cast<uint32_t>(active.variants.size());
+  LATTICE_ASSIGN_OR_RETURN(std::vector<TrialRecord> trials,
+                           store_->ListTrials(active.record.id,
+                                              static_cast<uint32_t>(variant) * shards, shards));
   for (TrialRecord& t : trials) {
     if (t.state != TrialState::kCompleted || VariantOf(t) != variant) continue;
     if (!t.metrics.is_object()) t.metrics = nlohmann::json::object();

@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "jobs/corpus_rows.h"
+#include "jobs/data_roots.h"
 #include "jobs/embed_config.h"
 #include "jobs/item_ids.h"
 #include "jobs/job_config.h"
@@ -225,6 +226,8 @@ Status ValidateRetrievalMetric(OrderedJson* metric, const std::vector<nlohmann::
     return Status::InvalidArgument("metric.qrels: required, a relevance judgments file (TREC or JSON)");
   }
   const std::string path = (*metric)["qrels"].get<std::string>();
+  // Like every input file a spec names: only under the data roots (its parse errors quote it).
+  LATTICE_RETURN_IF_ERROR(jobs::CheckDataPath(path).WithContext("metric.qrels"));
   StatusOr<store::Qrels> qrels = store::ReadQrelsFile(path);
   if (!qrels.ok()) {
     const std::string why = qrels.status().code() == StatusCode::kNotFound

@@ -380,6 +380,11 @@ class Coordinator {
   void StartDueIndexBuilds(ActiveSweep& active, Pending& p);
   void StartIndexBuild(ActiveSweep& active, int variant, Pending& p);
   bool CollectIndexBuilds(Pending& p);
+  // Builds held for lack of disk space start again once there is space; true if any did.
+  bool RestartHeldIndexBuilds(Pending& p);
+  // A build ended: held again (no disk space), or recorded (step 2), and the sweep ended
+  // when it was the last thing it waited for (step 3).
+  void OnIndexBuildOutcome(const IndexBuildOutcome& o, Pending& p);
   // Stores a variant's build outcome in its trials (step 2 above).
   Status RecordVariantOutcome(ActiveSweep& active, int variant, Pending& p);
   // Ends the sweep if nothing of it is left to run or build (step 3); true if it did (the

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "scheduler/coordinator.h"
+#include "scheduler/sweep_spec.h"
 #include "store/vector_block_store.h"
 
 namespace lattice {
@@ -21,6 +22,13 @@ std::string VariantIndex(const SweepRecord& sweep, int variant) {
     return sweep.spec["variants"].at(static_cast<size_t>(variant)).value("index", "");
   }
   return sweep.spec["index"].value("name", sweep.name);
+}
+
+// "variant 1 (normalize=true)", for messages.
+std::string VariantName(const SweepRecord& sweep, int variant) {
+  const nlohmann::json& v = sweep.spec["variants"].at(static_cast<size_t>(variant));
+  return "variant " + std::to_string(variant) + " (" +
+         scheduler::DescribePoint(v.value("params", nlohmann::json::object()), {}) + ")";
 }
 
 // The spec's retrieval metric name ("ndcg@10"), or "" when it has none.
@@ -174,11 +182,12 @@ bool Coordinator::MaybeEndIndexSweep(ActiveSweep& active, Pending& p) {
     for (size_t i = 0; i < active.variants.size() && failure.empty(); ++i) {
       const ActiveSweep::Variant& v = active.variants[i];
       const std::string index = VariantIndex(sweep, static_cast<int>(i));
+      const std::string named = swept ? VariantName(sweep, static_cast<int>(i)) + ": " : "";
       if (!v.ended) {
-        failure = swept ? "variant " + index + ": a shard failed: its index was not built"
+        failure = swept ? named + "a shard failed: index " + index + " was not built"
                         : "a shard failed: no index was built";
       } else if (!v.error.empty()) {
-        failure = swept ? "variant " + index + ": " + v.error : v.error;
+        failure = named + v.error;
       } else {
         ++built;
         const auto& b = active.variants[static_cast<size_t>(std::max(best, 0))];
@@ -221,8 +230,7 @@ bool Coordinator::MaybeEndIndexSweep(ActiveSweep& active, Pending& p) {
   return true;
 }
 
-bool Coordinator::CollectIndexBuilds(Pending& p) {
-  if (options_.index_builder == nullptr) return false;
+bool Coordinator::RestartHeldIndexBuilds(Pending& p) {
   bool restarted = false;
   // Builds held for lack of space start again once there is space.
   for (auto held = held_index_builds_.begin(); held != held_index_builds_.end();) {
@@ -248,68 +256,76 @@ bool Coordinator::CollectIndexBuilds(Pending& p) {
     StartIndexBuild(active, variant, p);
     restarted = true;
   }
-  auto outcomes = options_.index_builder->TakeFinished();
-  for (auto& o : outcomes) {
-    auto it = sweeps_.find(o.sweep);
-    if (it == sweeps_.end()) continue;
-    ActiveSweep& active = it->second;
-    SweepRecord& sweep = active.record;
-    if (o.variant < 0 || o.variant >= static_cast<int>(active.variants.size())) continue;
-    ActiveSweep::Variant& variant = active.variants[static_cast<size_t>(o.variant)];
-    const std::string index = VariantIndex(sweep, o.variant);
-    if (o.status.code() == StatusCode::kInsufficientStorage && sweep.state == SweepState::kRunning) {
-      // Not the index's fault: the sweep stays running, its vector blocks stay, and the
-      // build runs again once the data directory has space (tried every 5 s).
-      sweep.message = "index build waiting for disk space: " + o.status.message();
-      p.batch.PutSweep(sweep);
-      p.batch.AppendEvent("index_build_held", {{"sweep", sweep.id.ToString()}, {"index", index},
-                                               {"error", o.status.message()}});
-      std::fprintf(stderr, "coordinator: sweep %s (%s): %s\n", sweep.id.ToString().c_str(),
-                   sweep.name.c_str(), sweep.message.c_str());
-      held_index_builds_[{sweep.id, o.variant}] = Now() + 5000;
-      continue;
-    }
-    const nlohmann::json& build_seconds = o.meta.is_object() && o.meta.contains("build_seconds")
-                                              ? o.meta["build_seconds"]
-                                              : nlohmann::json();
-    if (metrics_ != nullptr && build_seconds.is_number()) {
-      metrics_->index_build_seconds.Observe(build_seconds.get<double>());
-    }
-    variant.building = false;
-    variant.ended = true;
-    variant.index = index;
-    if (o.status.ok()) {
-      char msg[200];
-      std::snprintf(msg, sizeof(msg), "index %s v%lld: %lld vectors, recall@10 %.4f",
-                    index.c_str(), static_cast<long long>(o.version),
-                    static_cast<long long>(o.meta.value("vectors", 0)),
-                    o.meta.value("recall@10", 0.0));
-      variant.summary = msg;
-      variant.version = o.version;
-      const nlohmann::json retrieval = o.meta.value("retrieval", nlohmann::json());
-      if (retrieval.is_object() && retrieval.contains("value") && retrieval["value"].is_number()) {
-        variant.value = retrieval["value"].get<double>();
-      }
-    } else {
-      variant.error = o.status.message();
-    }
-    if (Status s = RecordVariantOutcome(active, o.variant, p); !s.ok()) {
-      std::fprintf(stderr, "coordinator: sweep %s: recording the build of %s: %s\n",
-                   sweep.id.ToString().c_str(), index.c_str(), s.ToString().c_str());
-    }
-    p.batch.AppendEvent(o.status.ok() ? "index_published" : "index_failed",
-                        {{"sweep", sweep.id.ToString()}, {"variant", o.variant}, {"index", index},
-                         {"version", o.version}, {"meta", o.meta},
-                         {"error", o.status.ok() ? "" : o.status.message()}});
-    std::fprintf(stderr, "coordinator: sweep %s (%s) variant %d: %s\n", sweep.id.ToString().c_str(),
-                 sweep.name.c_str(), o.variant,
-                 o.status.ok() ? variant.summary.c_str() : variant.error.c_str());
-    if (sweep.state == SweepState::kRunning) {
-      sweep.message = o.status.ok() ? variant.summary : "index " + index + ": " + variant.error;
-      p.batch.PutSweep(sweep);
-    }
-    MaybeEndIndexSweep(active, p);
+  return restarted;
+}
+
+void Coordinator::OnIndexBuildOutcome(const IndexBuildOutcome& o, Pending& p) {
+  auto it = sweeps_.find(o.sweep);
+  if (it == sweeps_.end()) return;
+  ActiveSweep& active = it->second;
+  SweepRecord& sweep = active.record;
+  if (o.variant < 0 || o.variant >= static_cast<int>(active.variants.size())) return;
+  ActiveSweep::Variant& variant = active.variants[static_cast<size_t>(o.variant)];
+  const std::string index = VariantIndex(sweep, o.variant);
+  if (o.status.code() == StatusCode::kInsufficientStorage && sweep.state == SweepState::kRunning) {
+    // Not the index's fault: the sweep stays running, its vector blocks stay, and the
+    // build runs again once the data directory has space (tried every 5 s).
+    sweep.message = "index build waiting for disk space: " + o.status.message();
+    p.batch.PutSweep(sweep);
+    p.batch.AppendEvent("index_build_held", {{"sweep", sweep.id.ToString()}, {"index", index},
+                                             {"error", o.status.message()}});
+    std::fprintf(stderr, "coordinator: sweep %s (%s): %s\n", sweep.id.ToString().c_str(),
+                 sweep.name.c_str(), sweep.message.c_str());
+    held_index_builds_[{sweep.id, o.variant}] = Now() + 5000;
+    return;
   }
+  const nlohmann::json& build_seconds = o.meta.is_object() && o.meta.contains("build_seconds")
+                                            ? o.meta["build_seconds"]
+                                            : nlohmann::json();
+  if (metrics_ != nullptr && build_seconds.is_number()) {
+    metrics_->index_build_seconds.Observe(build_seconds.get<double>());
+  }
+  variant.building = false;
+  variant.ended = true;
+  variant.index = index;
+  if (o.status.ok()) {
+    char msg[200];
+    std::snprintf(msg, sizeof(msg), "index %s v%lld: %lld vectors, recall@10 %.4f",
+                  index.c_str(), static_cast<long long>(o.version),
+                  static_cast<long long>(o.meta.value("vectors", 0)),
+                  o.meta.value("recall@10", 0.0));
+    variant.summary = msg;
+    variant.version = o.version;
+    const nlohmann::json retrieval = o.meta.value("retrieval", nlohmann::json());
+    if (retrieval.is_object() && retrieval.contains("value") && retrieval["value"].is_number()) {
+      variant.value = retrieval["value"].get<double>();
+    }
+  } else {
+    variant.error = o.status.message();
+  }
+  if (Status s = RecordVariantOutcome(active, o.variant, p); !s.ok()) {
+    std::fprintf(stderr, "coordinator: sweep %s: recording the build of %s: %s\n",
+                 sweep.id.ToString().c_str(), index.c_str(), s.ToString().c_str());
+  }
+  p.batch.AppendEvent(o.status.ok() ? "index_published" : "index_failed",
+                      {{"sweep", sweep.id.ToString()}, {"variant", o.variant}, {"index", index},
+                       {"version", o.version}, {"meta", o.meta},
+                       {"error", o.status.ok() ? "" : o.status.message()}});
+  std::fprintf(stderr, "coordinator: sweep %s (%s) variant %d: %s\n", sweep.id.ToString().c_str(),
+               sweep.name.c_str(), o.variant,
+               o.status.ok() ? variant.summary.c_str() : variant.error.c_str());
+  if (sweep.state == SweepState::kRunning) {
+    sweep.message = o.status.ok() ? variant.summary : variant.error;  // "index X: ..."
+    p.batch.PutSweep(sweep);
+  }
+  MaybeEndIndexSweep(active, p);
+}
+
+bool Coordinator::CollectIndexBuilds(Pending& p) {
+  if (options_.index_builder == nullptr) return false;
+  const bool restarted = RestartHeldIndexBuilds(p);
+  auto outcomes = options_.index_builder->TakeFinished();
+  for (const IndexBuildOutcome& o : outcomes) OnIndexBuildOutcome(o, p);
   return restarted || !outcomes.empty();
 }
 

@@ -297,17 +297,40 @@ StatusOr<std::vector<nlohmann::json>> ExpandVariants(OrderedJson* doc, const nlo
   return points;
 }
 
+// shard_size: corpus rows per shard (trial); default kDefaultShardSize.
+StatusOr<int64_t> ShardSize(const OrderedJson& doc) {
+  if (!doc.contains("shard_size")) return kDefaultShardSize;
+  const OrderedJson& s = doc["shard_size"];
+  if (!s.is_number_integer() || s.get<int64_t>() < 1) {
+    return Status::InvalidArgument("shard_size: must be an integer >= 1, got " + s.dump());
+  }
+  return s.get<int64_t>();
+}
+
+// One trial per (variant, shard), variant-major; `swept`: the points carry "variant".
+void AddShardTrials(const nlohmann::json& base, const std::vector<nlohmann::json>& variants,
+                    bool swept, int64_t rows, int64_t shard_size, SweepSpec* out) {
+  const int64_t shards = (rows + shard_size - 1) / shard_size;
+  for (size_t v = 0; v < variants.size(); ++v) {
+    const nlohmann::json variant_base = ApplyParameters(base, variants[v]);
+    for (int64_t i = 0; i < shards; ++i) {
+      const int64_t begin = i * shard_size;
+      const int64_t end = std::min(rows, begin + shard_size);
+      nlohmann::json point = variants[v];
+      if (swept) point["variant"] = v;
+      point.update({{"shard", i}, {"begin", begin}, {"end", end}});
+      out->points.push_back(std::move(point));
+      nlohmann::json config = variant_base;
+      config["shard"] = {{"begin", begin}, {"end", end}};
+      out->trial_configs.push_back(std::move(config));
+    }
+  }
+}
+
 }  // namespace
 
 Status ExpandEmbedSweep(OrderedJson* doc, const nlohmann::json& base, SweepSpec* out) {
-  int64_t shard_size = kDefaultShardSize;
-  if (doc->contains("shard_size")) {
-    const OrderedJson& s = (*doc)["shard_size"];
-    if (!s.is_number_integer() || s.get<int64_t>() < 1) {
-      return Status::InvalidArgument("shard_size: must be an integer >= 1, got " + s.dump());
-    }
-    shard_size = s.get<int64_t>();
-  }
+  LATTICE_ASSIGN_OR_RETURN(const int64_t shard_size, ShardSize(*doc));
   if (doc->contains("output")) {
     for (const char* key : {"search", "metric"}) {
       if (doc->contains(key)) {
@@ -356,20 +379,7 @@ Status ExpandEmbedSweep(OrderedJson* doc, const nlohmann::json& base, SweepSpec*
   out->parameter_names = names;
   if (swept) out->parameter_names.push_back("variant");
   for (const char* name : {"shard", "begin", "end"}) out->parameter_names.push_back(name);
-  for (size_t v = 0; v < variants.size(); ++v) {
-    const nlohmann::json variant_base = ApplyParameters(base, variants[v]);
-    for (int64_t i = 0; i < shards; ++i) {
-      int64_t begin = i * shard_size;
-      int64_t end = std::min(rows, begin + shard_size);
-      nlohmann::json point = variants[v];
-      if (swept) point["variant"] = v;
-      point.update({{"shard", i}, {"begin", begin}, {"end", end}});
-      out->points.push_back(std::move(point));
-      nlohmann::json config = variant_base;
-      config["shard"] = {{"begin", begin}, {"end", end}};
-      out->trial_configs.push_back(std::move(config));
-    }
-  }
+  AddShardTrials(base, variants, swept, rows, shard_size, out);
   return Status::Ok();
 }
 

@@ -19,6 +19,7 @@
 #include "scheduler/embed_spec.h"
 #include "scheduler/sweep_spec.h"
 #include "store/index_catalog.h"
+#include "store/vector_block_store.h"
 #include "tests/testutil/fake_channel.h"
 #include "tests/testutil/fake_clock.h"
 #include "tests/testutil/testutil.h"
@@ -91,31 +92,32 @@ class CoordinatorIndexTest : public ::testing::Test {
 
   // Variant 0's vectors put each label in its own cluster (a perfect ranking); variant 1's
   // follow the row number (neighbours mostly of other labels).
-  static VectorsMsg Vectors(const AssignMsg& a) {
+  static VectorsMsg Vectors(const AssignMsg& a, bool broken = false) {
     VectorsMsg m;
     m.trial = a.trial;
     m.attempt = a.attempt;
     m.begin = a.config["shard"]["begin"].get<int64_t>();
     m.rows = a.config["shard"]["end"].get<int64_t>() - m.begin;
-    m.dim = 2;
+    // `broken`: variant 1's second shard has another dimension (its build fails).
+    m.dim = broken && a.trial.index == 3 ? 3 : 2;
     const bool clustered = a.trial.index < kShards;
     for (int64_t r = m.begin; r < m.begin + m.rows; ++r) {
       m.data.push_back(clustered ? static_cast<float>(Label(r) * 100 + r * 0.01) : static_cast<float>(r));
-      m.data.push_back(0);
+      for (int c = 1; c < m.dim; ++c) m.data.push_back(0);
     }
     return m;
   }
 
   // Runs the shards of `which` variants (others are left queued or are not placed) as
   // fake workers: vectors, then the result.
-  void RunShards(const std::set<int>& which) {
+  void RunShards(const std::set<int>& which, bool broken = false) {
     for (int round = 0; round < 20; ++round) {
       for (auto& [rank, a] : channel_->TakeSentOf<AssignMsg>()) {
         if (!which.count(static_cast<int>(a.trial.index) / kShards)) {
           parked_.emplace_back(rank, a);
           continue;
         }
-        channel_->Deliver(rank, Vectors(a));
+        channel_->Deliver(rank, Vectors(a, broken));
         ResultMsg r;
         r.trial = a.trial;
         r.attempt = a.attempt;
@@ -208,6 +210,29 @@ TEST_F(CoordinatorIndexTest, EachVariantGetsItsIndexAndTheBestVariantIsTheBestTr
     EXPECT_EQ(e.meta["retrieval"]["metric"], "ndcg@10");
     EXPECT_EQ(e.meta["retrieval"]["evaluated"], 10);
   }
+}
+
+TEST_F(CoordinatorIndexTest, AVariantWhoseBuildFailsFailsTheSweepNamingItAndOthersStay) {
+  StartCoordinator("indexes");
+  const SweepRecord sweep = Submit();
+  RunShards({0, 1}, /*broken=*/true);
+  StepUntil([&] {
+    auto s = store_->GetSweep(sweep.id);
+    return s.ok() && s->state != SweepState::kRunning;
+  });
+  ASSERT_OK_AND_ASSIGN(SweepRecord done, store_->GetSweep(sweep.id));
+  EXPECT_EQ(done.state, SweepState::kFailed);
+  EXPECT_EQ(done.message.rfind("variant 1 (normalize=true): index fm-normalize-true: vector "
+                               "blocks: dimension changed from 2 to 3", 0), 0u)
+      << done.message;
+  EXPECT_NE(done.message.find("(1 index(es) published)"), std::string::npos) << done.message;
+  EXPECT_EQ(Indexes("indexes"), (std::set<std::string>{"fm-normalize-false"}));
+  ASSERT_OK_AND_ASSIGN(TrialRecord failed, store_->GetTrial(TrialId{sweep.id, 2}));
+  EXPECT_TRUE(failed.metrics.contains("index_error")) << failed.metrics.dump();
+  EXPECT_FALSE(failed.objective.has_value());
+  // The vector blocks of every variant went with the sweep.
+  EXPECT_EQ(VectorBlockStore(store_.get()).ReadAll(sweep.id, 0).status().code(),
+            StatusCode::kFailedPrecondition);
 }
 
 TEST_F(CoordinatorIndexTest, AfterARestartOnlyTheVariantWhoseBuildHadNotEndedIsBuiltAgain) {

@@ -129,6 +129,9 @@ TEST_F(EmbedSweepTest, EachVariantIsIndexedAndJudgedAndTheBestVariantIsTheBestTr
   EXPECT_EQ(listed[0]["params"]["variant"], best);  // best first
   const json status = LatticeJson("status " + id + " --format json");
   EXPECT_TRUE(status.is_object()) << status.dump();
+  const std::string details = Lattice("status " + id);
+  EXPECT_NE(details.find("indexes:   fmv-normalize-false, fmv-normalize-true"), std::string::npos)
+      << details;
   std::printf("[ info ] %s", Lattice("trials " + id).c_str());
 }
 

@@ -6,10 +6,9 @@
 #include <unordered_map>
 
 #include "common/item_id.h"
+#include "store/index_catalog.h"
 #include "store/qrels.h"
 #include "store/relevance_metrics.h"
-
-#include "store/index_catalog.h"
 #include "store/retrieval_metrics.h"
 #include "store/vector_block_store.h"
 #include "store/vector_index.h"
@@ -84,10 +83,11 @@ StatusOr<nlohmann::json> EvaluateJudgments(const store::VectorIndex& index,
     rows.push_back(row);
     lists.push_back({entry.first, {}});
   }
-  const int search_k = std::min<int64_t>(k + 1, std::min<int64_t>(index.size(), store::kMaxSearchK));
+  const int search_k =
+      std::min<int64_t>(k + 1, std::min<int64_t>(index.size(), store::kMaxSearchK));
   LATTICE_ASSIGN_OR_RETURN(store::SearchResult found,
-                           index.Search(vectors.data(), static_cast<int64_t>(rows.size()),
-                                        search_k, store::SearchParams{}));
+                           index.Search(vectors.data(), static_cast<int64_t>(rows.size()), search_k,
+                                        store::SearchParams{}));
   for (size_t q = 0; q < rows.size(); ++q) {
     bool dropped = false;
     for (int j = 0; j < found.k; ++j) {
@@ -104,8 +104,10 @@ StatusOr<nlohmann::json> EvaluateJudgments(const store::VectorIndex& index,
   LATTICE_ASSIGN_OR_RETURN(store::RelevanceReport report,
                            store::EvaluateRankings(lists, *qrels, options));
   if (report.queries == 0) {
-    return Status::FailedPrecondition("metric.qrels: " + path + ": no query has a judged item with "
-                                      "grade >= " + std::to_string(options.relevant_at));
+    return Status::FailedPrecondition("metric.qrels: " + path +
+                                      ": no query has a judged item with "
+                                      "grade >= " +
+                                      std::to_string(options.relevant_at));
   }
   nlohmann::json out = {{"metric", name},
                         {"queries", static_cast<int64_t>(lists.size())},

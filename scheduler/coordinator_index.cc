@@ -72,7 +72,8 @@ void Coordinator::CountVariants(ActiveSweep& active, const std::vector<TrialReco
   active.variants.assign(static_cast<size_t>(NumVariants(active.record)), ActiveSweep::Variant{});
   for (const TrialRecord& t : trials) {
     const int v = VariantOf(t);
-    if (t.state != TrialState::kCompleted || v < 0 || v >= static_cast<int>(active.variants.size())) {
+    if (t.state != TrialState::kCompleted || v < 0 ||
+        v >= static_cast<int>(active.variants.size())) {
       continue;
     }
     ActiveSweep::Variant& variant = active.variants[static_cast<size_t>(v)];
@@ -135,9 +136,9 @@ Status Coordinator::RecordVariantOutcome(ActiveSweep& active, int variant, Pendi
   // The variant's shards (trials [v * shards, (v + 1) * shards): variant-major) are
   // completed trials, not in memory: read them back.
   const uint32_t shards = active.record.num_trials / static_cast<uint32_t>(active.variants.size());
-  LATTICE_ASSIGN_OR_RETURN(std::vector<TrialRecord> trials,
-                           store_->ListTrials(active.record.id,
-                                              static_cast<uint32_t>(variant) * shards, shards));
+  LATTICE_ASSIGN_OR_RETURN(
+      std::vector<TrialRecord> trials,
+      store_->ListTrials(active.record.id, static_cast<uint32_t>(variant) * shards, shards));
   for (TrialRecord& t : trials) {
     if (t.state != TrialState::kCompleted || VariantOf(t) != variant) continue;
     if (!t.metrics.is_object()) t.metrics = nlohmann::json::object();
@@ -197,7 +198,8 @@ bool Coordinator::MaybeEndIndexSweep(ActiveSweep& active, Pending& p) {
     if (!failure.empty()) {
       sweep.state = SweepState::kFailed;
       sweep.message = failure;
-      if (swept && built > 0) sweep.message += " (" + std::to_string(built) + " index(es) published)";
+      if (swept && built > 0)
+        sweep.message += " (" + std::to_string(built) + " index(es) published)";
     } else {
       sweep.state = SweepState::kCompleted;
       const ActiveSweep::Variant& b = active.variants[static_cast<size_t>(best)];
@@ -272,8 +274,9 @@ void Coordinator::OnIndexBuildOutcome(const IndexBuildOutcome& o, Pending& p) {
     // build runs again once the data directory has space (tried every 5 s).
     sweep.message = "index build waiting for disk space: " + o.status.message();
     p.batch.PutSweep(sweep);
-    p.batch.AppendEvent("index_build_held", {{"sweep", sweep.id.ToString()}, {"index", index},
-                                             {"error", o.status.message()}});
+    p.batch.AppendEvent(
+        "index_build_held",
+        {{"sweep", sweep.id.ToString()}, {"index", index}, {"error", o.status.message()}});
     std::fprintf(stderr, "coordinator: sweep %s (%s): %s\n", sweep.id.ToString().c_str(),
                  sweep.name.c_str(), sweep.message.c_str());
     held_index_builds_[{sweep.id, o.variant}] = Now() + 5000;
@@ -290,8 +293,8 @@ void Coordinator::OnIndexBuildOutcome(const IndexBuildOutcome& o, Pending& p) {
   variant.index = index;
   if (o.status.ok()) {
     char msg[200];
-    std::snprintf(msg, sizeof(msg), "index %s v%lld: %lld vectors, recall@10 %.4f",
-                  index.c_str(), static_cast<long long>(o.version),
+    std::snprintf(msg, sizeof(msg), "index %s v%lld: %lld vectors, recall@10 %.4f", index.c_str(),
+                  static_cast<long long>(o.version),
                   static_cast<long long>(o.meta.value("vectors", 0)),
                   o.meta.value("recall@10", 0.0));
     variant.summary = msg;
@@ -308,8 +311,11 @@ void Coordinator::OnIndexBuildOutcome(const IndexBuildOutcome& o, Pending& p) {
                  sweep.id.ToString().c_str(), index.c_str(), s.ToString().c_str());
   }
   p.batch.AppendEvent(o.status.ok() ? "index_published" : "index_failed",
-                      {{"sweep", sweep.id.ToString()}, {"variant", o.variant}, {"index", index},
-                       {"version", o.version}, {"meta", o.meta},
+                      {{"sweep", sweep.id.ToString()},
+                       {"variant", o.variant},
+                       {"index", index},
+                       {"version", o.version},
+                       {"meta", o.meta},
                        {"error", o.status.ok() ? "" : o.status.message()}});
   std::fprintf(stderr, "coordinator: sweep %s (%s) variant %d: %s\n", sweep.id.ToString().c_str(),
                sweep.name.c_str(), o.variant,

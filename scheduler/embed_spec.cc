@@ -6,12 +6,12 @@
 #include <string>
 #include <unordered_set>
 
+#include "common/item_id.h"
 #include "jobs/corpus_rows.h"
 #include "jobs/data_roots.h"
 #include "jobs/embed_config.h"
 #include "jobs/item_ids.h"
 #include "jobs/job_config.h"
-#include "common/item_id.h"
 #include "scheduler/internal/spec_document.h"
 #include "scheduler/search_space.h"
 #include "store/index_catalog.h"
@@ -122,7 +122,6 @@ Status ValidateOutputDataset(const OrderedJson& doc) {
       .WithContext("output.dataset");
 }
 
-
 // ---- variants (search) and the retrieval metric ----------------------------------------
 
 // search: {method: grid, parameters: {...}}: the embedding variants. Only what changes the
@@ -170,8 +169,8 @@ std::optional<std::string> VariantLabel(const nlohmann::json& point,
   for (const std::string& name : names) {
     const nlohmann::json& v = point.at(name);
     if (v.is_object() || v.is_array() || v.is_null()) return std::nullopt;
-    label += (label.empty() ? "" : "-") + name + "-" +
-             (v.is_string() ? v.get<std::string>() : v.dump());
+    label +=
+        (label.empty() ? "" : "-") + name + "-" + (v.is_string() ? v.get<std::string>() : v.dump());
   }
   return label;
 }
@@ -214,16 +213,17 @@ Status ValidateRetrievalMetric(OrderedJson* metric, const std::vector<nlohmann::
   if (!metric->contains("name") || !(*metric)["name"].is_string()) {
     return Status::InvalidArgument("metric.name: required, e.g. ndcg@10");
   }
-  LATTICE_RETURN_IF_ERROR(
-      store::RelevanceMetricCutoffs((*metric)["name"].get<std::string>()).status().WithContext(
-          "metric.name"));
+  LATTICE_RETURN_IF_ERROR(store::RelevanceMetricCutoffs((*metric)["name"].get<std::string>())
+                              .status()
+                              .WithContext("metric.name"));
   if (!metric->contains("relevant_at")) (*metric)["relevant_at"] = 1;
   const OrderedJson& at = (*metric)["relevant_at"];
   if (!at.is_number_integer() || at.get<int64_t>() < 1 || at.get<int64_t>() > 1000000) {
     return Status::InvalidArgument("metric.relevant_at: must be an integer >= 1, got " + at.dump());
   }
   if (!metric->contains("qrels") || !(*metric)["qrels"].is_string()) {
-    return Status::InvalidArgument("metric.qrels: required, a relevance judgments file (TREC or JSON)");
+    return Status::InvalidArgument(
+        "metric.qrels: required, a relevance judgments file (TREC or JSON)");
   }
   const std::string path = (*metric)["qrels"].get<std::string>();
   // Like every input file a spec names: only under the data roots (its parse errors quote it).
@@ -241,9 +241,10 @@ Status ValidateRetrievalMetric(OrderedJson* metric, const std::vector<nlohmann::
   bool any_relevant = false;
   for (const auto& [query, judged] : qrels->judgments) {
     int64_t row = -1;
-    const bool is_row = ids.empty() && !query.empty() && query.size() < 19 &&
-                        std::all_of(query.begin(), query.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-                        (row = std::stoll(query)) < rows;
+    const bool is_row =
+        ids.empty() && !query.empty() && query.size() < 19 &&
+        std::all_of(query.begin(), query.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        (row = std::stoll(query)) < rows;
     if (ids.empty() ? !is_row : items.count(query) == 0) {
       return Status::InvalidArgument(
           "metric.qrels: " + path + ": query '" + query + "' is not an item of the corpus " +
@@ -334,9 +335,9 @@ Status ExpandEmbedSweep(OrderedJson* doc, const nlohmann::json& base, SweepSpec*
   if (doc->contains("output")) {
     for (const char* key : {"search", "metric"}) {
       if (doc->contains(key)) {
-        return Status::InvalidArgument(
-            std::string(key) + ": an embed sweep with output.dataset writes one dataset; " +
-            "variants and their metric are for index sweeps");
+        return Status::InvalidArgument(std::string(key) +
+                                       ": an embed sweep with output.dataset writes one dataset; " +
+                                       "variants and their metric are for index sweeps");
       }
     }
     LATTICE_RETURN_IF_ERROR(ValidateOutputDataset(*doc));
@@ -355,9 +356,9 @@ Status ExpandEmbedSweep(OrderedJson* doc, const nlohmann::json& base, SweepSpec*
   int64_t shards = (rows + shard_size - 1) / shard_size;
   const int64_t trials = shards * static_cast<int64_t>(variants.size());
   if (trials > 100000) {
-    return Status::InvalidArgument("shard_size: " + std::to_string(shards) + " shards x " +
-                                   std::to_string(variants.size()) +
-                                   " variants is too many trials (at most 100000); raise shard_size");
+    return Status::InvalidArgument(
+        "shard_size: " + std::to_string(shards) + " shards x " + std::to_string(variants.size()) +
+        " variants is too many trials (at most 100000); raise shard_size");
   }
   int64_t per_shard = internal::CountSpecValues(base) + 3;  // + shard {begin, end}
   for (const nlohmann::json& v : variants) {

@@ -162,10 +162,11 @@ TEST(FormatTest, SweepsTableAndDetails) {
   EXPECT_EQ(details.find("indexes:"), std::string::npos) << details;
   // An embed sweep over variants lists the index of each.
   json variants = Sweep(true);
-  variants["spec"] = {{"variants", {{{"index", "fm-normalize-false"}}, {{"index", "fm-normalize-true"}}}}};
-  EXPECT_NE(FormatSweepDetails(variants, 6000).find(
-                "indexes:   fm-normalize-false, fm-normalize-true\n"),
-            std::string::npos)
+  variants["spec"] = {
+      {"variants", {{{"index", "fm-normalize-false"}}, {{"index", "fm-normalize-true"}}}}};
+  EXPECT_NE(
+      FormatSweepDetails(variants, 6000).find("indexes:   fm-normalize-false, fm-normalize-true\n"),
+      std::string::npos)
       << FormatSweepDetails(variants, 6000);
 }
 

@@ -70,13 +70,12 @@ class EmbedSweepTest : public testutil::ClusterFixture {
 TEST_F(EmbedSweepTest, EachVariantIsIndexedAndJudgedAndTheBestVariantIsTheBestTrial) {
   StartCluster();
   const std::string qrels = WriteQrels();
-  const std::string spec =
-      std::string("name: fmsweep\nkind: embed\nencoder: {type: flatten}\n") +
-      "corpus: {format: idx, images: " + kTrainImages + ", labels: " + kTrainLabels +
-      ", limit: " + std::to_string(kCorpus) + "}\nshard_size: 500\n" +
-      "index: {name: fmv, type: flat, metric: l2}\n" +
-      "search: {method: grid, parameters: {normalize: [false, true]}}\n" +
-      "metric: {name: ndcg@10, qrels: " + qrels + ", relevant_at: 3}\n";
+  const std::string spec = std::string("name: fmsweep\nkind: embed\nencoder: {type: flatten}\n") +
+                           "corpus: {format: idx, images: " + kTrainImages +
+                           ", labels: " + kTrainLabels + ", limit: " + std::to_string(kCorpus) +
+                           "}\nshard_size: 500\n" + "index: {name: fmv, type: flat, metric: l2}\n" +
+                           "search: {method: grid, parameters: {normalize: [false, true]}}\n" +
+                           "metric: {name: ndcg@10, qrels: " + qrels + ", relevant_at: 3}\n";
   json sweep = Call("POST", "/v1/sweeps", spec, 201);
   ASSERT_TRUE(sweep.contains("id")) << sweep.dump();
   const std::string id = sweep["id"];
@@ -109,8 +108,8 @@ TEST_F(EmbedSweepTest, EachVariantIsIndexedAndJudgedAndTheBestVariantIsTheBestTr
     ASSERT_TRUE(eval.contains("ndcg@10")) << eval.dump();
     EXPECT_EQ(eval["queries"], kQueries);
     EXPECT_NEAR(eval["ndcg@10"].get<double>(), value[v], 1e-12) << names[v];
-    std::printf("[ info ] %s: ndcg@10 %.6f (sweep) %.6f (index eval)\n", names[v].c_str(),
-                value[v], eval["ndcg@10"].get<double>());
+    std::printf("[ info ] %s: ndcg@10 %.6f (sweep) %.6f (index eval)\n", names[v].c_str(), value[v],
+                eval["ndcg@10"].get<double>());
   }
   EXPECT_NE(value[0], value[1]);
   const int best = value[1] > value[0] ? 1 : 0;

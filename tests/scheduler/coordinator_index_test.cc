@@ -53,12 +53,10 @@ class CoordinatorIndexTest : public ::testing::Test {
   // A fresh coordinator over the same store, publishing into `catalog` (as after a restart).
   void StartCoordinator(const std::string& catalog) {
     coordinator_.reset();
-    builders_.push_back(std::make_unique<IndexBuilder>(store_.get(), dir_.Join(catalog),
-                                                       IndexBuilder::LineageFn{},
-                                                       /*min_free_bytes=*/0,
-                                                       [](const SweepRecord& s) {
-                                                         return scheduler::IndexItemIds(s.spec);
-                                                       }));
+    builders_.push_back(std::make_unique<IndexBuilder>(
+        store_.get(), dir_.Join(catalog), IndexBuilder::LineageFn{},
+        /*min_free_bytes=*/0,
+        [](const SweepRecord& s) { return scheduler::IndexItemIds(s.spec); }));
     channel_ = std::make_unique<FakeChannel>(kWorkers + 1);
     registry_ = std::make_unique<prometheus::Registry>();
     metrics_ = std::make_unique<SchedulerMetrics>(*registry_);
@@ -80,7 +78,8 @@ class CoordinatorIndexTest : public ::testing::Test {
         "t10k-images-idx3-ubyte.gz, limit: 100}\nshard_size: 50\n"
         "index: {name: fm, type: flat}\n"
         "search: {method: grid, parameters: {normalize: [false, true]}}\n"
-        "metric: {name: ndcg@10, qrels: " + qrels_ + ", relevant_at: 3}\n";
+        "metric: {name: ndcg@10, qrels: " +
+        qrels_ + ", relevant_at: 3}\n";
     auto spec = scheduler::ParseSweepSpec(text);
     EXPECT_OK(spec);
     auto future = coordinator_->SubmitAsync(std::move(spec).value());
@@ -102,7 +101,8 @@ class CoordinatorIndexTest : public ::testing::Test {
     m.dim = broken && a.trial.index == 3 ? 3 : 2;
     const bool clustered = a.trial.index < kShards;
     for (int64_t r = m.begin; r < m.begin + m.rows; ++r) {
-      m.data.push_back(clustered ? static_cast<float>(Label(r) * 100 + r * 0.01) : static_cast<float>(r));
+      m.data.push_back(clustered ? static_cast<float>(Label(r) * 100 + r * 0.01)
+                                 : static_cast<float>(r));
       for (int c = 1; c < m.dim; ++c) m.data.push_back(0);
     }
     return m;
@@ -223,7 +223,9 @@ TEST_F(CoordinatorIndexTest, AVariantWhoseBuildFailsFailsTheSweepNamingItAndOthe
   ASSERT_OK_AND_ASSIGN(SweepRecord done, store_->GetSweep(sweep.id));
   EXPECT_EQ(done.state, SweepState::kFailed);
   EXPECT_EQ(done.message.rfind("variant 1 (normalize=true): index fm-normalize-true: vector "
-                               "blocks: dimension changed from 2 to 3", 0), 0u)
+                               "blocks: dimension changed from 2 to 3",
+                               0),
+            0u)
       << done.message;
   EXPECT_NE(done.message.find("(1 index(es) published)"), std::string::npos) << done.message;
   EXPECT_EQ(Indexes("indexes"), (std::set<std::string>{"fm-normalize-false"}));

@@ -54,8 +54,12 @@ TEST_F(EmbedSweepSpecTest, VariantsTimesShardsWithIndexNamesFromThePoints) {
   ASSERT_EQ(spec.trial_configs.size(), 12u);
   EXPECT_EQ(spec.parameter_names,
             (std::vector<std::string>{"pooling", "normalize", "variant", "shard", "begin", "end"}));
-  EXPECT_EQ(spec.points[4], (json{{"pooling", "mean"}, {"normalize", true}, {"variant", 1},
-                                  {"shard", 1}, {"begin", 40}, {"end", 80}}));
+  EXPECT_EQ(spec.points[4], (json{{"pooling", "mean"},
+                                  {"normalize", true},
+                                  {"variant", 1},
+                                  {"shard", 1},
+                                  {"begin", 40},
+                                  {"end", 80}}));
   EXPECT_EQ(spec.trial_configs[4]["normalize"], true);
   EXPECT_EQ(spec.trial_configs[4]["pooling"], "mean");
   EXPECT_EQ(spec.trial_configs[4]["shard"], (json{{"begin", 40}, {"end", 80}}));
@@ -81,11 +85,10 @@ TEST_F(EmbedSweepSpecTest, VariantsTimesShardsWithIndexNamesFromThePoints) {
 }
 
 TEST_F(EmbedSweepSpecTest, EncoderObjectsAndLayersNameVariantsOrFallBackToTheirNumber) {
-  ASSERT_OK_AND_ASSIGN(
-      SweepSpec spec,
-      ParseSweepSpec(Spec("search:\n  method: grid\n  parameters:\n"
-                          "    encoder: [{type: flatten}, {type: flatten}]\n"
-                          "    normalize: [true]\n")));
+  ASSERT_OK_AND_ASSIGN(SweepSpec spec,
+                       ParseSweepSpec(Spec("search:\n  method: grid\n  parameters:\n"
+                                           "    encoder: [{type: flatten}, {type: flatten}]\n"
+                                           "    normalize: [true]\n")));
   ASSERT_EQ(spec.spec["variants"].size(), 2u);
   EXPECT_EQ(spec.spec["variants"][0]["index"], "fm-v0");  // an object makes no label
   EXPECT_EQ(spec.spec["variants"][1]["index"], "fm-v1");
@@ -118,9 +121,9 @@ TEST_F(EmbedSweepSpecTest, OnlyEmbeddingParametersMaySweep) {
 
 TEST_F(EmbedSweepSpecTest, UnknownMetricNamesAreRefusedListingTheValidOnes) {
   for (const char* bad : {"ndcg", "ndcg@0", "ndcg@x", "f1@10", "recall@1001", "mrr@05"}) {
-    ExpectInvalid(Spec(Metric(bad)), std::string("metric.name: unknown relevance metric \"") +
-                                         bad + "\" (valid: recall@k, hit@k, precision@k, "
-                                               "ndcg@k, mrr@k or map@k");
+    ExpectInvalid(Spec(Metric(bad)), std::string("metric.name: unknown relevance metric \"") + bad +
+                                         "\" (valid: recall@k, hit@k, precision@k, "
+                                         "ndcg@k, mrr@k or map@k");
   }
   for (const char* good : {"recall@5", "hit@1", "precision@3", "mrr@10", "map@100"}) {
     ASSERT_OK_AND_ASSIGN(SweepSpec spec, ParseSweepSpec(Spec(Metric(good))));
@@ -150,9 +153,10 @@ TEST_F(EmbedSweepSpecTest, BadJudgmentsAreRefusedAtSubmit) {
   std::ofstream(dir_.Join("ids.txt")) << ids;
   std::ofstream(dir_.Join("named.qrels")) << "img-3 0 img-4 3\n";
   const std::string named = std::string("name: e\nkind: embed\nencoder: {type: flatten}\n") +
-                            "corpus: {format: idx, images: " + kImages + ", limit: 100, ids: " +
-                            dir_.Join("ids.txt") + "}\n";
-  EXPECT_OK(ParseSweepSpec(named + "metric: {name: hit@1, qrels: " + dir_.Join("named.qrels") + "}\n"));
+                            "corpus: {format: idx, images: " + kImages +
+                            ", limit: 100, ids: " + dir_.Join("ids.txt") + "}\n";
+  EXPECT_OK(
+      ParseSweepSpec(named + "metric: {name: hit@1, qrels: " + dir_.Join("named.qrels") + "}\n"));
   ExpectInvalid(named + Metric(), "query '0' is not an item of the corpus (not among corpus.ids)");
 }
 

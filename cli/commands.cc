@@ -337,7 +337,8 @@ void RegisterClientCommands(CLI::App& app, int* exit_code, SpecPathResolver reso
   CLI::App* submit = app.add_subcommand(
       "submit",
       "submit a sweep spec (YAML or JSON). Relative file paths in it (dataset, model, teacher, "
-      "encoder and corpus files, also in search.parameters) are made absolute against the "
+      "encoder and corpus files, an embed spec's metric.qrels, also in search.parameters) are "
+      "made absolute against the "
       "directory of the spec file before it is sent, so a spec names files beside itself "
       "wherever the command and the cluster run");
   submit->add_option("spec", state->submit.spec_path, "sweep spec file")->required();

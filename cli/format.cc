@@ -274,6 +274,13 @@ std::string FormatSweepDetails(const json& sweep, int64_t now_ms) {
   }
   const std::string message = Str(sweep, "message", "");
   if (!message.empty()) lines.emplace_back("message", message);
+  // An embed sweep over embedding variants: the index of each (its value: `trials`).
+  const json& variants = Field(Field(sweep, "spec"), "variants");
+  if (variants.is_array() && !variants.empty()) {
+    std::string names;
+    for (const json& v : variants) names += (names.empty() ? "" : ", ") + Str(v, "index");
+    lines.emplace_back("indexes", names);
+  }
 
   std::string out;
   for (const auto& [key, value] : lines) {

@@ -3,8 +3,12 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <unordered_map>
 
+#include "common/item_id.h"
 #include "store/index_catalog.h"
+#include "store/qrels.h"
+#include "store/relevance_metrics.h"
 #include "store/retrieval_metrics.h"
 #include "store/vector_block_store.h"
 #include "store/vector_index.h"
@@ -37,6 +41,86 @@ StatusOr<nlohmann::json> Evaluate(const store::VectorIndex& index, const store::
                         {"eval_queries", queries}, {"eval", "sampled corpus rows vs exact search"}};
 }
 
+// The spec's retrieval metric ({name, qrels, relevant_at}) of `index`: each judged query is
+// an item (`user_ids`, else row numbers), searched with its stored vector, itself dropped.
+StatusOr<nlohmann::json> EvaluateJudgments(const store::VectorIndex& index,
+                                           const nlohmann::json& metric,
+                                           const std::vector<nlohmann::json>& user_ids) {
+  const std::string name = metric.at("name").get<std::string>();
+  const std::string path = metric.at("qrels").get<std::string>();
+  LATTICE_ASSIGN_OR_RETURN(std::vector<int> ks, store::RelevanceMetricCutoffs(name));
+  const store::RelevanceOptions options{metric.value("relevant_at", 1), ks};
+  const int k = ks[0];
+  StatusOr<store::Qrels> qrels = store::ReadQrelsFile(path);
+  if (!qrels.ok()) {  // it was read and checked at submit: say so, without quoting it
+    return Status::FailedPrecondition("metric.qrels: " + path +
+                                      ": can no longer be read as judgments (it was at submit)");
+  }
+  std::unordered_map<std::string, int64_t> row_by_text;
+  std::vector<std::string> text_by_row;
+  for (size_t r = 0; r < user_ids.size(); ++r) {
+    text_by_row.push_back(ItemIdText(user_ids[r]));
+    row_by_text.emplace(text_by_row.back(), static_cast<int64_t>(r));
+  }
+  std::vector<store::RankedList> lists;
+  std::vector<float> vectors;
+  std::vector<int64_t> rows;
+  for (const auto& entry : qrels->judgments) {
+    int64_t row = -1;
+    if (!user_ids.empty()) {
+      auto it = row_by_text.find(entry.first);
+      if (it != row_by_text.end()) row = it->second;
+    } else if (!entry.first.empty() && entry.first.size() < 19 &&
+               entry.first.find_first_not_of("0123456789") == std::string::npos) {
+      row = std::stoll(entry.first);
+    }
+    auto v = row < 0 ? StatusOr<std::vector<float>>(Status::NotFound("")) : index.Reconstruct(row);
+    if (!v.ok()) {
+      return Status::FailedPrecondition("metric.qrels: " + path + ": query '" + entry.first +
+                                        "' is not an item of the index");
+    }
+    vectors.insert(vectors.end(), v->begin(), v->end());
+    rows.push_back(row);
+    lists.push_back({entry.first, {}});
+  }
+  const int search_k =
+      std::min<int64_t>(k + 1, std::min<int64_t>(index.size(), store::kMaxSearchK));
+  LATTICE_ASSIGN_OR_RETURN(store::SearchResult found,
+                           index.Search(vectors.data(), static_cast<int64_t>(rows.size()), search_k,
+                                        store::SearchParams{}));
+  for (size_t q = 0; q < rows.size(); ++q) {
+    bool dropped = false;
+    for (int j = 0; j < found.k; ++j) {
+      const int64_t id = found.ids[q * static_cast<size_t>(found.k) + static_cast<size_t>(j)];
+      if (id < 0 || static_cast<int>(lists[q].items.size()) == k) continue;
+      if (!dropped && id == rows[q]) {  // the query item itself
+        dropped = true;
+        continue;
+      }
+      lists[q].items.push_back(user_ids.empty() ? std::to_string(id)
+                                                : text_by_row[static_cast<size_t>(id)]);
+    }
+  }
+  LATTICE_ASSIGN_OR_RETURN(store::RelevanceReport report,
+                           store::EvaluateRankings(lists, *qrels, options));
+  if (report.queries == 0) {
+    return Status::FailedPrecondition("metric.qrels: " + path +
+                                      ": no query has a judged item with "
+                                      "grade >= " +
+                                      std::to_string(options.relevant_at));
+  }
+  nlohmann::json out = {{"metric", name},
+                        {"queries", static_cast<int64_t>(lists.size())},
+                        {"evaluated", report.queries},
+                        {"relevant_at", options.relevant_at},
+                        {"qrels", path}};
+  for (size_t i = 0; i < report.names.size(); ++i) {
+    out[report.names[i]] = report.means[i];
+    if (report.names[i] == name) out["value"] = report.means[i];
+  }
+  return out;
+}
+
 }  // namespace
 
 IndexBuilder::IndexBuilder(StateStore* store, std::string catalog_root, LineageFn lineage,
@@ -51,6 +135,11 @@ nlohmann::json IndexBuilder::BuiltFrom(const SweepRecord& sweep) const {
   nlohmann::json out = {{"sweep", sweep.id.ToString()},
                         {"name", sweep.name},
                         {"encoder", sweep.spec.value("encoder", nlohmann::json())}};
+  // An embed sweep's other settings that change the vectors, and its variant (the view
+  // the coordinator hands over: scheduler/coordinator_index.cc).
+  for (const char* key : {"pooling", "normalize", "variant"}) {
+    if (sweep.spec.contains(key)) out[key] = sweep.spec[key];
+  }
   if (lineage_) out.update(lineage_(sweep));
   return out;
 }
@@ -59,11 +148,11 @@ IndexBuilder::~IndexBuilder() {
   for (auto& t : threads_) t.join();
 }
 
-void IndexBuilder::Start(const SweepRecord& sweep) {
+void IndexBuilder::Start(const SweepRecord& sweep, int variant) {
   std::lock_guard<std::mutex> lock(mu_);
   ++running_;
-  threads_.emplace_back([this, sweep] {
-    IndexBuildOutcome outcome = Build(sweep);
+  threads_.emplace_back([this, sweep, variant] {
+    IndexBuildOutcome outcome = Build(sweep, variant);
     std::lock_guard<std::mutex> lock(mu_);
     finished_.push_back(std::move(outcome));
     --running_;
@@ -93,8 +182,8 @@ bool IndexBuilder::Busy() const {
   return running_ > 0;
 }
 
-IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
-  IndexBuildOutcome out{sweep.id, Status::Ok(), nlohmann::json::object(), 0};
+IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep, int variant) {
+  IndexBuildOutcome out{sweep.id, Status::Ok(), nlohmann::json::object(), 0, variant};
   const nlohmann::json& spec = sweep.spec.at("index");
   std::string name = spec.at("name").get<std::string>();
   auto fail = [&](const Status& s) {
@@ -103,7 +192,7 @@ IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
   };
   auto start = std::chrono::steady_clock::now();
   VectorBlockStore blocks(store_);
-  auto base = blocks.ReadAll(sweep.id);
+  auto base = blocks.ReadAll(sweep.id, variant);
   if (!base.ok()) return fail(base.status());
   auto params = store::ParamsFromJson({{"type", spec.at("type")}, {"metric", spec.at("metric")},
                                        {"dim", base->dim}, {"build", spec.at("params")}});
@@ -133,11 +222,22 @@ IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
       return fail(Status::FailedPrecondition(msg));
     }
   }
+  std::vector<nlohmann::json> user_ids;
+  if (item_ids_) {
+    auto loaded = item_ids_(sweep);
+    if (!loaded.ok()) return fail(loaded.status());
+    user_ids = std::move(loaded).value();
+  }
+  if (sweep.spec.contains("metric")) {
+    auto retrieval = EvaluateJudgments(**index, sweep.spec["metric"], user_ids);
+    if (!retrieval.ok()) return fail(retrieval.status());
+    out.meta["retrieval"] = *retrieval;
+  }
   store::IndexCatalogOptions copts;
   copts.keep_versions = spec.value("keep_versions", 3);
   auto catalog = store::IndexCatalog::Open(catalog_root_, copts);
   if (!catalog.ok()) return fail(ClassifyNoSpace(catalog.status(), catalog_root_));
-  auto items = blocks.ReadMetadata(sweep.id);
+  auto items = blocks.ReadMetadata(sweep.id, variant);
   if (!items.ok()) return fail(items.status());
   // Room for the index files (about the vectors, plus graph links and item metadata) on
   // top of the reserve (none when it is 0); a publish that fails anyway for lack of space
@@ -148,12 +248,6 @@ IndexBuildOutcome IndexBuilder::Build(const SweepRecord& sweep) {
         !space.ok()) {
       return fail(space);
     }
-  }
-  std::vector<nlohmann::json> user_ids;
-  if (item_ids_) {
-    auto loaded = item_ids_(sweep);
-    if (!loaded.ok()) return fail(loaded.status());
-    user_ids = std::move(loaded).value();
   }
   auto version = (*catalog)->Publish(name, **index, out.meta, &*items,
                                      user_ids.empty() ? nullptr : &user_ids);

@@ -9,7 +9,17 @@
 //   3. measure recall@10 and MRR@10 on index.eval.queries corpus rows sampled with a fixed
 //      seed, against exact (flat) search;
 //   4. if index.require.recall@10 is set and not met, stop: the version is not published;
-//   5. publish to the catalog (new version, CURRENT switched atomically).
+//   5. when the spec has `metric` ({name, qrels, relevant_at}: scheduler/embed_spec.h),
+//      measure it against the judgments: each judged query id is an item of the index (a
+//      user id from ItemIdsFn, else a row number), searched with its own stored vector for
+//      the top k + 1, itself left out (as a search by item, `lattice index eval --by-item`);
+//      store/relevance_metrics.h computes the means. meta["retrieval"] = {"metric": name,
+//      "value": v, "queries", "evaluated", <every metric of that cutoff>}. A judgments
+//      file that cannot be read or has no evaluable query fails the build;
+//   6. publish to the catalog (new version, CURRENT switched atomically).
+// An embed sweep over variants builds one index per variant: Start gets the variant's
+// number (its vector blocks, store/vector_block_store.h) and a SweepRecord whose spec is the
+// variant's view (index.name the variant's index, encoder / pooling / normalize its own).
 // A build that cannot publish for lack of disk space (less than `min_free_bytes` plus room
 // for the index files free — not checked when it is 0 —, or the disk filled up while
 // writing) ends InsufficientStorage and leaves nothing behind; the coordinator starts it
@@ -40,6 +50,7 @@ struct IndexBuildOutcome {
   Status status;                 // OK: published
   nlohmann::json meta;           // what was measured (also for a failed gate)
   int64_t version = 0;
+  int variant = 0;               // of an embed sweep over variants; 0 otherwise
 };
 
 class IndexBuilder {
@@ -61,7 +72,9 @@ class IndexBuilder {
                int64_t min_free_bytes = kDefaultMinFreeBytes, ItemIdsFn item_ids = {});
   ~IndexBuilder();  // waits for running builds
 
-  void Start(const SweepRecord& sweep);
+  // Builds the index of `sweep`'s `variant` (0 for a sweep without variants) in the
+  // background: sweep.spec["index"] names it.
+  void Start(const SweepRecord& sweep, int variant = 0);
   // After the deletion of a finished sweep's vector blocks was committed: compacts their
   // key range in the background so that the disk space is given back (errors are logged).
   void ReclaimBlocks(SweepId sweep);
@@ -69,7 +82,7 @@ class IndexBuilder {
   bool Busy() const;
 
  private:
-  IndexBuildOutcome Build(const SweepRecord& sweep);
+  IndexBuildOutcome Build(const SweepRecord& sweep, int variant);
   // "built_from" of the published version: sweep, name, encoder, plus lineage_.
   nlohmann::json BuiltFrom(const SweepRecord& sweep) const;
 

@@ -105,6 +105,7 @@ std::optional<std::string> ResolveParameterPath(const std::string& name) {
       {"sleep_ms", "sleep_ms"},  // noop jobs (dispatch benchmarks)
       {"pooling", "pooling"},    // embed jobs
       {"normalize", "normalize"},
+      {"encoder", "encoder"},
       {"temperature", "distill.temperature"},  // distill jobs
       {"alpha", "distill.alpha"},
       {"expansion", "model.expansion"},  // sparse autoencoders
@@ -124,7 +125,8 @@ bool IsPathField(const std::string& config_path) {
       "dataset.test.labels",         "dataset.test.images", "dataset.test.path",
       "model.path",                  "teacher.path",        "encoder.path",
       "corpus.images",               "corpus.features",     "corpus.labels",
-      "corpus.dir",                  "corpus.ids",          "crash.once_file"};
+      "corpus.dir",                  "corpus.ids",          "crash.once_file",
+      "metric.qrels"};
   return kPaths.count(config_path) > 0;
 }
 

@@ -49,7 +49,8 @@ std::optional<std::string> ResolveParameterPath(const std::string& name);
 // True when the config value at `config_path` (dotted, as ResolveParameterPath gives it)
 // names a file or folder: dataset.{features,labels,images,path} (also under
 // dataset.validation and dataset.test), model.path, teacher.path, encoder.path,
-// corpus.{images,features,labels,dir,ids} and crash.once_file. The CLI makes these
+// corpus.{images,features,labels,dir,ids}, crash.once_file, and an embed spec's
+// metric.qrels (a scheduler section, not a job config field). The CLI makes these
 // absolute against the spec file's directory before it submits (scheduler::ResolveSpecPaths).
 bool IsPathField(const std::string& config_path);
 

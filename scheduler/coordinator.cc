@@ -100,9 +100,12 @@ Status Coordinator::Recover() {
     }
     const bool finished = active.counts.unfinished() == 0;
     const bool dataset = sweep.spec.contains("output");
-    if (finished && sweep.kind == JobKind::kEmbed && options_.index_builder != nullptr &&
-        !dataset) {
-      StartIndexBuild(active.record, p);  // every shard was embedded before the crash
+    if (IsIndexSweep(active.record)) {
+      // Variants whose shards were all embedded before the crash but whose build had not
+      // ended are built again; the sweep ends here if nothing is left to run or build.
+      CountVariants(active, trials);
+      StartDueIndexBuilds(active, p);
+      MaybeEndIndexSweep(active, p);
     } else if (finished) {  // every trial finished before the crash
       active.record.state = SweepState::kCompleted;
       active.record.finished_ms = Now();
@@ -117,7 +120,7 @@ Status Coordinator::Recover() {
                       {{"active_sweeps", sweeps_.size()}, {"requeued_trials", requeued},
                        {"workers", channel_->size() - 1}});
   LATTICE_RETURN_IF_ERROR(store_->Commit(p.batch));
-  for (const auto& sweep : p.index_builds) options_.index_builder->Start(sweep);
+  for (const auto& [view, variant] : p.index_builds) options_.index_builder->Start(view, variant);
   std::fprintf(stderr, "coordinator: recovered %zu running sweep(s), %zu queued trial(s), %d re-queued\n",
                sweeps_.size(), queue_.size(), requeued);
   if (!uncounted_.empty()) {
@@ -235,7 +238,7 @@ void Coordinator::Act(Pending& p) {
     if (!s.ok()) std::fprintf(stderr, "coordinator: %s\n", s.ToString().c_str());
   }
   for (auto& [cmd, result] : p.replies) cmd->done.set_value(std::move(result));
-  for (const auto& sweep : p.index_builds) options_.index_builder->Start(sweep);
+  for (const auto& [view, variant] : p.index_builds) options_.index_builder->Start(view, variant);
   if (options_.index_builder != nullptr) {  // else RocksDB reclaims them in its own time
     for (SweepId sweep : p.reclaim_blocks) options_.index_builder->ReclaimBlocks(sweep);
   }
@@ -310,6 +313,30 @@ bool Coordinator::RunCommands(Pending& p) {
   return !cmds.empty();
 }
 
+// Each variant's encoder that is a trial's checkpoint, resolved to one trial id (as the
+// spec's encoder is in DoSubmit) in the variant and in its shards' configs.
+Status Coordinator::ResolveVariantEncoders(scheduler::SweepSpec& spec) {
+  nlohmann::json& variants = spec.spec["variants"];
+  for (size_t v = 0; v < variants.size(); ++v) {
+    nlohmann::json& embedding = variants[v]["embedding"];
+    if (!embedding.contains("encoder") || !embedding["encoder"].is_object() ||
+        embedding["encoder"].value("type", "") != "trial") {
+      continue;
+    }
+    auto encoder = ResolveTrialEncoder(*store_, embedding["encoder"], "encoder");
+    if (!encoder.ok()) return encoder.status().WithContext("search: variant " + std::to_string(v));
+    embedding["encoder"]["trial"] = encoder->trial.ToString();
+  }
+  for (size_t i = 0; i < spec.trial_configs.size(); ++i) {
+    const size_t v = static_cast<size_t>(spec.points[i].value("variant", 0));
+    const nlohmann::json& encoder = variants.at(v)["embedding"].value("encoder", nlohmann::json());
+    if (encoder.is_object() && encoder.contains("trial")) {
+      spec.trial_configs[i]["encoder"]["trial"] = encoder["trial"];
+    }
+  }
+  return Status::Ok();
+}
+
 StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending& p) {
   const size_t workers = slots_.size() - 1;
   if (static_cast<size_t>(spec.workers_per_trial) > workers) {
@@ -323,8 +350,10 @@ StatusOr<SweepRecord> Coordinator::DoSubmit(scheduler::SweepSpec& spec, Pending&
   const char* source = spec.kind == JobKind::kEmbed     ? "encoder"
                        : spec.kind == JobKind::kDistill ? "teacher"
                                                         : nullptr;
-  if (source != nullptr && spec.spec.contains(source) &&
-      spec.spec[source].value("type", "") == "trial") {
+  if (spec.kind == JobKind::kEmbed && spec.spec.contains("variants")) {
+    LATTICE_RETURN_IF_ERROR(ResolveVariantEncoders(spec));
+  } else if (source != nullptr && spec.spec.contains(source) &&
+             spec.spec[source].value("type", "") == "trial") {
     nlohmann::json reference = spec.spec[source];
     if (spec.kind == JobKind::kDistill) reference["layer"] = -1;  // the teacher's logits
     LATTICE_ASSIGN_OR_RETURN(TrialEncoder encoder, ResolveTrialEncoder(*store_, reference, source));

@@ -234,6 +234,20 @@ class Coordinator {
     // many fed it: decides whether this sweep's trials are short enough to pipeline.
     double mean_run_seconds = 0;
     int run_samples = 0;
+    // Embed sweeps that build indexes: one entry per variant (one without variants), from
+    // the trials (Recover) or counted as shards complete. A variant's build has ended when
+    // its trials' metrics hold "index_version" or "index_error" (stored with the outcome).
+    struct Variant {
+      uint32_t shards_done = 0;
+      bool building = false;    // started (or held for disk space), no outcome yet
+      bool ended = false;       // published, or failed (error)
+      std::string error;
+      std::string index;        // published as
+      int64_t version = 0;      // of the published index
+      std::string summary;      // "index X v2: 2000 vectors, recall@10 ..."
+      std::optional<double> value;  // the spec's retrieval metric, when it has one
+    };
+    std::vector<Variant> variants;
   };
   struct Inflight {
     TrialId trial;
@@ -257,7 +271,9 @@ class Coordinator {
     StateWriteBatch batch;
     std::vector<std::pair<WorkerRank, Message>> sends;
     std::vector<std::pair<std::shared_ptr<Command>, StatusOr<SweepRecord>>> replies;
-    std::vector<SweepRecord> index_builds;  // started once their last shard is durable
+    // Index builds (the variant's view of the sweep, the variant), started once their last
+    // shard is durable.
+    std::vector<std::pair<SweepRecord, int>> index_builds;
     std::vector<SweepId> reclaim_blocks;    // vector blocks deleted: compact after commit
     std::set<SweepId> counts_changed;       // active sweeps whose counts go into the batch
     bool release_memory = false;            // much was freed: give it back after the commit
@@ -340,10 +356,43 @@ class Coordinator {
   std::vector<StepCheckpoint>& StepCheckpoints(const TrialRecord& t);
   // Embed shard done: its vectors go into the same batch as its completion.
   Status StoreVectors(const TrialRecord& t, int attempt, Pending& p);
-  // All shards of an embed sweep are done: build its index in the background.
-  void StartIndexBuild(SweepRecord& sweep, Pending& p);
+  // Embed sweeps that build indexes (scheduler/coordinator_embed.cc). Protocol:
+  //   1. each completed shard counts for its variant (OnIndexShardFinished); when a
+  //      variant's shards are all done, its index is built in the background
+  //      (StartIndexBuild, with the variant's view of the sweep: VariantView);
+  //   2. its outcome (CollectIndexBuilds) is stored in the variant's trials' metrics
+  //      ("index", "index_version" or "index_error", and the spec metric's value, which
+  //      becomes their objective): durable, so Recover knows which builds ended;
+  //   3. when no trial is unfinished and no build runs, the sweep ends (EndIndexSweep):
+  //      completed when every variant's index was published, else failed naming the first
+  //      variant that was not; its vector blocks are deleted with one range deletion.
+  bool IsIndexSweep(const SweepRecord& sweep) const;
+  static int NumVariants(const SweepRecord& sweep);
+  // The sweep as variant `variant`'s build sees it: index.name the variant's index, its
+  // encoder / pooling / normalize, and "variant": {variant, params}.
+  static SweepRecord VariantView(const SweepRecord& sweep, int variant);
+  // Sizes active.variants and, from `trials` (all of the sweep's), their shard counts and
+  // ended builds (Recover).
+  static void CountVariants(ActiveSweep& active, const std::vector<TrialRecord>& trials);
+  // A trial of an index sweep ended; starts its variant's build when it was the last shard.
+  void OnIndexShardFinished(ActiveSweep& active, const TrialRecord& trial, Pending& p);
+  // Starts the build of every variant whose shards are done and whose build did not end.
+  void StartDueIndexBuilds(ActiveSweep& active, Pending& p);
+  void StartIndexBuild(ActiveSweep& active, int variant, Pending& p);
   bool CollectIndexBuilds(Pending& p);
+  // Builds held for lack of disk space start again once there is space; true if any did.
+  bool RestartHeldIndexBuilds(Pending& p);
+  // A build ended: held again (no disk space), or recorded (step 2), and the sweep ended
+  // when it was the last thing it waited for (step 3).
+  void OnIndexBuildOutcome(const IndexBuildOutcome& o, Pending& p);
+  // Stores a variant's build outcome in its trials (step 2 above).
+  Status RecordVariantOutcome(ActiveSweep& active, int variant, Pending& p);
+  // Ends the sweep if nothing of it is left to run or build (step 3); true if it did (the
+  // ActiveSweep is gone then).
+  bool MaybeEndIndexSweep(ActiveSweep& active, Pending& p);
   StatusOr<SweepRecord> DoSubmit(scheduler::SweepSpec& spec, Pending& p);
+  // An embed sweep over variants: each variant's trial encoder resolved (DoSubmit).
+  Status ResolveVariantEncoders(scheduler::SweepSpec& spec);
   // Activation datasets (scheduler/coordinator_datasets.cc, jobs/activation_dataset.h).
   // At submit, before anything is stored: an embed sweep's output.dataset must be a new
   // name (or one whose last writer failed); a train sweep's dataset.activations must name a
@@ -437,7 +486,7 @@ class Coordinator {
   std::set<std::tuple<TrialId, int, int64_t>> skipped_checkpoints_;
   // Embed sweeps whose index could not be published for lack of space: started again
   // (when there is space) at the time given.
-  std::map<SweepId, int64_t> held_index_builds_;
+  std::map<std::pair<SweepId, int>, int64_t> held_index_builds_;  // by (sweep, variant)
   // Completed dataset sweeps whose rows VerifyDatasets checks once their completion is
   // committed (the last shard's block is in that batch).
   std::vector<SweepId> datasets_to_verify_;

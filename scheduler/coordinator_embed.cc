@@ -1,4 +1,5 @@
-// Coordinator: embed sweeps — shard vectors and the index build that ends the sweep.
+// Coordinator: embed sweeps — shard vectors (their index builds: coordinator_index.cc) and
+// checkpoints.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -241,95 +242,11 @@ Status Coordinator::StoreVectors(const TrialRecord& t, int attempt, Pending& p) 
                          ".." + std::to_string(end));
   } else {
     VectorBlockStore::Put(p.batch, t.id.sweep,
-                          VectorBlock{m.begin, m.rows, m.dim, std::move(m.data), std::move(m.metadata)});
+                          VectorBlock{m.begin, m.rows, m.dim, std::move(m.data), std::move(m.metadata)},
+                          t.params.value("variant", 0));
   }
   vector_blocks_.erase(it);
   return s;
-}
-
-void Coordinator::StartIndexBuild(SweepRecord& sweep, Pending& p) {
-  sweep.message = "building index " + sweep.spec["index"].value("name", sweep.name);
-  p.batch.PutSweep(sweep);
-  p.batch.AppendEvent("index_build_started", {{"sweep", sweep.id.ToString()}});
-  std::fprintf(stderr, "coordinator: sweep %s (%s): all shards embedded; %s\n",
-               sweep.id.ToString().c_str(), sweep.name.c_str(), sweep.message.c_str());
-  p.index_builds.push_back(sweep);  // Flush starts it after the commit
-}
-
-bool Coordinator::CollectIndexBuilds(Pending& p) {
-  if (options_.index_builder == nullptr) return false;
-  bool restarted = false;
-  // Builds held for lack of space start again once there is space.
-  for (auto held = held_index_builds_.begin(); held != held_index_builds_.end();) {
-    auto it = sweeps_.find(held->first);
-    if (it == sweeps_.end() || it->second.record.state != SweepState::kRunning) {
-      if (it != sweeps_.end()) {  // cancelled meanwhile: no index will use its blocks
-        VectorBlockStore::Delete(p.batch, it->first);
-        p.reclaim_blocks.push_back(it->first);
-        sweeps_.erase(it);
-      }
-      held = held_index_builds_.erase(held);
-      continue;
-    }
-    if (Now() < held->second || !SpaceCheck().ok()) {
-      ++held;
-      continue;
-    }
-    StartIndexBuild(it->second.record, p);
-    held = held_index_builds_.erase(held);
-    restarted = true;
-  }
-  auto outcomes = options_.index_builder->TakeFinished();
-  for (auto& o : outcomes) {
-    auto it = sweeps_.find(o.sweep);
-    if (it == sweeps_.end()) continue;
-    SweepRecord& sweep = it->second.record;
-    std::string index = sweep.spec["index"].value("name", sweep.name);
-    if (o.status.code() == StatusCode::kInsufficientStorage && sweep.state == SweepState::kRunning) {
-      // Not the index's fault: the sweep stays running, its vector blocks stay, and the
-      // build runs again once the data directory has space (tried every 5 s).
-      sweep.message = "index build waiting for disk space: " + o.status.message();
-      p.batch.PutSweep(sweep);
-      p.batch.AppendEvent("index_build_held", {{"sweep", sweep.id.ToString()}, {"index", index},
-                                               {"error", o.status.message()}});
-      std::fprintf(stderr, "coordinator: sweep %s (%s): %s\n", sweep.id.ToString().c_str(),
-                   sweep.name.c_str(), sweep.message.c_str());
-      held_index_builds_[sweep.id] = Now() + 5000;
-      continue;
-    }
-    const nlohmann::json& build_seconds = o.meta.is_object() && o.meta.contains("build_seconds")
-                                              ? o.meta["build_seconds"]
-                                              : nlohmann::json();
-    if (metrics_ != nullptr && build_seconds.is_number()) {
-      metrics_->index_build_seconds.Observe(build_seconds.get<double>());
-    }
-    if (o.status.ok()) {
-      sweep.state = SweepState::kCompleted;
-      char msg[200];
-      std::snprintf(msg, sizeof(msg), "index %s v%lld: %lld vectors, recall@10 %.4f",
-                    index.c_str(), static_cast<long long>(o.version),
-                    static_cast<long long>(o.meta.value("vectors", 0)),
-                    o.meta.value("recall@10", 0.0));
-      sweep.message = msg;
-    } else {
-      sweep.state = SweepState::kFailed;
-      sweep.message = o.status.message();
-    }
-    sweep.finished_ms = Now();
-    p.batch.PutSweep(sweep);
-    // The sweep is over: the published index holds its vectors (a failed build cannot be
-    // retried), so its blocks leave the state store in the same batch.
-    VectorBlockStore::Delete(p.batch, sweep.id);
-    p.reclaim_blocks.push_back(sweep.id);
-    p.batch.AppendEvent(o.status.ok() ? "index_published" : "index_failed",
-                        {{"sweep", sweep.id.ToString()}, {"index", index},
-                         {"version", o.version}, {"meta", o.meta},
-                         {"error", o.status.ok() ? "" : o.status.message()}});
-    std::fprintf(stderr, "coordinator: sweep %s (%s) %s: %s\n", sweep.id.ToString().c_str(),
-                 sweep.name.c_str(), SweepStateName(sweep.state), sweep.message.c_str());
-    sweeps_.erase(it);
-  }
-  return restarted || !outcomes.empty();
 }
 
 }  // namespace lattice

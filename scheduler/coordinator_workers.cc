@@ -487,16 +487,16 @@ void Coordinator::FinishTrial(const TrialRecord& trial, Pending& p) {
   auto it = sweeps_.find(trial.id.sweep);
   if (it == sweeps_.end()) return;
   ActiveSweep& active = it->second;
+  if (IsIndexSweep(active.record)) {  // its indexes, one per variant (coordinator_index.cc)
+    OnIndexShardFinished(active, trial, p);
+    MaybeEndIndexSweep(active, p);
+    return;
+  }
   if (active.counts.unfinished() > 0) return;
   SweepRecord& sweep = active.record;
   const uint32_t completed = active.counts.count(TrialState::kCompleted);
   if (sweep.state == SweepState::kRunning) {
     bool all_ok = completed == sweep.num_trials;
-    if (sweep.kind == JobKind::kEmbed && all_ok && options_.index_builder != nullptr &&
-        !sweep.spec.contains("output")) {
-      StartIndexBuild(sweep, p);
-      return;  // the sweep ends when its index is built (CollectIndexBuilds)
-    }
     // Completed unless every trial failed (an embed sweep needs every shard).
     sweep.state = completed > 0 ? SweepState::kCompleted : SweepState::kFailed;
     if (completed == 0) sweep.message = "every trial failed";

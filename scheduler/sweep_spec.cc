@@ -30,7 +30,7 @@ const char* const kJobKeys[] = {"kind",      "seed",    "dataset", "model",   "t
                                 "alignment"};
 const char* const kSchedulerKeys[] = {"name",      "search",     "max_concurrent_trials",
                                       "max_attempts", "resources", "shard_size",
-                                      "index",     "repeats", "output"};
+                                      "index",     "repeats", "output", "metric"};
 const char* const kSearchKeys[] = {"method", "metric", "parameters", "seed", "max_trials"};
 
 std::string Join(const std::string& path, const std::string& key) {
@@ -341,6 +341,7 @@ StatusOr<std::string> ResolveSpecPaths(const std::string& text, const std::strin
   for (const char* key : kJobKeys) {
     if (doc.contains(key)) ResolvePathsIn(&doc[key], key, base_dir);
   }
+  if (doc.contains("metric")) ResolvePathsIn(&doc["metric"], "metric", base_dir);  // qrels
   if (doc.contains("search") && doc["search"].is_object() &&
       doc["search"].contains("parameters") && doc["search"]["parameters"].is_object()) {
     for (auto& param : doc["search"]["parameters"].items()) {
@@ -366,7 +367,7 @@ StatusOr<SweepSpec> ParseSweepSpec(const std::string& text) {
     out.spec = nlohmann::json(doc);
     return out;
   }
-  for (const char* key : {"shard_size", "index", "output"}) {
+  for (const char* key : {"shard_size", "index", "output", "metric"}) {
     if (doc.contains(key)) {
       return Status::InvalidArgument(std::string(key) + ": only used by kind embed");
     }

@@ -37,6 +37,28 @@ std::vector<std::string> RelevanceMetricNames(const std::vector<int>& ks) {
   return names;
 }
 
+StatusOr<std::vector<int>> RelevanceMetricCutoffs(const std::string& name) {
+  const std::string valid =
+      "recall@k, hit@k, precision@k, ndcg@k, mrr@k or map@k, k an integer in [1, " +
+      std::to_string(kMaxRelevanceCutoff) + "]";
+  const size_t at = name.find('@');
+  const std::string digits = at == std::string::npos ? "" : name.substr(at + 1);
+  const bool numeric =
+      !digits.empty() && digits.size() <= 4 && digits[0] != '0' &&
+      std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const int k = numeric ? std::stoi(digits) : 0;
+  if (k < 1 || k > kMaxRelevanceCutoff) {
+    return Status::InvalidArgument("unknown relevance metric \"" + name + "\" (valid: " + valid +
+                                   ")");
+  }
+  const std::vector<std::string> names = RelevanceMetricNames({k});
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    return Status::InvalidArgument("unknown relevance metric \"" + name + "\" (valid: " + valid +
+                                   ")");
+  }
+  return std::vector<int>{k};
+}
+
 StatusOr<std::vector<double>> QueryRelevanceMetrics(
     const std::vector<std::string>& items, const std::unordered_map<std::string, int>& judged,
     const RelevanceOptions& options) {

@@ -55,6 +55,12 @@ struct RelevanceOptions {
 // the order of ks), then mrr@D and map@D (D = max(ks)).
 std::vector<std::string> RelevanceMetricNames(const std::vector<int>& ks);
 
+// The cutoffs a single metric name needs: {k} for "recall@k", "hit@k", "precision@k",
+// "ndcg@k", "mrr@k" and "map@k" (k in [1, kMaxRelevanceCutoff]), so that `name` is one of
+// RelevanceMetricNames(result). InvalidArgument listing the valid forms otherwise.
+inline constexpr int kMaxRelevanceCutoff = 1000;
+StatusOr<std::vector<int>> RelevanceMetricCutoffs(const std::string& name);
+
 // The metrics of one query (in RelevanceMetricNames order), given its judgments (item ->
 // grade). FailedPrecondition when no judged item reaches relevant_at.
 StatusOr<std::vector<double>> QueryRelevanceMetrics(

@@ -18,8 +18,17 @@ std::string RowKey(int64_t begin) {
   return buf;
 }
 
-std::string BlockPrefix(SweepId sweep) { return sweep.Key() + "/"; }
-std::string MetadataPrefix(SweepId sweep) { return sweep.Key() + "#meta/"; }
+// The sweep key, plus "-v<6 digits>" for a variant other than 0.
+std::string VariantKey(SweepId sweep, int variant) {
+  if (variant == 0) return sweep.Key();
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "-v%06d", variant);
+  return sweep.Key() + buf;
+}
+std::string BlockPrefix(SweepId sweep, int variant) { return VariantKey(sweep, variant) + "/"; }
+std::string MetadataPrefix(SweepId sweep, int variant) {
+  return VariantKey(sweep, variant) + "#meta/";
+}
 // [RangeBegin, RangeEnd) holds both prefixes: '#' < '/' < '0'.
 std::string RangeBegin(SweepId sweep) { return sweep.Key() + "#"; }
 std::string RangeEnd(SweepId sweep) { return sweep.Key() + "0"; }
@@ -36,10 +45,12 @@ std::string Encode(const VectorBlock& block) {
 
 }  // namespace
 
-void VectorBlockStore::Put(StateWriteBatch& batch, SweepId sweep, const VectorBlock& block) {
-  batch.PutRaw(kItemsCf, BlockPrefix(sweep) + RowKey(block.begin), Encode(block));
+void VectorBlockStore::Put(StateWriteBatch& batch, SweepId sweep, const VectorBlock& block,
+                           int variant) {
+  LATTICE_CHECK(variant >= 0 && variant < 1000000);
+  batch.PutRaw(kItemsCf, BlockPrefix(sweep, variant) + RowKey(block.begin), Encode(block));
   if (!block.metadata.empty()) {
-    batch.PutRaw(kItemsCf, MetadataPrefix(sweep) + RowKey(block.begin),
+    batch.PutRaw(kItemsCf, MetadataPrefix(sweep, variant) + RowKey(block.begin),
                  nlohmann::json(block.metadata).dump());
   }
 }
@@ -52,8 +63,8 @@ Status VectorBlockStore::Compact(SweepId sweep) {
   return store_->CompactRaw(kItemsCf, RangeBegin(sweep), RangeEnd(sweep));
 }
 
-StatusOr<store::FloatMatrix> VectorBlockStore::ReadAll(SweepId sweep) const {
-  LATTICE_ASSIGN_OR_RETURN(auto blocks, store_->Scan(kItemsCf, BlockPrefix(sweep)));
+StatusOr<store::FloatMatrix> VectorBlockStore::ReadAll(SweepId sweep, int variant) const {
+  LATTICE_ASSIGN_OR_RETURN(auto blocks, store_->Scan(kItemsCf, BlockPrefix(sweep, variant)));
   store::FloatMatrix m;
   for (const auto& [key, value] : blocks) {
     if (value.size() < kBlockHeader) return Status::Internal("vector block " + key + ": truncated");
@@ -86,8 +97,8 @@ StatusOr<store::FloatMatrix> VectorBlockStore::ReadAll(SweepId sweep) const {
 }
 
 StatusOr<std::unordered_map<int64_t, std::string>> VectorBlockStore::ReadMetadata(
-    SweepId sweep) const {
-  LATTICE_ASSIGN_OR_RETURN(auto blocks, store_->Scan(kItemsCf, MetadataPrefix(sweep)));
+    SweepId sweep, int variant) const {
+  LATTICE_ASSIGN_OR_RETURN(auto blocks, store_->Scan(kItemsCf, MetadataPrefix(sweep, variant)));
   std::unordered_map<int64_t, std::string> items;
   for (const auto& [key, value] : blocks) {
     int64_t begin = std::strtoll(key.substr(key.rfind('/') + 1).c_str(), nullptr, 10);

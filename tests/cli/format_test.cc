@@ -159,6 +159,15 @@ TEST(FormatTest, SweepsTableAndDetails) {
   const std::string details = FormatSweepDetails(Sweep(true), 1000 + 5000);
   EXPECT_NE(details.find("metric:    val_accuracy (maximize)"), std::string::npos) << details;
   EXPECT_NE(details.find("best:      s3-t4 val_accuracy=0.9806"), std::string::npos) << details;
+  EXPECT_EQ(details.find("indexes:"), std::string::npos) << details;
+  // An embed sweep over variants lists the index of each.
+  json variants = Sweep(true);
+  variants["spec"] = {
+      {"variants", {{{"index", "fm-normalize-false"}}, {{"index", "fm-normalize-true"}}}}};
+  EXPECT_NE(
+      FormatSweepDetails(variants, 6000).find("indexes:   fm-normalize-false, fm-normalize-true\n"),
+      std::string::npos)
+      << FormatSweepDetails(variants, 6000);
 }
 
 TEST(FormatTest, ProgressLine) {

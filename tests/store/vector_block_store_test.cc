@@ -29,9 +29,9 @@ class VectorBlockStoreTest : public ::testing::Test {
     return b;
   }
 
-  void Put(SweepId sweep, const VectorBlock& block) {
+  void Put(SweepId sweep, const VectorBlock& block, int variant = 0) {
     StateWriteBatch batch;
-    VectorBlockStore::Put(batch, sweep, block);
+    VectorBlockStore::Put(batch, sweep, block, variant);
     ASSERT_OK(store_->Commit(batch));
   }
 
@@ -53,6 +53,52 @@ TEST_F(VectorBlockStoreTest, BlocksInAnyOrderReadBackAsOneMatrixWithMetadata) {
   ASSERT_OK_AND_ASSIGN(auto items, blocks.ReadMetadata(sweep));
   ASSERT_EQ(items.size(), 10u);
   EXPECT_EQ(items.at(7), "{\"row\":7}");
+}
+
+// An embed sweep over embedding variants keeps one set of blocks per variant: each reads
+// back alone (its own dimension, its own metadata), and one Delete of the sweep removes
+// every variant's blocks but no other sweep's.
+TEST_F(VectorBlockStoreTest, VariantsAreKeptApartAndDeletedTogether) {
+  const SweepId sweep{1};
+  Put(sweep, Block(0, 4, 2, /*with_metadata=*/true), /*variant=*/0);
+  VectorBlock v1 = Block(0, 4, 5, /*with_metadata=*/true);
+  for (float& x : v1.data) x += 0.5f;
+  v1.metadata[2] = "{\"variant\":1}";
+  Put(sweep, v1, /*variant=*/1);
+  Put(sweep, Block(0, 3, 2), /*variant=*/12);
+  Put(SweepId{10}, Block(0, 2, 2));  // another sweep: untouched
+  Put(SweepId{10}, Block(0, 2, 2), /*variant=*/1);
+  VectorBlockStore blocks(store_.get());
+  ASSERT_OK_AND_ASSIGN(store::FloatMatrix m0, blocks.ReadAll(sweep, 0));
+  EXPECT_EQ(m0.rows, 4);
+  EXPECT_EQ(m0.dim, 2);
+  EXPECT_EQ(m0.data[3], 1001.0f);
+  ASSERT_OK_AND_ASSIGN(store::FloatMatrix m1, blocks.ReadAll(sweep, 1));
+  EXPECT_EQ(m1.rows, 4);
+  EXPECT_EQ(m1.dim, 5);
+  EXPECT_EQ(m1.data[6], 1001.5f);
+  ASSERT_OK_AND_ASSIGN(store::FloatMatrix m12, blocks.ReadAll(sweep, 12));
+  EXPECT_EQ(m12.rows, 3);
+  EXPECT_EQ(blocks.ReadAll(sweep, 2).status().code(), StatusCode::kFailedPrecondition);
+  ASSERT_OK_AND_ASSIGN(auto items0, blocks.ReadMetadata(sweep, 0));
+  ASSERT_OK_AND_ASSIGN(auto items1, blocks.ReadMetadata(sweep, 1));
+  EXPECT_EQ(items0.at(2), "{\"row\":2}");
+  EXPECT_EQ(items1.at(2), "{\"variant\":1}");
+  ASSERT_OK_AND_ASSIGN(auto items12, blocks.ReadMetadata(sweep, 12));
+  EXPECT_TRUE(items12.empty());
+
+  StateWriteBatch batch;
+  VectorBlockStore::Delete(batch, sweep);
+  ASSERT_OK(store_->Commit(batch));
+  for (int variant : {0, 1, 12}) {
+    EXPECT_EQ(blocks.ReadAll(sweep, variant).status().code(), StatusCode::kFailedPrecondition)
+        << "variant " << variant;
+  }
+  ASSERT_OK_AND_ASSIGN(auto gone, blocks.ReadMetadata(sweep, 1));
+  EXPECT_TRUE(gone.empty());
+  ASSERT_OK_AND_ASSIGN(store::FloatMatrix other0, blocks.ReadAll(SweepId{10}, 0));
+  ASSERT_OK_AND_ASSIGN(store::FloatMatrix other1, blocks.ReadAll(SweepId{10}, 1));
+  EXPECT_EQ(other0.rows + other1.rows, 4);
 }
 
 TEST_F(VectorBlockStoreTest, MissingRowsAndChangedDimensionsAreErrors) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: every benchmark, each against its peer in the same run. Takes ~20 minutes
+# `make bench`: every benchmark, each against its peer in the same run. Takes ~25 minutes
 # on 2 cores. Results and how to read them: docs/BENCHMARKS.md.
 # Usage: bench/run_all.sh [build-dir]
 set -euo pipefail
@@ -25,3 +25,12 @@ echo "######## vector search over HTTP vs in process"
 echo
 echo "######## cost of metrics on the hot paths (--metrics true vs false, alternated)"
 bash bench/metrics_bench.sh "$BUILD" 3
+echo
+echo "######## multi-worker trials: the MLP 784-2048-2048-10 on 1 worker vs a gang of 2"
+bash bench/gang_bench.sh "$BUILD"
+echo
+echo "######## projectors (linear, mlp2, c_abstractor, perceiver): alignment job vs plain LibTorch loop"
+"$BUILD/bench/projector_bench"
+echo
+echo "######## sparse autoencoder: SAE job vs plain LibTorch loop"
+"$BUILD/bench/sae_bench"

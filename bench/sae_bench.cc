@@ -96,8 +96,8 @@ double PlainLoop(const torch::Tensor& x_train, const torch::Tensor& x_val, int e
 }  // namespace
 
 int main(int argc, char** argv) {
-  int64_t rows = 20000;
-  int epochs = 2, pairs = 5;
+  int64_t rows = 60000;  // the SAE example's size: every Fashion-MNIST training image
+  int epochs = 3, pairs = 5;
   std::string images = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];

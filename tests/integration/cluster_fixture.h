@@ -66,6 +66,26 @@ class ClusterFixture : public ::testing::Test {
     return sweep;
   }
 
+  // Runs the lattice CLI against the cluster; returns its stdout (the test fails,
+  // non-fatally, on a non-zero exit, printing stderr).
+  std::string Lattice(const std::string& args) {
+    const std::string out = dir_.Join("cli.out");
+    std::string err;
+    const int rc = RunCommand(LatticeBinary() + " " + args + " --port " +
+                                  std::to_string(cluster_->port()) + " > " + out,
+                              &err);
+    EXPECT_EQ(rc, 0) << args << ": " << err;
+    return ReadFile(out);
+  }
+
+  // Lattice(args), parsed: the test fails (non-fatally) when it is not JSON.
+  json LatticeJson(const std::string& args) {
+    const std::string text = Lattice(args);
+    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    EXPECT_FALSE(j.is_discarded()) << args << " printed invalid JSON:\n" << text;
+    return j;
+  }
+
   TempDir dir_;
   std::unique_ptr<TestCluster> cluster_;
   std::unique_ptr<cli::HttpClient> client_;

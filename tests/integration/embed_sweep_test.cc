@@ -29,23 +29,6 @@ const std::vector<int> kGroups = {0, 1, 0, 2, 0, 3, 0, 3, 4, 3};
 
 class EmbedSweepTest : public testutil::ClusterFixture {
  protected:
-  std::string Lattice(const std::string& args) {
-    const std::string out = dir_.Join("cli.out");
-    std::string err;
-    const int rc = testutil::RunCommand(testutil::LatticeBinary() + " " + args + " --port " +
-                                            std::to_string(cluster_->port()) + " > " + out,
-                                        &err);
-    EXPECT_EQ(rc, 0) << args << ": " << err;
-    return testutil::ReadFile(out);
-  }
-
-  json LatticeJson(const std::string& args) {
-    const std::string text = Lattice(args);
-    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-    EXPECT_FALSE(j.is_discarded()) << args << " printed invalid JSON:\n" << text;
-    return j;
-  }
-
   // Graded judgments from the labels: same label 3, same group 1 (TREC format).
   std::string WriteQrels() {
     auto labels = jobs::LoadIdxLabels(kTrainLabels);

@@ -42,25 +42,6 @@ std::string EmbedSpec(const std::string& name, bool normalize) {
 
 class RetrievalTest : public testutil::ClusterFixture {
  protected:
-  // Runs the lattice CLI against the cluster; returns its stdout (the test fails on a
-  // non-zero exit, printing stderr).
-  std::string Lattice(const std::string& args) {
-    const std::string out = dir_.Join("cli.out");
-    std::string err;
-    const int rc = testutil::RunCommand(testutil::LatticeBinary() + " " + args + " --port " +
-                                            std::to_string(cluster_->port()) + " > " + out,
-                                        &err);
-    EXPECT_EQ(rc, 0) << args << ": " << err;
-    return testutil::ReadFile(out);
-  }
-
-  json LatticeJson(const std::string& args) {
-    const std::string text = Lattice(args);
-    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-    EXPECT_FALSE(j.is_discarded()) << args << " printed invalid JSON:\n" << text;
-    return j;
-  }
-
   // Hits of `index` for items 0..kQueries-1, by item, as the CLI asks for them.
   std::vector<std::vector<int64_t>> HitsByItem(const std::string& index, int k) {
     std::vector<int64_t> items;

@@ -194,6 +194,8 @@ TEST_F(RetrievalTest, ExactMatchesGroundTruthFileAndListingsPrintJson) {
   const std::string trial = trials[0]["id"];
   EXPECT_TRUE(LatticeJson("checkpoints " + trial + " --format json").is_array());
   EXPECT_TRUE(LatticeJson("curves " + trial + " --format json").is_array());
+  const json datasets = LatticeJson("datasets --format json");  // none made here
+  EXPECT_TRUE(datasets.is_array() && datasets.empty()) << datasets.dump();
   const json compare = LatticeJson("index compare fmnist-raw --exact --k 1,10 --queries " +
                                    std::string(kTestImages) + " --limit 50 --format json");
   ASSERT_TRUE(compare.is_array() && compare.size() == 1) << compare.dump();

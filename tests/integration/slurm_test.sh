@@ -159,6 +159,7 @@ for t in json.load(open(sys.argv[1])):
 done
 [ -n "$caught" ] || fail "no trial ever ran mid-way: $(cat "$TMP/trials.json")"
 say "requeueing job $JOB while $caught runs"
+cp "$TMP/trials.json" "$TMP/trials-at-requeue.json"  # for the diagnosis should a check fail
 wait_for 30 scontrol requeue "$JOB" || fail "scontrol requeue $JOB refused"
 
 # The requeued job: drained (every task exits 0), pending, started again.
@@ -166,7 +167,13 @@ wait_for 60 bash -c "grep -q 'the cluster exited with code' $TMP/job-$JOB.out" |
   fail "the cluster did not exit after the requeue"
 job_has "the cluster exited with code 0" || fail "the drained cluster exited non-zero"
 job_has "coordinator: drained in " || fail "the coordinator did not drain"
-job_has "trial $caught attempt 1 preempted on " || fail "$caught was not preempted"
+if ! job_has "trial $caught attempt 1 preempted on "; then
+  # What every trial was doing when the requeue was asked for, and now (the requeued job's
+  # coordinator, if it is up within 60 s): ended before the drain, or failed?
+  wait_for 60 trials_json || true
+  fail "$caught was not preempted; trials at the requeue: $(cat "$TMP/trials-at-requeue.json");
+trials now: $(cat "$TMP/trials.json" 2>/dev/null)"
+fi
 say "drained; waiting for the requeued job to start"
 wait_for 180 bash -c "scontrol show job $JOB | grep -q 'Restarts=1'" || fail "the job was not requeued"
 # Only Slurm's backfill scheduler starts heterogeneous jobs, and it runs only after some

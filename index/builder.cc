@@ -70,9 +70,8 @@ StatusOr<nlohmann::json> EvaluateJudgments(const store::VectorIndex& index,
     if (!user_ids.empty()) {
       auto it = row_by_text.find(entry.first);
       if (it != row_by_text.end()) row = it->second;
-    } else if (!entry.first.empty() && entry.first.size() < 19 &&
-               entry.first.find_first_not_of("0123456789") == std::string::npos) {
-      row = std::stoll(entry.first);
+    } else {
+      row = ParseRowNumber(entry.first).value_or(-1);
     }
     auto v = row < 0 ? StatusOr<std::vector<float>>(Status::NotFound("")) : index.Reconstruct(row);
     if (!v.ok()) {

@@ -240,11 +240,8 @@ Status ValidateRetrievalMetric(OrderedJson* metric, const std::vector<nlohmann::
   const int relevant_at = static_cast<int>(at.get<int64_t>());
   bool any_relevant = false;
   for (const auto& [query, judged] : qrels->judgments) {
-    int64_t row = -1;
-    const bool is_row =
-        ids.empty() && !query.empty() && query.size() < 19 &&
-        std::all_of(query.begin(), query.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-        (row = std::stoll(query)) < rows;
+    const std::optional<int64_t> row = ParseRowNumber(query);
+    const bool is_row = ids.empty() && row && *row < rows;
     if (ids.empty() ? !is_row : items.count(query) == 0) {
       return Status::InvalidArgument(
           "metric.qrels: " + path + ": query '" + query + "' is not an item of the corpus " +

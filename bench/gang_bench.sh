@@ -2,21 +2,28 @@
 # Data-parallel training throughput: an MLP 784-2048-2048-10 on Fashion-MNIST trained on one
 # worker and on a gang of two (resources.workers_per_trial: 2), one thread each, in one run
 # on one cluster (mpirun -np 3: coordinator + 2 workers). Same global batch, seed, data.
-# Prints samples/s of each (training rows x epochs / the trial's run time, evaluation
-# included), the speedup, and the gradient allreduce's share of the gang trial's run time
-# (gang_allreduce_seconds of member 0 / run time: the relay through the worker rank, the MPI
-# allreduce and the waits for the slower member together).
+# Prints, for each, the training throughput (train_samples_per_second: training rows of the
+# global batches / the time in the training epochs, i.e. the steps and the gradient exchange,
+# without data preparation and evaluation) and the whole trial's (training rows x epochs /
+# the trial's run time, preparation and evaluation included), the speedups, and the gradient
+# exchange's share of the gang's training time (gang_allreduce_seconds of member 0 /
+# train_seconds: the relay through the worker rank, the MPI collectives and the waits for the
+# slower member together).
 #
-# Usage: bench/gang_bench.sh [BUILD_DIR]      ROWS=12000 EPOCHS=2 BATCH=1024 (environment)
-# BATCH is the global batch: at 256 (128 per member) the step's compute itself does not halve
-# on a CPU (bench/gang_step_split.py; docs/BENCHMARKS.md, "Multi-worker trials").
+# Usage: bench/gang_bench.sh [BUILD_DIR]      ROWS=48000 EPOCHS=2 BATCH=4096 REPEATS=3 (environment)
+# Each repetition runs the 1-worker trial, then the gang trial; medians over the repetitions.
+# BATCH is the global batch (each member steps on half of it). Per step, the work that
+# scales with the weights (reading and writing 23 MB of weights and gradients, the 23 MB
+# gradient exchange) is the same at any batch while the per-row work halves, so the speedup
+# grows with the batch: docs/BENCHMARKS.md ("Multi-worker trials") has 1024, 2048 and 4096.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 BUILD=${1:-build}
-ROWS=${ROWS:-12000}
+ROWS=${ROWS:-48000}
 EPOCHS=${EPOCHS:-2}
-BATCH=${BATCH:-1024}
+BATCH=${BATCH:-4096}
+REPEATS=${REPEATS:-3}
 WORK=$(mktemp -d)
 DIR=$WORK/data
 FMNIST=/usr/share/datasets/fashion-mnist
@@ -45,31 +52,47 @@ trial_of() {  # SWEEP-JSON -> the first trial's JSON
 
 start_cluster "$BUILD" "$DIR" 3
 trap 'stop_cluster; rm -rf "$WORK"' EXIT
-# Warm-up: each worker's task process loads and caches the dataset once.
-run_sweep "$(spec warm 1 1 16 "1, 2")" > /dev/null
+export POLL_SECONDS=1  # fewer curl forks beside the workers (timings are the server's)
+# Warm-up: a gang trial, so that both workers' task processes load and cache the dataset.
+run_sweep "$(spec warm 2 1 16 1)" > /dev/null
 cpu() { $PYTHON bench/proc_cpu.py "$CLUSTER_PID"; }
-c0=$(cpu)
-one=$(trial_of "$(run_sweep "$(spec one 1 "$EPOCHS" "[2048, 2048]" 7)")")
-c1=$(cpu)
-two=$(trial_of "$(run_sweep "$(spec two 2 "$EPOCHS" "[2048, 2048]" 7)")")
-c2=$(cpu)
-$PYTHON - "$one" "$two" "$ROWS" "$EPOCHS" "$BATCH" <<'PY'
-import json, sys
-one, two = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-rows, epochs, batch = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+ones=() twos=()
+for rep in $(seq 1 "$REPEATS"); do  # alternating, so that drifts in load hit both alike
+  c0=$(cpu)
+  ones+=("$(trial_of "$(run_sweep "$(spec one 1 "$EPOCHS" "[2048, 2048]" 7)")")")
+  c1=$(cpu)
+  twos+=("$(trial_of "$(run_sweep "$(spec two 2 "$EPOCHS" "[2048, 2048]" 7)")")")
+  c2=$(cpu)
+  echo "repetition $rep of $REPEATS done" >&2
+done
+$PYTHON - "$ROWS" "$EPOCHS" "$BATCH" "${ones[@]}" "${twos[@]}" <<'PY'
+import json, statistics, sys
+rows, epochs, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+trials = [json.loads(a) for a in sys.argv[4:]]
+ones, twos = trials[:len(trials) // 2], trials[len(trials) // 2:]
 train_rows = rows - round(rows * 0.1)
-for t in (one, two):
+for t in trials:
     assert t["state"] == "completed", t
 def secs(t): return (t["finished_ms"] - t["started_ms"]) / 1000.0
-s1, s2 = train_rows * epochs / secs(one), train_rows * epochs / secs(two)
-share = two["metrics"]["gang_allreduce_seconds"] / secs(two)
-print(f"MLP 784-2048-2048-10, {train_rows} training rows x {epochs} epochs, batch {batch}, 1 thread per worker")
-print(f"1 worker : {secs(one):7.2f} s  {s1:8.0f} samples/s  val_accuracy {one['metrics']['val_accuracy']:.4f}")
-print(f"2 workers: {secs(two):7.2f} s  {s2:8.0f} samples/s  val_accuracy {two['metrics']['val_accuracy']:.4f}")
-print(f"speedup {s2 / s1:.2f}x; allreduce share of the gang's run time {100 * share:.1f} % "
-      f"({two['metrics']['gang_allreduce_seconds']:.2f} s)")
+def train(t): return t["metrics"]["train_samples_per_second"]
+def whole(t): return train_rows * epochs / secs(t)
+print(f"MLP 784-2048-2048-10, {train_rows} training rows x {epochs} epochs, global batch {batch}, "
+      f"1 thread per worker, {len(ones)} repetition(s), 1 worker then gang of 2 each")
+print("rep  training samples/s: 1 worker  gang  speedup | whole trial: 1 worker  gang  speedup | exchange share")
+rows_out = []
+for i, (a, b) in enumerate(zip(ones, twos), 1):
+    share = b["metrics"]["gang_allreduce_seconds"] / b["metrics"]["train_seconds"]
+    rows_out.append((train(b) / train(a), whole(b) / whole(a), share))
+    print(f"{i:3d}  {train(a):27.0f} {train(b):5.0f} {train(b) / train(a):7.2f}x |"
+          f" {whole(a):20.0f} {whole(b):5.0f} {whole(b) / whole(a):7.2f}x | {100 * share:5.1f} %")
+med = [statistics.median(r[j] for r in rows_out) for j in range(3)]
+print(f"median speedup: training {med[0]:.2f}x, whole trial {med[1]:.2f}x; gradient exchange "
+      f"{100 * med[2]:.1f} % of the gang's training time (member 0's reduce-scatter + allgather, "
+      f"waits included); val_accuracy {ones[0]['metrics']['val_accuracy']:.4f} (1 worker), "
+      f"{twos[0]['metrics']['val_accuracy']:.4f} (gang); optimizer shards "
+      f"{twos[0]['metrics'].get('gang_optimizer_shards', 1):.0f}")
 PY
-echo "CPU during the 1-worker trial (load average $(cut -d' ' -f1 /proc/loadavg)):"
+echo "CPU during the last 1-worker trial (load average $(cut -d' ' -f1 /proc/loadavg)):"
 $PYTHON bench/proc_cpu.py --diff "$c0" "$c1"
-echo "CPU during the gang trial:"
+echo "CPU during the last gang trial:"
 $PYTHON bench/proc_cpu.py --diff "$c1" "$c2"

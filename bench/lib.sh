@@ -38,8 +38,9 @@ api() {  # METHOD PATH [BODY-FILE]
 }
 
 # Submits a spec file and waits for the sweep to end; prints the final sweep JSON.
-# Polls only every 0.25 s: each poll forks curl, which would steal CPU from the workers on
-# a 2-core machine. Timings use the server's own created_ms/finished_ms, not the polls.
+# Polls only every POLL_SECONDS (default 0.25) s: each poll forks curl, which would steal
+# CPU from the workers on a 2-core machine. Timings use the server's own
+# created_ms/finished_ms, not the polls.
 run_sweep() {  # SPEC-FILE
   local id
   id=$(api POST /v1/sweeps "$1" | $PYTHON -c "import json,sys;print(json.load(sys.stdin)['id'])")
@@ -47,7 +48,7 @@ run_sweep() {  # SPEC-FILE
     local s
     s=$(api GET "/v1/sweeps/$id")
     if ! echo "$s" | grep -q '"state":"running"'; then echo "$s"; return; fi
-    sleep 0.25
+    sleep "${POLL_SECONDS:-0.25}"
   done
 }
 

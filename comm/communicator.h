@@ -48,15 +48,24 @@ class Communicator {
   virtual Status Allreduce(float* data, size_t count, ReduceOp op) = 0;
   // `bytes` bytes of `data` on member `root` are copied to `data` on every member.
   virtual Status Broadcast(void* data, size_t bytes, int root) = 0;
-  // recv[m * count + i] = send[i] of member m; recv holds size() * count floats.
+  // recv[m * count + i] = send[i] of member m; recv holds size() * count floats. In place
+  // when send == recv + rank() * count (this member's part already where it goes).
   virtual Status Allgather(const float* send, size_t count, float* recv) = 0;
+  // In place, over size() blocks of `count` floats (data holds size() * count): afterwards
+  // data[0, count) holds block rank() (data[rank() * count, (rank() + 1) * count) before)
+  // summed (or averaged) over every member; the rest of data is unspecified. MPI's
+  // MPI_Reduce_scatter_block with MPI_IN_PLACE. With Allgather, the two halves of an
+  // allreduce, between which each member can work on its block alone (a sharded optimizer
+  // step: jobs/internal/data_parallel.h).
+  virtual Status ReduceScatter(float* data, size_t count, ReduceOp op) = 0;
   // Returns once every member has called it.
   virtual Status Barrier() = 0;
 
-  // Memory of `count` floats (host memory; the backend's) in which Allreduce and Broadcast
-  // run without staging copies, for a buffer the caller reuses every step (data-parallel
-  // training keeps its gradients there). Valid while the communicator lives. nullptr when
-  // the backend has no such memory or not that much: the caller uses its own.
+  // Memory of `count` floats (host memory; the backend's) in which the collectives run
+  // without staging copies, for a buffer the caller reuses every step (data-parallel
+  // training keeps its parameters and gradients there). Each call reserves another region
+  // (they never overlap), valid while the communicator lives. nullptr when the backend has
+  // no such memory or not that much more: the caller uses its own.
   virtual float* Workspace(size_t /*count*/) { return nullptr; }
 };
 

@@ -24,6 +24,17 @@ Status CheckCount(size_t count, const char* what) {
   return Status::Ok();
 }
 
+// kMean: the sum divided by the member count, in float.
+void Divide(float* data, size_t count, int size) {
+  const float inv = 1.0f / static_cast<float>(size);
+  for (size_t i = 0; i < count; ++i) data[i] *= inv;
+}
+
+// Point-to-point collectives' tags on the gang's own communicator (messages of one kind
+// between two members match in order; collectives do not use tags).
+constexpr int kAllgatherTag = 1;
+constexpr int kReduceScatterTag = 2;
+
 }  // namespace
 
 StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::CreateGroup(
@@ -79,16 +90,14 @@ bool MpiCommunicator::Op::Test(Status* status) {
     return true;
   }
   int done = 0;
-  const int rc = MPI_Test(&request_, &done, MPI_STATUS_IGNORE);
+  const int rc = MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done,
+                             MPI_STATUSES_IGNORE);
   if (rc != MPI_SUCCESS) {
-    *status = MpiError("MPI_Test", rc);
+    *status = MpiError("MPI_Testall", rc);
     return true;
   }
   if (!done) return false;
-  if (mean_data_ != nullptr) {
-    const float inv = 1.0f / static_cast<float>(mean_size_);
-    for (size_t i = 0; i < mean_count_; ++i) mean_data_[i] *= inv;
-  }
+  if (finish_) finish_();
   *status = Status::Ok();
   return true;
 }
@@ -102,13 +111,12 @@ MpiCommunicator::Op MpiCommunicator::Failed(Status why) {
 MpiCommunicator::Op MpiCommunicator::StartAllreduce(float* data, size_t count, ReduceOp reduce) {
   if (Status s = CheckCount(count, "allreduce"); !s.ok()) return Failed(s);
   Op op;
+  op.requests_.resize(1);
   const int rc = MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(count), MPI_FLOAT, MPI_SUM,
-                                comm_, &op.request_);
+                                comm_, op.requests_.data());
   if (rc != MPI_SUCCESS) return Failed(MpiError("MPI_Iallreduce", rc));
   if (reduce == ReduceOp::kMean) {
-    op.mean_data_ = data;
-    op.mean_count_ = count;
-    op.mean_size_ = size_;
+    op.finish_ = [data, count, size = size_] { Divide(data, count, size); };
   }
   return op;
 }
@@ -120,7 +128,9 @@ MpiCommunicator::Op MpiCommunicator::StartBroadcast(void* data, size_t bytes, in
   }
   if (Status s = CheckCount(bytes, "broadcast"); !s.ok()) return Failed(s);
   Op op;
-  const int rc = MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_, &op.request_);
+  op.requests_.resize(1);
+  const int rc =
+      MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_, op.requests_.data());
   if (rc != MPI_SUCCESS) return Failed(MpiError("MPI_Ibcast", rc));
   return op;
 }
@@ -130,15 +140,69 @@ MpiCommunicator::Op MpiCommunicator::StartAllgatherInPlace(float* recv, size_t c
     return Failed(s);
   }
   Op op;
-  const int rc = MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, recv, static_cast<int>(count),
-                                MPI_FLOAT, comm_, &op.request_);
-  if (rc != MPI_SUCCESS) return Failed(MpiError("MPI_Iallgather", rc));
+  const float* own = recv + static_cast<size_t>(rank_) * count;
+  for (int j = 0; j < size_; ++j) {
+    if (j == rank_) continue;
+    MPI_Request in = MPI_REQUEST_NULL, out = MPI_REQUEST_NULL;
+    int rc = MPI_Irecv(recv + static_cast<size_t>(j) * count, static_cast<int>(count), MPI_FLOAT,
+                       j, kAllgatherTag, comm_, &in);
+    if (rc == MPI_SUCCESS) {
+      rc = MPI_Isend(own, static_cast<int>(count), MPI_FLOAT, j, kAllgatherTag, comm_, &out);
+    }
+    if (rc != MPI_SUCCESS) return Failed(MpiError("allgather: MPI_Isend/MPI_Irecv", rc));
+    op.requests_.push_back(in);
+    op.requests_.push_back(out);
+  }
+  return op;
+}
+
+MpiCommunicator::Op MpiCommunicator::StartReduceScatter(float* data, size_t count,
+                                                        ReduceOp reduce) {
+  if (Status s = CheckCount(count * static_cast<size_t>(size_), "reduce-scatter"); !s.ok()) {
+    return Failed(s);
+  }
+  const size_t k = static_cast<size_t>(size_), m = static_cast<size_t>(rank_);
+  if (scratch_.size() < (k - 1) * count) scratch_.resize((k - 1) * count);
+  // Member j's contribution to this member's block: the own block, or a scratch slot.
+  float* own = data + m * count;
+  auto part = [this, own, m, count](size_t j) -> const float* {
+    return j == m ? own : scratch_.data() + (j < m ? j : j - 1) * count;
+  };
+  Op op;
+  for (size_t j = 0; j < k; ++j) {
+    if (j == m) continue;
+    MPI_Request in = MPI_REQUEST_NULL, out = MPI_REQUEST_NULL;
+    int rc = MPI_Irecv(const_cast<float*>(part(j)), static_cast<int>(count), MPI_FLOAT,
+                       static_cast<int>(j), kReduceScatterTag, comm_, &in);
+    if (rc == MPI_SUCCESS) {
+      rc = MPI_Isend(data + j * count, static_cast<int>(count), MPI_FLOAT, static_cast<int>(j),
+                     kReduceScatterTag, comm_, &out);
+    }
+    if (rc != MPI_SUCCESS) return Failed(MpiError("reduce-scatter: MPI_Isend/MPI_Irecv", rc));
+    op.requests_.push_back(in);
+    op.requests_.push_back(out);
+  }
+  // Once every block is sent and received: data[0, count) = the parts summed in member
+  // order (the front is block 0, sent by then; for member 0 it is the own block itself).
+  op.finish_ = [data, count, k, part, reduce] {
+    float* out = data;
+    if (k == 1) return;
+    const float* a = part(0);
+    const float* b = part(1);
+    for (size_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
+    for (size_t j = 2; j < k; ++j) {
+      const float* v = part(j);
+      for (size_t i = 0; i < count; ++i) out[i] += v[i];
+    }
+    if (reduce == ReduceOp::kMean) Divide(out, count, static_cast<int>(k));
+  };
   return op;
 }
 
 MpiCommunicator::Op MpiCommunicator::StartBarrier() {
   Op op;
-  const int rc = MPI_Ibarrier(comm_, &op.request_);
+  op.requests_.resize(1);
+  const int rc = MPI_Ibarrier(comm_, op.requests_.data());
   if (rc != MPI_SUCCESS) return Failed(MpiError("MPI_Ibarrier", rc));
   return op;
 }
@@ -159,8 +223,13 @@ Status MpiCommunicator::Broadcast(void* data, size_t bytes, int root) {
 }
 
 Status MpiCommunicator::Allgather(const float* send, size_t count, float* recv) {
-  std::memcpy(recv + static_cast<size_t>(rank_) * count, send, count * sizeof(float));
+  float* own = recv + static_cast<size_t>(rank_) * count;
+  if (send != own) std::memcpy(own, send, count * sizeof(float));
   return Wait(StartAllgatherInPlace(recv, count));
+}
+
+Status MpiCommunicator::ReduceScatter(float* data, size_t count, ReduceOp op) {
+  return Wait(StartReduceScatter(data, count, op));
 }
 
 Status MpiCommunicator::Barrier() { return Wait(StartBarrier()); }

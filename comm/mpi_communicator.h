@@ -13,6 +13,7 @@
 
 #include <mpi.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -36,7 +37,8 @@ class MpiCommunicator final : public Communicator {
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
 
   // A collective in flight. Test() until it returns true; the buffer must stay valid and
-  // untouched until then. A kMean allreduce divides when it completes.
+  // untouched until then. Work left once the messages are in (a kMean's division, a
+  // reduce-scatter's sums) runs inside the Test() that completes it.
   class Op {
    public:
     // true once complete (then `status` says how it went).
@@ -44,17 +46,23 @@ class MpiCommunicator final : public Communicator {
 
    private:
     friend class MpiCommunicator;
-    MPI_Request request_ = MPI_REQUEST_NULL;
-    float* mean_data_ = nullptr;  // kMean: divide these `mean_count_` floats by mean_size_
-    size_t mean_count_ = 0;
-    int mean_size_ = 1;
+    std::vector<MPI_Request> requests_;
+    std::function<void()> finish_;
     Status start_;  // a failed start: Test() reports it at once
   };
 
   Op StartAllreduce(float* data, size_t count, ReduceOp op);
   Op StartBroadcast(void* data, size_t bytes, int root);
   // In place: recv holds size() * count floats, this member's own at rank() * count.
+  // Point to point: this member's part goes to every other member, straight into its place
+  // there (one copy each way with Open MPI's shared-memory single copy).
   Op StartAllgatherInPlace(float* recv, size_t count);
+  // Communicator::ReduceScatter's contract: this member's block lands at data's front.
+  // Point to point: block j goes to member j, the k - 1 blocks from the others arrive in a
+  // scratch buffer the communicator keeps, and the completing Test() adds them in member
+  // order. (Open MPI's MPI_Ireduce_scatter_block reduces to one member and scatters: twice
+  // the bytes, and all the additions on one rank.)
+  Op StartReduceScatter(float* data, size_t count, ReduceOp op);
   Op StartBarrier();
 
   int rank() const override { return rank_; }
@@ -63,6 +71,7 @@ class MpiCommunicator final : public Communicator {
   Status Allreduce(float* data, size_t count, ReduceOp op) override;
   Status Broadcast(void* data, size_t bytes, int root) override;
   Status Allgather(const float* send, size_t count, float* recv) override;
+  Status ReduceScatter(float* data, size_t count, ReduceOp op) override;
   Status Barrier() override;
 
  private:
@@ -73,6 +82,7 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm comm_;
   int rank_ = 0;
   int size_ = 1;
+  std::vector<float> scratch_;  // reduce-scatter: the other members' blocks of this one
 };
 
 }  // namespace lattice::comm

@@ -99,6 +99,25 @@ Status NcclCommunicator::Allgather(const float* send, size_t count, float* recv)
                                                       impl_->stream));
 }
 
+Status NcclCommunicator::ReduceScatter(float* data, size_t count, ReduceOp op) {
+  cudaDeviceSynchronize();
+  const ncclRedOp_t red = op == ReduceOp::kMean ? ncclAvg : ncclSum;
+  float* own = data + static_cast<size_t>(rank_) * count;  // no overlap with the front
+  LATTICE_RETURN_IF_ERROR(impl_->Finish(
+      "ncclReduceScatter",
+      ncclReduceScatter(data, own, count, ncclFloat, red, impl_->comm, impl_->stream)));
+  if (rank_ == 0 || count == 0) return Status::Ok();
+  if (cudaError_t e = cudaMemcpyAsync(data, own, count * sizeof(float), cudaMemcpyDeviceToDevice,
+                                      impl_->stream);
+      e != cudaSuccess) {
+    return CudaError("cudaMemcpyAsync", e);
+  }
+  if (cudaError_t e = cudaStreamSynchronize(impl_->stream); e != cudaSuccess) {
+    return CudaError("cudaStreamSynchronize", e);
+  }
+  return Status::Ok();
+}
+
 Status NcclCommunicator::Barrier() {
   return impl_->Finish("ncclAllReduce", ncclAllReduce(impl_->scratch, impl_->scratch, 1, ncclFloat,
                                                       ncclSum, impl_->comm, impl_->stream));

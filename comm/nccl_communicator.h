@@ -31,6 +31,9 @@ class NcclCommunicator final : public Communicator {
   Status Allreduce(float* data, size_t count, ReduceOp op) override;
   Status Broadcast(void* data, size_t bytes, int root) override;
   Status Allgather(const float* send, size_t count, float* recv) override;
+  // ncclReduceScatter in NCCL's in-place form (into this member's block), then a device
+  // copy of the block to the front.
+  Status ReduceScatter(float* data, size_t count, ReduceOp op) override;
   Status Barrier() override;
 
   // Whether this process sees a CUDA device (the contract suite skips NCCL otherwise).

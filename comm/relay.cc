@@ -107,10 +107,22 @@ RelayCommunicator::RelayCommunicator(RelayBuffer* buffer, uint64_t gang, int ran
 
 float* RelayCommunicator::Workspace(size_t count) {
   const size_t page = 4096;
+  const size_t limit = buffer_->capacity() / 4 * 3;
+  if (count == 0 || count > limit / sizeof(float)) return nullptr;
   const size_t bytes = (count * sizeof(float) + page - 1) / page * page;
-  if (reserved_ != 0 || count == 0 || bytes > buffer_->capacity() / 4 * 3) return nullptr;
-  reserved_ = bytes;
-  return reinterpret_cast<float*>(buffer_->data());
+  if (bytes > limit - reserved_) return nullptr;
+  float* region = reinterpret_cast<float*>(buffer_->data() + reserved_);
+  reserved_ += bytes;
+  return region;
+}
+
+int64_t RelayCommunicator::WorkspaceOffset(const void* data, size_t bytes) {
+  const char* at = static_cast<const char*>(data);
+  if (at < buffer_->data() || at > buffer_->data() + reserved_ ||
+      bytes > static_cast<size_t>(buffer_->data() + reserved_ - at)) {
+    return -1;
+  }
+  return at - buffer_->data();
 }
 
 Status RelayCommunicator::Call(RelayKind kind, size_t offset, size_t bytes, int32_t reduce,
@@ -139,11 +151,9 @@ Status RelayCommunicator::Call(RelayKind kind, size_t offset, size_t bytes, int3
 }
 
 Status RelayCommunicator::Allreduce(float* data, size_t count, ReduceOp op) {
-  const char* at = reinterpret_cast<const char*>(data);
-  if (reserved_ != 0 && at >= buffer_->data() &&
-      at + count * sizeof(float) <= buffer_->data() + reserved_) {  // in the workspace
-    return Call(RelayKind::kAllreduce, static_cast<size_t>(at - buffer_->data()),
-                count * sizeof(float), static_cast<int32_t>(op), 0);
+  if (const int64_t at = WorkspaceOffset(data, count * sizeof(float)); at >= 0) {
+    return Call(RelayKind::kAllreduce, static_cast<size_t>(at), count * sizeof(float),
+                static_cast<int32_t>(op), 0);
   }
   const size_t piece = staging_capacity() / sizeof(float);
   float* shared = reinterpret_cast<float*>(staging());
@@ -174,6 +184,11 @@ Status RelayCommunicator::Broadcast(void* data, size_t bytes, int root) {
 
 Status RelayCommunicator::Allgather(const float* send, size_t count, float* recv) {
   const size_t total = count * static_cast<size_t>(size_) * sizeof(float);
+  float* own = recv + static_cast<size_t>(rank_) * count;
+  if (const int64_t at = WorkspaceOffset(recv, total); at >= 0) {
+    if (send != own) std::memmove(own, send, count * sizeof(float));
+    return Call(RelayKind::kAllgather, static_cast<size_t>(at), count * sizeof(float), 0, 0);
+  }
   if (total > staging_capacity()) {
     return Status::InvalidArgument("allgather: " + std::to_string(total) +
                                    " bytes in all is more than the relay buffer's " +
@@ -183,6 +198,24 @@ Status RelayCommunicator::Allgather(const float* send, size_t count, float* recv
   std::memcpy(shared + static_cast<size_t>(rank_) * count, send, count * sizeof(float));
   LATTICE_RETURN_IF_ERROR(Call(RelayKind::kAllgather, reserved_, count * sizeof(float), 0, 0));
   std::memcpy(recv, shared, total);
+  return Status::Ok();
+}
+
+Status RelayCommunicator::ReduceScatter(float* data, size_t count, ReduceOp op) {
+  const size_t total = count * static_cast<size_t>(size_) * sizeof(float);
+  if (const int64_t at = WorkspaceOffset(data, total); at >= 0) {
+    return Call(RelayKind::kReduceScatter, static_cast<size_t>(at), total,
+                static_cast<int32_t>(op), 0);
+  }
+  if (total > staging_capacity()) {
+    return Status::InvalidArgument("reduce-scatter: " + std::to_string(total) +
+                                   " bytes is more than the relay buffer stages (" +
+                                   std::to_string(staging_capacity()) + "); use its Workspace");
+  }
+  std::memcpy(staging(), data, total);
+  LATTICE_RETURN_IF_ERROR(
+      Call(RelayKind::kReduceScatter, reserved_, total, static_cast<int32_t>(op), 0));
+  std::memcpy(data, staging(), count * sizeof(float));
   return Status::Ok();
 }
 

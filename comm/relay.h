@@ -19,7 +19,7 @@
 // the gang's world ranks, from the Assign), and kept while the attempt runs.
 //
 // Cost: two memcpy of the payload per collective (none for a Workspace buffer: the
-// gradients of data-parallel training live there) and one wake-up each way:
+// parameters and gradients of data-parallel training live there) and one wake-up each way:
 // bench/gang_bench.sh measures the share.
 //
 // A failed gang: the waiting member is cancelled (its JobContext), returns Cancelled, and
@@ -43,7 +43,13 @@ namespace lattice::comm {
 // Identifies one attempt's gang on both sides: a hash of "trial#attempt".
 uint64_t GangKey(const std::string& trial, int attempt);
 
-enum class RelayKind : int32_t { kAllreduce = 1, kBroadcast = 2, kAllgather = 3, kBarrier = 4 };
+enum class RelayKind : int32_t {
+  kAllreduce = 1,
+  kBroadcast = 2,
+  kAllgather = 3,
+  kBarrier = 4,
+  kReduceScatter = 5,
+};
 
 // The request a task process posts; lives at the start of the shared mapping.
 struct RelayRequest {
@@ -57,6 +63,7 @@ struct RelayRequest {
   int32_t code = 0;                 // StatusCode of the completed request
   uint64_t offset = 0;              // of the payload in the buffer's data
   uint64_t bytes = 0;               // payload (allgather: this member's part)
+                                    // (reduce-scatter: all of it, size() blocks)
   char error[256] = {0};
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared-memory atomics");
@@ -67,7 +74,9 @@ class RelayBuffer {
  public:
   // `capacity`: payload bytes (a multiple of 4). Default of the worker: kDefaultCapacity.
   static StatusOr<std::unique_ptr<RelayBuffer>> Create(size_t capacity);
-  static constexpr size_t kDefaultCapacity = size_t{64} << 20;  // 64 MiB, 16 M floats
+  // 256 MiB, 64 M floats: a sharded optimizer step keeps a model's parameters and gradients
+  // in the workspace (3/4 of it: 24 M parameters). Pages are only backed once touched.
+  static constexpr size_t kDefaultCapacity = size_t{256} << 20;
   ~RelayBuffer();
   RelayBuffer(const RelayBuffer&) = delete;
   RelayBuffer& operator=(const RelayBuffer&) = delete;
@@ -110,14 +119,18 @@ class RelayCommunicator final : public Communicator {
   Status Allreduce(float* data, size_t count, ReduceOp op) override;
   Status Broadcast(void* data, size_t bytes, int root) override;
   Status Allgather(const float* send, size_t count, float* recv) override;
+  // In the workspace, or staged when size() * count floats fit the staging part.
+  Status ReduceScatter(float* data, size_t count, ReduceOp op) override;
   Status Barrier() override;
-  // The front of the relay buffer, once per communicator, when `count` floats take at most
-  // 3/4 of it (the rest stages the other collectives' payloads); nullptr otherwise.
+  // The next page-aligned region at the relay buffer's front, while the regions take at
+  // most 3/4 of it (the rest stages the other collectives' payloads); nullptr otherwise.
   float* Workspace(size_t count) override;
 
  private:
   // Posts the request (payload already in the buffer at `offset`) and waits for the rank.
   Status Call(RelayKind kind, size_t offset, size_t bytes, int32_t reduce, int32_t root);
+  // The offset of [data, data + bytes) in the workspace, or -1 when it is not all there.
+  int64_t WorkspaceOffset(const void* data, size_t bytes);
   // Where copied payloads go: the buffer behind the workspace, and its size.
   char* staging() { return buffer_->data() + reserved_; }
   size_t staging_capacity() const { return buffer_->capacity() - reserved_; }
@@ -127,7 +140,7 @@ class RelayCommunicator final : public Communicator {
   const int rank_;
   const int size_;
   const std::function<bool()> cancelled_;
-  size_t reserved_ = 0;  // bytes of the workspace at the buffer's front (page multiple)
+  size_t reserved_ = 0;  // bytes of the workspace regions at the buffer's front (pages)
 };
 
 }  // namespace lattice::comm

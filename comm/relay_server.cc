@@ -68,6 +68,17 @@ Status RelayServer::Start(const RelayRequest& r) {
       }
       op_ = comm_->StartAllgatherInPlace(reinterpret_cast<float*>(data), r.bytes / sizeof(float));
       break;
+    case RelayKind::kReduceScatter: {
+      const size_t unit = sizeof(float) * static_cast<size_t>(comm_->size());
+      if (r.bytes % unit != 0) {
+        return Status::InvalidArgument("relay reduce-scatter: " + std::to_string(r.bytes) +
+                                       " bytes are not " + std::to_string(comm_->size()) +
+                                       " equal blocks of floats");
+      }
+      op_ = comm_->StartReduceScatter(reinterpret_cast<float*>(data), r.bytes / unit,
+                                      static_cast<ReduceOp>(r.reduce));
+      break;
+    }
     case RelayKind::kBarrier:
       op_ = comm_->StartBarrier();
       break;

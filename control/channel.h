@@ -42,6 +42,9 @@ class ControlChannel {
   virtual void WaitForInput(std::chrono::microseconds timeout) {
     std::this_thread::sleep_for(timeout);
   }
+  // Makes WaitForInput also return when `fd` (not owned; -1: none) is readable; false when
+  // the transport cannot wait on descriptors (then WaitForInput just sleeps).
+  virtual bool AlsoWakeOn(int /*fd*/) { return false; }
 };
 
 }  // namespace lattice

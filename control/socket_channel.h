@@ -36,7 +36,10 @@ class SocketControlChannel final : public ControlChannel {
   void WaitForInput(std::chrono::microseconds timeout) override;
   // WaitForInput also returns when `fd` (not owned; -1: none) is readable: the worker rank
   // sleeps on its task process's socket and on the gang relay's eventfd (comm/relay.h).
-  void AlsoWakeOn(int fd) { also_fd_ = fd; }
+  bool AlsoWakeOn(int fd) override {
+    also_fd_ = fd;
+    return true;
+  }
 
   // Writes queued frames for up to `timeout_ms`; true when all are written.
   bool Flush(int timeout_ms);

@@ -242,9 +242,8 @@ class Trainer {
     }
     // One contiguous buffer for the parameters and one for the gradients, updated by a
     // fused optimizer: a few ops per step instead of ~10 per parameter tensor.
-    // A gang's gradients live in its communicator's workspace: no copies per allreduce.
-    flat_ = std::make_unique<internal::FlatParameters>(
-        params, [this](int64_t numel) { return dp_.GradientMemory(numel); });
+    // A gang's buffers live in its communicator's workspace: no copies per exchange.
+    flat_ = std::make_unique<internal::FlatParameters>(params, dp_.BufferMemory());
     optimizer_ = std::make_unique<internal::FlatOptimizer>(
         *flat_, internal::FlatOptimizerOptions::FromTrainConfig(cfg.train));
     loss_options_ = F::CrossEntropyFuncOptions().label_smoothing(cfg.train.label_smoothing);
@@ -264,6 +263,7 @@ class Trainer {
         continue;  // BatchNorm needs 2 rows; skipping it here keeps the step count exact
       }
       batches_.push_back({x_epoch_.narrow(0, start, len), y_epoch_.narrow(0, start, len)});
+      global_rows_.push_back(len);
       if (teacher_) teacher_batches_.push_back(t_epoch_.narrow(0, start, len));
       if (feature_match_) feature_batches_.push_back(f_epoch_.narrow(0, start, len));
     }
@@ -285,7 +285,7 @@ class Trainer {
  private:
   StatusOr<double> TrainEpoch(int epoch);
   // Whether the checkpoint policy says "now", after an optimizer step.
-  bool CheckpointDue();
+  bool CheckpointDue() const;
   // Copies the whole state in the middle of `epoch`, before batch `next_batch`
   // (== batches_.size(): the epoch's batches are done, its evaluation not), then serialises
   // it and hands it to ctx_.on_checkpoint on a writer thread while training goes on. One
@@ -356,6 +356,9 @@ class Trainer {
   std::vector<int64_t> order_;
   torch::Tensor perm_, x_epoch_, y_epoch_, t_epoch_, f_epoch_;    // reused every epoch
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches_;  // (x, y) views, in order
+  std::vector<int64_t> global_rows_;  // rows of each batch (a gang member's slice: fewer)
+  double train_seconds_ = 0;          // wall time in TrainEpoch, this run
+  int64_t train_samples_ = 0;         // rows of the global batches stepped on, this run
   std::vector<torch::Tensor> teacher_batches_;  // distill: the teacher's logits per batch
   std::vector<torch::Tensor> feature_batches_;  // feature_match: the teacher's features
 };
@@ -410,17 +413,31 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
                                         (std::isnan(value) ? "NaN" : "Inf"));
     }
     (dp_.active() ? loss * dp_.Share(b) : loss).backward();  // gangs: this slice's share
-    LATTICE_RETURN_IF_ERROR(dp_.AllreduceGradients(*flat_));
-    if (cfg_.train.clip_grad_norm) flat_->ClipGradNorm(*cfg_.train.clip_grad_norm);
+    LATTICE_RETURN_IF_ERROR(dp_.ExchangeGradients(*flat_));
+    if (cfg_.train.clip_grad_norm) {
+      LATTICE_RETURN_IF_ERROR(dp_.ClipGradNorm(*flat_, *cfg_.train.clip_grad_norm));
+    }
     last_lr_ = schedule_->lr();
     optimizer_->set_lr(last_lr_);
     optimizer_->Step();
+    LATTICE_RETURN_IF_ERROR(dp_.GatherParameters(*flat_));
     schedule_->OnStep();
     loss_sum += value * static_cast<double>(len);
     seen += len;
+    train_samples_ += global_rows_[b];
     if (ctx_.processed != nullptr) ctx_.processed->fetch_add(len, std::memory_order_relaxed);
-    if (CheckpointDue() && ctx_.on_checkpoint) {
-      LATTICE_RETURN_IF_ERROR(Snapshot(epoch, b + 1, loss_sum, seen));
+    // A sharded gang checkpoints at steps all its members agree on: the snapshot gathers
+    // every member's part of the optimizer state (members > 0 have no on_checkpoint).
+    bool due = CheckpointDue();
+    if (cfg_.checkpoints && cfg_.checkpoints->every_seconds > 0) {  // each member's clock
+      LATTICE_RETURN_IF_ERROR(dp_.AnyMember(&due, 1));
+    }
+    if (due) {
+      last_checkpoint_step_ = optimizer_->steps();
+      last_checkpoint_time_ = std::chrono::steady_clock::now();
+      if (ctx_.on_checkpoint || dp_.sharded()) {
+        LATTICE_RETURN_IF_ERROR(Snapshot(epoch, b + 1, loss_sum, seen));
+      }
     }
   }
   LATTICE_RETURN_IF_ERROR(dp_.SumEpochLoss(&loss_sum, &seen));
@@ -438,27 +455,27 @@ torch::Tensor Trainer::DistillLoss(const torch::Tensor& hard, const torch::Tenso
   return alpha * hard + (1.0 - alpha) * t * t * kl;
 }
 
-bool Trainer::CheckpointDue() {
+bool Trainer::CheckpointDue() const {
   if (!cfg_.checkpoints) return false;
-  const auto now = std::chrono::steady_clock::now();
   const int64_t steps = optimizer_->steps();
   const bool by_steps = cfg_.checkpoints->every_steps > 0 &&
                         steps - last_checkpoint_step_ >= cfg_.checkpoints->every_steps;
   const bool by_time =
       cfg_.checkpoints->every_seconds > 0 &&
-      std::chrono::duration<double>(now - last_checkpoint_time_).count() >=
-          cfg_.checkpoints->every_seconds;
-  if (!by_steps && !by_time) return false;
-  last_checkpoint_step_ = steps;
-  last_checkpoint_time_ = now;
-  return true;
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint_time_)
+              .count() >= cfg_.checkpoints->every_seconds;
+  return by_steps || by_time;
 }
 
 Status Trainer::Preempt(int epoch, size_t next_batch, double loss_sum, int64_t seen) {
   const int64_t steps = optimizer_->steps();
   std::string what = "preempted in epoch " + std::to_string(epoch) + " at step " +
                      std::to_string(steps);
-  if (cfg_.checkpoints && ctx_.on_checkpoint && steps > last_checkpoint_step_) {
+  if (dp_.sharded()) {
+    // Its optimizer state is spread over the members, and a preempted gang's collectives
+    // stop at once (comm/relay.h): it resumes from its latest periodic step checkpoint.
+    what += " (a sharded gang writes no step checkpoint when preempted)";
+  } else if (cfg_.checkpoints && ctx_.on_checkpoint && steps > last_checkpoint_step_) {
     LATTICE_RETURN_IF_ERROR(Snapshot(epoch, next_batch, loss_sum, seen));
     last_checkpoint_step_ = steps;
     what += " (step checkpoint written)";
@@ -474,6 +491,8 @@ Status Trainer::WaitForSnapshot() {
 
 Status Trainer::Snapshot(int epoch, size_t next_batch, double loss_sum, int64_t seen) {
   LATTICE_RETURN_IF_ERROR(WaitForSnapshot());
+  LATTICE_RETURN_IF_ERROR(dp_.GatherOptimizerState(*optimizer_));  // sharded: collective
+  if (!ctx_.on_checkpoint) return Status::Ok();  // a gang's member > 0: the gather only
   std::ostringstream rng;
   rng << rng_;
   CheckpointHeader header;
@@ -627,14 +646,17 @@ StatusOr<JobResult> Trainer::Run() {
   }
   if (!order_restored_) last_lr_ = schedule_->lr();  // as is if an epoch had no step at all
   const bool batchnorm = cfg_.model.batchnorm && cfg_.model.type == ModelType::kMlp;
-  LATTICE_RETURN_IF_ERROR(dp_.Start(model_->buffers(), *flat_, batches_,
+  LATTICE_RETURN_IF_ERROR(dp_.Start(model_->buffers(), *flat_, *optimizer_, batches_,
                                     {&teacher_batches_, &feature_batches_}, batchnorm ? 2 : 1));
   dp_.DropRestoredEpochSums(&carried_loss_sum_, &carried_seen_);
   result.epochs_done = start_epoch_ - 1;
   int64_t trained_rows = 0;  // per epoch (a skipped 1-row batchnorm batch does not count)
   for (const auto& batch : batches_) trained_rows += batch.first.size(0);
   for (int epoch = start_epoch_; epoch <= cfg_.train.epochs; ++epoch) {
+    const auto epoch_start = std::chrono::steady_clock::now();
     LATTICE_ASSIGN_OR_RETURN(double train_loss, TrainEpoch(epoch));
+    train_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
     LATTICE_RETURN_IF_ERROR(dp_.AverageBuffers(model_->buffers()));
     if (projector_ != nullptr) {  // alignment: its own metrics (jobs/projector_config.h)
       const bool stop = AlignmentEpoch(epoch, train_loss);
@@ -686,7 +708,12 @@ StatusOr<JobResult> Trainer::Run() {
     result.metrics["best_siglip_score"] = result.metrics["best_val_accuracy"];
     result.metrics.erase("best_val_accuracy");
   }
-  dp_.Report(&result.metrics);
+  dp_.Report(&result.metrics, &result.timings);
+  result.timings["train_seconds"] = train_seconds_;
+  if (train_seconds_ > 0) {
+    result.timings["train_samples_per_second"] =
+        static_cast<double>(train_samples_) / train_seconds_;
+  }
   LATTICE_RETURN_IF_ERROR(WaitForSnapshot());  // every step checkpoint is out before the result
   if (cfg_.train.save_checkpoint) {
     CheckpointHeader header;

@@ -185,6 +185,12 @@ struct EmbeddingBlock {
 
 struct JobResult {
   std::map<std::string, double> metrics;
+  // Wall-clock figures, not deterministic (so apart from `metrics`, which are): train and
+  // distill report train_seconds (time in the training epochs: shuffling, steps, the
+  // gang's gradient exchange; not data preparation or evaluation), train_samples_per_second
+  // (training rows of the global batches / train_seconds) and, in a gang,
+  // gang_allreduce_seconds. The worker reports them among the trial's metrics.
+  std::map<std::string, double> timings;
   int epochs_done = 0;
   std::optional<EmbeddingBlock> embeddings;  // set by kind "embed" only
   std::optional<std::string> checkpoint;     // set by kind "train" (jobs/checkpoint.h)

@@ -187,10 +187,11 @@ class Relay {
       // A gang's collective in flight is tested every 200 us (MPI progresses it only inside
       // MPI calls); otherwise the loop sleeps: a posted collective wakes it (the relay's
       // eventfd), as does the task process's socket (a Result must not wait for the
-      // back-off). The back-off bounds only how late the coordinator's messages are seen.
+      // back-off). The back-off (<= 5 ms) bounds only how late the coordinator's messages are
+      // seen, and what an idle rank costs (~1 % of a core).
       const bool in_flight =
           relay_server_ && relay_server_->Poll() == comm::RelayServer::State::kInFlight;
-      const auto most = std::chrono::microseconds(in_flight ? 200 : 2000);
+      const auto most = std::chrono::microseconds(in_flight ? 200 : 5000);
       idle_sleep = did_work ? std::chrono::microseconds(20) : std::min(idle_sleep * 2, most);
       if (running) task_.channel->WaitForInput(idle_sleep);
     }

@@ -1,9 +1,12 @@
 #include "worker/worker.h"
 
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
@@ -45,7 +48,12 @@ class TaskRunner {
     }
     cv_.notify_all();
     thread_.join();
+    close(wake_fd_);
   }
+
+  // Readable when the task thread queued a message (a Result, Progress, a checkpoint): the
+  // task loop sleeps on it and its channel, and needs no short timeouts to see them.
+  int wake_fd() const { return wake_fd_; }
 
   void Enqueue(AssignMsg assign) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -119,6 +127,9 @@ class TaskRunner {
 
   // Moves all pending outgoing messages into `out`.
   void Drain(std::deque<Message>& out) {
+    uint64_t count = 0;
+    while (read(wake_fd_, &count, sizeof(count)) < 0 && errno == EINTR) {
+    }
     std::lock_guard<std::mutex> lock(mu_);
     while (!outbox_.empty()) {
       out.push_back(std::move(outbox_.front()));
@@ -144,6 +155,13 @@ class TaskRunner {
       std::lock_guard<std::mutex> lock(mu_);
       outbox_.push_back(std::move(result));
       current_.reset();
+      Wake();
+    }
+  }
+
+  void Wake() {
+    const uint64_t one = 1;
+    while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
     }
   }
 
@@ -177,6 +195,7 @@ class TaskRunner {
       const int64_t processed = processed_.exchange(0, std::memory_order_relaxed);
       std::lock_guard<std::mutex> lock(mu_);
       outbox_.push_back(ProgressMsg{task.trial, task.attempt, epoch, metrics, processed});
+      Wake();
     };
     if (report_usage_) {
       ctx.processed = &processed_;
@@ -199,6 +218,7 @@ class TaskRunner {
     auto outcome = jobs::RunJob(task.config, ctx);
     if (outcome.ok()) {
       result.metrics = outcome->metrics;
+      result.metrics.insert(outcome->timings.begin(), outcome->timings.end());
       if (device_.kind != "cpu") {
         result.metrics["peak_device_memory_bytes"] = static_cast<double>(PeakDeviceMemory(device_));
       }
@@ -265,6 +285,7 @@ class TaskRunner {
   void Post(std::vector<CheckpointMsg> pieces) {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& piece : pieces) outbox_.push_back(std::move(piece));
+    Wake();
   }
 
   const int num_threads_;
@@ -288,6 +309,7 @@ class TaskRunner {
   std::atomic<bool> preempt_{false};   // the running task is to checkpoint and stop
   std::atomic<bool> draining_{false};  // Drain() was called: no task starts any more
   bool quit_ = false;
+  const int wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   std::thread thread_;  // last: starts after the members above exist
 };
 
@@ -315,6 +337,10 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
   if (!channel.Send(kCoordinatorRank, hello).ok()) return 1;
   TaskRunner runner(options.num_threads, device, options.report_usage, channel.rank(),
                     options.relay);
+  // Woken by its channel and by the runner's messages: long sleeps when idle cost nothing
+  // in latency. A channel that cannot wait on them (MPI) is polled every <= 2 ms.
+  const auto longest_sleep = std::chrono::microseconds(
+      channel.AlsoWakeOn(runner.wake_fd()) ? 20000 : 2000);
   CheckpointAssembler checkpoints;  // pieces of checkpoints the coordinator sends
   auto next_heartbeat = Clock::now();
   auto idle_sleep = std::chrono::microseconds(20);
@@ -390,8 +416,7 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
     }
     // Adaptive back-off: stay responsive right after work, sleep longer when idle, so
     // that polling never competes with the training threads for the cores.
-    idle_sleep = did_work ? std::chrono::microseconds(20)
-                          : std::min(idle_sleep * 2, std::chrono::microseconds(2000));
+    idle_sleep = did_work ? std::chrono::microseconds(20) : std::min(idle_sleep * 2, longest_sleep);
     channel.WaitForInput(idle_sleep);
   }
   runner.CancelAll();

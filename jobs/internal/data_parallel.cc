@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -20,6 +21,7 @@ Status DataParallel::Collective(torch::Tensor& t, Op op) {
 }
 
 Status DataParallel::Start(const std::vector<torch::Tensor>& buffers, FlatParameters& flat,
+                           FlatOptimizer& optimizer,
                            std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches,
                            const std::vector<std::vector<torch::Tensor>*>& companions,
                            int64_t min_rows) {
@@ -43,6 +45,11 @@ Status DataParallel::Start(const std::vector<torch::Tensor>& buffers, FlatParame
     }
     shares_.push_back(static_cast<double>(end - begin) / static_cast<double>(len));
   }
+  sharded_ = flat.borrowed();
+  if (sharded_) {
+    shard_ = flat.padded_params().numel() / k;
+    optimizer.Shard(m * shard_, shard_, flat.padded_grads().narrow(0, 0, shard_));
+  }
   torch::NoGradGuard no_grad;
   torch::Tensor params = flat.params();
   LATTICE_RETURN_IF_ERROR(Collective(params, [&](comm::Communicator& c, torch::Tensor& t) {
@@ -58,23 +65,77 @@ Status DataParallel::Start(const std::vector<torch::Tensor>& buffers, FlatParame
   return Status::Ok();
 }
 
-Status DataParallel::AllreduceGradients(FlatParameters& flat) {
+Status DataParallel::ExchangeGradients(FlatParameters& flat) {
   if (!active()) return Status::Ok();
   const auto start = std::chrono::steady_clock::now();
-  torch::Tensor grads = flat.grads();
-  Status s = Collective(grads, [&](comm::Communicator& c, torch::Tensor& t) {
-    return c.Allreduce(t.data_ptr<float>(), static_cast<size_t>(t.numel()),
-                            comm::ReduceOp::kSum);
-  });
+  Status s;
+  if (sharded_) {
+    s = gang_->ReduceScatter(flat.padded_grads().data_ptr<float>(), static_cast<size_t>(shard_),
+                             comm::ReduceOp::kSum);
+  } else {
+    torch::Tensor grads = flat.grads();
+    s = Collective(grads, [&](comm::Communicator& c, torch::Tensor& t) {
+      return c.Allreduce(t.data_ptr<float>(), static_cast<size_t>(t.numel()),
+                         comm::ReduceOp::kSum);
+    });
+  }
   allreduce_seconds_ +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return s;
 }
 
-void DataParallel::Report(std::map<std::string, double>* metrics) const {
+Status DataParallel::ClipGradNorm(FlatParameters& flat, double max_norm) {
+  if (!sharded_) {
+    flat.ClipGradNorm(max_norm);
+    return Status::Ok();
+  }
+  LATTICE_CHECK(max_norm > 0);
+  torch::NoGradGuard no_grad;
+  torch::Tensor shard = flat.padded_grads().narrow(0, 0, shard_);
+  const double mine = shard.norm().item<double>();
+  double squares = mine * mine;
+  LATTICE_RETURN_IF_ERROR(SumOverMembers(&squares, 1));
+  const double coef = max_norm / (std::sqrt(squares) + 1e-6);  // as FlatParameters'
+  if (coef < 1) shard.mul_(coef);
+  return Status::Ok();
+}
+
+Status DataParallel::GatherParameters(FlatParameters& flat) {
+  if (!sharded_) return Status::Ok();
+  const auto start = std::chrono::steady_clock::now();
+  float* params = flat.padded_params().data_ptr<float>();
+  Status s = gang_->Allgather(params + gang_->rank() * shard_, static_cast<size_t>(shard_), params);
+  allreduce_seconds_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return s;
+}
+
+Status DataParallel::GatherOptimizerState(const FlatOptimizer& optimizer) {
+  if (!sharded_) return Status::Ok();
+  for (const torch::Tensor& buffer : optimizer.StateBuffers()) {
+    float* data = buffer.data_ptr<float>();
+    for (int m = 0; m < gang_->size(); ++m) {
+      LATTICE_RETURN_IF_ERROR(
+          gang_->Broadcast(data + m * shard_, static_cast<size_t>(shard_) * sizeof(float), m));
+    }
+  }
+  return Status::Ok();
+}
+
+Status DataParallel::AnyMember(bool* flags, size_t count) {
+  if (!sharded_) return Status::Ok();
+  std::vector<double> votes(flags, flags + count);
+  LATTICE_RETURN_IF_ERROR(SumOverMembers(votes.data(), count));
+  for (size_t i = 0; i < count; ++i) flags[i] = votes[i] > 0;
+  return Status::Ok();
+}
+
+void DataParallel::Report(std::map<std::string, double>* metrics,
+                          std::map<std::string, double>* timings) const {
   if (!active()) return;
   (*metrics)["gang_size"] = gang_->size();
-  (*metrics)["gang_allreduce_seconds"] = allreduce_seconds_;
+  (*metrics)["gang_optimizer_shards"] = sharded_ ? gang_->size() : 1;
+  (*timings)["gang_allreduce_seconds"] = allreduce_seconds_;
 }
 
 Status DataParallel::AverageBuffers(const std::vector<torch::Tensor>& buffers) {

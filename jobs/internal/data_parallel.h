@@ -10,9 +10,21 @@
 //      loss (exact for the plain and smoothed cross-entropy, distillation's KL and feature
 //      matching; with class weights each slice's weighted mean is weighted by its rows,
 //      not by its weight sum: the same expectation, not the same bits);
-//   3. one allreduce (sum) of the flat gradient buffer (FlatParameters) per step
-//      (AllreduceGradients); clipping and the optimizer step then run on identical
-//      gradients, so the parameters stay identical on every member without being sent.
+//   3. the flat gradient buffer (FlatParameters) is summed over the members
+//      (ExchangeGradients), and the optimizer step follows in one of two ways:
+//      - sharded (ZeRO stage 1; CPU gangs, whose buffers live in the relay's workspace):
+//        the buffers are padded to k equal shards; a reduce-scatter leaves member m the sum
+//        of shard m only, m steps the optimizer on shard m of the parameters and of the
+//        moments, and an allgather of the parameters (GatherParameters) gives every member
+//        every shard. The same bytes cross as with an allreduce (which is a reduce-scatter
+//        and an allgather), but each member runs 1/k of the optimizer step. Gradient
+//        clipping sums the shards' squared norms over the members (ClipGradNorm). The
+//        moments of the other shards are stale, so a step checkpoint first gathers them
+//        (GatherOptimizerState), and members agree every step on whether one is due or the
+//        run is preempted (AnyMember), so that all of them checkpoint at the same step.
+//      - replicated (GPU gangs, or buffers that do not fit the workspace): one allreduce;
+//        clipping and the whole optimizer step then run on identical gradients on every
+//        member. Either way the parameters are identical on every member after a step.
 // At the start member 0's parameters and buffers are broadcast (Start), after a resume too
 // (every member got the same checkpoint; the broadcast makes it certain). BatchNorm: each
 // member normalises with its slice's statistics (as DDP without SyncBatchNorm); the
@@ -27,11 +39,11 @@
 // alone reports and checkpoints (the worker drops the others' reports); nothing here is
 // collective except these calls, which every member makes at the same points.
 //
-// Gradients: with a CPU model the flat gradient buffer lives in the communicator's
-// Workspace when it has one (GradientMemory: the relay's shared memory), so the per-step
-// allreduce copies nothing in or out. One allreduce after backward, no buckets overlapping
-// the backward pass: on CPU workers the backward pass already keeps every core busy
-// (docs/BENCHMARKS.md, "Multi-worker trials").
+// Buffers: with a CPU model the flat gradient and parameter buffers live in the
+// communicator's Workspace when it has one (BufferMemory: the relay's shared memory), so
+// the per-step collectives copy nothing in or out. One exchange after backward, no buckets
+// overlapping the backward pass: on CPU workers the backward pass already keeps every core
+// busy (docs/BENCHMARKS.md, "Multi-worker trials").
 // Tensors on a GPU go through the device communicator (NCCL) when the worker has one,
 // through host memory and the host communicator otherwise; host data (the sums) always
 // goes through the host communicator.
@@ -62,11 +74,16 @@ class DataParallel {
   bool active() const { return gang_ != nullptr && gang_->size() > 1; }
 
   // Cuts every batch (and the per-batch tensors in `companions`, same rows) to this
-  // member's slice, then broadcasts member 0's parameters and `buffers` (the model's). `min_rows`: rows a
-  // slice needs (2 with BatchNorm); InvalidArgument naming train.batch_size otherwise.
+  // member's slice, then broadcasts member 0's parameters and `buffers` (the model's), and
+  // shards `optimizer` when flat's buffers are the communicator's (FlatParameters::
+  // borrowed). `min_rows`: rows a slice needs (2 with BatchNorm); InvalidArgument naming
+  // train.batch_size otherwise.
   Status Start(const std::vector<torch::Tensor>& buffers, FlatParameters& flat,
+               FlatOptimizer& optimizer,
                std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches,
                const std::vector<std::vector<torch::Tensor>*>& companions, int64_t min_rows);
+  // Whether the optimizer step is sharded (decided by Start).
+  bool sharded() const { return sharded_; }
   // After a resume every member restored member 0's partial sums of the interrupted epoch
   // (a step checkpoint is member 0's): the others drop them, so the epoch's train_loss
   // covers member 0's rows before the checkpoint and everyone's after it (the weights are
@@ -76,12 +93,29 @@ class DataParallel {
   }
   // This member's rows of batch `b` / the batch's rows.
   double Share(size_t b) const { return active() ? shares_[b] : 1.0; }
-  // For FlatParameters' grad_memory: the communicator's workspace for `numel` floats, or
-  // nullptr (one worker, or none that large).
-  float* GradientMemory(int64_t numel) {
-    return active() ? gang_->Workspace(static_cast<size_t>(numel)) : nullptr;
+  // For FlatParameters: padding to k shards, and the communicator's workspace (nullptr
+  // when it has none that large); nothing for one worker.
+  FlatMemory BufferMemory() {
+    if (!active()) return {};
+    return {gang_->size(), [this](int64_t numel) {
+              return gang_->Workspace(static_cast<size_t>(numel));
+            }};
   }
-  Status AllreduceGradients(FlatParameters& flat);
+  // After backward: the gradients summed over the members (sharded: this member's shard,
+  // which the optimizer reads), timed into gang_allreduce_seconds.
+  Status ExchangeGradients(FlatParameters& flat);
+  // FlatParameters::ClipGradNorm over the gang's summed gradients (sharded: the shards'
+  // squared norms summed over the members).
+  Status ClipGradNorm(FlatParameters& flat, double max_norm);
+  // After the optimizer step, sharded: every member's shard of the parameters to every
+  // member (timed with the exchange). A no-op otherwise.
+  Status GatherParameters(FlatParameters& flat);
+  // Sharded: every member's shard of the optimizer's moments to every member, before a
+  // checkpoint copies them. A no-op otherwise.
+  Status GatherOptimizerState(const FlatOptimizer& optimizer);
+  // Sharded: flags[i] becomes whether it is true on any member (every member then
+  // checkpoints, or stops, at the same step). A no-op otherwise: each member decides.
+  Status AnyMember(bool* flags, size_t count);
   Status AverageBuffers(const std::vector<torch::Tensor>& buffers);
   Status SumEpochLoss(double* loss_sum, int64_t* seen);
   // This member's shard [first, second) of `n` evaluation rows (all of them for one worker).
@@ -93,10 +127,12 @@ class DataParallel {
   // values[i] becomes the sum of values[i] over the members, added in member order in
   // double (the same bits on every member).
   Status SumOverMembers(double* values, size_t count);
-  // Gang trials' result metrics: gang_size and gang_allreduce_seconds (this member's wall
-  // time in the gradient allreduces, relay included: its share of the run is what the
-  // data plane costs).
-  void Report(std::map<std::string, double>* metrics) const;
+  // Gang trials' result metrics: gang_size, gang_optimizer_shards (k when the optimizer
+  // step was sharded, else 1); timings: gang_allreduce_seconds (this member's
+  // wall time in the per-step gradient exchange, relay included: its share of the training
+  // time is what the data plane costs).
+  void Report(std::map<std::string, double>* metrics,
+              std::map<std::string, double>* timings) const;
 
  private:
   // Runs `op(communicator, tensor)` on the float data of `t`: with the device communicator
@@ -109,6 +145,8 @@ class DataParallel {
   comm::Communicator* device_gang_;
   std::vector<double> shares_;
   double allreduce_seconds_ = 0;
+  bool sharded_ = false;
+  int64_t shard_ = 0;  // floats per shard (the padded buffers hold k of them)
 };
 
 }  // namespace lattice::jobs::internal

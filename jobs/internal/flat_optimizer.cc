@@ -7,8 +7,8 @@
 namespace lattice::jobs::internal {
 
 FlatParameters::FlatParameters(const std::vector<torch::Tensor>& params,
-                               const std::function<float*(int64_t numel)>& grad_memory) {
-  LATTICE_CHECK(!params.empty());
+                               const FlatMemory& memory) {
+  LATTICE_CHECK(!params.empty() && memory.multiple >= 1);
   const torch::Tensor& first = params.front();
   LATTICE_CHECK(first.is_floating_point());
   const auto options = torch::TensorOptions().dtype(first.dtype()).device(first.device());
@@ -18,12 +18,20 @@ FlatParameters::FlatParameters(const std::vector<torch::Tensor>& params,
     LATTICE_CHECK(p.dtype() == first.dtype() && p.device() == first.device());
     total += p.numel();
   }
-  params_ = torch::empty({total}, options);
-  float* memory = grad_memory && first.device().is_cpu() && first.scalar_type() == torch::kFloat
-                      ? grad_memory(total)
-                      : nullptr;
-  grads_ = memory != nullptr ? torch::from_blob(memory, {total}, options).zero_()
-                             : torch::zeros({total}, options);
+  const int64_t padded = (total + memory.multiple - 1) / memory.multiple * memory.multiple;
+  const bool can_borrow = memory.allocate && first.device().is_cpu() &&
+                          first.scalar_type() == torch::kFloat;
+  auto buffer = [&](float* borrowed) {
+    return borrowed != nullptr ? torch::from_blob(borrowed, {padded}, options).zero_()
+                               : torch::zeros({padded}, options);
+  };
+  float* grad_memory = can_borrow ? memory.allocate(padded) : nullptr;
+  float* param_memory = grad_memory != nullptr ? memory.allocate(padded) : nullptr;
+  borrowed_ = param_memory != nullptr;
+  padded_grads_ = buffer(grad_memory);
+  padded_params_ = buffer(param_memory);
+  grads_ = padded_grads_.narrow(0, 0, total);
+  params_ = padded_params_.narrow(0, 0, total);
   torch::NoGradGuard no_grad;
   int64_t offset = 0;
   for (const torch::Tensor& p : params) {
@@ -64,32 +72,55 @@ void FlatOptimizer::State::Save(torch::serialize::OutputArchive& archive) const 
 }
 
 FlatOptimizer::State FlatOptimizer::CopyState() const {
-  return {step_, exp_avg_.clone(),
-          exp_avg_sq_.defined() ? exp_avg_sq_.clone() : torch::Tensor()};
+  const int64_t n = flat_.numel();
+  return {step_, exp_avg_.narrow(0, 0, n).clone(),
+          exp_avg_sq_.defined() ? exp_avg_sq_.narrow(0, 0, n).clone() : torch::Tensor()};
+}
+
+std::vector<torch::Tensor> FlatOptimizer::StateBuffers() const {
+  std::vector<torch::Tensor> buffers = {exp_avg_};
+  if (exp_avg_sq_.defined()) buffers.push_back(exp_avg_sq_);
+  return buffers;
 }
 
 Status FlatOptimizer::Load(torch::serialize::InputArchive& archive) {
   torch::Tensor step, exp_avg, exp_avg_sq;
   archive.read("optimizer.step", step);
   archive.read("optimizer.exp_avg", exp_avg);
-  if (exp_avg.numel() != exp_avg_.numel()) {
+  const int64_t n = flat_.numel();
+  if (exp_avg.numel() != n) {
     return Status::FailedPrecondition("optimizer state has " + std::to_string(exp_avg.numel()) +
-                                      " values, the model " + std::to_string(exp_avg_.numel()));
+                                      " values, the model " + std::to_string(n));
   }
   if (exp_avg_sq_.defined()) {
     archive.read("optimizer.exp_avg_sq", exp_avg_sq);
-    exp_avg_sq_.copy_(exp_avg_sq);
+    exp_avg_sq_.narrow(0, 0, n).copy_(exp_avg_sq);
   }
-  exp_avg_.copy_(exp_avg);
+  exp_avg_.narrow(0, 0, n).copy_(exp_avg);
   step_ = step.item<int64_t>();
   return Status::Ok();
 }
 
 FlatOptimizer::FlatOptimizer(FlatParameters& flat, FlatOptimizerOptions options)
     : flat_(flat), options_(options) {
-  exp_avg_ = torch::zeros_like(flat_.params());
-  if (options_.type != OptimizerType::kSgd) exp_avg_sq_ = torch::zeros_like(flat_.params());
-  scratch_ = torch::empty_like(flat_.params());
+  exp_avg_ = torch::zeros_like(flat_.padded_params());
+  if (options_.type != OptimizerType::kSgd) exp_avg_sq_ = torch::zeros_like(flat_.padded_params());
+  scratch_ = torch::empty_like(flat_.padded_params());
+  p_ = flat_.padded_params();
+  g_ = flat_.padded_grads();
+  m_ = exp_avg_;
+  v_ = exp_avg_sq_;
+  s_ = scratch_;
+}
+
+void FlatOptimizer::Shard(int64_t begin, int64_t count, torch::Tensor grad) {
+  LATTICE_CHECK(begin >= 0 && count >= 0 && begin + count <= p_.numel());
+  LATTICE_CHECK(grad.numel() == count);
+  p_ = flat_.padded_params().narrow(0, begin, count);
+  g_ = std::move(grad);
+  m_ = exp_avg_.narrow(0, begin, count);
+  if (exp_avg_sq_.defined()) v_ = exp_avg_sq_.narrow(0, begin, count);
+  s_ = scratch_.narrow(0, 0, count);
 }
 
 void FlatOptimizer::set_lr(double lr) {
@@ -110,34 +141,32 @@ void FlatOptimizer::Step() {
 // p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), written as
 // p -= (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2)) to save one op.
 void FlatOptimizer::StepAdam(bool decoupled) {
-  const torch::Tensor& p = flat_.params();
   const double lr = options_.lr, wd = options_.weight_decay;
   const double b1 = options_.beta1, b2 = options_.beta2;
-  if (decoupled && wd != 0) p.mul_(1 - lr * wd);
-  torch::Tensor g = flat_.grads();
-  if (!decoupled && wd != 0) g = torch::add_out(scratch_, g, p, wd);  // L2: g + wd * p
-  exp_avg_.mul_(b1).add_(g, 1 - b1);
-  exp_avg_sq_.mul_(b2).addcmul_(g, g, 1 - b2);
+  if (decoupled && wd != 0) p_.mul_(1 - lr * wd);
+  torch::Tensor g = g_;
+  if (!decoupled && wd != 0) g = torch::add_out(s_, g, p_, wd);  // L2: g + wd * p
+  m_.mul_(b1).add_(g, 1 - b1);
+  v_.mul_(b2).addcmul_(g, g, 1 - b2);
   const double bc1 = 1 - std::pow(b1, static_cast<double>(step_));
   const double sqrt_bc2 = std::sqrt(1 - std::pow(b2, static_cast<double>(step_)));
-  torch::Tensor denom = torch::sqrt_out(scratch_, exp_avg_sq_);  // g no longer needed
+  torch::Tensor denom = torch::sqrt_out(s_, v_);  // g no longer needed
   denom.add_(options_.eps * sqrt_bc2);
-  p.addcdiv_(exp_avg_, denom, -lr * sqrt_bc2 / bc1);
+  p_.addcdiv_(m_, denom, -lr * sqrt_bc2 / bc1);
 }
 
 void FlatOptimizer::StepSgd() {
-  const torch::Tensor& p = flat_.params();
-  torch::Tensor d = flat_.grads();
-  if (options_.weight_decay != 0) d = torch::add_out(scratch_, d, p, options_.weight_decay);
+  torch::Tensor d = g_;
+  if (options_.weight_decay != 0) d = torch::add_out(s_, d, p_, options_.weight_decay);
   if (options_.momentum != 0) {
     if (step_ == 1) {
-      exp_avg_.copy_(d);
+      m_.copy_(d);
     } else {
-      exp_avg_.mul_(options_.momentum).add_(d);
+      m_.mul_(options_.momentum).add_(d);
     }
-    d = exp_avg_;
+    d = m_;
   }
-  p.add_(d, -options_.lr);
+  p_.add_(d, -options_.lr);
 }
 
 }  // namespace lattice::jobs::internal

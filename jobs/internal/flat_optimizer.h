@@ -41,23 +41,35 @@
 
 namespace lattice::jobs::internal {
 
+// Where a FlatParameters keeps its two buffers (jobs/internal/data_parallel.h: a gang's).
+struct FlatMemory {
+  // Each buffer holds a multiple of this many floats: the parameters, then zeros (a gang
+  // of k pads to k equal shards). Default: 1, no padding.
+  int64_t multiple = 1;
+  // Float parameters on the CPU only: memory for `numel` floats that outlives the
+  // FlatParameters (a gang's communicator workspace: comm::Communicator::Workspace), called
+  // for the gradients, then for the parameters; nullptr: the buffer allocates its own.
+  std::function<float*(int64_t numel)> allocate;
+};
+
 class FlatParameters {
  public:
   // `params`: leaf tensors that require grad, all of one floating dtype and device. Their
   // values are copied into the flat buffer; the tensors keep their identity (modules
   // still hold them) but now alias it, and their .grad is a zeroed view of grads().
-  // `grad_memory` (optional; float parameters on the CPU only) may return memory for the
-  // numel gradients that outlives this object (a gang's communicator workspace:
-  // comm::Communicator::Workspace); nullptr: grads() allocates its own.
-  explicit FlatParameters(const std::vector<torch::Tensor>& params,
-                          const std::function<float*(int64_t numel)>& grad_memory = nullptr);
+  explicit FlatParameters(const std::vector<torch::Tensor>& params, const FlatMemory& memory = {});
 
   const torch::Tensor& params() const { return params_; }  // [numel], all parameters
   const torch::Tensor& grads() const { return grads_; }    // [numel], all gradients
   int64_t numel() const { return params_.numel(); }
+  // The whole buffers: params() / grads(), then the padding (zeros).
+  const torch::Tensor& padded_params() const { return padded_params_; }
+  const torch::Tensor& padded_grads() const { return padded_grads_; }
+  // Whether both buffers are FlatMemory::allocate's memory.
+  bool borrowed() const { return borrowed_; }
 
-  // Zeroes every gradient with one op.
-  void ZeroGrad() { grads_.zero_(); }
+  // Zeroes every gradient (and the padding) with one op.
+  void ZeroGrad() { padded_grads_.zero_(); }
 
   // Scales the gradients so that their global L2 norm (over all parameters) is at most
   // max_norm, as torch::nn::utils::clip_grad_norm_: coef = max_norm / (norm + 1e-6),
@@ -67,7 +79,8 @@ class FlatParameters {
   double ClipGradNorm(double max_norm);
 
  private:
-  torch::Tensor params_, grads_;
+  torch::Tensor padded_params_, padded_grads_, params_, grads_;
+  bool borrowed_ = false;
 };
 
 struct FlatOptimizerOptions {
@@ -87,8 +100,16 @@ class FlatOptimizer {
  public:
   FlatOptimizer(FlatParameters& flat, FlatOptimizerOptions options);
 
-  // Applies one update from flat.grads() to flat.params(). Does not zero the gradients.
+  // Applies one update from flat.grads() to flat.params() (after Shard: to its part).
+  // Does not zero the gradients.
   void Step();
+  // A sharded step (jobs/internal/data_parallel.h): from now on Step() updates only
+  // flat.padded_params()[begin, begin + count) and that part of the state, from `grad`
+  // (count floats: this member's block of the gradients, reduced over the gang).
+  void Shard(int64_t begin, int64_t count, torch::Tensor grad);
+  // The moment buffers, padded like flat.padded_params(): a sharded step keeps only its
+  // part current, so a checkpoint gathers the others' parts into them first.
+  std::vector<torch::Tensor> StateBuffers() const;
   void ZeroGrad() { flat_.ZeroGrad(); }
   int64_t steps() const { return step_; }
 
@@ -118,6 +139,8 @@ class FlatOptimizer {
   int64_t step_ = 0;
   torch::Tensor exp_avg_, exp_avg_sq_, scratch_;  // Adam(W) moments; SGD: momentum buffer
                                                   // in exp_avg_; scratch for temporaries
+  // What Step() updates: the whole padded buffers, or a shard of them (Shard).
+  torch::Tensor p_, g_, m_, v_, s_;
 };
 
 }  // namespace lattice::jobs::internal

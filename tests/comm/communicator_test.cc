@@ -104,6 +104,68 @@ Status CheckAllgather(Communicator& c) {
   return Status::Ok();
 }
 
+// `data` (size() blocks of `count`) reduce-scattered: block rank() summed (and, on a copy,
+// averaged) lands at the front. Member m's value at i is (m + 1) * (i % 17), so block r's
+// i-th sum is n(n+1)/2 * ((r * count + i) % 17).
+Status CheckReduceScatter(Communicator& c, float* data, size_t count) {
+  const size_t k = static_cast<size_t>(c.size());
+  const float n = static_cast<float>(k);
+  std::vector<float> mean(k * count);
+  for (size_t i = 0; i < k * count; ++i) {
+    data[i] = static_cast<float>((c.rank() + 1) * static_cast<int>(i % 17));
+    mean[i] = data[i];
+  }
+  LATTICE_RETURN_IF_ERROR(c.ReduceScatter(data, count, ReduceOp::kSum));
+  LATTICE_RETURN_IF_ERROR(c.ReduceScatter(mean.data(), count, ReduceOp::kMean));
+  for (size_t i = 0; i < count; ++i) {
+    const size_t at = static_cast<size_t>(c.rank()) * count + i;
+    const float expected = static_cast<float>(at % 17) * n * (n + 1) / 2;
+    if (data[i] != expected || std::fabs(mean[i] - expected / n) > 1e-6f * std::max(1.0f, expected)) {
+      return Status::Internal("reduce-scatter[" + std::to_string(i) + "] of member " +
+                              std::to_string(c.rank()) + " = " + std::to_string(data[i]) +
+                              " (mean " + std::to_string(mean[i]) + "), expected " +
+                              std::to_string(expected));
+    }
+  }
+  return Status::Ok();
+}
+
+// In place: each member's block is already where it goes in `recv`.
+Status CheckAllgatherInPlace(Communicator& c, float* recv, size_t count) {
+  const size_t k = static_cast<size_t>(c.size());
+  for (size_t i = 0; i < k * count; ++i) recv[i] = -1;
+  float* own = recv + static_cast<size_t>(c.rank()) * count;
+  for (size_t i = 0; i < count; ++i) own[i] = static_cast<float>(c.rank() * 1000 + static_cast<int>(i));
+  LATTICE_RETURN_IF_ERROR(c.Allgather(own, count, recv));
+  for (size_t m = 0; m < k; ++m) {
+    for (size_t i = 0; i < count; ++i) {
+      LATTICE_RETURN_IF_ERROR(Expect(recv[m * count + i] == static_cast<float>(m * 1000 + i),
+                                     "allgather in place: member " + std::to_string(m) +
+                                         " element " + std::to_string(i)));
+    }
+  }
+  return Status::Ok();
+}
+
+// A sharded optimizer step's pattern on the caller's memory: reduce-scatter, then allgather
+// in place, for a count that does not fit the relay's staging at once (the relay refuses a
+// reduce-scatter it cannot stage: InvalidArgument) and one that does.
+Status CheckReduceScatterThenAllgather(Communicator& c) {
+  for (size_t count : {size_t{1}, size_t{1001}}) {
+    std::vector<float> data(static_cast<size_t>(c.size()) * count);
+    LATTICE_RETURN_IF_ERROR(CheckReduceScatter(c, data.data(), count));
+    LATTICE_RETURN_IF_ERROR(CheckAllgatherInPlace(c, data.data(), count));
+  }
+  if (c.backend() == "relay") {
+    std::vector<float> big(static_cast<size_t>(c.size()) * 20000);
+    Status s = c.ReduceScatter(big.data(), 20000, ReduceOp::kSum);
+    return Expect(s.code() == StatusCode::kInvalidArgument &&
+                      s.message().find("Workspace") != std::string::npos,
+                  "a reduce-scatter larger than the relay stages: " + s.ToString());
+  }
+  return Status::Ok();
+}
+
 // After a barrier every member has written its file, which it did just before.
 Status CheckBarrier(Communicator& c) {
   static int round = 0;
@@ -133,17 +195,27 @@ Status CheckBadRoot(Communicator& c) {
 }
 
 // Gradients kept in the backend's workspace (the relay's: no staging copies): an allreduce
-// there sums in place, and the other collectives, staged behind it, leave it alone. A
-// backend without one (nullptr) runs the same checks on the caller's memory.
+// there sums in place, and the other collectives, staged behind it, leave it alone; a
+// second region holds a reduce-scatter and an in-place allgather. A backend without one
+// (nullptr) runs the same checks on the caller's memory.
 Status CheckWorkspace(Communicator& c) {
   const size_t count = 5000;
-  std::vector<float> own;
+  const size_t k = static_cast<size_t>(c.size());
+  std::vector<float> own, own_second;
   float* data = c.Workspace(count);
-  if (c.backend() == "relay") LATTICE_RETURN_IF_ERROR(Expect(data != nullptr, "no relay workspace"));
-  LATTICE_RETURN_IF_ERROR(Expect(c.Workspace(count) == nullptr, "a second workspace"));
+  float* second = c.Workspace(k * 1500);  // another region: reduce-scatter, allgather
+  if (c.backend() == "relay") {
+    LATTICE_RETURN_IF_ERROR(Expect(data != nullptr && second != nullptr, "no relay workspace"));
+    LATTICE_RETURN_IF_ERROR(Expect(second >= data + count, "workspace regions overlap"));
+    LATTICE_RETURN_IF_ERROR(Expect(c.Workspace(count) == nullptr, "a workspace past 3/4"));
+  }
   if (data == nullptr) {
     own.resize(count);
     data = own.data();
+  }
+  if (second == nullptr) {
+    own_second.resize(k * 1500);
+    second = own_second.data();
   }
   const float n = static_cast<float>(c.size());
   for (int round = 1; round <= 2; ++round) {
@@ -151,6 +223,8 @@ Status CheckWorkspace(Communicator& c) {
     LATTICE_RETURN_IF_ERROR(c.Allreduce(data, count, ReduceOp::kSum));
     LATTICE_RETURN_IF_ERROR(CheckBroadcast(c, 100003));  // staged, in pieces
     LATTICE_RETURN_IF_ERROR(CheckAllreduce(c, 50001));
+    LATTICE_RETURN_IF_ERROR(CheckReduceScatter(c, second, 1500));
+    LATTICE_RETURN_IF_ERROR(CheckAllgatherInPlace(c, second, 1500));
     const float expected = static_cast<float>(round) * n * (n + 1) / 2;
     for (size_t i = 0; i < count; ++i) {
       if (data[i] != expected) {
@@ -205,6 +279,12 @@ class DeviceStaged final : public Communicator {
     LATTICE_RETURN_IF_ERROR(nccl_->Allgather(d, count, d + count));
     return Expect(cudaMemcpy(recv, d + count, total, cudaMemcpyDeviceToHost) == cudaSuccess,
                   "cudaMemcpy from the device");
+  }
+  Status ReduceScatter(float* data, size_t count, ReduceOp op) override {
+    const size_t total = count * static_cast<size_t>(size()) * sizeof(float);
+    LATTICE_RETURN_IF_ERROR(In(data, total, 0));
+    LATTICE_RETURN_IF_ERROR(nccl_->ReduceScatter(static_cast<float*>(device_), count, op));
+    return Out(data, count * sizeof(float));
   }
   Status Barrier() override { return nccl_->Barrier(); }
 
@@ -326,6 +406,10 @@ TEST_P(CommunicatorTest, WorkspaceAllreducesInPlaceAndOtherCollectivesLeaveItAlo
 
 TEST_P(CommunicatorTest, AllgatherOrdersByMember) {
   ASSERT_OK(RunOn(GetParam(), CheckAllgather));
+}
+
+TEST_P(CommunicatorTest, ReduceScatterLeavesEachMemberItsBlockThenAllgatherInPlace) {
+  ASSERT_OK(RunOn(GetParam(), CheckReduceScatterThenAllgather));
 }
 
 TEST_P(CommunicatorTest, BarrierWaitsForEveryMember) {

@@ -96,6 +96,9 @@ TEST_F(GangTest, TwoWorkerGangTrainsLikeOneWorker) {
   EXPECT_NEAR(a["metrics"]["val_accuracy"].get<double>(),
               b["metrics"]["val_accuracy"].get<double>(), 2.0 / 800 + 1e-9);
   EXPECT_EQ(a["epochs_done"], b["epochs_done"]);
+  // The gang stepped its optimizer sharded (a CPU gang: reduce-scatter, allgather).
+  EXPECT_EQ(b["metrics"]["gang_optimizer_shards"], 2) << b.dump();
+  EXPECT_GT(b["metrics"]["train_samples_per_second"].get<double>(), 0) << b.dump();
 
   const double maxdiff = WeightDiff(a["id"], b["id"]);
   EXPECT_GE(maxdiff, 0);
@@ -168,6 +171,7 @@ TEST_F(GangTest, KilledGangTrialResumesFromItsCheckpointOnAFreshGang) {
   EXPECT_EQ(t["attempts"], 2);
   EXPECT_EQ(t["epochs_done"], 8) << t.dump();
   EXPECT_GT(t["metrics"]["val_accuracy"].get<double>(), 0.75) << t.dump();
+  EXPECT_EQ(t["metrics"]["gang_optimizer_shards"], 2) << t.dump();  // checkpoints gathered
 
   // The same gang trial never interrupted ends with the same weights and validation
   // metrics (every member restored the same step checkpoint: optimizer, data order, RNGs).

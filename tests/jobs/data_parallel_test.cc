@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <vector>
 
@@ -36,17 +37,18 @@ class FakeGang final : public comm::Communicator {
     }
     return Status::Ok();
   }
+  Status ReduceScatter(float*, size_t, comm::ReduceOp) override { return Status::Ok(); }
   Status Barrier() override { return Status::Ok(); }
   float* Workspace(size_t count) override {
     if (!workspace) return nullptr;
-    memory.assign(count, 7.0f);  // not zero: FlatParameters must zero it
-    return memory.data();
+    memory.emplace_back(count, 7.0f);  // not zero: FlatParameters must zero it
+    return memory.back().data();
   }
 
   std::function<std::vector<float>(int, const std::vector<float>&)> peer;
   int allgathers = 0;
   bool workspace = false;
-  std::vector<float> memory;
+  std::deque<std::vector<float>> memory;  // the regions handed out, in order
 
  private:
   int rank_, size_;
@@ -97,28 +99,58 @@ TEST(DataParallelTest, SumOverMembersAddsDoublesExactlyAndInPieces) {
   EXPECT_EQ(unchanged, 0.25);
 }
 
-TEST(DataParallelTest, GradientsLiveInTheGangsWorkspace) {
+TEST(DataParallelTest, BuffersLiveInTheGangsWorkspacePaddedToEqualShards) {
   torch::manual_seed(3);
-  torch::nn::Linear layer(12, 5);
-  FakeGang gang(0, 2);
+  torch::nn::Linear layer(12, 5);  // 65 parameters: 3 shards of 22, one padding float
+  FakeGang gang(0, 3);
   gang.workspace = true;
   DataParallel dp(&gang, nullptr);
-  FlatParameters flat(layer->parameters(), [&](int64_t n) { return dp.GradientMemory(n); });
-  ASSERT_EQ(gang.memory.size(), static_cast<size_t>(flat.numel()));
-  EXPECT_EQ(flat.grads().data_ptr<float>(), gang.memory.data());
-  EXPECT_EQ(flat.grads().abs().sum().item<double>(), 0);  // zeroed
+  FlatParameters flat(layer->parameters(), dp.BufferMemory());
+  ASSERT_EQ(gang.memory.size(), 2u);  // the gradients, then the parameters
+  ASSERT_EQ(gang.memory[0].size(), 66u);
+  EXPECT_TRUE(flat.borrowed());
+  EXPECT_EQ(flat.numel(), 65);
+  EXPECT_EQ(flat.grads().data_ptr<float>(), gang.memory[0].data());
+  EXPECT_EQ(flat.params().data_ptr<float>(), gang.memory[1].data());
+  EXPECT_EQ(flat.padded_grads().abs().sum().item<double>(), 0);  // zeroed
+  EXPECT_EQ(flat.padded_params()[65].item<float>(), 0);           // padding
+  EXPECT_TRUE(flat.params().narrow(0, 0, 60).equal(layer->weight.flatten()));
   torch::nn::functional::cross_entropy(layer->forward(torch::randn({4, 12})),
                                        torch::randint(0, 5, {4}, torch::kLong))
       .backward();
   double in_workspace = 0;
-  for (float g : gang.memory) in_workspace += std::abs(g);
+  for (float g : gang.memory[0]) in_workspace += std::abs(g);
   EXPECT_GT(in_workspace, 0);  // backward wrote the shared memory
-  EXPECT_EQ(layer->parameters()[0].grad().data_ptr<float>(), gang.memory.data());
+  EXPECT_EQ(layer->parameters()[0].grad().data_ptr<float>(), gang.memory[0].data());
 
-  DataParallel one(nullptr, nullptr);  // one worker: its own memory
+  DataParallel one(nullptr, nullptr);  // one worker: its own memory, no padding
   torch::nn::Linear other(12, 5);
-  FlatParameters own(other->parameters(), [&](int64_t n) { return one.GradientMemory(n); });
-  EXPECT_NE(own.grads().data_ptr<float>(), gang.memory.data());
+  FlatParameters own(other->parameters(), one.BufferMemory());
+  EXPECT_FALSE(own.borrowed());
+  EXPECT_EQ(own.padded_params().numel(), 65);
+}
+
+// A workspace too small for the parameters too: the gradients keep it, the optimizer step
+// is not sharded.
+TEST(DataParallelTest, NoRoomForTheParametersMeansAReplicatedStep) {
+  torch::nn::Linear layer(12, 5);
+  FakeGang gang(1, 2);
+  gang.workspace = true;
+  DataParallel dp(&gang, nullptr);
+  FlatMemory memory = dp.BufferMemory();
+  int calls = 0;
+  memory.allocate = [&, inner = memory.allocate](int64_t n) {
+    return ++calls == 1 ? inner(n) : nullptr;
+  };
+  FlatParameters flat(layer->parameters(), memory);
+  EXPECT_FALSE(flat.borrowed());
+  EXPECT_EQ(flat.grads().data_ptr<float>(), gang.memory[0].data());
+  FlatOptimizer optimizer(flat, {});
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> batches = {
+      {torch::zeros({4, 12}), torch::zeros({4}, torch::kLong)}};
+  ASSERT_OK(dp.Start({}, flat, optimizer, batches, {}, 1));
+  EXPECT_FALSE(dp.sharded());
+  EXPECT_EQ(batches[0].first.size(0), 2);  // member 1's half
 }
 
 }  // namespace

@@ -224,5 +224,61 @@ TEST_F(FlatOptimizerTest, SetLrChangesTheNextStepsSize) {
   }
 }
 
+// A sharded step (ZeRO stage 1, jobs/internal/data_parallel.h) by hand: k members, each
+// with its own copy of the model padded to k shards, step their shard from their block of
+// the (here: one process's) gradients; the shards are then copied to every member, as the
+// allgather does. After every step each member's parameters, and the moments gathered from
+// the members' shards, are bit-identical to one optimizer's whole step.
+TEST_F(FlatOptimizerTest, ShardedStepsEqualTheWholeStep) {
+  const int k = 3;
+  for (OptimizerType type : {OptimizerType::kAdamW, OptimizerType::kAdam, OptimizerType::kSgd}) {
+    FlatOptimizerOptions o;
+    o.type = type;
+    o.lr = 1e-2;
+    o.weight_decay = 0.05;
+    torch::manual_seed(1);
+    torch::nn::Sequential whole_model = MakeModel();
+    FlatParameters whole(whole_model->parameters(), FlatMemory{k, nullptr});
+    FlatOptimizer whole_opt(whole, o);
+    const int64_t shard = whole.padded_params().numel() / k;
+    ASSERT_GT(whole.padded_params().numel(), whole.numel());  // 461 parameters: padded
+    std::vector<torch::nn::Sequential> models;
+    std::vector<std::unique_ptr<FlatParameters>> flats;
+    std::vector<std::unique_ptr<FlatOptimizer>> opts;
+    for (int m = 0; m < k; ++m) {
+      torch::manual_seed(1);
+      models.push_back(MakeModel());
+      flats.push_back(std::make_unique<FlatParameters>(models[m]->parameters(), FlatMemory{k, nullptr}));
+      opts.push_back(std::make_unique<FlatOptimizer>(*flats[m], o));
+      opts[m]->Shard(m * shard, shard, flats[m]->padded_grads().narrow(0, 0, shard));
+    }
+    for (int step = 0; step < 5; ++step) {
+      Backward(whole_model, whole, 1.0);
+      for (int m = 0; m < k; ++m) {  // a reduce-scatter: member m's block at its front
+        flats[m]->padded_grads().narrow(0, 0, shard)
+            .copy_(whole.padded_grads().narrow(0, m * shard, shard));
+        opts[m]->Step();
+      }
+      whole_opt.Step();
+      for (int m = 0; m < k; ++m) {  // the allgather
+        for (int from = 0; from < k; ++from) {
+          flats[m]->padded_params().narrow(0, from * shard, shard)
+              .copy_(flats[from]->padded_params().narrow(0, from * shard, shard));
+        }
+        EXPECT_TRUE(torch::equal(flats[m]->params(), whole.params()))
+            << "member " << m << " step " << step << " optimizer " << static_cast<int>(type);
+      }
+    }
+    for (size_t b = 0; b < whole_opt.StateBuffers().size(); ++b) {
+      for (int m = 0; m < k; ++m) {
+        EXPECT_TRUE(torch::equal(opts[m]->StateBuffers()[b].narrow(0, m * shard, shard),
+                                 whole_opt.StateBuffers()[b].narrow(0, m * shard, shard)));
+      }
+    }
+    torch::manual_seed(1);
+    EXPECT_FALSE(torch::equal(whole.params(), FlatParameters(MakeModel()->parameters()).params()));
+  }
+}
+
 }  // namespace
 }  // namespace lattice::jobs::internal

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,6 +15,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 
+#include "common/item_id.h"
 #include "index/search_request.h"
 #include "monitoring/metrics.h"
 #include "store/retrieval_metrics.h"
@@ -109,14 +111,13 @@ StatusOr<std::vector<int64_t>> ItemRows(const SearchRequest& sr, const store::It
   for (size_t i = 0; i < names.size(); ++i) {
     const std::string at = "items[" + std::to_string(i) + "]: ";
     if (ids == nullptr) {
-      int64_t row = -1;
-      const auto [end, ec] = std::from_chars(names[i].data(), names[i].data() + names[i].size(), row);
-      if (ec != std::errc() || end != names[i].data() + names[i].size()) {
+      const std::optional<int64_t> row = ParseRowNumber(names[i]);
+      if (!row) {
         return Status::InvalidArgument(at + "'" + names[i] + "' is not an item of index \"" +
                                        name + "\": it has no item ids of its own (its items " +
                                        "are row numbers; an embed spec's corpus.ids names them)");
       }
-      rows.push_back(row);
+      rows.push_back(*row);
       continue;
     }
     auto it = ids->row_by_text.find(names[i]);

@@ -296,6 +296,13 @@ TEST_F(IndexApiTest, BadRequestsAreClear4xxErrors) {
             std::string::npos);
   EXPECT_NE(Error("{\"items\":[null]}").find("items[0]: expected an item id"),
             std::string::npos);
+  // A row number is a decimal integer >= 0 (common/item_id.h), not "-3" or "+3".
+  for (const char* text : {"-3", "+3", " 3"}) {
+    EXPECT_NE(Error(std::string("{\"items\":[\"") + text + "\"]}")
+                  .find(std::string("items[0]: '") + text + "' is not an item of index"),
+              std::string::npos)
+        << text;
+  }
   EXPECT_NE(Error("{\"items\":[10, \"x\"]}")
                 .find("items[1]: 'x' is not an item of index \"flat16\": it has no item ids"),
             std::string::npos);

@@ -1,7 +1,6 @@
 #include "comm/relay.h"
 
 #include <linux/futex.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -11,6 +10,7 @@
 #include <climits>
 #include <cstring>
 #include <new>
+#include <utility>
 
 namespace lattice::comm {
 namespace {
@@ -52,39 +52,25 @@ StatusOr<std::unique_ptr<RelayBuffer>> RelayBuffer::Create(size_t capacity) {
     return Status::IoError(std::string("relay buffer: mmap of ") + std::to_string(mapped) +
                            " bytes: " + std::strerror(errno));
   }
-  // The forked task process inherits it (no exec); non-blocking: the rank's drain never waits.
-  const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd < 0) {
+  // The forked task process inherits the eventfd (no exec); the rank's drain never waits.
+  auto wake = std::make_unique<EventFd>();
+  if (!wake->ok()) {
+    const int error = errno;
     munmap(base, mapped);
-    return Status::IoError(std::string("relay buffer: eventfd: ") + std::strerror(errno));
+    return Status::IoError(std::string("relay buffer: eventfd: ") + std::strerror(error));
   }
-  return std::unique_ptr<RelayBuffer>(new RelayBuffer(base, mapped, capacity, wake_fd));
+  return std::unique_ptr<RelayBuffer>(new RelayBuffer(base, mapped, capacity, std::move(wake)));
 }
 
-RelayBuffer::RelayBuffer(void* base, size_t mapped, size_t capacity, int wake_fd)
+RelayBuffer::RelayBuffer(void* base, size_t mapped, size_t capacity, std::unique_ptr<EventFd> wake)
     : base_(base),
       mapped_(mapped),
       capacity_(capacity),
       request_(new (base) RelayRequest()),
       data_(static_cast<char*>(base) + 4096),
-      wake_fd_(wake_fd) {}
+      wake_(std::move(wake)) {}
 
-RelayBuffer::~RelayBuffer() {
-  close(wake_fd_);
-  munmap(base_, mapped_);
-}
-
-void RelayBuffer::WakeServer() {
-  const uint64_t one = 1;
-  while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
-  }
-}
-
-void RelayBuffer::DrainWakes() {
-  uint64_t count = 0;
-  while (read(wake_fd_, &count, sizeof(count)) < 0 && errno == EINTR) {
-  }
-}
+RelayBuffer::~RelayBuffer() { munmap(base_, mapped_); }
 
 // A shared (not FUTEX_PRIVATE) futex: the word is in memory two processes map.
 void RelayBuffer::WaitServed(uint32_t seen, std::chrono::microseconds timeout) {

@@ -37,6 +37,7 @@
 #include <string>
 
 #include "comm/communicator.h"
+#include "common/event_fd.h"
 
 namespace lattice::comm {
 
@@ -86,23 +87,23 @@ class RelayBuffer {
   size_t capacity() const { return capacity_; }
 
   // Task side: tells the rank a request was posted (the eventfd).
-  void WakeServer();
+  void WakeServer() { wake_->Signal(); }
   // Task side: sleeps until `served_word` differs from `seen` or `timeout` passed.
   void WaitServed(uint32_t seen, std::chrono::microseconds timeout);
   // Rank side: readable when the task posted; Poll() drains it. Inherited by the fork.
-  int wake_fd() const { return wake_fd_; }
-  void DrainWakes();
+  int wake_fd() const { return wake_->fd(); }
+  void DrainWakes() { wake_->Drain(); }
   // Rank side: `served` = seq, then wakes the task thread waiting in WaitServed.
   void MarkServed(uint64_t seq);
 
  private:
-  RelayBuffer(void* base, size_t mapped, size_t capacity, int wake_fd);
+  RelayBuffer(void* base, size_t mapped, size_t capacity, std::unique_ptr<EventFd> wake);
   void* base_;
   size_t mapped_;
   size_t capacity_;
   RelayRequest* request_;
   char* data_;
-  int wake_fd_;
+  std::unique_ptr<EventFd> wake_;
 };
 
 // The task process's Communicator: member `rank` of `size` of gang `gang`.

@@ -430,7 +430,7 @@ StatusOr<double> Trainer::TrainEpoch(int epoch) {
     // every member's part of the optimizer state (members > 0 have no on_checkpoint).
     bool due = CheckpointDue();
     if (cfg_.checkpoints && cfg_.checkpoints->every_seconds > 0) {  // each member's clock
-      LATTICE_RETURN_IF_ERROR(dp_.AnyMember(&due, 1));
+      LATTICE_ASSIGN_OR_RETURN(due, dp_.AnyMember(due));
     }
     if (due) {
       last_checkpoint_step_ = optimizer_->steps();

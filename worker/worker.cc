@@ -1,12 +1,9 @@
 #include "worker/worker.h"
 
-#include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
@@ -15,6 +12,7 @@
 #include <thread>
 
 #include "comm/relay.h"
+#include "common/event_fd.h"
 #include "jobs/dataset.h"
 #include "jobs/train_job.h"
 #include "monitoring/metrics.h"
@@ -48,12 +46,12 @@ class TaskRunner {
     }
     cv_.notify_all();
     thread_.join();
-    close(wake_fd_);
   }
 
   // Readable when the task thread queued a message (a Result, Progress, a checkpoint): the
   // task loop sleeps on it and its channel, and needs no short timeouts to see them.
-  int wake_fd() const { return wake_fd_; }
+  // Not ok() when the kernel gave no eventfd: the loop then polls.
+  const EventFd& wake() const { return wake_; }
 
   void Enqueue(AssignMsg assign) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -127,9 +125,7 @@ class TaskRunner {
 
   // Moves all pending outgoing messages into `out`.
   void Drain(std::deque<Message>& out) {
-    uint64_t count = 0;
-    while (read(wake_fd_, &count, sizeof(count)) < 0 && errno == EINTR) {
-    }
+    wake_.Drain();
     std::lock_guard<std::mutex> lock(mu_);
     while (!outbox_.empty()) {
       out.push_back(std::move(outbox_.front()));
@@ -155,13 +151,7 @@ class TaskRunner {
       std::lock_guard<std::mutex> lock(mu_);
       outbox_.push_back(std::move(result));
       current_.reset();
-      Wake();
-    }
-  }
-
-  void Wake() {
-    const uint64_t one = 1;
-    while (write(wake_fd_, &one, sizeof(one)) < 0 && errno == EINTR) {
+      wake_.Signal();
     }
   }
 
@@ -195,7 +185,7 @@ class TaskRunner {
       const int64_t processed = processed_.exchange(0, std::memory_order_relaxed);
       std::lock_guard<std::mutex> lock(mu_);
       outbox_.push_back(ProgressMsg{task.trial, task.attempt, epoch, metrics, processed});
-      Wake();
+      wake_.Signal();
     };
     if (report_usage_) {
       ctx.processed = &processed_;
@@ -285,7 +275,7 @@ class TaskRunner {
   void Post(std::vector<CheckpointMsg> pieces) {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& piece : pieces) outbox_.push_back(std::move(piece));
-    Wake();
+    wake_.Signal();
   }
 
   const int num_threads_;
@@ -309,7 +299,7 @@ class TaskRunner {
   std::atomic<bool> preempt_{false};   // the running task is to checkpoint and stop
   std::atomic<bool> draining_{false};  // Drain() was called: no task starts any more
   bool quit_ = false;
-  const int wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  EventFd wake_;
   std::thread thread_;  // last: starts after the members above exist
 };
 
@@ -340,7 +330,7 @@ int RunTaskLoop(ControlChannel& channel, const WorkerOptions& options) {
   // Woken by its channel and by the runner's messages: long sleeps when idle cost nothing
   // in latency. A channel that cannot wait on them (MPI) is polled every <= 2 ms.
   const auto longest_sleep = std::chrono::microseconds(
-      channel.AlsoWakeOn(runner.wake_fd()) ? 20000 : 2000);
+      runner.wake().ok() && channel.AlsoWakeOn(runner.wake().fd()) ? 20000 : 2000);
   CheckpointAssembler checkpoints;  // pieces of checkpoints the coordinator sends
   auto next_heartbeat = Clock::now();
   auto idle_sleep = std::chrono::microseconds(20);

@@ -89,14 +89,12 @@ Status DataParallel::ClipGradNorm(FlatParameters& flat, double max_norm) {
     flat.ClipGradNorm(max_norm);
     return Status::Ok();
   }
-  LATTICE_CHECK(max_norm > 0);
   torch::NoGradGuard no_grad;
   torch::Tensor shard = flat.padded_grads().narrow(0, 0, shard_);
   const double mine = shard.norm().item<double>();
   double squares = mine * mine;
   LATTICE_RETURN_IF_ERROR(SumOverMembers(&squares, 1));
-  const double coef = max_norm / (std::sqrt(squares) + 1e-6);  // as FlatParameters'
-  if (coef < 1) shard.mul_(coef);
+  FlatParameters::ScaleToMaxNorm(shard, std::sqrt(squares), max_norm);
   return Status::Ok();
 }
 
@@ -122,12 +120,11 @@ Status DataParallel::GatherOptimizerState(const FlatOptimizer& optimizer) {
   return Status::Ok();
 }
 
-Status DataParallel::AnyMember(bool* flags, size_t count) {
-  if (!sharded_) return Status::Ok();
-  std::vector<double> votes(flags, flags + count);
-  LATTICE_RETURN_IF_ERROR(SumOverMembers(votes.data(), count));
-  for (size_t i = 0; i < count; ++i) flags[i] = votes[i] > 0;
-  return Status::Ok();
+StatusOr<bool> DataParallel::AnyMember(bool mine) {
+  if (!sharded_) return mine;
+  double votes = mine ? 1 : 0;
+  LATTICE_RETURN_IF_ERROR(SumOverMembers(&votes, 1));
+  return votes > 0;
 }
 
 void DataParallel::Report(std::map<std::string, double>* metrics,

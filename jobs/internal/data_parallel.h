@@ -20,8 +20,8 @@
 //        and an allgather), but each member runs 1/k of the optimizer step. Gradient
 //        clipping sums the shards' squared norms over the members (ClipGradNorm). The
 //        moments of the other shards are stale, so a step checkpoint first gathers them
-//        (GatherOptimizerState), and members agree every step on whether one is due or the
-//        run is preempted (AnyMember), so that all of them checkpoint at the same step.
+//        (GatherOptimizerState), and with a time-based policy members agree every step on
+//        whether one is due (AnyMember), so that all of them checkpoint at the same step.
 //      - replicated (GPU gangs, or buffers that do not fit the workspace): one allreduce;
 //        clipping and the whole optimizer step then run on identical gradients on every
 //        member. Either way the parameters are identical on every member after a step.
@@ -113,9 +113,9 @@ class DataParallel {
   // Sharded: every member's shard of the optimizer's moments to every member, before a
   // checkpoint copies them. A no-op otherwise.
   Status GatherOptimizerState(const FlatOptimizer& optimizer);
-  // Sharded: flags[i] becomes whether it is true on any member (every member then
-  // checkpoints, or stops, at the same step). A no-op otherwise: each member decides.
-  Status AnyMember(bool* flags, size_t count);
+  // Sharded: whether `mine` is true on any member (collective). Otherwise `mine`: each
+  // member decides alone.
+  StatusOr<bool> AnyMember(bool mine);
   Status AverageBuffers(const std::vector<torch::Tensor>& buffers);
   Status SumEpochLoss(double* loss_sum, int64_t* seen);
   // This member's shard [first, second) of `n` evaluation rows (all of them for one worker).

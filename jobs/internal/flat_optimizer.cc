@@ -49,11 +49,17 @@ double FlatParameters::ClipGradNorm(double max_norm) {
   LATTICE_CHECK(max_norm > 0);
   torch::NoGradGuard no_grad;
   const double norm = grads_.norm().item<double>();
+  ScaleToMaxNorm(grads_, norm, max_norm);
+  return norm;
+}
+
+void FlatParameters::ScaleToMaxNorm(const torch::Tensor& grads, double norm, double max_norm) {
+  LATTICE_CHECK(max_norm > 0);
+  torch::NoGradGuard no_grad;
   const double coef = max_norm / (norm + 1e-6);
   // A NaN norm leaves the gradients as they are and an Inf one zeroes the finite ones; either
   // way the next step's loss is non-finite and the trainer stops the run.
-  if (coef < 1) grads_.mul_(coef);
-  return norm;
+  if (coef < 1) grads.mul_(coef);
 }
 
 FlatOptimizerOptions FlatOptimizerOptions::FromTrainConfig(const TrainConfig& t) {

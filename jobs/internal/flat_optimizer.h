@@ -77,6 +77,9 @@ class FlatParameters {
   // of one of each per parameter. Returns the norm before clipping (a device sync: .item).
   // max_norm must be > 0.
   double ClipGradNorm(double max_norm);
+  // ClipGradNorm's scaling of `grads` (part or all of a gradient whose global L2 norm is
+  // `norm`), for a caller that computed the norm itself (a gang's sharded gradients).
+  static void ScaleToMaxNorm(const torch::Tensor& grads, double norm, double max_norm);
 
  private:
   torch::Tensor padded_params_, padded_grads_, params_, grads_;

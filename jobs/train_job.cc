@@ -21,13 +21,14 @@
 #include "jobs/embed_job.h"
 #include "jobs/internal/data_parallel.h"
 #include "jobs/internal/device.h"
-#include "jobs/internal/class_weights.h"
+#include "jobs/internal/evaluation.h"
 #include "jobs/internal/classification_metrics.h"
 #include "jobs/internal/feature_match.h"
 #include "jobs/internal/flat_optimizer.h"
 #include "jobs/internal/lr_schedule.h"
 #include "jobs/internal/mixup.h"
 #include "jobs/internal/model.h"
+#include "jobs/internal/prepared_data.h"
 #include "jobs/internal/progress.h"
 #include "jobs/internal/sae_trainer.h"
 #include "jobs/internal/projectors.h"
@@ -46,187 +47,12 @@ constexpr char kTorchRngKey[] = "resume.torch_rng";  // the CPU generator (dropo
 constexpr char kBestPrefix[] = "resume.best.";       // + "0.weight": the selected epoch's
 constexpr char kFeatureMapPrefix[] = "resume.feature_map.";  // + "weight", "bias"
 
-// Training and validation tensors, ready for the loop.
-struct PreparedData {
-  torch::Tensor x_train, y_train, x_val, y_val;  // [n, d] float32, [n] int64
-  torch::Tensor x_test, y_test;  // the test part; undefined without one
-  torch::Tensor class_weights;   // [classes] float32 loss weights; undefined without
-  torch::Tensor mean, std;  // [d] standardisation fitted on x_train; undefined without
-  torch::Tensor raw_train, raw_val;  // before standardisation (distill's teacher input)
-  int64_t num_classes = 0;
-};
-
-torch::Tensor FeaturesTensor(const FeatureMatrix& m) {
-  // from_blob does not copy; the tensors built from it are only read.
-  return torch::from_blob(const_cast<float*>(m.data.data()), {m.rows, m.cols}, torch::kFloat);
-}
-
-torch::Tensor LabelsTensor(const std::vector<int64_t>& labels) {
-  return torch::from_blob(const_cast<int64_t*>(labels.data()),
-                          {static_cast<int64_t>(labels.size())}, torch::kLong);
-}
-
-torch::Tensor IndexTensor(const std::vector<int64_t>& idx) {
-  return LabelsTensor(idx).clone();
-}
-
-// What a part's rows are trained towards: its labels, or for an alignment job its target
-// embeddings [n, Dt] (jobs/token_data.h).
-torch::Tensor YTensor(const DatasetPart& part) {
-  return part.targets.rows > 0 ? FeaturesTensor(part.targets) : LabelsTensor(part.labels);
-}
-
-// Splits (or takes the explicit validation part) and standardizes. The returned tensors
-// own their memory unless they alias `data` read-only (explicit validation, no scaling).
-StatusOr<PreparedData> Prepare(const LoadedDataset& data, const DatasetConfig& cfg,
-                               bool keep_raw) {
-  PreparedData p;
-  p.num_classes = data.num_classes;
-  torch::Tensor x = FeaturesTensor(data.train.features);
-  torch::Tensor y = YTensor(data.train);
-  if (data.validation) {
-    p.x_train = x;
-    p.y_train = y;
-    p.x_val = FeaturesTensor(data.validation->features);
-    p.y_val = YTensor(*data.validation);
-  } else {
-    LATTICE_ASSIGN_OR_RETURN(SplitIndices split, MakeDatasetSplit(data.train.labels, cfg));
-    torch::Tensor ti = IndexTensor(split.train);
-    torch::Tensor vi = IndexTensor(split.validation);
-    p.x_train = x.index_select(0, ti);
-    p.y_train = y.index_select(0, ti);
-    p.x_val = x.index_select(0, vi);
-    p.y_val = y.index_select(0, vi);
-    if (!split.test.empty()) {
-      torch::Tensor si = IndexTensor(split.test);
-      p.x_test = x.index_select(0, si);
-      p.y_test = y.index_select(0, si);
-    }
-  }
-  if (data.test) {
-    p.x_test = FeaturesTensor(data.test->features);
-    p.y_test = YTensor(*data.test);
-  }
-  if (keep_raw) {
-    p.raw_train = p.x_train;
-    p.raw_val = p.x_val;
-  }
-  if (cfg.standardize) {
-    torch::Tensor mean = p.x_train.mean(0);
-    torch::Tensor std = p.x_train.std(0, /*unbiased=*/false);
-    // Constant features keep their scale (as in scikit-learn's StandardScaler).
-    std = torch::where(std < 1e-12, torch::ones_like(std), std);
-    p.x_train = (p.x_train - mean) / std;
-    p.x_val = (p.x_val - mean) / std;
-    if (p.x_test.defined()) p.x_test = (p.x_test - mean) / std;
-    p.mean = mean;
-    p.std = std;
-  }
-  p.x_train = p.x_train.contiguous();
-  p.x_val = p.x_val.contiguous();
-  if (p.x_test.defined()) p.x_test = p.x_test.contiguous();
-  return p;
-}
-
-// Moves the tensors the loop reads to `device` (no-ops on the CPU). The standardisation
-// stays on the CPU: it only goes into the checkpoint.
-void MoveTo(PreparedData& p, const torch::Device& device) {
-  p.x_train = p.x_train.to(device);
-  p.y_train = p.y_train.to(device);
-  p.x_val = p.x_val.to(device);
-  p.y_val = p.y_val.to(device);
-  if (p.x_test.defined()) {
-    p.x_test = p.x_test.to(device);
-    p.y_test = p.y_test.to(device);
-  }
-  if (p.class_weights.defined()) p.class_weights = p.class_weights.to(device);
-}
-
-// train.class_weights for the training split (undefined tensor: no weights).
-StatusOr<torch::Tensor> LossWeights(const ClassWeightsConfig& config, const PreparedData& p) {
-  if (config.empty()) return torch::Tensor();
-  torch::Tensor counts = torch::bincount(p.y_train, {}, p.num_classes).to(torch::kLong);
-  std::vector<int64_t> c(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel());
-  LATTICE_ASSIGN_OR_RETURN(std::vector<double> w, internal::ClassWeights(config, c));
-  return torch::tensor(w, torch::kDouble).to(torch::kFloat);
-}
-
-struct EvalResult {
-  double loss = 0;
-  double accuracy = 0;
-  double agreement = 0;     // share of rows where argmax equals the teacher's (distill)
-  double feature_loss = 0;  // MSE(map(s), t) (distill.feature_match), unweighted
-  std::vector<int64_t> confusion;  // classes x classes, [true * classes + predicted]
-};
-
-// Plain cross-entropy and accuracy on the validation split, in chunks; with
-// `teacher_logits` (distill), also the argmax agreement with the teacher; with
-// `feature_match`, also the feature MSE against `teacher_features`. A gang member evaluates
-// its shard of the rows and the sums are added over the members (`dp`: DataParallel).
-StatusOr<EvalResult> Evaluate(internal::DataParallel& dp, internal::TrainModel& model,
-                              const torch::Tensor& x, const torch::Tensor& y, int64_t classes,
-                              const torch::Tensor& teacher_logits = {},
-                              const internal::FeatureMatch* feature_match = nullptr,
-                              const torch::Tensor& teacher_features = {}) {
-  torch::InferenceMode inference;
-  model.eval();
-  constexpr int64_t kChunk = 8192;
-  const int64_t n = x.size(0);
-  const std::pair<int64_t, int64_t> rows_of_member = dp.EvalRows(n);
-  double loss_sum = 0, feature_sum = 0;
-  int64_t correct = 0, agree = 0;
-  torch::Tensor confusion = torch::zeros({classes * classes}, torch::kLong).to(x.device());
-  for (int64_t start = rows_of_member.first; start < rows_of_member.second; start += kChunk) {
-    int64_t len = std::min(kChunk, rows_of_member.second - start);
-    torch::Tensor feature;
-    torch::Tensor logits = feature_match
-                               ? feature_match->Forward(model, x.narrow(0, start, len), &feature)
-                               : model.forward(x.narrow(0, start, len));
-    if (feature_match) {
-      feature_sum += F::mse_loss(feature, teacher_features.narrow(0, start, len),
-                                 F::MSELossFuncOptions().reduction(torch::kSum))
-                         .item<double>();
-    }
-    torch::Tensor yb = y.narrow(0, start, len);
-    loss_sum += F::cross_entropy(logits, yb, F::CrossEntropyFuncOptions().reduction(torch::kSum))
-                    .item<double>();
-    torch::Tensor predicted = logits.argmax(1);
-    correct += predicted.eq(yb).sum().item<int64_t>();
-    confusion += torch::bincount(yb * classes + predicted, {}, classes * classes);
-    if (teacher_logits.defined()) {
-      agree += predicted.eq(teacher_logits.narrow(0, start, len).argmax(1)).sum().item<int64_t>();
-    }
-  }
-  model.train();
-  confusion = confusion.cpu();
-  // Every sum over the members (counts are exact in double up to 2^53).
-  std::vector<double> sums = {loss_sum, feature_sum, static_cast<double>(correct),
-                              static_cast<double>(agree)};
-  const int64_t* cells = confusion.data_ptr<int64_t>();
-  for (int64_t i = 0; i < confusion.numel(); ++i) sums.push_back(static_cast<double>(cells[i]));
-  LATTICE_RETURN_IF_ERROR(dp.SumOverMembers(sums.data(), sums.size()));
-  const double rows = static_cast<double>(n);
-  const double features = feature_match ? rows * teacher_features.size(1) : 1.0;
-  EvalResult result{sums[0] / rows, sums[2] / rows, sums[3] / rows, sums[1] / features, {}};
-  for (size_t i = 4; i < sums.size(); ++i) result.confusion.push_back(static_cast<int64_t>(sums[i]));
-  return result;
-}
-
-// The teacher's own cross-entropy and accuracy on the validation rows (once per run).
-EvalResult EvaluateLogits(const torch::Tensor& logits, const torch::Tensor& y) {
-  torch::InferenceMode inference;
-  const double rows = static_cast<double>(y.size(0));
-  return {F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum))
-                  .item<double>() / rows,
-          logits.argmax(1).eq(y).sum().item<double>() / rows, 1.0, 0.0, {}};
-}
-
 // The state of one training run.
 class Trainer {
  public:
   // `teacher`: distill only (the teacher's logits for the training and validation rows).
   // `model`: internal::MakeTrainModel's, on `device`.
-  Trainer(const JobConfig& cfg, const nlohmann::json& config, PreparedData data,
+  Trainer(const JobConfig& cfg, const nlohmann::json& config, internal::PreparedData data,
           torch::Device device, std::optional<internal::TeacherLogits> teacher,
           std::unique_ptr<internal::TrainModel> model, JobContext& ctx)
       : cfg_(cfg), config_(config), data_(std::move(data)), device_(device),
@@ -306,7 +132,7 @@ class Trainer {
 
   const JobConfig& cfg_;
   const nlohmann::json& config_;  // as submitted: goes into the checkpoint
-  PreparedData data_;
+  internal::PreparedData data_;
   const torch::Device device_;
   const std::optional<internal::TeacherLogits> teacher_;
   JobContext& ctx_;
@@ -636,7 +462,7 @@ StatusOr<JobResult> Trainer::Run() {
   std::map<std::string, double>& last = last_;
   std::map<std::string, double> teacher_metrics;
   if (teacher_) {
-    EvalResult t = EvaluateLogits(teacher_->val, data_.y_val);
+    internal::EvalResult t = internal::EvaluateLogits(teacher_->val, data_.y_val);
     int64_t student_params = 0;
     for (const auto& p : model_->parameters()) student_params += p.numel();
     teacher_metrics = {{"teacher_val_loss", t.loss},
@@ -669,8 +495,8 @@ StatusOr<JobResult> Trainer::Run() {
     // Gangs: every member gets the same values (Evaluate sums the shards in one order), so
     // early stopping and schedules decide alike.
     LATTICE_ASSIGN_OR_RETURN(
-        EvalResult eval,
-        Evaluate(dp_, *model_, data_.x_val, data_.y_val, data_.num_classes,
+        internal::EvalResult eval,
+        internal::Evaluate(dp_, *model_, data_.x_val, data_.y_val, data_.num_classes,
                  teacher_ ? teacher_->val : torch::Tensor(), feature_match_.get(),
                  feature_match_ ? teacher_->features_val : torch::Tensor()));
     schedule_->OnEpochEnd(eval.loss);
@@ -732,13 +558,13 @@ StatusOr<JobResult> Trainer::Run() {
 }
 
 Status Trainer::AddReports(std::map<std::string, double>* metrics) {
-  LATTICE_ASSIGN_OR_RETURN(EvalResult val,
-                           Evaluate(dp_, *model_, data_.x_val, data_.y_val, data_.num_classes));
+  LATTICE_ASSIGN_OR_RETURN(internal::EvalResult val,
+                           internal::Evaluate(dp_, *model_, data_.x_val, data_.y_val, data_.num_classes));
   internal::AddReport(internal::MakeReport(val.confusion, data_.num_classes), "selected_val",
                       metrics);
   if (!data_.x_test.defined()) return Status::Ok();
-  LATTICE_ASSIGN_OR_RETURN(EvalResult test,
-                           Evaluate(dp_, *model_, data_.x_test, data_.y_test, data_.num_classes));
+  LATTICE_ASSIGN_OR_RETURN(internal::EvalResult test,
+                           internal::Evaluate(dp_, *model_, data_.x_test, data_.y_test, data_.num_classes));
   internal::AddReport(internal::MakeReport(test.confusion, data_.num_classes), "test", metrics);
   (*metrics)["test_loss"] = test.loss;
   return Status::Ok();
@@ -813,8 +639,8 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
   }
   LATTICE_ASSIGN_OR_RETURN(torch::Device device, internal::JobDevice(ctx.device));
   internal::SetJobThreads(cfg.train.threads.value_or(ctx.num_threads));
-  LATTICE_ASSIGN_OR_RETURN(PreparedData prepared,
-                           Prepare(*data, cfg.dataset, /*keep_raw=*/cfg.distill.has_value()));
+  LATTICE_ASSIGN_OR_RETURN(internal::PreparedData prepared,
+                           internal::Prepare(*data, cfg.dataset, /*keep_raw=*/cfg.distill.has_value()));
   std::optional<internal::TeacherLogits> teacher;
   if (cfg.distill) {
     std::optional<int64_t> feature_layer;
@@ -825,8 +651,8 @@ StatusOr<JobResult> RunTrain(const JobConfig& cfg, const nlohmann::json& config,
                                           device, ctx.checkpoint, feature_layer));
     prepared.raw_train = prepared.raw_val = torch::Tensor();  // only the teacher reads them
   }
-  LATTICE_ASSIGN_OR_RETURN(prepared.class_weights, LossWeights(cfg.train.class_weights, prepared));
-  MoveTo(prepared, device);
+  LATTICE_ASSIGN_OR_RETURN(prepared.class_weights, internal::LossWeights(cfg.train.class_weights, prepared));
+  internal::MoveTo(prepared, device);
   // Seeded after the teacher was built (its rebuild draws initial weights), so the student
   // starts exactly as the same model would in a train job.
   torch::manual_seed(cfg.seed);
